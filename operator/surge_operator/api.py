@@ -1,0 +1,484 @@
+"""The MessagingCluster resource: the ONE definition of its schema.
+
+`crdgen` turns these models into the CustomResourceDefinition under crds/, the operator
+validates every spec it reads through them, and `examples/` are loaded through them in
+tests. Field names are snake_case here and camelCase on the wire (aliases).
+
+Durations are plain numbers of seconds with a `Seconds` suffix: they validate with simple
+ranges in the schema and read unambiguously in YAML.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "surge.dev"
+VERSION = "v1alpha1"
+KIND = "MessagingCluster"
+PLURAL = "messagingclusters"
+SINGULAR = "messagingcluster"
+SHORT_NAMES = ("mc",)
+
+HISTORY_LIMIT = 20
+MAX_REGIONS = 8
+
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_HANDLER = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+_SUBJECT_TOKEN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+_STREAM_NAME = r"^[A-Za-z0-9_-]+$"
+
+
+class _Model(BaseModel):
+    """Base for every wire model: camelCase aliases, unknown fields rejected, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=False,
+    )
+
+
+def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
+    """A CEL validation rule in the shape of `x-kubernetes-validations` entries."""
+    entry: dict[str, Any] = {"rule": rule, "message": message}
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+# --------------------------------------------------------------------------- enums
+
+
+class Priority(StrEnum):
+    """Message priority classes, most important first."""
+
+    CRITICAL = "critical"
+    NORMAL = "normal"
+    BULK = "bulk"
+
+
+class RegionRole(StrEnum):
+    PRIMARY = "primary"
+    STANDBY = "standby"
+
+
+class StorageType(StrEnum):
+    FILE = "file"
+    MEMORY = "memory"
+
+
+class DeletionPolicy(StrEnum):
+    """What happens to the JetStream stream when the MessagingCluster is deleted."""
+
+    RETAIN = "retain"
+    DELETE = "delete"
+
+
+class ScalingPolicy(StrEnum):
+    """Which decision function drives the worker count (see surge_operator.policy)."""
+
+    SURGE = "surge"
+    KEDA = "keda"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PROVISIONING = "Provisioning"
+    RUNNING = "Running"
+    DEGRADED = "Degraded"
+    FAILING_OVER = "FailingOver"
+    ERROR = "Error"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    STREAM_READY = "StreamReady"
+    WORKERS_READY = "WorkersReady"
+    SCALING = "Scaling"
+    DEGRADED = "Degraded"
+    FAILED_OVER = "FailedOver"
+
+
+# --------------------------------------------------------------------------- spec
+
+
+class SecretKeyRef(_Model):
+    """A key in a Secret in the MessagingCluster's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Secret name.")
+    key: str = Field(
+        default="creds", min_length=1, max_length=253, description="Key within the Secret."
+    )
+
+
+class NatsConnection(_Model):
+    url: str = Field(
+        min_length=1,
+        max_length=512,
+        pattern=r"^(nats|tls|ws|wss)://.+$",
+        description="NATS server URL(s), comma separated, e.g. nats://nats.east:4222.",
+    )
+    credentials_secret: SecretKeyRef | None = Field(
+        default=None,
+        description=(
+            "Secret holding NATS credentials (a .creds file, or `user`/`password`/`token` keys). "
+            "Never copied into status or logs."
+        ),
+    )
+    tls: bool = Field(default=False, description="Require TLS to the NATS server.")
+
+
+class Region(_Model):
+    name: str = Field(
+        min_length=1, max_length=63, pattern=_DNS_LABEL, description="Region name, e.g. east."
+    )
+    role: RegionRole = Field(description="primary serves traffic; standby mirrors the primary.")
+    nats: NatsConnection = Field(description="How to reach this region's NATS.")
+
+
+class StreamSpec(_Model):
+    name: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=_STREAM_NAME,
+        description="JetStream stream name; defaults to SURGE_<NAMESPACE>_<NAME> upper-cased.",
+    )
+    subject_prefix: str = Field(
+        default="support",
+        min_length=1,
+        max_length=128,
+        pattern=_SUBJECT_TOKEN,
+        description="Subjects are <subjectPrefix>.<priority>.<partition>.",
+    )
+    partitions: int = Field(
+        default=16, ge=1, le=1024, description="Partitions; one conversation maps to one partition."
+    )
+    replicas: int = Field(default=1, ge=1, le=5, description="JetStream stream replicas.")
+    storage: StorageType = Field(default=StorageType.FILE, description="Stream storage backend.")
+    max_age_seconds: int = Field(
+        default=7 * 24 * 3600, ge=60, description="Drop messages older than this."
+    )
+    duplicate_window_seconds: int = Field(
+        default=120, ge=1, le=86400, description="Nats-Msg-Id deduplication window."
+    )
+    max_msg_size: int = Field(
+        default=64 * 1024, ge=256, le=8 * 1024 * 1024, description="Largest message in bytes."
+    )
+    max_deliver: int = Field(
+        default=5, ge=1, le=100, description="Deliveries before a message goes to dead-letter."
+    )
+    ack_wait_seconds: int = Field(
+        default=30, ge=1, le=3600, description="Redeliver when a worker has not acked by then."
+    )
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.RETAIN,
+        description="retain keeps the stream when the MessagingCluster is deleted; delete removes it.",
+    )
+
+
+class PriorityClass(_Model):
+    name: Priority = Field(description="critical, normal or bulk.")
+    latency_target_seconds: float = Field(
+        gt=0, le=86400, description="Target p95 queue wait for this class."
+    )
+    sheddable: bool = Field(
+        default=False, description="May be throttled or shed when capacity runs out."
+    )
+
+
+def default_priorities() -> list[PriorityClass]:
+    return [
+        PriorityClass(name=Priority.CRITICAL, latency_target_seconds=2.0, sheddable=False),
+        PriorityClass(name=Priority.NORMAL, latency_target_seconds=10.0, sheddable=False),
+        PriorityClass(name=Priority.BULK, latency_target_seconds=120.0, sheddable=True),
+    ]
+
+
+class EnvVar(_Model):
+    name: str = Field(min_length=1, max_length=256, description="Variable name.")
+    value: str | None = Field(default=None, description="Literal value.")
+    value_from: dict[str, Any] | None = Field(
+        default=None, description="A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef...)."
+    )
+
+
+class Resources(_Model):
+    requests: dict[str, int | str] | None = Field(default=None, description="e.g. cpu: 100m.")
+    limits: dict[str, int | str] | None = Field(default=None, description="e.g. memory: 256Mi.")
+
+
+class WorkersSpec(_Model):
+    image: str = Field(
+        default="surge:0.1.0", min_length=1, max_length=512, description="Worker image."
+    )
+    handler: str = Field(
+        default="surge_workers.handlers:route_and_store",
+        max_length=256,
+        pattern=_HANDLER,
+        description="Message handler as module:function.",
+    )
+    concurrency: int = Field(default=16, ge=1, le=1024, description="In-flight messages per worker.")
+    resources: Resources | None = Field(default=None, description="Container resources.")
+    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra env vars.")
+
+
+class GatewaySpec(_Model):
+    enabled: bool = Field(default=True, description="Run the HTTP ingest gateway.")
+    replicas: int = Field(default=2, ge=0, le=100, description="Gateway replicas.")
+    tokens_secret: SecretKeyRef | None = Field(
+        default=None, description="Secret with per-tenant bearer tokens (tenant: token lines)."
+    )
+    rate_limit_per_tenant: float = Field(
+        default=500.0, gt=0, description="Sustained messages per second per tenant."
+    )
+
+
+class PrometheusSpec(_Model):
+    url: str = Field(
+        min_length=1, max_length=512, pattern=r"^https?://.+$", description="Prometheus base URL."
+    )
+    p95_wait_query: str | None = Field(
+        default=None, max_length=2048, description="PromQL for p95 queue wait in seconds."
+    )
+    error_rate_query: str | None = Field(
+        default=None, max_length=2048, description="PromQL for the handler error ratio."
+    )
+
+
+class AutoscalingSpec(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.minReplicas <= self.maxReplicas",
+                    "spec.autoscaling.minReplicas must be less than or equal to maxReplicas",
+                    ".minReplicas",
+                )
+            ]
+        }
+    )
+
+    enabled: bool = Field(default=True, description="Let Surge set the worker count.")
+    policy: ScalingPolicy = Field(default=ScalingPolicy.SURGE, description="Decision function.")
+    min_replicas: int = Field(default=1, ge=0, le=1000, description="Fewest workers.")
+    max_replicas: int = Field(default=20, ge=1, le=1000, description="Most workers.")
+    target_utilization: float = Field(
+        default=0.7, gt=0, le=1, description="Fraction of worker capacity to plan for."
+    )
+    max_step: int = Field(default=10, ge=1, le=1000, description="Most workers added per decision.")
+    scale_down_stabilization_seconds: int = Field(
+        default=60, ge=0, le=3600, description="Scale down only after demand stayed low this long."
+    )
+    pod_startup_seconds: float = Field(
+        default=5.0, ge=0, le=600, description="Expected time for a new worker to become ready."
+    )
+    service_rate_hint: float | None = Field(
+        default=None, gt=0, description="Messages per second one worker handles, until measured."
+    )
+    tick_seconds: float = Field(default=1.0, ge=0.2, le=60, description="Decision interval.")
+    prometheus: PrometheusSpec | None = Field(default=None, description="Optional latency source.")
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"autoscaling.minReplicas ({self.min_replicas}) must be less than or equal to "
+                f"autoscaling.maxReplicas ({self.max_replicas})"
+            )
+        return self
+
+
+class DegradationSpec(_Model):
+    enabled: bool = Field(default=True, description="Throttle and shed low priorities when short.")
+    enter_after_seconds: float = Field(
+        default=3.0, ge=0, le=3600, description="Overload must last this long to raise the level."
+    )
+    exit_after_seconds: float = Field(
+        default=30.0, ge=0, le=3600, description="Recovery must last this long to lower it."
+    )
+    max_level: int = Field(default=3, ge=0, le=3, description="Highest level Surge may enter.")
+
+
+class FailoverSpec(_Model):
+    enabled: bool = Field(default=True, description="Promote the standby when the primary dies.")
+    probe_interval_seconds: float = Field(
+        default=2.0, ge=0.2, le=300, description="Seconds between health probes."
+    )
+    failure_threshold: int = Field(
+        default=3, ge=1, le=100, description="Failed probes in a row before promotion."
+    )
+    automatic_failback: bool = Field(
+        default=False, description="Return to the original primary once it is healthy again."
+    )
+
+
+class MessagingClusterSpec(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.regions.filter(r, r.role == 'primary').size() == 1",
+                    "spec.regions must contain exactly one region with role primary",
+                    ".regions",
+                )
+            ]
+        }
+    )
+
+    regions: list[Region] = Field(
+        min_length=1,
+        max_length=MAX_REGIONS,
+        description="NATS per region; exactly one primary.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Worker count when autoscaling is off (the scale subresource writes it).",
+    )
+    stream: StreamSpec = Field(default_factory=StreamSpec, description="The durable queue.")
+    priorities: list[PriorityClass] = Field(
+        default_factory=default_priorities,
+        min_length=1,
+        max_length=3,
+        description="Latency target and sheddability per priority class.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    workers: WorkersSpec = Field(default_factory=WorkersSpec, description="Worker pods.")
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="HTTP ingest.")
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Scaling.")
+    degradation: DegradationSpec = Field(
+        default_factory=DegradationSpec, description="Graceful degradation."
+    )
+    failover: FailoverSpec = Field(default_factory=FailoverSpec, description="Region failover.")
+
+    @field_validator("regions")
+    @classmethod
+    def _one_primary_unique_names(cls, regions: list[Region]) -> list[Region]:
+        primaries = [r.name for r in regions if r.role is RegionRole.PRIMARY]
+        if len(primaries) != 1:
+            raise ValueError(
+                f"spec.regions must contain exactly one region with role primary, found "
+                f"{len(primaries)}" + (f" ({', '.join(primaries)})" if primaries else "")
+            )
+        names = [r.name for r in regions]
+        if len(set(names)) != len(names):
+            raise ValueError("spec.regions names must be unique")
+        return regions
+
+    @field_validator("priorities")
+    @classmethod
+    def _unique_priorities(cls, priorities: list[PriorityClass]) -> list[PriorityClass]:
+        names = [p.name for p in priorities]
+        if len(set(names)) != len(names):
+            raise ValueError("spec.priorities names must be unique")
+        return priorities
+
+    # -- derived values, so callers never re-implement defaults
+
+    def primary_region(self) -> Region:
+        return next(r for r in self.regions if r.role is RegionRole.PRIMARY)
+
+    def standby_regions(self) -> list[Region]:
+        return [r for r in self.regions if r.role is RegionRole.STANDBY]
+
+    def latency_targets(self) -> dict[Priority, float]:
+        """Latency target per class; classes not listed keep their defaults."""
+        targets = {p.name: p.latency_target_seconds for p in default_priorities()}
+        targets.update({p.name: p.latency_target_seconds for p in self.priorities})
+        return targets
+
+    def sheddable(self) -> frozenset[Priority]:
+        flags = {p.name: p.sheddable for p in default_priorities()}
+        flags.update({p.name: p.sheddable for p in self.priorities})
+        return frozenset(name for name, shed in flags.items() if shed)
+
+
+def stream_name(namespace: str, name: str, spec: MessagingClusterSpec) -> str:
+    """The JetStream stream name for a MessagingCluster (explicit or derived)."""
+    if spec.stream.name:
+        return spec.stream.name
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"SURGE_{namespace}_{name}").upper()
+
+
+# --------------------------------------------------------------------------- status
+
+
+class Condition(_Model):
+    """Standard Kubernetes condition shape (metav1.Condition)."""
+
+    type: ConditionType = Field(description="Condition type.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="CamelCase machine-readable reason.",
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable detail.")
+    last_transition_time: str = Field(description="RFC 3339 time the status last changed.")
+    observed_generation: int | None = Field(default=None, ge=0, description="Generation seen.")
+
+
+class HistoryEntry(_Model):
+    time: str = Field(description="RFC 3339 time of the decision.")
+    kind: Literal["scale", "degrade", "failover", "failback"] = Field(description="What changed.")
+    from_value: str = Field(alias="from", description="Value before.")
+    to_value: str = Field(alias="to", description="Value after.")
+    reason: str = Field(max_length=1024, description="Why, in words.")
+
+
+class MessagingClusterStatus(_Model):
+    phase: Phase | None = Field(default=None, description="Coarse lifecycle phase.")
+    observed_generation: int | None = Field(default=None, ge=0, description="Generation handled.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Ready, StreamReady, WorkersReady, Scaling, Degraded, FailedOver.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    replicas: int | None = Field(default=None, ge=0, description="Worker pods that exist.")
+    ready_replicas: int | None = Field(default=None, ge=0, description="Worker pods ready.")
+    desired_replicas: int | None = Field(default=None, ge=0, description="Last decision.")
+    selector: str | None = Field(default=None, description="Worker pod label selector (scale).")
+    backlog: int | None = Field(default=None, ge=0, description="Pending + unacked messages.")
+    arrival_rate: float | None = Field(default=None, ge=0, description="Messages per second in.")
+    p95_wait: float | None = Field(default=None, ge=0, description="p95 queue wait, seconds.")
+    degradation_level: int | None = Field(default=None, ge=0, le=3, description="0 normal .. 3.")
+    active_region: str | None = Field(default=None, description="Region serving traffic.")
+    failover_epoch: int | None = Field(default=None, ge=0, description="Promotions so far.")
+    stream: str | None = Field(default=None, description="JetStream stream name in use.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list,
+        max_length=HISTORY_LIMIT,
+        description="Most recent scaling, degradation and failover decisions, newest last.",
+    )
+
+
+class MessagingCluster(_Model):
+    """The whole object, for loading examples and tests (apiVersion/kind/metadata/spec)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["surge.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["MessagingCluster"]
+    metadata: dict[str, Any]
+    spec: MessagingClusterSpec
+    status: MessagingClusterStatus | None = None
+
+
+def parse_spec(spec: dict[str, Any]) -> MessagingClusterSpec:
+    """Validate a spec dict as it comes from the API server (camelCase)."""
+    return MessagingClusterSpec.model_validate(spec)

@@ -1,0 +1,220 @@
+"""Models -> Kubernetes structural OpenAPI schema -> CustomResourceDefinition.
+
+pydantic's JSON Schema is not a structural schema as it stands. This module converts it
+once, in one place:
+
+- `$ref`s are inlined (structural schemas allow no references);
+- `anyOf: [X, {type: null}]` becomes X with `nullable: true`;
+- `anyOf: [integer, string]` becomes `x-kubernetes-int-or-string`;
+- free-form maps (`dict[str, Any]`) become `x-kubernetes-preserve-unknown-fields`;
+- titles go, descriptions stay; object defaults become `{}` so the API server defaults
+  the scalars inside without duplicating them here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from surge_operator import api
+
+_KEEP = {
+    "type",
+    "description",
+    "default",
+    "enum",
+    "format",
+    "pattern",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "required",
+    "x-kubernetes-validations",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
+    "nullable",
+}
+
+
+class SchemaConversionError(ValueError):
+    """The models use a JSON Schema construct that has no structural equivalent."""
+
+
+def structural_schema(model: type[api.BaseModel]) -> dict[str, Any]:
+    """The structural OpenAPI v3 schema of a pydantic model, with camelCase field names."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs: dict[str, Any] = raw.pop("$defs", {})
+    return _convert(raw, defs)
+
+
+def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" not in node:
+        return node
+    target = defs[node["$ref"].rsplit("/", 1)[-1]]
+    # Sibling keys (description, default) override the referenced definition's.
+    merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return _resolve(merged, defs)
+
+
+def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    node = _resolve(node, defs)
+    if "anyOf" in node:
+        return _convert_any_of(node, defs)
+    if "allOf" in node and len(node["allOf"]) == 1:
+        rest = {k: v for k, v in node.items() if k != "allOf"}
+        return _convert({**_resolve(node["allOf"][0], defs), **rest}, defs)
+    if "const" in node:
+        node = {**{k: v for k, v in node.items() if k != "const"}, "enum": [node["const"]]}
+
+    out: dict[str, Any] = {k: v for k, v in node.items() if k in _KEEP}
+    _exclusive_bounds_to_openapi_v3_0(out)
+    kind = node.get("type")
+    if kind == "object":
+        props = node.get("properties")
+        additional = node.get("additionalProperties")
+        if props:
+            out["properties"] = {name: _convert(sub, defs) for name, sub in props.items()}
+            if isinstance(out.get("default"), dict):
+                out["default"] = {}
+        elif isinstance(additional, dict) and additional:
+            out["additionalProperties"] = _convert(additional, defs)
+        else:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+    elif kind == "array":
+        out["items"] = _convert(node.get("items", {}), defs)
+        if "default" in out:
+            out["default"] = _plain(out["default"])
+    elif kind is None and not out.get("x-kubernetes-int-or-string"):
+        raise SchemaConversionError(f"schema node without a type: {sorted(node)}")
+    return out
+
+
+def _convert_any_of(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    options = [_resolve(o, defs) for o in node["anyOf"]]
+    non_null = [o for o in options if o.get("type") != "null"]
+    nullable = len(non_null) < len(options)
+    siblings = {k: v for k, v in node.items() if k != "anyOf"}
+    if sorted(o.get("type", "") for o in non_null) == ["integer", "string"]:
+        out: dict[str, Any] = {"x-kubernetes-int-or-string": True}
+        out.update({k: v for k, v in siblings.items() if k in _KEEP})
+    elif len(non_null) == 1:
+        out = _convert({**non_null[0], **siblings}, defs)
+    else:
+        raise SchemaConversionError(f"union of {[o.get('type') for o in non_null]} is not structural")
+    if nullable:
+        out["nullable"] = True
+        if out.get("default") is None:
+            out.pop("default", None)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """Defaults as plain YAML data (enums and models already arrive as JSON values)."""
+    return value
+
+
+def _exclusive_bounds_to_openapi_v3_0(out: dict[str, Any]) -> None:
+    """JSON Schema 2020 writes `exclusiveMinimum: 0`; OpenAPI 3.0 wants a bound plus a flag."""
+    for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        value = out.get(flag)
+        if isinstance(value, bool) or value is None:
+            continue
+        out[bound] = value
+        out[flag] = True
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Shared lists (e.g. `required`) must be written out, not as YAML anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def printer_columns() -> list[dict[str, Any]]:
+    return [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Region", "type": "string", "jsonPath": ".status.activeRegion"},
+        {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
+        {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},
+        {"name": "Backlog", "type": "integer", "jsonPath": ".status.backlog"},
+        {
+            "name": "P95-Wait",
+            "type": "number",
+            "jsonPath": ".status.p95Wait",
+            "description": "p95 queue wait in seconds",
+        },
+        {"name": "Level", "type": "integer", "jsonPath": ".status.degradationLevel"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def build_crd() -> dict[str, Any]:
+    """The MessagingCluster CustomResourceDefinition as a dict."""
+    spec_schema = structural_schema(api.MessagingClusterSpec)
+    status_schema = structural_schema(api.MessagingClusterStatus)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{api.PLURAL}.{api.GROUP}",
+            "labels": {"app.kubernetes.io/name": "surge", "app.kubernetes.io/part-of": "surge"},
+        },
+        "spec": {
+            "group": api.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": api.KIND,
+                "listKind": f"{api.KIND}List",
+                "plural": api.PLURAL,
+                "singular": api.SINGULAR,
+                "shortNames": list(api.SHORT_NAMES),
+                "categories": ["surge"],
+            },
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": printer_columns(),
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": (
+                                "A NATS JetStream support-messaging pipeline with autoscaled "
+                                "workers, graceful degradation and regional failover."
+                            ),
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render_crd_yaml() -> str:
+    header = "# GENERATED by `surge crds` from surge_operator.api. Do not edit by hand.\n"
+    return header + yaml.dump(build_crd(), Dumper=_NoAliasDumper, sort_keys=False, width=100)

@@ -185,7 +185,7 @@ class StreamSpec(_Model):
     )
     deletion_policy: DeletionPolicy = Field(
         default=DeletionPolicy.RETAIN,
-        description="retain keeps the stream when the MessagingCluster is deleted; delete removes it.",
+        description="retain keeps the stream when the resource is deleted; delete removes it.",
     )
 
 
@@ -230,7 +230,9 @@ class WorkersSpec(_Model):
         pattern=_HANDLER,
         description="Message handler as module:function.",
     )
-    concurrency: int = Field(default=16, ge=1, le=1024, description="In-flight messages per worker.")
+    concurrency: int = Field(
+        default=16, ge=1, le=1024, description="In-flight messages per worker."
+    )
     resources: Resources | None = Field(default=None, description="Container resources.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra env vars.")
 
@@ -424,7 +426,8 @@ class Condition(_Model):
     type: ConditionType = Field(description="Condition type.")
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(
-        max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
         description="CamelCase machine-readable reason.",
     )
     message: str = Field(default="", max_length=32768, description="Human-readable detail.")

@@ -16,7 +16,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-bench_app = typer.Typer(help="Benchmarks that print ratios against a baseline measured in the same run.")
+bench_app = typer.Typer(
+    help="Benchmarks that print ratios against a baseline measured in the same run."
+)
 app.add_typer(bench_app, name="bench")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from surge_operator import api
 
@@ -48,7 +49,7 @@ class SchemaConversionError(ValueError):
     """The models use a JSON Schema construct that has no structural equivalent."""
 
 
-def structural_schema(model: type[api.BaseModel]) -> dict[str, Any]:
+def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The structural OpenAPI v3 schema of a pydantic model, with camelCase field names."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs: dict[str, Any] = raw.pop("$defs", {})
@@ -108,7 +109,9 @@ def _convert_any_of(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any
     elif len(non_null) == 1:
         out = _convert({**non_null[0], **siblings}, defs)
     else:
-        raise SchemaConversionError(f"union of {[o.get('type') for o in non_null]} is not structural")
+        raise SchemaConversionError(
+            f"union of {[o.get('type') for o in non_null]} is not structural"
+        )
     if nullable:
         out["nullable"] = True
         if out.get("default") is None:

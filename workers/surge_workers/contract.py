@@ -1,0 +1,340 @@
+"""The wire contract shared by the operator, the workers, the gateway and the load generator.
+
+Everything here is pure (no nats, no I/O, no clock reads) so the operator and the
+autoscaler can import it without pulling in the data plane.
+
+Subjects
+    ``<prefix>.<priority>.<partition>`` where priority is ``critical | normal | bulk`` and
+    partition = crc32(conversation id) mod N. One conversation therefore always lands on
+    one subject, which is what keeps it ordered in the stream.
+Dead letters
+    ``<prefix>.dlq.<priority>`` in their own stream ``<stream>-dlq`` (the token ``dlq`` can
+    never be a priority, so the two streams' subjects never overlap).
+Consumers
+    one durable pull consumer per priority, ``surge-<priority>``, filtering
+    ``<prefix>.<priority>.>``.
+KV buckets
+    ``<stream>-degradation`` (key ``level``), ``<stream>-routing`` (sticky team per
+    conversation) and ``<stream>-transcripts`` (one key per stored message).
+Degradation levels
+    0 normal · 1 throttle bulk · 2 shed bulk and non-essential features · 3 critical only.
+    :func:`admission` says what the gateway does with a write, :func:`worker_share` how
+    much of a worker's capacity a priority may use, :func:`features` what stays enabled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import zlib
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Final
+
+
+class Priority(StrEnum):
+    """Message classes, declared from most to least urgent (iteration order is pull order)."""
+
+    CRITICAL = "critical"
+    NORMAL = "normal"
+    BULK = "bulk"
+
+    @property
+    def rank(self) -> int:
+        """0 for the most urgent class; lower ranks are always served first."""
+        return _RANK[self]
+
+
+PRIORITIES: Final[tuple[Priority, ...]] = (Priority.CRITICAL, Priority.NORMAL, Priority.BULK)
+_RANK: Final[dict[Priority, int]] = {p: i for i, p in enumerate(PRIORITIES)}
+
+
+class Header:
+    """Header names carried by every message (and by dead letters)."""
+
+    MSG_ID: Final = "Nats-Msg-Id"  # JetStream de-duplicates on it within the duplicate window
+    CONVERSATION: Final = "Surge-Conversation"
+    TENANT: Final = "Surge-Tenant"
+    PRIORITY: Final = "Surge-Priority"
+    ENQUEUED_AT: Final = "Surge-Enqueued-At"  # unix seconds, set once by the first publisher
+    # Dead-letter envelope: why and where the message died.
+    DEAD_REASON: Final = "Surge-Dead-Reason"
+    DEAD_SUBJECT: Final = "Surge-Dead-Subject"
+    DEAD_SEQ: Final = "Surge-Dead-Seq"
+    DEAD_DELIVERIES: Final = "Surge-Dead-Deliveries"
+
+
+# Ids become KV key tokens and subject tokens, so the gateway only accepts this alphabet.
+ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
+_ID_RE: Final = re.compile(ID_PATTERN)
+_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+_STREAM_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+
+DLQ_TOKEN: Final = "dlq"
+DEGRADATION_KEY: Final = "level"
+
+
+# --- naming -------------------------------------------------------------------------------
+
+
+def is_valid_id(value: str) -> bool:
+    return _ID_RE.match(value) is not None
+
+
+def is_valid_prefix(prefix: str) -> bool:
+    return _PREFIX_RE.match(prefix) is not None
+
+
+def is_valid_stream_name(name: str) -> bool:
+    return _STREAM_RE.match(name) is not None
+
+
+def partition_for(conversation_id: str, partitions: int) -> int:
+    """Stable partition of a conversation: crc32 is the same in every process and language."""
+    if partitions < 1:
+        raise ValueError("partitions must be >= 1")
+    return zlib.crc32(conversation_id.encode()) % partitions
+
+
+def subject_for(prefix: str, priority: Priority, partition: int) -> str:
+    return f"{prefix}.{priority.value}.{partition}"
+
+
+def message_subject(prefix: str, priority: Priority, conversation_id: str, partitions: int) -> str:
+    return subject_for(prefix, priority, partition_for(conversation_id, partitions))
+
+
+def priority_filter(prefix: str, priority: Priority) -> str:
+    """The filter subject of the durable consumer for one priority."""
+    return f"{prefix}.{priority.value}.>"
+
+
+def stream_subjects(prefix: str) -> list[str]:
+    return [priority_filter(prefix, p) for p in PRIORITIES]
+
+
+def parse_subject(prefix: str, subject: str) -> tuple[Priority, int]:
+    """Inverse of :func:`subject_for`; raises ValueError on anything else."""
+    head = prefix + "."
+    if not subject.startswith(head):
+        raise ValueError(f"subject {subject!r} is not under prefix {prefix!r}")
+    parts = subject[len(head) :].split(".")
+    if len(parts) != 2 or not parts[1].isdigit():
+        raise ValueError(f"subject {subject!r} is not <prefix>.<priority>.<partition>")
+    return Priority(parts[0]), int(parts[1])
+
+
+def consumer_name(priority: Priority) -> str:
+    """Durable consumer name; consumer names are scoped per stream so no stream in it."""
+    return f"surge-{priority.value}"
+
+
+def dead_letter_stream(stream: str) -> str:
+    return f"{stream}-dlq"
+
+
+def dead_letter_subject(prefix: str, priority: Priority) -> str:
+    return f"{prefix}.{DLQ_TOKEN}.{priority.value}"
+
+
+def dead_letter_msg_id(stream: str, seq: int) -> str:
+    """Dedup id of a dead letter: two workers (or a worker and the advisory listener)
+    dead-lettering the same stream message produce one dead letter."""
+    return f"dlq-{stream}-{seq}"
+
+
+def degradation_bucket(stream: str) -> str:
+    return f"{stream}-degradation"
+
+
+def routing_bucket(stream: str) -> str:
+    return f"{stream}-routing"
+
+
+def transcripts_bucket(stream: str) -> str:
+    return f"{stream}-transcripts"
+
+
+def kv_buckets(stream: str) -> tuple[str, str, str]:
+    return degradation_bucket(stream), routing_bucket(stream), transcripts_bucket(stream)
+
+
+def key_token(value: str) -> str:
+    """A KV-key-safe token for an id: the id itself when it is in the id alphabet, otherwise
+    a stable digest (ids published straight to NATS may contain anything)."""
+    if _ID_RE.match(value):
+        return value
+    return "h" + hashlib.sha256(value.encode()).hexdigest()[:40]
+
+
+def transcript_key(conversation_id: str, msg_id: str) -> str:
+    """One key per stored message: creating it is the idempotent effect of processing."""
+    return f"t.{key_token(conversation_id)}.{key_token(msg_id)}"
+
+
+def transcript_filter(conversation_id: str) -> str:
+    return f"t.{key_token(conversation_id)}.*"
+
+
+def sticky_key(conversation_id: str) -> str:
+    return f"c.{key_token(conversation_id)}"
+
+
+def completion_subject(stream: str) -> str:
+    """Core-NATS subject on which workers (optionally) announce finished messages so an
+    open-loop load generator can measure end-to-end latency without polling."""
+    return f"_SURGE.done.{stream}"
+
+
+def max_deliveries_advisory(stream: str, consumer: str) -> str:
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
+
+
+# --- timestamps ---------------------------------------------------------------------------
+
+
+def format_enqueued_at(unix_seconds: float) -> str:
+    return f"{unix_seconds:.6f}"
+
+
+def parse_enqueued_at(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+# --- degradation --------------------------------------------------------------------------
+
+
+class DegradationLevel(IntEnum):
+    NORMAL = 0
+    THROTTLE_BULK = 1
+    SHED_BULK = 2
+    CRITICAL_ONLY = 3
+
+
+class Admission(StrEnum):
+    """What happens to a new write of one priority at one level."""
+
+    ADMIT = "admit"
+    THROTTLE = "throttle"  # admitted at a reduced per-tenant rate; over it -> 429
+    SHED = "shed"  # refused with 429 + Retry-After; never queued
+
+
+class Feature(StrEnum):
+    """Non-essential work a handler may skip when degraded."""
+
+    TOPIC_ROUTING = "topic_routing"  # keyword analysis of the text to pick a team
+
+
+_ADMISSION: Final[dict[DegradationLevel, dict[Priority, Admission]]] = {
+    DegradationLevel.NORMAL: {
+        Priority.CRITICAL: Admission.ADMIT,
+        Priority.NORMAL: Admission.ADMIT,
+        Priority.BULK: Admission.ADMIT,
+    },
+    DegradationLevel.THROTTLE_BULK: {
+        Priority.CRITICAL: Admission.ADMIT,
+        Priority.NORMAL: Admission.ADMIT,
+        Priority.BULK: Admission.THROTTLE,
+    },
+    DegradationLevel.SHED_BULK: {
+        Priority.CRITICAL: Admission.ADMIT,
+        Priority.NORMAL: Admission.ADMIT,
+        Priority.BULK: Admission.SHED,
+    },
+    DegradationLevel.CRITICAL_ONLY: {
+        Priority.CRITICAL: Admission.ADMIT,
+        Priority.NORMAL: Admission.SHED,
+        Priority.BULK: Admission.SHED,
+    },
+}
+
+# Fraction of a worker's pull capacity a priority may hold. Shed classes get 0: their queued
+# messages stay in the stream (nothing is dropped) until the level falls again.
+_WORKER_SHARE: Final[dict[DegradationLevel, dict[Priority, float]]] = {
+    DegradationLevel.NORMAL: {Priority.CRITICAL: 1.0, Priority.NORMAL: 1.0, Priority.BULK: 1.0},
+    DegradationLevel.THROTTLE_BULK: {
+        Priority.CRITICAL: 1.0,
+        Priority.NORMAL: 1.0,
+        Priority.BULK: 0.25,
+    },
+    DegradationLevel.SHED_BULK: {Priority.CRITICAL: 1.0, Priority.NORMAL: 1.0, Priority.BULK: 0.0},
+    DegradationLevel.CRITICAL_ONLY: {
+        Priority.CRITICAL: 1.0,
+        Priority.NORMAL: 0.0,
+        Priority.BULK: 0.0,
+    },
+}
+
+THROTTLED_RATE_FRACTION: Final = 0.1  # of the tenant's normal rate, while THROTTLE applies
+
+
+def admission(level: DegradationLevel, priority: Priority) -> Admission:
+    return _ADMISSION[level][priority]
+
+
+def worker_share(level: DegradationLevel, priority: Priority) -> float:
+    return _WORKER_SHARE[level][priority]
+
+
+def retry_after_seconds(level: DegradationLevel, priority: Priority) -> int:
+    """Retry-After for a refused write: short while throttled, longer when shed, so
+    clients back off harder the deeper the degradation."""
+    decision = admission(level, priority)
+    if decision is Admission.ADMIT:
+        return 0
+    if decision is Admission.THROTTLE:
+        return 1
+    return 5 * int(level)
+
+
+def features(level: DegradationLevel) -> frozenset[Feature]:
+    if level >= DegradationLevel.SHED_BULK:
+        return frozenset()
+    return frozenset({Feature.TOPIC_ROUTING})
+
+
+@dataclass(frozen=True)
+class DegradationState:
+    """The value stored under ``level`` in the degradation bucket (JSON)."""
+
+    level: DegradationLevel = DegradationLevel.NORMAL
+    reason: str = ""
+    at: float = 0.0
+
+
+def encode_degradation(state: DegradationState) -> bytes:
+    return json.dumps(
+        {"level": int(state.level), "reason": state.reason, "at": state.at}, sort_keys=True
+    ).encode()
+
+
+def decode_degradation(raw: bytes | None) -> DegradationState:
+    """Lenient on purpose: a bare ``2`` is accepted, and garbage means level 0 rather than
+    an outage of the data plane."""
+    if not raw:
+        return DegradationState()
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return DegradationState()
+    if isinstance(doc, int):
+        doc = {"level": doc}
+    if not isinstance(doc, dict):
+        return DegradationState()
+    try:
+        level = DegradationLevel(int(doc.get("level", 0)))
+    except (TypeError, ValueError):
+        return DegradationState()
+    reason = doc.get("reason", "")
+    at = doc.get("at", 0.0)
+    return DegradationState(
+        level=level,
+        reason=reason if isinstance(reason, str) else "",
+        at=float(at) if isinstance(at, int | float) else 0.0,
+    )

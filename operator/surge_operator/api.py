@@ -23,6 +23,7 @@ KIND = "MessagingCluster"
 PLURAL = "messagingclusters"
 SINGULAR = "messagingcluster"
 SHORT_NAMES = ("mc",)
+API_VERSION = f"{GROUP}/{VERSION}"
 
 HISTORY_LIMIT = 20
 MAX_REGIONS = 8

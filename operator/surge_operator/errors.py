@@ -1,0 +1,82 @@
+"""Domain exceptions of the operator. Core code raises these; only `handlers/` maps them
+to kopf's TemporaryError (retry with back-off) or PermanentError (give up until the spec
+changes).
+
+    SurgeError
+    ├── InvalidSpecError            the spec does not validate against the models   [permanent]
+    ├── DependencyError             something outside the operator is not there yet [temporary]
+    │   ├── CredentialsSecretMissingError   the NATS credentials Secret/key is absent
+    │   └── NatsUnavailableError            the NATS server cannot be reached
+    ├── ProvisioningError           JetStream refused the stream/consumers/KV        [temporary]
+    │   └── ImmutableStreamFieldError       a change JetStream cannot apply in place [permanent]
+    └── KubeApiError                the API server refused a request
+        ├── KubeConflictError           409 (optimistic concurrency / apply conflict) [temporary]
+        ├── KubeNotFoundError           404                                          [temporary]
+        └── KubeRejectedError           422/400: the object is invalid              [permanent]
+
+Every error carries a CamelCase `reason` used verbatim in conditions and Events.
+"""
+
+from __future__ import annotations
+
+
+class SurgeError(Exception):
+    reason: str = "Error"
+    #: seconds the handler should wait before retrying (temporary errors only)
+    retry_after: float = 10.0
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidSpecError(SurgeError):
+    reason = "InvalidSpec"
+
+
+class DependencyError(SurgeError):
+    reason = "DependencyNotReady"
+
+
+class CredentialsSecretMissingError(DependencyError):
+    reason = "CredentialsSecretMissing"
+    retry_after = 15.0
+
+
+class NatsUnavailableError(DependencyError):
+    reason = "NatsUnavailable"
+    retry_after = 5.0
+
+
+class ProvisioningError(SurgeError):
+    reason = "StreamProvisioningFailed"
+
+
+class ImmutableStreamFieldError(ProvisioningError):
+    reason = "StreamChangeRefused"
+
+
+class KubeApiError(SurgeError):
+    reason = "KubernetesApiError"
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KubeConflictError(KubeApiError):
+    reason = "KubernetesConflict"
+    retry_after = 1.0
+
+
+class KubeRejectedError(KubeApiError):
+    reason = "KubernetesRejected"
+
+
+class KubeNotFoundError(KubeApiError):
+    reason = "NotFound"
+
+
+def is_permanent(error: SurgeError) -> bool:
+    """True when retrying cannot help until the spec (or a referenced object) changes."""
+    return isinstance(error, InvalidSpecError | ImmutableStreamFieldError | KubeRejectedError)

@@ -1,0 +1,85 @@
+"""Pure builders: a `BuildContext` in, the manifests the cluster should own out.
+
+`desired_objects(ctx)` is the ordered list that the lifecycle handler applies. The order
+matters on first creation: identity and configuration exist before the Deployments whose
+pods reference them (a pod whose ServiceAccount or envFrom ConfigMap is missing fails to
+start and backs off), and the Deployments exist before the objects that only select them.
+`obsolete_objects(ctx)` names what must go when a feature is switched off (the gateway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from surge_operator.resources.config_map import build_config_map
+from surge_operator.resources.context import BuildContext, owner_reference
+from surge_operator.resources.deployment import build_worker_deployment
+from surge_operator.resources.gateway import build_gateway_deployment, build_gateway_service
+from surge_operator.resources.identity import (
+    build_role,
+    build_role_binding,
+    build_service_account,
+)
+from surge_operator.resources.labels import gateway_name
+from surge_operator.resources.network_policy import build_network_policy
+from surge_operator.resources.pdb import build_gateway_pdb, build_worker_pdb
+
+__all__ = [
+    "BuildContext",
+    "ObjectRef",
+    "desired_objects",
+    "obsolete_objects",
+    "owner_reference",
+    "ref_of",
+]
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def ref_of(obj: dict[str, Any]) -> ObjectRef:
+    meta = obj["metadata"]
+    return ObjectRef(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+
+
+def _gateway_enabled(ctx: BuildContext) -> bool:
+    return ctx.spec.gateway.enabled
+
+
+def desired_objects(ctx: BuildContext) -> list[dict[str, Any]]:
+    objects = [
+        build_service_account(ctx),
+        build_role(ctx),
+        build_role_binding(ctx),
+        build_config_map(ctx),
+        build_worker_deployment(ctx),
+        build_worker_pdb(ctx),
+    ]
+    if _gateway_enabled(ctx):
+        objects += [
+            build_gateway_deployment(ctx),
+            build_gateway_service(ctx),
+            build_gateway_pdb(ctx),
+        ]
+    objects.append(build_network_policy(ctx))
+    return objects
+
+
+def obsolete_objects(ctx: BuildContext) -> list[ObjectRef]:
+    if _gateway_enabled(ctx):
+        return []
+    name = gateway_name(ctx)
+    return [
+        ObjectRef("apps/v1", "Deployment", ctx.namespace, name),
+        ObjectRef("v1", "Service", ctx.namespace, name),
+        ObjectRef("policy/v1", "PodDisruptionBudget", ctx.namespace, name),
+    ]

@@ -1,0 +1,63 @@
+"""ConfigMap with the data-plane settings; worker and gateway pods read it with `envFrom`.
+
+Keys are the SURGE_* variables that surge-worker and surge-gateway read (see
+surge_workers/settings.py). Nothing secret goes here: NATS credentials are mounted from
+their Secret as a file and only the *path* appears in this map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from surge_operator.resources.context import BuildContext
+from surge_operator.resources.labels import config_name, metadata
+
+CREDS_DIR = "/var/run/secrets/surge/nats"
+CREDS_FILE = "nats.creds"
+TOKENS_DIR = "/var/run/secrets/surge/tokens"
+TOKENS_FILE = "tokens"
+GATEWAY_PORT = 8080
+METRICS_PORT = 9100
+
+
+def config_data(ctx: BuildContext) -> dict[str, str]:
+    spec = ctx.spec
+    region = ctx.region
+    data = {
+        "SURGE_CLUSTER": ctx.name,
+        "SURGE_NAMESPACE": ctx.namespace,
+        "SURGE_REGION": region.name,
+        "SURGE_NATS_URL": region.nats.url,
+        "SURGE_NATS_TLS": "true" if region.nats.tls else "false",
+        "SURGE_STREAM": ctx.stream,
+        "SURGE_SUBJECT_PREFIX": spec.stream.subject_prefix,
+        "SURGE_PARTITIONS": str(spec.stream.partitions),
+        "SURGE_MAX_MSG_SIZE": str(spec.stream.max_msg_size),
+        "SURGE_HANDLER": spec.workers.handler,
+        "SURGE_CONCURRENCY": str(spec.workers.concurrency),
+        "SURGE_RATE_LIMIT_PER_TENANT": f"{spec.gateway.rate_limit_per_tenant:g}",
+        "SURGE_LOG_FORMAT": "json",
+    }
+    if region.nats.credentials_secret is not None:
+        data["SURGE_NATS_CREDS"] = f"{CREDS_DIR}/{CREDS_FILE}"
+    if spec.gateway.tokens_secret is not None:
+        data["SURGE_TOKENS_FILE"] = f"{TOKENS_DIR}/{TOKENS_FILE}"
+    return data
+
+
+def config_hash(ctx: BuildContext) -> str:
+    """Digest of the configuration, stamped on pod templates so a change rolls the pods
+    (envFrom is read only at container start)."""
+    blob = json.dumps(config_data(ctx), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def build_config_map(ctx: BuildContext) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(ctx, config_name(ctx), "config"),
+        "data": config_data(ctx),
+    }

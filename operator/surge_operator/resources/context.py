@@ -1,0 +1,52 @@
+"""The one value every builder takes: which MessagingCluster, its validated spec, and the
+few operator-wide choices that shape manifests. Frozen so builders stay pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from surge_operator.api import (
+    API_VERSION,
+    KIND,
+    MessagingClusterSpec,
+    Region,
+    stream_name,
+)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    name: str
+    namespace: str
+    uid: str
+    spec: MessagingClusterSpec
+    #: region whose NATS the pods use; None = the spec's primary (no failover yet)
+    active_region: str | None = None
+    #: labels added to every pod template (e.g. the local pod runner's opt-in label)
+    extra_pod_labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def stream(self) -> str:
+        return stream_name(self.namespace, self.name, self.spec)
+
+    @property
+    def region(self) -> Region:
+        if self.active_region:
+            for region in self.spec.regions:
+                if region.name == self.active_region:
+                    return region
+        return self.spec.primary_region()
+
+
+def owner_reference(ctx: BuildContext) -> dict[str, object]:
+    """Controller owner reference: garbage collection deletes children with the cluster,
+    and `blockOwnerDeletion` keeps foreground deletion honest."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": ctx.name,
+        "uid": ctx.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

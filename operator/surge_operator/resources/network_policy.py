@@ -1,0 +1,55 @@
+"""NetworkPolicy for the cluster's pods: default-deny with the few flows the pipeline needs.
+
+Ingress: the gateway's HTTP port from anywhere (it authenticates tenants itself), the
+metrics port of both components from anywhere (Prometheus). Egress: DNS and the NATS ports
+named in the spec's region URLs; nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from surge_operator.resources.config_map import GATEWAY_PORT, METRICS_PORT
+from surge_operator.resources.context import BuildContext
+from surge_operator.resources.labels import label_value, metadata
+
+NATS_DEFAULT_PORT = 4222
+
+
+def nats_ports(ctx: BuildContext) -> list[int]:
+    ports: set[int] = set()
+    for region in ctx.spec.regions:
+        for url in region.nats.url.split(","):
+            try:
+                port = urlsplit(url.strip()).port
+            except ValueError:
+                port = None
+            ports.add(port or NATS_DEFAULT_PORT)
+    return sorted(ports)
+
+
+def build_network_policy(ctx: BuildContext) -> dict[str, Any]:
+    def tcp(port: int) -> dict[str, Any]:
+        return {"protocol": "TCP", "port": port}
+
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(ctx, f"{ctx.name}-surge", "network"),
+        "spec": {
+            # Both components of this cluster (instance label), nothing else.
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "surge",
+                    "app.kubernetes.io/instance": label_value(ctx.name),
+                }
+            },
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"ports": [tcp(GATEWAY_PORT), tcp(METRICS_PORT)]}],
+            "egress": [
+                {"ports": [{"protocol": "UDP", "port": 53}, tcp(53)]},
+                {"ports": [tcp(p) for p in nats_ports(ctx)]},
+            ],
+        },
+    }

@@ -1,0 +1,154 @@
+"""Pieces shared by the worker and gateway pod templates: hardened security contexts,
+the credentials volume, the config envFrom, and the user's extra env."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from surge_operator.resources.config_map import (
+    CREDS_DIR,
+    CREDS_FILE,
+    TOKENS_DIR,
+    TOKENS_FILE,
+    config_hash,
+)
+from surge_operator.resources.context import BuildContext
+from surge_operator.resources.labels import (
+    CONFIG_HASH_ANNOTATION,
+    Component,
+    config_name,
+    identity_name,
+    pod_labels,
+)
+
+RUN_AS = 65532  # the conventional "nonroot" uid of distroless images
+REGION_LABEL = "topology.kubernetes.io/region"
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def env(ctx: BuildContext) -> list[dict[str, Any]]:
+    """Downward-API identity first, then the user's variables (which may override)."""
+    out: list[dict[str, Any]] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    for var in ctx.spec.workers.env:
+        item: dict[str, Any] = {"name": var.name}
+        if var.value_from is not None:
+            item["valueFrom"] = var.value_from
+        else:
+            item["value"] = var.value or ""
+        out = [e for e in out if e["name"] != var.name] + [item]
+    return out
+
+
+def volumes(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[str, Any]]:
+    # readOnlyRootFilesystem needs somewhere writable for Python's temp files.
+    out: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    creds = ctx.region.nats.credentials_secret
+    if creds is not None:
+        out.append(
+            {
+                "name": "nats-creds",
+                "secret": {
+                    "secretName": creds.name,
+                    "items": [{"key": creds.key, "path": CREDS_FILE}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+    tokens = ctx.spec.gateway.tokens_secret
+    if with_tokens and tokens is not None:
+        out.append(
+            {
+                "name": "tenant-tokens",
+                "secret": {
+                    "secretName": tokens.name,
+                    "items": [{"key": tokens.key, "path": TOKENS_FILE}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+    return out
+
+
+def volume_mounts(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if ctx.region.nats.credentials_secret is not None:
+        out.append({"name": "nats-creds", "mountPath": CREDS_DIR, "readOnly": True})
+    if with_tokens and ctx.spec.gateway.tokens_secret is not None:
+        out.append({"name": "tenant-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
+    return out
+
+
+def pod_template(
+    ctx: BuildContext,
+    component: Component,
+    container: dict[str, Any],
+    *,
+    with_tokens: bool = False,
+    termination_grace_seconds: int = 30,
+) -> dict[str, Any]:
+    container = {
+        **container,
+        "envFrom": [{"configMapRef": {"name": config_name(ctx)}}],
+        "env": env(ctx),
+        "securityContext": container_security_context(),
+        "volumeMounts": volume_mounts(ctx, with_tokens=with_tokens),
+    }
+    resources = ctx.spec.workers.resources
+    if resources is not None:
+        container["resources"] = resources.model_dump(exclude_none=True)
+    return {
+        "metadata": {
+            "labels": pod_labels(ctx, component),
+            "annotations": {CONFIG_HASH_ANNOTATION: config_hash(ctx)},
+        },
+        "spec": {
+            "serviceAccountName": identity_name(ctx),
+            # The pods talk to NATS, never to the Kubernetes API.
+            "automountServiceAccountToken": False,
+            "securityContext": pod_security_context(),
+            "terminationGracePeriodSeconds": termination_grace_seconds,
+            # Prefer nodes in the active region (kind/kwok nodes carry the standard label);
+            # preferred, not required, so clusters without region labels still schedule.
+            "affinity": {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 100,
+                            "preference": {
+                                "matchExpressions": [
+                                    {
+                                        "key": REGION_LABEL,
+                                        "operator": "In",
+                                        "values": [ctx.region.name],
+                                    }
+                                ]
+                            },
+                        }
+                    ]
+                }
+            },
+            "containers": [container],
+            "volumes": volumes(ctx, with_tokens=with_tokens),
+        },
+    }

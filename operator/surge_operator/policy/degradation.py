@@ -1,0 +1,83 @@
+"""Degradation level state machine with hysteresis.
+
+    0 NORMAL         everything accepted and served
+    1 THROTTLE_BULK  the gateway answers part of the sheddable traffic with 429
+    2 SHED_BULK      sheddable traffic rejected and not served; non-essential features off
+    3 CRITICAL_ONLY  only critical is served; other classes wait (or are rejected if sheddable)
+
+The level rises one step after overload has lasted `enter_after_s` (and again after each
+further `enter_after_s`), and falls one step only after the demand that the lower level
+would bring back has fitted under the maximum for `exit_after_s`. Comparing against the
+*restored* demand (offered rates of what is being shed) is what keeps the level from
+flapping: shedding removes the overload, which must not count as recovery by itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from surge_operator.api import Priority
+from surge_operator.policy.config import DegradationConfig
+from surge_operator.policy.types import DegradationLevel, DegradationState
+
+
+def served_priorities(
+    level: DegradationLevel, sheddable: frozenset[Priority]
+) -> frozenset[Priority]:
+    """The priorities workers still serve at `level` (what latency targets apply to)."""
+    every = frozenset(Priority)
+    if level <= DegradationLevel.THROTTLE_BULK:
+        return every
+    if level == DegradationLevel.SHED_BULK:
+        return every - sheddable
+    return frozenset({Priority.CRITICAL})
+
+
+@dataclass(frozen=True, slots=True)
+class DegradationInputs:
+    """What the machine looks at, computed by the scaling policy each tick.
+
+    `demand_replicas` is the replicas needed for what is served at the current level;
+    `restored_demand_replicas` the replicas the next lower level would need, with the
+    traffic it would stop shedding added back.
+    """
+
+    demand_replicas: float
+    restored_demand_replicas: float
+    max_replicas: int
+    ready_replicas: int
+    latency_breached: bool
+
+
+def is_overloaded(inputs: DegradationInputs) -> bool:
+    """More demand than the largest pool serves, or targets missed with the pool at max."""
+    if inputs.demand_replicas > inputs.max_replicas:
+        return True
+    return inputs.latency_breached and inputs.ready_replicas >= inputs.max_replicas
+
+
+def has_recovered(inputs: DegradationInputs, config: DegradationConfig) -> bool:
+    fits = inputs.restored_demand_replicas <= config.exit_headroom * inputs.max_replicas
+    return fits and not inputs.latency_breached
+
+
+def next_degradation(
+    state: DegradationState, inputs: DegradationInputs, config: DegradationConfig, at: float
+) -> DegradationState:
+    """The degradation state after this tick (pure; `at` is the decision time)."""
+    if not config.enabled or config.max_level <= 0:
+        return DegradationState()
+    top = DegradationLevel(min(config.max_level, DegradationLevel.CRITICAL_ONLY))
+    level = min(state.level, top)
+    if is_overloaded(inputs):
+        since = state.pressure_since if state.pressure_since is not None else at
+        if level < top and at - since >= config.enter_after_s:
+            # Restart the clock so each further step needs its own sustained overload.
+            return DegradationState(level=DegradationLevel(level + 1), pressure_since=at)
+        return DegradationState(level=DegradationLevel(level), pressure_since=since)
+    if level > DegradationLevel.NORMAL and has_recovered(inputs, config):
+        since = state.recovery_since if state.recovery_since is not None else at
+        if at - since >= config.exit_after_s:
+            return DegradationState(level=DegradationLevel(level - 1), recovery_since=at)
+        return DegradationState(level=DegradationLevel(level), recovery_since=since)
+    return replace(state, level=DegradationLevel(level), pressure_since=None, recovery_since=None)

@@ -1,0 +1,401 @@
+"""Region health and promotion: a pure state machine with epochs and no ping-pong.
+
+Inputs are probe results (one per region per probe interval, each stamped with the time
+`at` it was taken), a `FailoverConfig` and the `FailoverState` carried from the previous
+tick. The output is a `FailoverDecision`: do nothing, promote a standby, or fail back to
+the original primary, with a CamelCase reason, a sentence for humans and the next state.
+No I/O and no clock reads: the caller (`surge_operator.regions.FailoverController`)
+probes, decides, acts, and only then keeps `decision.state`.
+
+Rules
+    * A region is *down* after `failure_threshold` consecutive failed probes. One failed
+      probe is noise; the threshold is what separates a blip from an outage.
+    * The active region being down triggers a promotion only onto an *eligible* region:
+      its latest probe succeeded and it is not *tripped*. Never onto a dead or unknown one:
+      the decision then says which regions were considered and why none qualified.
+    * A region that went down is *tripped* until it has answered `recovery_threshold`
+      probes in a row (default `failure_threshold * 5`). Tripped regions are not promotion
+      targets. That is what stops ping-pong: a flapping region never accumulates a long
+      enough streak to take traffic back, so an outage causes one promotion, not many.
+    * Failback (back to the original primary) happens only when `automatic_failback` is on
+      and the original primary has recovered (not tripped any more), or when a human asks
+      for it (`failback_requested`) and its latest probe succeeded.
+    * Every promotion or failback increases `epoch` by one; it never decreases. Workers and
+      gateways can fence on it: a region whose epoch is behind is not the writer.
+    * Disabled failover never acts but still tracks and reports health.
+
+Probes older than the last probe already counted for a region are ignored, so a delayed
+result can never rewind a streak.
+
+The caller acts on `decision.action`; if the action fails it keeps `decision.observed`
+(health updated, no transition), so the next tick decides again instead of believing a
+promotion that did not happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from types import MappingProxyType
+
+from surge_operator.api import FailoverSpec
+
+#: Sustained health before a tripped region may take traffic again, in failure thresholds.
+RECOVERY_FACTOR = 5
+
+
+class Action(StrEnum):
+    NONE = "none"
+    PROMOTE = "promote"
+    FAILBACK = "failback"
+
+
+class FailoverReason(StrEnum):
+    """Machine-readable cause of a decision (usable as the FailedOver condition reason)."""
+
+    HEALTHY = "ActiveRegionHealthy"
+    PROBES_FAILING = "ActiveRegionProbesFailing"
+    PROMOTED = "StandbyPromoted"
+    NO_HEALTHY_STANDBY = "NoHealthyStandby"
+    FAILED_BACK = "FailedBack"
+    AWAITING_RECOVERY = "OriginalPrimaryRecovering"
+    FAILBACK_REFUSED = "FailbackRefused"
+    DISABLED = "FailoverDisabled"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One health probe of one region. `reason` says why it failed (empty when ok)."""
+
+    region: str
+    ok: bool
+    at: float
+    reason: str = ""
+    latency: float | None = None
+
+    @classmethod
+    def success(cls, region: str, at: float, latency: float | None = None) -> ProbeResult:
+        return cls(region=region, ok=True, at=at, latency=latency)
+
+    @classmethod
+    def failure(cls, region: str, at: float, reason: str) -> ProbeResult:
+        return cls(region=region, ok=False, at=at, reason=reason or "probe failed")
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverConfig:
+    enabled: bool = True
+    probe_interval: float = 2.0
+    failure_threshold: int = 3
+    automatic_failback: bool = False
+    #: Consecutive good probes before a tripped region is trusted again (None: 5 * threshold).
+    recovery_probes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.probe_interval <= 0:
+            raise ValueError("probe_interval must be > 0")
+        if self.failure_threshold < 1:
+            raise ValueError("failure_threshold must be >= 1")
+        if self.recovery_probes is not None and self.recovery_probes < 1:
+            raise ValueError("recovery_probes must be >= 1")
+
+    @classmethod
+    def from_spec(cls, spec: FailoverSpec) -> FailoverConfig:
+        return cls(
+            enabled=spec.enabled,
+            probe_interval=spec.probe_interval_seconds,
+            failure_threshold=spec.failure_threshold,
+            automatic_failback=spec.automatic_failback,
+        )
+
+    @property
+    def recovery_threshold(self) -> int:
+        if self.recovery_probes is not None:
+            return self.recovery_probes
+        return self.failure_threshold * RECOVERY_FACTOR
+
+    @property
+    def detection_time(self) -> float:
+        """Worst-case seconds from a region dying to the decision to promote (no I/O)."""
+        return self.failure_threshold * self.probe_interval
+
+
+@dataclass(frozen=True, slots=True)
+class RegionHealth:
+    """What the machine remembers about one region's probes."""
+
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    #: Went down and has not yet answered `recovery_threshold` probes in a row.
+    tripped: bool = False
+    last_probe_at: float | None = None
+    last_ok: bool | None = None
+    last_reason: str = ""
+    #: Start of the current failure streak, for "down for 6.0s" in messages.
+    failing_since: float | None = None
+
+    def probed(self, probe: ProbeResult, config: FailoverConfig) -> RegionHealth:
+        if probe.ok:
+            successes = self.consecutive_successes + 1
+            return replace(
+                self,
+                consecutive_failures=0,
+                consecutive_successes=successes,
+                tripped=self.tripped and successes < config.recovery_threshold,
+                last_probe_at=probe.at,
+                last_ok=True,
+                last_reason="",
+                failing_since=None,
+            )
+        failures = self.consecutive_failures + 1
+        return replace(
+            self,
+            consecutive_failures=failures,
+            consecutive_successes=0,
+            tripped=self.tripped or failures >= config.failure_threshold,
+            last_probe_at=probe.at,
+            last_ok=False,
+            last_reason=probe.reason,
+            failing_since=self.failing_since if self.failing_since is not None else probe.at,
+        )
+
+    def is_down(self, config: FailoverConfig) -> bool:
+        return self.consecutive_failures >= config.failure_threshold
+
+    def is_eligible(self) -> bool:
+        """May take traffic now: its latest probe succeeded and it is not recovering."""
+        return self.last_ok is True and not self.tripped
+
+
+def _frozen(health: Mapping[str, RegionHealth]) -> Mapping[str, RegionHealth]:
+    return MappingProxyType(dict(health))
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverState:
+    """Carried from tick to tick. `regions` keeps spec order (original primary first)."""
+
+    active: str
+    original_primary: str
+    regions: tuple[str, ...]
+    health: Mapping[str, RegionHealth] = field(default_factory=lambda: _frozen({}))
+    epoch: int = 0
+    last_transition_at: float | None = None
+
+    @classmethod
+    def initial(
+        cls,
+        regions: Sequence[str],
+        primary: str,
+        *,
+        active: str | None = None,
+        epoch: int = 0,
+        last_transition_at: float | None = None,
+    ) -> FailoverState:
+        """A fresh state, or one restored from status (active region and epoch).
+
+        When restored with traffic away from the original primary, the primary starts
+        tripped: it failed once, so it must prove `recovery_threshold` good probes before
+        an automatic failback, exactly as if the operator had never restarted.
+        """
+        names = tuple(regions)
+        if primary not in names:
+            raise ValueError(f"primary region {primary!r} is not among {names}")
+        active = active or primary
+        if active not in names:
+            raise ValueError(f"active region {active!r} is not among {names}")
+        if epoch < 0:
+            raise ValueError("epoch must be >= 0")
+        health = {name: RegionHealth() for name in names}
+        if active != primary:
+            health[primary] = RegionHealth(tripped=True)
+        return cls(
+            active=active,
+            original_primary=primary,
+            regions=names,
+            health=_frozen(health),
+            epoch=epoch,
+            last_transition_at=last_transition_at,
+        )
+
+    def region_health(self, region: str) -> RegionHealth:
+        return self.health.get(region, RegionHealth())
+
+    def with_regions(self, regions: Sequence[str], primary: str) -> FailoverState:
+        """Follow a spec change (regions added or removed) without losing history.
+
+        The active region is kept when it still exists; otherwise traffic is assumed to be
+        back on the (possibly new) primary, which is what the spec now says.
+        """
+        names = tuple(regions)
+        if primary not in names:
+            raise ValueError(f"primary region {primary!r} is not among {names}")
+        active = self.active if self.active in names else primary
+        health = {name: self.health.get(name, RegionHealth()) for name in names}
+        return replace(
+            self, active=active, original_primary=primary, regions=names, health=_frozen(health)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverDecision:
+    action: Action
+    reason: FailoverReason
+    message: str
+    #: The state to carry when the action was carried out (or when there was none).
+    state: FailoverState
+    #: Health updated but no transition: carry this when the action failed.
+    observed: FailoverState
+    #: Region traffic moves to (promote/failback) and the one it leaves.
+    target: str | None = None
+    source: str | None = None
+
+    @property
+    def acts(self) -> bool:
+        return self.action is not Action.NONE
+
+    @property
+    def epoch(self) -> int:
+        return self.state.epoch
+
+
+def observe(
+    state: FailoverState, probes: Iterable[ProbeResult], config: FailoverConfig
+) -> FailoverState:
+    """Fold probe results into per-region health; unknown regions and stale probes are
+    ignored (a late answer must not rewind a streak)."""
+    health = dict(state.health)
+    for probe in sorted(probes, key=lambda p: p.at):
+        if probe.region not in state.regions:
+            continue
+        current = health.get(probe.region, RegionHealth())
+        if current.last_probe_at is not None and probe.at <= current.last_probe_at:
+            continue
+        health[probe.region] = current.probed(probe, config)
+    return replace(state, health=_frozen(health))
+
+
+def decide(
+    state: FailoverState,
+    probes: Iterable[ProbeResult],
+    config: FailoverConfig,
+    *,
+    at: float,
+    failback_requested: bool = False,
+) -> FailoverDecision:
+    """The one entry point: fold the probes in, then decide whether traffic moves."""
+    observed = observe(state, probes, config)
+    active = observed.region_health(observed.active)
+
+    def none(reason: FailoverReason, message: str) -> FailoverDecision:
+        return FailoverDecision(Action.NONE, reason, message, state=observed, observed=observed)
+
+    def move(action: Action, reason: FailoverReason, target: str, message: str) -> FailoverDecision:
+        moved = replace(observed, active=target, epoch=observed.epoch + 1, last_transition_at=at)
+        return FailoverDecision(
+            action,
+            reason,
+            message,
+            state=moved,
+            observed=observed,
+            target=target,
+            source=observed.active,
+        )
+
+    if active.is_down(config):
+        outage = _describe_outage(observed.active, active, at)
+        if not config.enabled:
+            return none(FailoverReason.DISABLED, f"{outage}; failover is disabled, not acting")
+        target = _promotion_target(observed)
+        if target is None:
+            return none(
+                FailoverReason.NO_HEALTHY_STANDBY,
+                f"{outage}; not promoting: no healthy standby ({_candidates(observed)})",
+            )
+        return move(
+            Action.PROMOTE,
+            FailoverReason.PROMOTED,
+            target,
+            f"{outage}; promoted {target} (epoch {observed.epoch + 1})",
+        )
+
+    if observed.active != observed.original_primary:
+        primary = observed.original_primary
+        health = observed.region_health(primary)
+        if config.enabled and failback_requested:
+            if health.last_ok is True:
+                return move(
+                    Action.FAILBACK,
+                    FailoverReason.FAILED_BACK,
+                    primary,
+                    f"failback to {primary} requested and {primary} is healthy "
+                    f"(epoch {observed.epoch + 1})",
+                )
+            return none(
+                FailoverReason.FAILBACK_REFUSED,
+                f"failback to {primary} requested but refused: {primary} is not healthy "
+                f"({_describe(health)}); staying on {observed.active}",
+            )
+        if config.enabled and config.automatic_failback and health.is_eligible():
+            return move(
+                Action.FAILBACK,
+                FailoverReason.FAILED_BACK,
+                primary,
+                f"{primary} healthy for {health.consecutive_successes} probes in a row; "
+                f"failing back from {observed.active} (epoch {observed.epoch + 1})",
+            )
+        return none(
+            FailoverReason.AWAITING_RECOVERY,
+            f"serving from {observed.active}; original primary {primary}: {_describe(health)}"
+            + (
+                f", {health.consecutive_successes}/{config.recovery_threshold} good probes "
+                "before automatic failback"
+                if config.automatic_failback and config.enabled and health.tripped
+                else ""
+            ),
+        )
+
+    if active.consecutive_failures > 0:
+        return none(
+            FailoverReason.PROBES_FAILING,
+            f"{observed.active}: {active.consecutive_failures}/{config.failure_threshold} "
+            f"failed probes ({active.last_reason})",
+        )
+    if not config.enabled:
+        return none(FailoverReason.DISABLED, f"{observed.active} healthy; failover is disabled")
+    return none(FailoverReason.HEALTHY, f"{observed.active} healthy")
+
+
+def _promotion_target(state: FailoverState) -> str | None:
+    """First eligible region in spec order, the original primary first."""
+    order = (state.original_primary, *(r for r in state.regions if r != state.original_primary))
+    return next(
+        (r for r in order if r != state.active and state.region_health(r).is_eligible()), None
+    )
+
+
+def _describe_outage(region: str, health: RegionHealth, at: float) -> str:
+    since = health.failing_since
+    duration = f" for {at - since:.1f}s" if since is not None and at >= since else ""
+    return (
+        f"{region} down{duration}: {health.consecutive_failures} failed probes in a row "
+        f"({health.last_reason or 'no reason given'})"
+    )
+
+
+def _describe(health: RegionHealth) -> str:
+    if health.last_ok is None:
+        return "not probed yet"
+    if health.last_ok is False:
+        return f"failing ({health.consecutive_failures} in a row: {health.last_reason})"
+    if health.tripped:
+        return f"recovering ({health.consecutive_successes} good probes in a row)"
+    return "healthy"
+
+
+def _candidates(state: FailoverState) -> str:
+    others = [r for r in state.regions if r != state.active]
+    if not others:
+        return "no standby region configured"
+    return "; ".join(f"{r} {_describe(state.region_health(r))}" for r in others)

@@ -1,0 +1,84 @@
+"""`surge-cluster up|down|status [--dir DIR]`: a local Kubernetes control plane for tests."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from surge_cluster.cluster import ClusterError, ClusterStatus, LocalCluster
+from surge_cluster.readiness import NotReadyError
+from surge_cluster.layout import default_dir
+from surge_cluster.versions import bin_dir
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="surge-cluster", description=__doc__)
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="cluster state directory (default: $SURGE_CLUSTER_DIR or ./.surge/cluster)",
+    )
+    parser.add_argument("--bin-dir", type=Path, default=None, help="built binaries")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the cluster and print the kubeconfig path")
+    up.add_argument("--no-pod-runner", action="store_true", help="do not run pods locally")
+    up.add_argument("--timeout", type=float, default=90.0)
+    sub.add_parser("down", help="stop every process of the cluster")
+    sub.add_parser("status", help="what runs and where")
+    return parser
+
+
+def render_status(status: ClusterStatus) -> str:
+    lines = [
+        f"dir:        {status.root}",
+        f"kubeconfig: {status.kubeconfig or '-'}",
+        f"server:     {status.server or '-'} ({'ready' if status.api_ready else 'not ready'})",
+    ]
+    for comp in status.components:
+        state = "running" if comp.alive else "stopped"
+        lines.append(f"  {comp.name:<24} pid {comp.pid:<8} {state:<8} log {comp.log}")
+    if not status.components:
+        lines.append("  (nothing started)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose or args.command == "up" else logging.WARNING,
+        format="%(asctime)s %(message)s",
+        stream=sys.stderr,
+    )
+    root = (args.dir or default_dir()).resolve()
+    cluster = LocalCluster(root, binaries=args.bin_dir or bin_dir())
+    if args.command == "up":
+        cluster.pod_runner = not args.no_pod_runner
+        try:
+            info = cluster.up(timeout=args.timeout)
+        except (ClusterError, NotReadyError) as err:
+            print(f"surge-cluster: {err}", file=sys.stderr)
+            return 1
+        if info.timings:
+            print(
+                f"API ready in {info.timings.api_ready:.1f} s, "
+                f"cluster ready in {info.timings.cluster_ready:.1f} s",
+                file=sys.stderr,
+            )
+        print(info.kubeconfig)
+        return 0
+    if args.command == "down":
+        killed = cluster.down()
+        if killed:
+            print(f"killed after grace period: {', '.join(killed)}", file=sys.stderr)
+        return 0
+    status = cluster.status()
+    print(render_status(status))
+    return 0 if status.running else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Start, inspect and stop a local control plane: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler, kwok (fake nodes in two regions) and the pod runner.
+
+Every started process is recorded in <dir>/state.json as soon as it starts, so `down`
+can clean up after a crash, a failed `up` or a killed test session.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from surge_cluster import components, kwokconfig, pki, procs
+from surge_cluster.kubeconfig import write_kubeconfig
+from surge_cluster.layout import Layout, State, load_state, save_state
+from surge_cluster.ports import Ports, allocate_ports
+from surge_cluster.readiness import NotReadyError, http_ok, wait_until
+from surge_cluster.rest import Rest
+from surge_cluster.topology import DEFAULT_NODES, FakeNode, node_manifest
+from surge_cluster.versions import CONTROL_PLANE_BINARIES, bin_dir, missing_binaries
+
+log = logging.getLogger("surge_cluster")
+
+PODRUNNER = "podrunner"
+STOP_ORDER = (
+    PODRUNNER,
+    "kwok",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kube-apiserver",
+    "etcd",
+)
+STOP_GRACE = {PODRUNNER: 15.0, "kube-apiserver": 2.0}
+DEFAULT_STOP_GRACE = 5.0
+
+
+class ClusterError(RuntimeError):
+    """The local cluster could not be started (missing binaries, a component failed)."""
+
+
+@dataclass(frozen=True)
+class Timings:
+    api_ready: float
+    cluster_ready: float
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    root: Path
+    kubeconfig: Path
+    server: str
+    timings: Timings | None = None
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int
+    alive: bool
+    log: str
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    root: Path
+    kubeconfig: Path | None
+    server: str
+    api_ready: bool
+    components: tuple[ComponentStatus, ...]
+
+    @property
+    def running(self) -> bool:
+        return any(c.alive for c in self.components)
+
+
+@dataclass
+class LocalCluster:
+    root: Path
+    binaries: Path = field(default_factory=bin_dir)
+    nodes: Sequence[FakeNode] = DEFAULT_NODES
+    pod_runner: bool = True
+    python: str = sys.executable
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root)
+
+    # ----------------------------------------------------------------- up
+    def up(self, *, timeout: float = 90.0) -> ClusterInfo:
+        """Start everything and wait until nodes are Ready and pods can be created."""
+        missing = missing_binaries(self.binaries, CONTROL_PLANE_BINARIES)
+        if missing:
+            raise ClusterError(
+                f"missing binaries in {self.binaries}: {', '.join(missing)} "
+                "(run tools/build-k8s.sh)"
+            )
+        status = self.status()
+        if status.running:
+            if status.api_ready and all(c.alive for c in status.components):
+                log.info("cluster already running in %s", self.root)
+                assert status.kubeconfig is not None
+                return ClusterInfo(self.root, status.kubeconfig, status.server)
+            log.info("cleaning up a partly running cluster in %s", self.root)
+            self.down()
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.down()
+            raise
+
+    def _start(self, timeout: float) -> ClusterInfo:
+        started = time.monotonic()
+        layout = self.layout
+        layout.root.mkdir(parents=True, exist_ok=True)
+        keys = pki.ensure_pki(layout.pki)
+        tokens = pki.read_tokens(keys)
+        ports = allocate_ports()
+        server = f"https://127.0.0.1:{ports.apiserver}"
+        state = State(ports=ports, server=server, kubeconfig=str(layout.kubeconfig))
+        save_state(layout, state)
+        self._write_configs(keys, tokens, server)
+
+        etcd = self._spawn(state, components.etcd(self.binaries, layout, ports))
+        wait_until(
+            "etcd",
+            lambda: http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"),
+            timeout=timeout,
+            alive=lambda: procs.record_alive(etcd),
+        )
+        api = self._spawn(state, components.kube_apiserver(self.binaries, layout, keys, ports))
+        rest = Rest(server, tokens["admin"], keys.ca_cert)
+        wait_until(
+            "kube-apiserver",
+            lambda: http_ok(f"{server}/readyz", token=tokens["admin"], ca_file=keys.ca_cert),
+            timeout=timeout,
+            alive=lambda: procs.record_alive(api),
+        )
+        api_ready = time.monotonic() - started
+        log.info("kube-apiserver ready after %.1f s", api_ready)
+
+        self._spawn(state, components.kube_controller_manager(self.binaries, layout, keys, ports))
+        self._spawn(state, components.kube_scheduler(self.binaries, layout, ports))
+        self._spawn(state, components.kwok(self.binaries, layout, ports))
+        if self.pod_runner:
+            self._spawn_pod_runner(state)
+        for node in self.nodes:
+            rest.create("/api/v1/nodes", node_manifest(node))
+        self._wait_cluster_ready(rest, state, timeout)
+        ready = time.monotonic() - started
+        log.info("cluster ready after %.1f s", ready)
+        return ClusterInfo(layout.root, layout.kubeconfig, server, Timings(api_ready, ready))
+
+    def _write_configs(self, keys: pki.Pki, tokens: dict[str, str], server: str) -> None:
+        layout = self.layout
+        ca_pem = keys.ca_cert.read_bytes()
+        write_kubeconfig(layout.kubeconfig, server, ca_pem, tokens["admin"], "surge-admin")
+        for ident in pki.IDENTITIES:
+            write_kubeconfig(
+                layout.component_kubeconfig(ident.name), server, ca_pem, tokens[ident.name],
+                ident.user,
+            )
+        layout.kwok_config.write_text(kwokconfig.render())
+
+    def _spawn(self, state: State, component: components.Component) -> procs.ProcessRecord:
+        _, record = procs.spawn(component.name, component.argv, self.layout.log(component.name))
+        state.processes.append(record)
+        save_state(self.layout, state)
+        log.info("started %s (pid %d)", component.name, record.pid)
+        return record
+
+    def _spawn_pod_runner(self, state: State) -> None:
+        layout = self.layout
+        argv = (
+            self.python,
+            "-m",
+            "surge_cluster.podrunner",
+            f"--kubeconfig={layout.kubeconfig}",
+            f"--dir={layout.podrunner}",
+        )
+        env = dict(os.environ)
+        # Make surge_cluster importable even when it is not installed (plain checkout).
+        tools = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (tools, env.get("PYTHONPATH")) if p)
+        _, record = procs.spawn(PODRUNNER, argv, layout.log(PODRUNNER), env=env)
+        state.processes.append(record)
+        save_state(layout, state)
+        log.info("started %s (pid %d)", PODRUNNER, record.pid)
+
+    def _wait_cluster_ready(self, rest: Rest, state: State, timeout: float) -> None:
+        def all_alive() -> bool:
+            return all(procs.record_alive(p) for p in state.processes)
+
+        def nodes_ready() -> bool:
+            items = rest.get("/api/v1/nodes").get("items", [])
+            ready = {
+                n["metadata"]["name"]
+                for n in items
+                for c in n.get("status", {}).get("conditions") or []
+                if c.get("type") == "Ready" and c.get("status") == "True"
+            }
+            return all(node.name in ready for node in self.nodes)
+
+        wait_until("nodes Ready (kwok)", nodes_ready, timeout=timeout, alive=all_alive)
+        wait_until(
+            "default ServiceAccount (kube-controller-manager)",
+            lambda: rest.exists("/api/v1/namespaces/default/serviceaccounts/default"),
+            timeout=timeout,
+            alive=all_alive,
+        )
+
+    # ----------------------------------------------------------------- down
+    def down(self) -> list[str]:
+        """Stop every recorded process (bounded wait, then SIGKILL). Returns the killed ones."""
+        layout = self.layout
+        state = load_state(layout)
+        killed: list[str] = []
+        order = {name: i for i, name in enumerate(STOP_ORDER)}
+        for record in sorted(state.processes, key=lambda p: order.get(p.name, -1)):
+            grace = STOP_GRACE.get(record.name, DEFAULT_STOP_GRACE)
+            if procs.stop(record, grace=grace):
+                killed.append(record.name)
+        killed += _stop_orphaned_pods(layout)
+        state.processes = []
+        save_state(layout, state)
+        return killed
+
+    # ----------------------------------------------------------------- status
+    def status(self) -> ClusterStatus:
+        layout = self.layout
+        state = load_state(layout)
+        comps = tuple(
+            ComponentStatus(p.name, p.pid, procs.record_alive(p), p.log) for p in state.processes
+        )
+        api_ready = False
+        if state.server and comps:
+            keys = pki.Pki(layout.pki)
+            try:
+                token = pki.read_tokens(keys)["admin"]
+                api_ready = http_ok(f"{state.server}/readyz", token=token, ca_file=keys.ca_cert)
+            except (OSError, KeyError):
+                api_ready = False
+        kubeconfig = Path(state.kubeconfig) if state.kubeconfig else None
+        return ClusterStatus(layout.root, kubeconfig, state.server, api_ready, comps)
+
+
+def _stop_orphaned_pods(layout: Layout) -> list[str]:
+    """Kill pod processes a crashed pod runner left behind (it records them in pids.json)."""
+    from surge_cluster.podstate import load_records  # local: keep `down` import-light
+
+    killed = []
+    for record in load_records(layout.podrunner):
+        if procs.stop(record, grace=2.0):
+            killed.append(record.name)
+    return killed
+
+
+__all__ = [
+    "ClusterError",
+    "ClusterInfo",
+    "ClusterStatus",
+    "ComponentStatus",
+    "LocalCluster",
+    "NotReadyError",
+    "Ports",
+    "Timings",
+]

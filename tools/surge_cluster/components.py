@@ -1,0 +1,147 @@
+"""Command lines of the control plane components (pure: paths and ports in, argv out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from surge_cluster.layout import Layout
+from surge_cluster.pki import Pki
+from surge_cluster.ports import Ports
+
+SERVICE_CIDR = "10.96.0.0/16"
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    argv: tuple[str, ...]
+    stop_grace: float
+    """Seconds between SIGTERM and SIGKILL on `down`."""
+
+
+def etcd(bin_dir: Path, layout: Layout, ports: Ports) -> Component:
+    client = f"http://{LOOPBACK}:{ports.etcd_client}"
+    peer = f"http://{LOOPBACK}:{ports.etcd_peer}"
+    return Component(
+        "etcd",
+        (
+            str(bin_dir / "etcd"),
+            "--name=surge",
+            f"--data-dir={layout.etcd_data}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=surge={peer}",
+            "--initial-cluster-state=new",
+            # A throwaway test store: durability is not worth the fsync latency.
+            "--unsafe-no-fsync=true",
+            "--quota-backend-bytes=2147483648",
+            "--log-level=warn",
+        ),
+        stop_grace=5.0,
+    )
+
+
+def kube_apiserver(bin_dir: Path, layout: Layout, pki: Pki, ports: Ports) -> Component:
+    return Component(
+        "kube-apiserver",
+        (
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://{LOOPBACK}:{ports.etcd_client}",
+            f"--bind-address={LOOPBACK}",
+            f"--advertise-address={LOOPBACK}",
+            f"--secure-port={ports.apiserver}",
+            f"--cert-dir={layout.root / 'apiserver-certs'}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca_cert}",
+            f"--token-auth-file={pki.tokens_csv}",
+            "--authorization-mode=Node,RBAC",
+            f"--service-account-issuer={SA_ISSUER}",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # On loopback the kubernetes Service endpoint would be rejected (loopback address).
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,"
+            "DefaultStorageClass,DefaultTolerationSeconds,MutatingAdmissionWebhook,"
+            "ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,ResourceQuota,"
+            "PodSecurity,Priority,StorageObjectInUseProtection,RuntimeClass,"
+            "TaintNodesByCondition,PersistentVolumeClaimResize,CertificateApproval,"
+            "CertificateSigning,CertificateSubjectRestriction,DefaultIngressClass",
+            "--profiling=false",
+            "--v=1",
+        ),
+        # The API server takes ~60 s to exit on SIGTERM (graceful shutdown): do not wait.
+        stop_grace=2.0,
+    )
+
+
+def kube_controller_manager(bin_dir: Path, layout: Layout, pki: Pki, ports: Ports) -> Component:
+    kubeconfig = layout.component_kubeconfig("controller-manager")
+    return Component(
+        "kube-controller-manager",
+        (
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={LOOPBACK}",
+            f"--secure-port={ports.controller_manager}",
+            f"--cert-dir={layout.root / 'controller-manager-certs'}",
+            "--leader-elect=false",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            f"--cluster-signing-cert-file={pki.ca_cert}",
+            f"--cluster-signing-key-file={pki.ca_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--kube-api-qps=100",
+            "--kube-api-burst=200",
+            "--profiling=false",
+            "--v=1",
+        ),
+        stop_grace=5.0,
+    )
+
+
+def kube_scheduler(bin_dir: Path, layout: Layout, ports: Ports) -> Component:
+    kubeconfig = layout.component_kubeconfig("scheduler")
+    return Component(
+        "kube-scheduler",
+        (
+            str(bin_dir / "kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={LOOPBACK}",
+            f"--secure-port={ports.scheduler}",
+            f"--cert-dir={layout.root / 'scheduler-certs'}",
+            "--leader-elect=false",
+            "--profiling=false",
+            "--v=1",
+        ),
+        stop_grace=5.0,
+    )
+
+
+def kwok(bin_dir: Path, layout: Layout, ports: Ports) -> Component:
+    return Component(
+        "kwok",
+        (
+            str(bin_dir / "kwok"),
+            f"--kubeconfig={layout.component_kubeconfig('kwok')}",
+            f"--config={layout.kwok_config}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--node-ip={LOOPBACK}",
+            f"--server-address={LOOPBACK}:{ports.kwok}",
+            "--node-lease-duration-seconds=40",
+        ),
+        stop_grace=5.0,
+    )

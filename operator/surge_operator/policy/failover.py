@@ -11,8 +11,10 @@ Rules
     * A region is *down* after `failure_threshold` consecutive failed probes. One failed
       probe is noise; the threshold is what separates a blip from an outage.
     * The active region being down triggers a promotion only onto an *eligible* region:
-      its latest probe succeeded and it is not *tripped*. Never onto a dead or unknown one:
-      the decision then says which regions were considered and why none qualified.
+      its latest probe succeeded and it is not *tripped* (or, as a last resort when every
+      region was hit, it answered `failure_threshold` probes in a row). Never onto a dead
+      or unknown one: the decision then says which regions were considered and why none
+      qualified.
     * A region that went down is *tripped* until it has answered `recovery_threshold`
       probes in a row (default `failure_threshold * 5`). Tripped regions are not promotion
       targets. That is what stops ping-pong: a flapping region never accumulates a long
@@ -307,7 +309,7 @@ def decide(
         outage = _describe_outage(observed.active, active, at)
         if not config.enabled:
             return none(FailoverReason.DISABLED, f"{outage}; failover is disabled, not acting")
-        target = _promotion_target(observed)
+        target = _promotion_target(observed, config)
         if target is None:
             return none(
                 FailoverReason.NO_HEALTHY_STANDBY,
@@ -367,12 +369,24 @@ def decide(
     return none(FailoverReason.HEALTHY, f"{observed.active} healthy")
 
 
-def _promotion_target(state: FailoverState) -> str | None:
-    """First eligible region in spec order, the original primary first."""
-    order = (state.original_primary, *(r for r in state.regions if r != state.original_primary))
-    return next(
-        (r for r in order if r != state.active and state.region_health(r).is_eligible()), None
+def _promotion_target(state: FailoverState, config: FailoverConfig) -> str | None:
+    """First eligible region in spec order, the original primary first.
+
+    When every other region is still tripped (the outage hit them too), one that has
+    answered `failure_threshold` probes in a row is taken as a last resort: by the same
+    measure that declared the active region dead it is alive, and staying on a dead
+    region loses every write.
+    """
+    order = [state.original_primary, *(r for r in state.regions if r != state.original_primary)]
+    others = [r for r in order if r != state.active]
+    preferred = (r for r in others if state.region_health(r).is_eligible())
+    last_resort = (
+        r
+        for r in others
+        if state.region_health(r).last_ok is True
+        and state.region_health(r).consecutive_successes >= config.failure_threshold
     )
+    return next(preferred, None) or next(last_resort, None)
 
 
 def _describe_outage(region: str, health: RegionHealth, at: float) -> str:

@@ -38,11 +38,13 @@ def _root(
 
 
 @app.command()
-def crds() -> None:
+def crds(
+    markdown: bool = typer.Option(False, "--markdown", help="Print the field reference instead."),
+) -> None:
     """Print the MessagingCluster CustomResourceDefinition generated from the models."""
-    from surge_operator.crdgen import render_crd_yaml
+    from surge_operator.crdgen import render_crd_yaml, render_reference_markdown
 
-    typer.echo(render_crd_yaml(), nl=False)
+    typer.echo(render_reference_markdown() if markdown else render_crd_yaml(), nl=False)
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from surge_cluster.cluster import ClusterError, ClusterStatus, LocalCluster
-from surge_cluster.readiness import NotReadyError
 from surge_cluster.layout import default_dir
+from surge_cluster.readiness import NotReadyError
 from surge_cluster.versions import bin_dir
 
 

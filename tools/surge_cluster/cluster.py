@@ -161,7 +161,10 @@ class LocalCluster:
         write_kubeconfig(layout.kubeconfig, server, ca_pem, tokens["admin"], "surge-admin")
         for ident in pki.IDENTITIES:
             write_kubeconfig(
-                layout.component_kubeconfig(ident.name), server, ca_pem, tokens[ident.name],
+                layout.component_kubeconfig(ident.name),
+                server,
+                ca_pem,
+                tokens[ident.name],
                 ident.user,
             )
         layout.kwok_config.write_text(kwokconfig.render())

@@ -138,7 +138,7 @@ def container_env(
         env.update({prefix + k: v for k, v in data.items()})
     for var in container.get("env") or []:
         name = str(var["name"])
-        if "valueFrom" in var and var["valueFrom"]:
+        if var.get("valueFrom"):
             value = _value_from(var["valueFrom"], pod, namespace, lookup, addresses)
             if value is None:
                 continue

@@ -16,6 +16,7 @@ lists the processes, D/targets.json is a Prometheus file_sd list of their metric
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -83,20 +84,17 @@ class KubeLookup:
     def _read(self, kind: str, namespace: str, name: str) -> Obj | None:
         reader = getattr(self.core, f"read_namespaced_{kind}")
         try:
-            resp = reader(name, namespace, _preload_content=False)
+            data: Obj = _json(reader(name, namespace, _preload_content=False))
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
-        data: Obj = json.loads(resp.data)
         return data
 
     def secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
         obj = self._read("secret", namespace, name)
         if obj is None:
             return None
-        import base64
-
         values = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
         values.update(obj.get("stringData") or {})
         return values
@@ -184,8 +182,7 @@ class PodRunner:
     def _watch_forever(self) -> None:
         while not self.stopping.is_set():
             try:
-                resp = self.core.list_pod_for_all_namespaces(_preload_content=False)
-                listing = json.loads(resp.data)
+                listing = _json(self.core.list_pod_for_all_namespaces(_preload_content=False))
                 self.events.put(("SYNC", listing.get("items") or []))
                 self._watch_from(str(listing["metadata"]["resourceVersion"]))
             except Exception as err:  # keep watching through API restarts and network errors
@@ -215,22 +212,23 @@ class PodRunner:
     def _is_kwok_node(self, name: str) -> bool:
         if name not in self.kwok_nodes:
             try:
-                node = json.loads(self.core.read_node(name, _preload_content=False).data)
+                node = _json(self.core.read_node(name, _preload_content=False))
             except ApiException:
                 return False
             annotations = node.get("metadata", {}).get("annotations") or {}
             self.kwok_nodes[name] = KWOK_ANNOTATION in annotations
         return self.kwok_nodes[name]
 
+    def sync(self, pods: list[Obj]) -> None:
+        """A fresh listing: pods we run that are no longer there were deleted meanwhile."""
+        seen = {p["metadata"]["uid"] for p in pods}
+        for run in self.runs.values():
+            if run.uid not in seen:
+                self._begin_stop(run, gone=True)
+        for pod in pods:
+            self.handle("MODIFIED", pod)
+
     def handle(self, kind: str, pod: Obj) -> None:
-        if kind == "SYNC":
-            seen = {p["metadata"]["uid"] for p in pod}
-            for run in self.runs.values():
-                if run.uid not in seen:
-                    self._begin_stop(run, gone=True)
-            for item in pod:
-                self.handle("MODIFIED", item)
-            return
         meta = pod.get("metadata") or {}
         uid = str(meta.get("uid", ""))
         run = self.runs.get(uid)
@@ -245,8 +243,7 @@ class PodRunner:
             if meta.get("deletionTimestamp"):
                 self._delete_pod(str(meta["namespace"]), str(meta["name"]), uid)
                 return
-            run = self._new_run(pod)
-            self.runs[uid] = run
+            run = self.runs[uid] = self._new_run(pod)
             log.info("pod %s on %s: running locally at %s", run.key, node, run.pod_ip)
         run.pod = pod
         if meta.get("deletionTimestamp") and not run.deleting:
@@ -470,7 +467,10 @@ class PodRunner:
                     kind, obj = self.events.get(timeout=timeout)
                 except queue.Empty:
                     break
-                self.handle(kind, obj)
+                if kind == "SYNC":
+                    self.sync(obj)
+                else:
+                    self.handle(kind, obj)
             self.tick()
         self.shutdown()
 
@@ -486,6 +486,11 @@ class PodRunner:
                     del self.runs[uid]
             time.sleep(0.05)
         podstate.save_processes(self.directory, [])
+
+
+def _json(resp: Any) -> Any:
+    """Body of a `_preload_content=False` response (raw JSON: no model round trip)."""
+    return json.loads(resp.data)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
@@ -517,7 +522,11 @@ def _targets(run: PodRun) -> list[Obj]:
             if p.get("name") in METRICS_PORT_NAMES
         ]
         for port in ports:
-            out.append({"targets": [f"{run.pod_ip}:{port}"], "labels": labels | {"container": c.name}})
+            target = {
+                "targets": [f"{run.pod_ip}:{port}"],
+                "labels": {**labels, "container": c.name},
+            }
+            out.append(target)
     annotated = annotations.get("prometheus.io/port")
     if annotated and not out:
         out.append({"targets": [f"{run.pod_ip}:{annotated}"], "labels": labels})
@@ -529,10 +538,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--dir", required=True, type=Path, help="state and pod log directory")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=args.kubeconfig
     )
-    api = config.new_client_from_config(config_file=args.kubeconfig)
     runner = PodRunner(api, args.dir.resolve())
 
     def request_stop(signum: int, _frame: object) -> None:

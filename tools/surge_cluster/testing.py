@@ -1,0 +1,118 @@
+"""A handle on the cluster that e2e tests run against: the local control plane started by
+`LocalCluster`, or any cluster given by kubeconfig (kind: ``SURGE_E2E_KUBECONFIG``).
+
+Used by tests/fixtures/kube.py; kept here so it is typed and reusable outside pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubernetes import client, config
+
+from surge_cluster.cluster import LocalCluster
+from surge_cluster.podstate import PodProcess, load_processes
+from surge_cluster.procs import record_alive
+from surge_cluster.versions import BINARIES, bin_dir
+
+
+class ToolMissingError(RuntimeError):
+    """kubectl or helm is not available for this cluster."""
+
+
+@dataclass(frozen=True)
+class KubeCluster:
+    kubeconfig: Path
+    api_client: client.ApiClient
+    local: bool
+    """True for the local control plane (kwok nodes, pod runner); False for kind & co."""
+    bin_dir: Path | None = None
+    pod_runner_dir: Path | None = None
+
+    @property
+    def prometheus_targets_file(self) -> Path | None:
+        """file_sd targets for the pod processes' metrics ports (local cluster only)."""
+        return self.pod_runner_dir / "targets.json" if self.pod_runner_dir else None
+
+    def tool(self, name: str) -> str:
+        if self.bin_dir and (self.bin_dir / name).exists():
+            return str(self.bin_dir / name)
+        found = shutil.which(name)
+        if not found:
+            raise ToolMissingError(f"{name} not found (run tools/build-k8s.sh)")
+        return found
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+        if self.bin_dir:
+            env["PATH"] = os.pathsep.join([str(self.bin_dir), env.get("PATH", "")])
+        return env
+
+    def run(
+        self, tool: str, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.tool(tool), *args],
+            input=input,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run("kubectl", *args, input=input, check=check)
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("helm", *args, check=check)
+
+    def local_processes(self, namespace: str | None = None) -> list[PodProcess]:
+        """Pod processes the pod runner has running now (empty for non-local clusters)."""
+        if self.pod_runner_dir is None:
+            return []
+        return [
+            p
+            for p in load_processes(self.pod_runner_dir)
+            if (namespace is None or p.namespace == namespace) and record_alive(p.record)
+        ]
+
+
+def external_cluster(kubeconfig: Path) -> KubeCluster:
+    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig)
+    )
+    binaries = bin_dir()
+    return KubeCluster(kubeconfig, api, local=False, bin_dir=_if_built(binaries))
+
+
+def _if_built(binaries: Path) -> Path | None:
+    return binaries if any((binaries / b).exists() for b in BINARIES) else None
+
+
+@contextmanager
+def local_cluster(root: Path, binaries: Path | None = None) -> Iterator[KubeCluster]:
+    """Start a LocalCluster in root for the duration of the block; always tear it down."""
+    cluster = LocalCluster(root, binaries=binaries or bin_dir())
+    try:
+        info = cluster.up()
+        api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(info.kubeconfig)
+        )
+        yield KubeCluster(
+            info.kubeconfig,
+            api,
+            local=True,
+            bin_dir=cluster.binaries,
+            pod_runner_dir=cluster.layout.podrunner,
+        )
+    finally:
+        cluster.down()

@@ -1,0 +1,284 @@
+"""`surge bench dataplane`: data-plane throughput as ratios to bare nats-py loops.
+
+One run, one nats-server (file storage, loopback), 1 KiB messages by default:
+
+worker_ratio
+    `surge-worker` engine with the ``noop`` handler (the fair comparison: a bare loop does
+    no work either) ÷ a bare nats-py loop ``fetch(batch=100)`` + ``ack()`` over the same
+    number of messages from the same stream.
+gateway_ratio
+    `surge-gateway` ingest over HTTP (batch endpoint, the gateway in its own process)
+    ÷ a bare nats-py loop ``await js.publish(...)`` (one at a time, same headers). Both
+    wait for the JetStream ack of every message before reporting it stored.
+
+Rounds alternate baseline and subject so background noise hits both; the best round of
+each is compared. Also reported for context: a ``publish_async`` pipeline and the
+single-message gateway endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from surge_workers.consumer import Worker
+from surge_workers.contract import (
+    Header,
+    Priority,
+    consumer_name,
+    format_enqueued_at,
+    message_subject,
+)
+from surge_workers.handlers import noop
+from surge_workers.logs import get_logger
+from surge_workers.metrics import WorkerMetrics
+from surge_workers.natsserver import NatsServer, free_port
+from surge_workers.pipeline import PipelineConfig
+from surge_workers.provision import provision_pipeline
+from surge_workers.settings import PipelineSettings, WorkerSettings
+
+STREAM = "BENCH"
+PREFIX = "bench"
+TENANT = "bench"
+TOKEN = "bench-token"
+
+
+@dataclass
+class BenchResult:
+    messages: int
+    size: int
+    rounds: int
+    bare_consume_rate: float = 0.0
+    worker_rate: float = 0.0
+    worker_ratio: float = 0.0
+    bare_publish_rate: float = 0.0
+    gateway_rate: float = 0.0
+    gateway_ratio: float = 0.0
+    bare_publish_async_rate: float = 0.0
+    gateway_single_rate: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _headers(i: int, run: str) -> dict[str, str]:
+    return {
+        Header.MSG_ID: f"{run}-{i}",
+        Header.CONVERSATION: f"c{i % 997}",
+        Header.TENANT: TENANT,
+        Header.PRIORITY: Priority.NORMAL.value,
+        Header.ENQUEUED_AT: format_enqueued_at(time.time()),
+    }
+
+
+async def bare_publish(nc: Client, count: int, payload: bytes, run: str) -> float:
+    js = nc.jetstream()
+    started = time.perf_counter()
+    for i in range(count):
+        subject = message_subject(PREFIX, Priority.NORMAL, f"c{i % 997}", 16)
+        await js.publish(subject, payload, headers=_headers(i, run))
+    return count / (time.perf_counter() - started)
+
+
+async def bare_publish_async(nc: Client, count: int, payload: bytes, run: str) -> float:
+    js = nc.jetstream()
+    started = time.perf_counter()
+    futures = []
+    for i in range(count):
+        subject = message_subject(PREFIX, Priority.BULK, f"c{i % 997}", 16)
+        futures.append(await js.publish_async(subject, payload, headers=_headers(i, run)))
+    await asyncio.gather(*futures)
+    return count / (time.perf_counter() - started)
+
+
+async def bare_consume(nc: Client, count: int, start_seq: int, name: str) -> float:
+    js = nc.jetstream()
+    await js.add_consumer(
+        STREAM,
+        ConsumerConfig(
+            name=name,
+            durable_name=name,
+            filter_subject=f"{PREFIX}.normal.>",
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start_seq,
+            max_ack_pending=10_000,
+        ),
+    )
+    sub = await js.pull_subscribe_bind(name, stream=STREAM)
+    done = 0
+    started = time.perf_counter()
+    while done < count:
+        msgs = await sub.fetch(100, timeout=5)
+        for msg in msgs:
+            await msg.ack()
+        done += len(msgs)
+    await nc.flush()
+    return count / (time.perf_counter() - started)
+
+
+async def worker_consume(nc: Client, count: int, settings: WorkerSettings) -> float:
+    metrics = WorkerMetrics()
+    worker = Worker(nc, settings, noop, metrics, log=get_logger("bench"))
+    before = metrics.processed_count(Priority.NORMAL, "ok")
+    started = time.perf_counter()
+    await worker.start()
+    while metrics.processed_count(Priority.NORMAL, "ok") - before < count:
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    await worker.drain(timeout=5)
+    return count / elapsed
+
+
+def _bench_worker_settings(url: str) -> WorkerSettings:
+    return WorkerSettings(
+        pipeline=PipelineSettings(stream=STREAM, subject_prefix=PREFIX, partitions=16),
+        handler="surge_workers.handlers:noop",
+        concurrency=8,
+        prefetch=512,
+        max_batch=256,
+        priorities=(Priority.NORMAL,),
+        metrics_port=0,
+    )
+
+
+async def _gateway_rates(
+    url: str, count: int, size: int, result: BenchResult
+) -> tuple[float, float]:
+    from surge_workers.loadclient import post_batches, post_singles
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp:
+        tokens = Path(tmp) / "tokens.json"
+        tokens.write_text(json.dumps({TENANT: [TOKEN]}))
+        env = dict(os.environ)
+        env.update(
+            SURGE_NATS_URL=url,
+            SURGE_STREAM=STREAM,
+            SURGE_SUBJECT_PREFIX=PREFIX,
+            SURGE_PARTITIONS="16",
+            SURGE_HTTP_HOST="127.0.0.1",
+            SURGE_HTTP_PORT=str(port),
+            SURGE_TOKENS_FILE=str(tokens),
+            SURGE_RATE_LIMIT="0",
+            SURGE_LOG_LEVEL="warning",
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from surge_workers.cli import gateway_main; gateway_main()"],
+            env=env,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            await _wait_http(f"{base}/readyz", 15.0)
+            batch_rate = await post_batches(base, TOKEN, TENANT, count, size, batch=100, parallel=4)
+            single_rate = await post_singles(base, TOKEN, TENANT, max(500, count // 5), size, 32)
+        finally:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+            if proc.poll() is None:
+                proc.kill()
+    return batch_rate, single_rate
+
+
+async def _wait_http(url: str, timeout: float) -> None:
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+async def run_bench(
+    messages: int = 20_000,
+    size: int = 1024,
+    rounds: int = 2,
+    nats_url: str | None = None,
+    gateway: bool = True,
+) -> BenchResult:
+    result = BenchResult(messages=messages, size=size, rounds=rounds)
+    result.notes.append(
+        "worker runs the noop handler: the fair comparison to a bare fetch+ack loop"
+    )
+    server = None
+    if nats_url is None:
+        server = NatsServer().start()
+        nats_url = server.url
+    try:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        config = PipelineConfig(stream=STREAM, subject_prefix=PREFIX, partitions=16)
+        await provision_pipeline(js, config)
+        await js.purge_stream(STREAM)
+        payload = os.urandom(size // 2).hex().encode()[:size]
+        settings = _bench_worker_settings(nats_url)
+        for r in range(rounds):
+            run = f"r{r}-{time.time_ns()}"
+            start_seq = (await js.stream_info(STREAM)).state.last_seq + 1
+            result.bare_publish_rate = max(
+                result.bare_publish_rate, await bare_publish(nc, messages, payload, run)
+            )
+            bare = await bare_consume(nc, messages, start_seq, f"bare-{r}")
+            await js.delete_consumer(STREAM, f"bare-{r}")
+            worker_nc = await nats.connect(nats_url)
+            try:
+                rate = await worker_consume(worker_nc, messages, settings)
+            finally:
+                await worker_nc.close()
+            result.bare_consume_rate = max(result.bare_consume_rate, bare)
+            result.worker_rate = max(result.worker_rate, rate)
+        result.bare_publish_async_rate = await bare_publish_async(
+            nc, messages, payload, f"async-{time.time_ns()}"
+        )
+        info = await js.consumer_info(STREAM, consumer_name(Priority.NORMAL))
+        if info.num_pending:
+            result.notes.append(f"warning: {info.num_pending} messages left unprocessed")
+        await nc.close()
+        if gateway:
+            result.gateway_rate, result.gateway_single_rate = await _gateway_rates(
+                nats_url, messages, size, result
+            )
+        result.worker_ratio = round(result.worker_rate / result.bare_consume_rate, 3)
+        if result.bare_publish_rate:
+            result.gateway_ratio = round(result.gateway_rate / result.bare_publish_rate, 3)
+    finally:
+        if server is not None:
+            server.cleanup()
+    return result
+
+
+def render(result: BenchResult) -> str:
+    lines = [
+        f"surge bench dataplane: {result.messages} msgs x {result.size} B, "
+        f"best of {result.rounds} rounds, one nats-server (file storage, loopback)",
+        f"  bare fetch(100)+ack loop      {result.bare_consume_rate:10,.0f} msg/s",
+        f"  surge-worker (noop handler)   {result.worker_rate:10,.0f} msg/s"
+        f"   worker_ratio  {result.worker_ratio:.2f}  (goal >= 0.80)",
+        f"  bare js.publish loop          {result.bare_publish_rate:10,.0f} msg/s",
+        f"  surge-gateway batch POST      {result.gateway_rate:10,.0f} msg/s"
+        f"   gateway_ratio {result.gateway_ratio:.2f}  (goal >= 0.70)",
+        f"  (context) bare publish_async  {result.bare_publish_async_rate:10,.0f} msg/s",
+        f"  (context) gateway single POST {result.gateway_single_rate:10,.0f} msg/s",
+    ]
+    lines += [f"  note: {note}" for note in result.notes]
+    return "\n".join(lines)

@@ -1,0 +1,568 @@
+"""The worker engine: priority-ordered JetStream pulls, lanes, ack/nak/term, drain.
+
+Pulling. Each priority has its own inbox subscription (a callback, no per-message
+futures) and at most one open pull request at a time, so the credit accounting is exact:
+ * critical always has a waiting pull request (``expires`` = SURGE_PULL_EXPIRES) with its
+   own credit pool, so a critical message is pushed to an idle slot the moment it lands,
+   whatever bulk flood is queued behind it;
+ * normal and bulk share the main pool with strict priority: bulk is only asked for once a
+   ``no_wait`` request found normal drained; a drained class is watched with a waiting
+   1-message "probe" so new work is noticed without polling;
+ * the degradation level caps each class's share of the pool (0 = not pulled at all; the
+   messages stay queued in the stream, nothing is dropped).
+
+Processing. Messages go to ``concurrency`` lanes by crc32(conversation), each lane
+serving critical before normal before bulk. A lane runs one handler at a time, so the
+messages of one conversation are handled in arrival order within a worker.
+
+Acknowledgement. ack only after the handler returned (fire-and-forget publish: a lost ack
+means a redelivery, which the idempotent handler absorbs); RetryableError or any other
+exception -> nak with the priority's backoff; PoisonError, or a failure on the last
+allowed delivery -> copy to the dead-letter subject (with the reason, deduplicated by
+stream sequence) and then term. Messages that exhaust MaxDeliver without any answer
+(e.g. a handler that crashes the process) are dead-lettered from the server's
+MAX_DELIVERIES advisory, consumed by one worker of the queue group.
+
+Drain (SIGTERM). Stop issuing pull requests, wait for the open ones to end (at most
+``expires``), finish everything already pulled, flush acks, exit. At the drain timeout
+whatever is still buffered is nak'ed for immediate redelivery elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import zlib
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from surge_workers.contract import (
+    PRIORITIES,
+    DegradationLevel,
+    DegradationState,
+    Header,
+    Priority,
+    completion_subject,
+    consumer_name,
+    dead_letter_msg_id,
+    dead_letter_subject,
+    max_deliveries_advisory,
+    parse_subject,
+    worker_share,
+)
+from surge_workers.delivery import Delivery, Handler, HandlerContext
+from surge_workers.errors import PoisonError
+from surge_workers.metrics import WorkerMetrics
+from surge_workers.pipeline import PriorityPolicy
+from surge_workers.provision import META_BACKOFF, parse_backoff
+from surge_workers.settings import WorkerSettings
+
+_STATUS = "Status"
+_DESCRIPTION = "Description"
+_HEARTBEAT = "100"
+_TERMINAL = ("404", "408", "409")
+_REMEMBERED_IDS = 50_000  # recently acked message ids: absorbs redeliveries of lost acks
+_REASON_MAX = 300
+
+
+@dataclass
+class _Pull:
+    """The (single) open pull request of one priority."""
+
+    open: bool = False
+    remaining: int = 0
+    received: int = 0
+    batch: int = 0
+    probe: bool = False
+    no_wait: bool = False
+    deadline: float = 0.0
+    idle: bool = False  # the last no_wait request found the class drained
+
+
+@dataclass
+class _Lane:
+    queues: tuple[deque[Msg], deque[Msg], deque[Msg]] = field(
+        default_factory=lambda: (deque(), deque(), deque())
+    )
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Worker:
+    def __init__(
+        self,
+        nc: Client,
+        settings: WorkerSettings,
+        handler: Handler,
+        metrics: WorkerMetrics | None = None,
+        *,
+        log: Any,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.settings = settings
+        self.handler = handler
+        self.metrics = metrics or WorkerMetrics()
+        pipeline = settings.pipeline
+        self.stream = pipeline.stream
+        self.log = log.bind(stream=self.stream, cluster=pipeline.cluster)
+        self.level = DegradationLevel.NORMAL
+        self.ctx = HandlerContext(
+            nc=nc, js=self.js, settings=settings, log=self.log, level=lambda: self.level
+        )
+        self.capacity = settings.concurrency + settings.prefetch
+        self._low_water = max(1, self.capacity // 2)
+        self.policies: dict[Priority, PriorityPolicy] = {}
+        self._pulls = {p: _Pull() for p in PRIORITIES}
+        self._held = dict.fromkeys(PRIORITIES, 0)  # received and not finished, per priority
+        self._subs: dict[Priority, Subscription] = {}
+        self._next_subject: dict[Priority, str] = {}
+        self._inbox: dict[Priority, str] = {}
+        self._lanes = [_Lane() for _ in range(settings.concurrency)]
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lane_tasks: list[asyncio.Task[None]] = []
+        self._done_ids: OrderedDict[str, None] = OrderedDict()
+        self._pulling = False
+        self._lanes_exit = False
+        self.ready = False
+        self.draining = False
+        self._in_flight = 0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind to the durable consumers (they must exist) and start pulling."""
+        for priority in self.settings.priorities:
+            name = consumer_name(priority)
+            info = await self.js.consumer_info(self.stream, name)
+            metadata = info.config.metadata or {}
+            self.policies[priority] = PriorityPolicy(
+                ack_wait=info.config.ack_wait or 30.0,
+                max_deliver=info.config.max_deliver or -1,
+                backoff=parse_backoff(metadata.get(META_BACKOFF)) or PriorityPolicy().backoff,
+            )
+            inbox = self.nc.new_inbox()
+            self._inbox[priority] = inbox
+            self._next_subject[priority] = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{name}"
+            self._subs[priority] = await self.nc.subscribe(
+                inbox,
+                cb=self._callback(priority),
+                pending_msgs_limit=self.capacity * 4 + 1024,
+                pending_bytes_limit=-1,
+            )
+        self._tasks.append(asyncio.create_task(self._advisories(), name="surge-dlq-advisories"))
+        self._lane_tasks = [
+            asyncio.create_task(self._lane_loop(lane), name=f"surge-lane-{i}")
+            for i, lane in enumerate(self._lanes)
+        ]
+        self._pulling = True
+        self._tasks.append(asyncio.create_task(self._pull_loop(), name="surge-pull"))
+        self.ready = True
+        self.log.info(
+            "worker_started",
+            priorities=[p.value for p in self.settings.priorities],
+            concurrency=self.settings.concurrency,
+            prefetch=self.settings.prefetch,
+        )
+
+    def on_degradation(self, state: DegradationState) -> None:
+        self.level = state.level
+        self.metrics.degradation_level.set(int(state.level))
+        self._changed.set()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Stop pulling, finish what was pulled, flush acks. Safe to call twice."""
+        if self.draining:
+            return
+        self.draining = True
+        self.ready = False
+        timeout = self.settings.drain_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        self._pulling = False
+        self._changed.set()
+        self.log.info("worker_draining", held=sum(self._held.values()), timeout=timeout)
+        # Open requests end at their expiry at the latest; their messages are processed.
+        while time.monotonic() < deadline:
+            open_requests = any(
+                p.open and time.monotonic() < p.deadline for p in self._pulls.values()
+            )
+            if not open_requests and sum(self._held.values()) == 0:
+                break
+            await asyncio.sleep(0.02)
+        self._lanes_exit = True
+        for lane in self._lanes:
+            lane.wake.set()
+        left = await self._nak_buffered()
+        if left:
+            self.log.warning("drain_timeout_nak_buffered", messages=left)
+        done, pending = await asyncio.wait(
+            self._lane_tasks, timeout=max(0.1, deadline - time.monotonic())
+        )
+        for task in pending:  # handlers still running at the deadline: redelivered later
+            task.cancel()
+        await self.stop_background()
+        for sub in self._subs.values():
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await self.nc.flush(timeout=5)
+        self.log.info("worker_drained", in_flight_cancelled=len(pending))
+
+    async def stop_background(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def _nak_buffered(self) -> int:
+        count = 0
+        for lane in self._lanes:
+            for queue, priority in zip(lane.queues, PRIORITIES, strict=True):
+                while queue:
+                    msg = queue.popleft()
+                    self._held[priority] -= 1
+                    with contextlib.suppress(nats.errors.Error):
+                        await msg.nak()
+                    count += 1
+        return count
+
+    # --- pulling --------------------------------------------------------------------------
+
+    def _callback(self, priority: Priority) -> Any:
+        pull = self._pulls[priority]
+        rank = priority.rank
+        lanes = self._lanes
+        n_lanes = len(lanes)
+        held = self._held
+        changed = self._changed
+        conversation_header = Header.CONVERSATION
+
+        async def on_message(msg: Msg) -> None:
+            headers = msg.headers
+            if not msg.data and headers and _STATUS in headers:
+                self._on_status(priority, headers[_STATUS], headers.get(_DESCRIPTION, ""))
+                return
+            if pull.open:
+                pull.received += 1
+                pull.remaining -= 1
+                if pull.remaining <= 0:
+                    pull.open = False
+                    changed.set()
+            held[priority] += 1
+            conversation = headers.get(conversation_header, "") if headers else ""
+            lane = lanes[zlib.crc32(conversation.encode()) % n_lanes] if n_lanes > 1 else lanes[0]
+            lane.queues[rank].append(msg)
+            lane.wake.set()
+
+        return on_message
+
+    def _on_status(self, priority: Priority, status: str, description: str) -> None:
+        if status == _HEARTBEAT:
+            return
+        pull = self._pulls[priority]
+        if status in _TERMINAL:
+            if status == "409" and "Exceeded MaxWaiting" not in description:
+                self.log.warning(
+                    "pull_request_ended", priority=priority.value, status=status, reason=description
+                )
+            if pull.open:
+                pull.open = False
+                self._changed.set()
+            return
+        self.log.warning("pull_status", priority=priority.value, status=status, reason=description)
+
+    def _finish_request(self, priority: Priority) -> None:
+        """Bookkeeping once a request of this priority is over (called by the pull loop)."""
+        pull = self._pulls[priority]
+        if pull.probe:
+            pull.idle = pull.received == 0
+        elif pull.no_wait:
+            pull.idle = pull.received < pull.batch
+        pull.probe = pull.no_wait = False
+
+    async def _request(
+        self, priority: Priority, batch: int, *, no_wait: bool, probe: bool = False
+    ) -> None:
+        pull = self._pulls[priority]
+        expires = self.settings.pull_expires
+        body: dict[str, Any] = {"batch": batch}
+        if no_wait:
+            body["no_wait"] = True
+        else:
+            body["expires"] = int(expires * 1e9)
+        pull.open = True
+        pull.remaining = pull.batch = batch
+        pull.received = 0
+        pull.no_wait = no_wait
+        pull.probe = probe
+        # Client-side safety net: a request lost in a reconnect never gets a status.
+        pull.deadline = time.monotonic() + (expires if not no_wait else 0) + 3.0
+        await self.nc.publish(
+            self._next_subject[priority], json.dumps(body).encode(), reply=self._inbox[priority]
+        )
+
+    def _pool_held(self, priority: Priority) -> int:
+        if priority is Priority.CRITICAL:
+            return self._held[Priority.CRITICAL]
+        return self._held[Priority.NORMAL] + self._held[Priority.BULK]
+
+    async def _plan(self) -> None:
+        """Issue the pull requests the current capacity and level allow."""
+        now = time.monotonic()
+        for priority, pull in self._pulls.items():
+            if pull.open and now > pull.deadline:
+                pull.open = False
+            if not pull.open and (pull.probe or pull.no_wait):
+                self._finish_request(priority)
+        served = self.settings.priorities
+        cap = self.capacity
+        level = self.level
+        max_batch = self.settings.max_batch
+        crit = self._pulls[Priority.CRITICAL]
+        if Priority.CRITICAL in served and not crit.open:
+            free = cap - self._held[Priority.CRITICAL]
+            if free >= self._low_water or (free > 0 and self._held[Priority.CRITICAL] == 0):
+                await self._request(Priority.CRITICAL, min(free, max_batch), no_wait=False)
+        free = cap - self._pool_held(Priority.NORMAL)
+        for priority in (Priority.NORMAL, Priority.BULK):
+            share = worker_share(level, priority)
+            if priority not in served or share <= 0:
+                continue
+            pull = self._pulls[priority]
+            if pull.open:
+                free -= pull.remaining
+            else:
+                limit = max(1, int(cap * share)) - self._held[priority]
+                room = min(free, limit, max_batch)
+                if room > 0:
+                    if pull.idle:
+                        await self._request(priority, 1, no_wait=False, probe=True)
+                        free -= 1
+                    elif room >= min(self._low_water, limit) or self._pool_held(priority) == 0:
+                        await self._request(priority, room, no_wait=True)
+                        free -= room
+            if not pull.idle:
+                break  # strict priority: lower classes wait while this one has work
+
+    async def _pull_loop(self) -> None:
+        while self._pulling:
+            self._changed.clear()
+            try:
+                await self._plan()
+            except nats.errors.Error as err:
+                self.log.warning("pull_request_failed", error=str(err))
+                await asyncio.sleep(0.5)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=0.5)
+
+    # --- processing -----------------------------------------------------------------------
+
+    async def _lane_loop(self, lane: _Lane) -> None:
+        critical, normal, bulk = lane.queues
+        process = self._process
+        while True:
+            if critical:
+                await process(critical.popleft(), Priority.CRITICAL)
+            elif normal:
+                await process(normal.popleft(), Priority.NORMAL)
+            elif bulk:
+                await process(bulk.popleft(), Priority.BULK)
+            elif self._lanes_exit:
+                return
+            else:
+                lane.wake.clear()
+                await lane.wake.wait()
+
+    async def _process(self, msg: Msg, priority: Priority) -> None:
+        metrics = self.metrics
+        started = time.time()
+        self._in_flight += 1
+        metrics.in_flight.inc()
+        delivery = Delivery(msg, priority)
+        outcome = "ok"
+        try:
+            headers = msg.headers
+            msg_id = headers.get(Header.MSG_ID) if headers else None
+            enqueued = headers.get(Header.ENQUEUED_AT) if headers else None
+            if enqueued:
+                with contextlib.suppress(ValueError):
+                    metrics.queue_wait[priority].observe(max(0.0, started - float(enqueued)))
+            if msg.metadata.num_delivered > 1:
+                metrics.redeliveries[priority].inc()
+            if msg_id is not None and msg_id in self._done_ids:
+                outcome = "duplicate"
+                await msg.ack()
+            else:
+                try:
+                    await self.handler(delivery, self.ctx)
+                except PoisonError as err:
+                    outcome = await self._dead_letter(delivery, err.reason, cause="poison")
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:
+                    outcome = await self._retry(delivery, err)
+                else:
+                    await msg.ack()
+                    if msg_id is not None:
+                        self._remember(msg_id)
+            if self.settings.completions and outcome in ("ok", "duplicate"):
+                await self.nc.publish(
+                    completion_subject(self.stream),
+                    f"{priority.value} {enqueued or ''} {time.time():.6f}".encode(),
+                )
+        finally:
+            self._in_flight -= 1
+            metrics.in_flight.dec()
+            metrics.handling[priority].observe(time.time() - started)
+            metrics.processed[(priority, outcome)].inc()
+            self._held[priority] -= 1
+            if not self._changed.is_set() and self._pool_held(priority) <= self._low_water:
+                self._changed.set()
+
+    def _remember(self, msg_id: str) -> None:
+        done = self._done_ids
+        done[msg_id] = None
+        if len(done) > _REMEMBERED_IDS:
+            done.popitem(last=False)
+
+    async def _retry(self, delivery: Delivery, err: BaseException) -> str:
+        priority = delivery.priority
+        policy = self.policies.get(priority) or PriorityPolicy()
+        attempts = delivery.num_delivered
+        reason = f"{type(err).__name__}: {err}"
+        if policy.max_deliver > 0 and attempts >= policy.max_deliver:
+            return await self._dead_letter(
+                delivery,
+                f"failed {attempts} deliveries (MaxDeliver {policy.max_deliver}); last: {reason}",
+                cause="max_deliver",
+            )
+        delay = policy.nak_delay(attempts)
+        self.log.warning(
+            "message_retry",
+            consumer=consumer_name(priority),
+            priority=priority.value,
+            seq=delivery.seq,
+            msg_id=delivery.msg_id,
+            attempt=attempts,
+            delay=delay,
+            error=reason[:_REASON_MAX],
+        )
+        await delivery.msg.nak(delay=delay)
+        return "retry"
+
+    async def _dead_letter(self, delivery: Delivery, reason: str, *, cause: str) -> str:
+        """Copy to the dead-letter subject first, then term: never lose it in between."""
+        msg = delivery.msg
+        priority = delivery.priority
+        reason = " ".join(reason.split())[:_REASON_MAX]
+        seq = delivery.seq
+        try:
+            await publish_dead_letter(
+                self.js,
+                prefix=self.settings.pipeline.subject_prefix,
+                stream=self.stream,
+                priority=priority,
+                subject=msg.subject,
+                seq=seq,
+                deliveries=delivery.num_delivered,
+                data=msg.data,
+                headers=dict(msg.headers or {}),
+                reason=reason,
+            )
+        except (nats.errors.Error, TimeoutError) as err:
+            # Could not park it: keep it in the stream and try again later.
+            self.log.error("dead_letter_failed", seq=seq, error=str(err))
+            await msg.nak(delay=self.policies.get(priority, PriorityPolicy()).nak_delay(99))
+            return "retry"
+        await self.nc.publish(msg.reply, b"+TERM " + reason.encode())
+        self.metrics.dead_letters.labels(priority.value, cause).inc()
+        self.log.warning(
+            "message_dead_lettered",
+            consumer=consumer_name(priority),
+            priority=priority.value,
+            seq=seq,
+            msg_id=delivery.msg_id,
+            reason=reason,
+        )
+        return "dead_letter"
+
+    # --- MaxDeliver advisories --------------------------------------------------------------
+
+    async def _advisories(self) -> None:
+        """Dead-letter messages that ran out of deliveries without ever being answered."""
+        subject = max_deliveries_advisory(self.stream, "*")
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        sub = await self.nc.subscribe(subject, queue=f"surge-dlq-{self.stream}", cb=queue.put)
+        try:
+            while True:
+                advisory = await queue.get()
+                try:
+                    await self._dead_letter_from_advisory(advisory)
+                except (nats.errors.Error, TimeoutError, ValueError, KeyError) as err:
+                    self.log.error("advisory_dead_letter_failed", error=str(err))
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def _dead_letter_from_advisory(self, advisory: Msg) -> None:
+        doc = json.loads(advisory.data)
+        seq = int(doc["stream_seq"])
+        deliveries = int(doc.get("deliveries", 0))
+        try:
+            raw = await self.js.get_msg(self.stream, seq)
+        except nats.js.errors.NotFoundError:
+            return  # already gone (acked late, or aged out)
+        priority, _ = parse_subject(self.settings.pipeline.subject_prefix, raw.subject or "")
+        reason = (
+            f"no acknowledgement after {deliveries} deliveries (MaxDeliver reached: "
+            "handler hung or crashed the worker)"
+        )
+        await publish_dead_letter(
+            self.js,
+            prefix=self.settings.pipeline.subject_prefix,
+            stream=self.stream,
+            priority=priority,
+            subject=raw.subject or "",
+            seq=seq,
+            deliveries=deliveries,
+            data=raw.data or b"",
+            headers=dict(raw.headers or {}),
+            reason=reason,
+        )
+        self.metrics.dead_letters.labels(priority.value, "max_deliver_timeout").inc()
+        self.log.warning("message_dead_lettered", priority=priority.value, seq=seq, reason=reason)
+
+
+async def publish_dead_letter(
+    js: Any,
+    *,
+    prefix: str,
+    stream: str,
+    priority: Priority,
+    subject: str,
+    seq: int,
+    deliveries: int,
+    data: bytes,
+    headers: dict[str, str],
+    reason: str,
+) -> None:
+    original_id = headers.pop(Header.MSG_ID, None)
+    if original_id:
+        headers["Surge-Original-Msg-Id"] = original_id
+    headers[Header.MSG_ID] = dead_letter_msg_id(stream, seq)  # two sources -> one dead letter
+    headers[Header.DEAD_REASON] = reason
+    headers[Header.DEAD_SUBJECT] = subject
+    headers[Header.DEAD_SEQ] = str(seq)
+    headers[Header.DEAD_DELIVERIES] = str(deliveries)
+    await js.publish(dead_letter_subject(prefix, priority), data, headers=headers)

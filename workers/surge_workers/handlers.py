@@ -1,0 +1,100 @@
+"""Built-in handlers (SURGE_HANDLER=module:function).
+
+``route_and_store`` (default): the seed's "routing" and "storing" services — pick a team
+for the conversation (sticky, first decision wins, kept in the routing KV bucket) and store
+the message in the conversation transcript (idempotent on the message id).
+``noop``: does nothing; the fair comparison to a bare pull+ack loop in benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+
+from surge_workers.contract import (
+    Feature,
+    features,
+    routing_bucket,
+    sticky_key,
+    transcripts_bucket,
+)
+from surge_workers.delivery import Delivery, HandlerContext
+from surge_workers.errors import PoisonError, RetryableError
+from surge_workers.routing import RoutingRules, choose_team, load_rules
+from surge_workers.transcripts import TranscriptEntry, store_entry
+
+_RULES = "routing_rules"
+
+
+async def noop(delivery: Delivery, ctx: HandlerContext) -> None:
+    """Accept everything, do nothing."""
+
+
+def _rules(ctx: HandlerContext) -> RoutingRules:
+    rules = ctx.cache.get(_RULES)
+    if rules is None:
+        path = ctx.settings.routing_rules_file
+        rules = ctx.cache[_RULES] = load_rules(path) if path else RoutingRules()
+    assert isinstance(rules, RoutingRules)
+    return rules
+
+
+async def sticky_team(ctx: HandlerContext, conversation_id: str, proposed: str) -> str:
+    """The conversation's team: the first one ever assigned wins, even across workers."""
+    kv = await ctx.kv(routing_bucket(ctx.settings.pipeline.stream))
+    key = sticky_key(conversation_id)
+    try:
+        return (await kv.get(key)).value.decode()  # type: ignore[union-attr]
+    except nats.js.errors.KeyNotFoundError:
+        pass
+    try:
+        await kv.create(key, proposed.encode())
+    except nats.js.errors.KeyWrongLastSequenceError:
+        # Another worker assigned it between our get and create: theirs wins.
+        return (await kv.get(key)).value.decode()  # type: ignore[union-attr]
+    return proposed
+
+
+def _payload(delivery: Delivery) -> dict[str, Any]:
+    doc = delivery.json()
+    if not isinstance(doc, dict) or not isinstance(doc.get("text", ""), str):
+        raise PoisonError("payload must be a JSON object with a string 'text'")
+    return doc
+
+
+async def route_and_store(delivery: Delivery, ctx: HandlerContext) -> None:
+    conversation = delivery.conversation_id
+    if not conversation:
+        raise PoisonError("missing Surge-Conversation header")
+    payload = _payload(delivery)
+    text = payload.get("text", "")
+    language = payload.get("language")
+    try:
+        proposed = choose_team(
+            _rules(ctx),
+            tenant=delivery.tenant,
+            language=language if isinstance(language, str) else None,
+            text=text,
+            topic_routing=Feature.TOPIC_ROUTING in features(ctx.level()),
+        )
+        team = await sticky_team(ctx, conversation, proposed)
+        entry = TranscriptEntry(
+            msg_id=delivery.msg_id,
+            seq=delivery.seq,
+            conversation_id=conversation,
+            tenant=delivery.tenant,
+            priority=delivery.priority.value,
+            team=team,
+            text=text,
+            language=language if isinstance(language, str) else None,
+            enqueued_at=delivery.enqueued_at,
+            stored_at=time.time(),
+        )
+        kv = await ctx.kv(transcripts_bucket(ctx.settings.pipeline.stream))
+        await store_entry(kv, entry)
+    except (nats.errors.Error, TimeoutError) as err:
+        # NATS trouble is transient by nature: retry with backoff.
+        raise RetryableError(f"nats: {type(err).__name__}: {err}") from err

@@ -1,0 +1,265 @@
+"""Settings of `surge-worker` and `surge-gateway`, read once from environment variables.
+
+Both run as Kubernetes pods (env from the Deployment, credentials from Secrets) and as
+local processes started by ``surge demo``. Values are parsed by :meth:`from_env` into
+frozen dataclasses that are passed down explicitly; nothing else reads the environment.
+
+Connection (both)
+    ``SURGE_NATS_URL``          NATS URL(s), comma-separated             ``nats://127.0.0.1:4222``
+    ``SURGE_NATS_CREDS_FILE``   path of a .creds file (JWT + nkey)       unset
+    ``SURGE_NATS_USER``         user name (with SURGE_NATS_PASSWORD)     unset
+    ``SURGE_NATS_PASSWORD``     password — secret, never logged          unset
+    ``SURGE_NATS_TOKEN``        auth token — secret, never logged        unset
+    ``SURGE_CLUSTER``           MessagingCluster name (logs, metrics)    ``local``
+    ``SURGE_REGION``            region name (logs, metrics)              ``""``
+
+Pipeline (both)
+    ``SURGE_STREAM``            stream name                              ``surge``
+    ``SURGE_SUBJECT_PREFIX``    subject prefix                           ``surge``
+    ``SURGE_PARTITIONS``        partitions per priority                  ``16``
+
+Worker
+    ``SURGE_HANDLER``           handler as ``module:function``
+                                                  ``surge_workers.handlers:route_and_store``
+    ``SURGE_CONCURRENCY``       handlers running at once (lanes)         ``16``
+    ``SURGE_PREFETCH``          messages buffered beyond concurrency     ``= concurrency * 4``
+    ``SURGE_MAX_BATCH``         largest pull request                     ``256``
+    ``SURGE_PULL_EXPIRES``      seconds a waiting pull request lives     ``2``
+    ``SURGE_PRIORITIES``        priorities this worker serves, comma     ``critical,normal,bulk``
+    ``SURGE_METRICS_PORT``      /healthz /readyz /metrics port (0 = off) ``9090``
+    ``SURGE_DRAIN_TIMEOUT``     seconds to finish in-flight on SIGTERM   ``25``
+    ``SURGE_COMPLETIONS``       announce finished messages for `surge load` (bool) ``false``
+    ``SURGE_PROVISION``         provision the pipeline at start (bool)   ``false``
+    ``SURGE_ROUTING_RULES_FILE`` JSON routing rules for the default handler  built-in rules
+
+Gateway
+    ``SURGE_HTTP_HOST``         bind address                             ``0.0.0.0``
+    ``SURGE_HTTP_PORT``         API + /healthz /readyz /metrics port     ``8080``
+    ``SURGE_TOKENS_FILE``       JSON ``{"tenant": ["token", ...]}`` (a mounted Secret) unset
+    ``SURGE_MAX_BODY_BYTES``    largest request body (413 above)         ``1048576``
+    ``SURGE_MAX_TEXT_BYTES``    largest message text (413 above)         ``16384``
+    ``SURGE_MAX_BATCH_MESSAGES`` messages per batch request              ``500``
+    ``SURGE_RATE_LIMIT``        per-tenant messages/s (0 = unlimited)    ``2000``
+    ``SURGE_RATE_BURST``        per-tenant burst                         ``= 2 * rate``
+
+Logging (both)
+    ``SURGE_LOG_LEVEL``         debug | info | warning | error           ``info``
+    ``SURGE_LOG_FORMAT``        auto | json | console                    ``auto``
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from surge_workers.contract import PRIORITIES, Priority, is_valid_prefix, is_valid_stream_name
+from surge_workers.errors import ConfigError
+
+DEFAULT_HANDLER = "surge_workers.handlers:route_and_store"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name}: {raw!r} is not an integer") from err
+    if value < minimum:
+        raise ConfigError(f"{name}: {value} must be >= {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name}: {raw!r} is not a number") from err
+    if value < minimum:
+        raise ConfigError(f"{name}: {value} must be >= {minimum}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: {raw!r} is not a boolean")
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    return env.get(name, "").strip() or default
+
+
+@dataclass(frozen=True)
+class NatsSettings:
+    servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    creds_file: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> NatsSettings:
+        urls = tuple(u.strip() for u in _str(env, "SURGE_NATS_URL", "").split(",") if u.strip())
+        password = env.get("SURGE_NATS_PASSWORD") or None
+        user = env.get("SURGE_NATS_USER") or None
+        if password and not user:
+            raise ConfigError("SURGE_NATS_PASSWORD: set SURGE_NATS_USER too")
+        return cls(
+            servers=urls or cls.servers,
+            creds_file=env.get("SURGE_NATS_CREDS_FILE") or None,
+            user=user,
+            password=password,
+            token=env.get("SURGE_NATS_TOKEN") or None,
+        )
+
+    def connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect`` (contains secrets: never log it)."""
+        options: dict[str, Any] = {"servers": list(self.servers)}
+        if self.creds_file:
+            options["user_credentials"] = self.creds_file
+        if self.user:
+            options["user"] = self.user
+            options["password"] = self.password or ""
+        if self.token:
+            options["token"] = self.token
+        return options
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    cluster: str = "local"
+    region: str = ""
+    stream: str = "surge"
+    subject_prefix: str = "surge"
+    partitions: int = 16
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PipelineSettings:
+        stream = _str(env, "SURGE_STREAM", cls.stream)
+        prefix = _str(env, "SURGE_SUBJECT_PREFIX", cls.subject_prefix)
+        if not is_valid_stream_name(stream):
+            raise ConfigError(f"SURGE_STREAM: {stream!r} is not a valid stream name")
+        if not is_valid_prefix(prefix):
+            raise ConfigError(f"SURGE_SUBJECT_PREFIX: {prefix!r} is not a valid subject prefix")
+        return cls(
+            cluster=_str(env, "SURGE_CLUSTER", cls.cluster),
+            region=env.get("SURGE_REGION", "").strip(),
+            stream=stream,
+            subject_prefix=prefix,
+            partitions=_int(env, "SURGE_PARTITIONS", cls.partitions, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "info"
+    format: str = "auto"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LogSettings:
+        fmt = _str(env, "SURGE_LOG_FORMAT", cls.format).lower()
+        if fmt not in ("auto", "json", "console"):
+            raise ConfigError(f"SURGE_LOG_FORMAT: {fmt!r} must be auto, json or console")
+        return cls(level=_str(env, "SURGE_LOG_LEVEL", cls.level).lower(), format=fmt)
+
+
+def _priorities(env: Mapping[str, str]) -> tuple[Priority, ...]:
+    raw = env.get("SURGE_PRIORITIES", "").strip()
+    if not raw:
+        return PRIORITIES
+    chosen = set()
+    for part in raw.split(","):
+        try:
+            chosen.add(Priority(part.strip().lower()))
+        except ValueError as err:
+            raise ConfigError(f"SURGE_PRIORITIES: unknown priority {part.strip()!r}") from err
+    return tuple(p for p in PRIORITIES if p in chosen)  # keep pull order regardless of input
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    nats: NatsSettings = NatsSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    log: LogSettings = LogSettings()
+    handler: str = DEFAULT_HANDLER
+    concurrency: int = 16
+    prefetch: int = 64
+    max_batch: int = 256
+    pull_expires: float = 2.0
+    priorities: tuple[Priority, ...] = PRIORITIES
+    metrics_port: int = 9090
+    drain_timeout: float = 25.0
+    completions: bool = False
+    provision: bool = False
+    routing_rules_file: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        env = os.environ if env is None else env
+        handler = _str(env, "SURGE_HANDLER", DEFAULT_HANDLER)
+        if ":" not in handler:
+            raise ConfigError(f"SURGE_HANDLER: {handler!r} must be module:function")
+        concurrency = _int(env, "SURGE_CONCURRENCY", cls.concurrency, minimum=1)
+        return cls(
+            nats=NatsSettings.from_env(env),
+            pipeline=PipelineSettings.from_env(env),
+            log=LogSettings.from_env(env),
+            handler=handler,
+            concurrency=concurrency,
+            prefetch=_int(env, "SURGE_PREFETCH", concurrency * 4, minimum=0),
+            max_batch=_int(env, "SURGE_MAX_BATCH", cls.max_batch, minimum=1),
+            pull_expires=_float(env, "SURGE_PULL_EXPIRES", cls.pull_expires, minimum=0.1),
+            priorities=_priorities(env),
+            metrics_port=_int(env, "SURGE_METRICS_PORT", cls.metrics_port),
+            drain_timeout=_float(env, "SURGE_DRAIN_TIMEOUT", cls.drain_timeout),
+            completions=_bool(env, "SURGE_COMPLETIONS", cls.completions),
+            provision=_bool(env, "SURGE_PROVISION", cls.provision),
+            routing_rules_file=env.get("SURGE_ROUTING_RULES_FILE") or None,
+        )
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    nats: NatsSettings = NatsSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    log: LogSettings = LogSettings()
+    host: str = "0.0.0.0"
+    port: int = 8080
+    tokens_file: str | None = None
+    max_body_bytes: int = 1 << 20
+    max_text_bytes: int = 16 * 1024
+    max_batch_messages: int = 500
+    rate_limit: float = 2000.0
+    rate_burst: float = 4000.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
+        env = os.environ if env is None else env
+        rate = _float(env, "SURGE_RATE_LIMIT", cls.rate_limit)
+        return cls(
+            nats=NatsSettings.from_env(env),
+            pipeline=PipelineSettings.from_env(env),
+            log=LogSettings.from_env(env),
+            host=_str(env, "SURGE_HTTP_HOST", cls.host),
+            port=_int(env, "SURGE_HTTP_PORT", cls.port),
+            tokens_file=env.get("SURGE_TOKENS_FILE") or None,
+            max_body_bytes=_int(env, "SURGE_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
+            max_text_bytes=_int(env, "SURGE_MAX_TEXT_BYTES", cls.max_text_bytes, minimum=1),
+            max_batch_messages=_int(
+                env, "SURGE_MAX_BATCH_MESSAGES", cls.max_batch_messages, minimum=1
+            ),
+            rate_limit=rate,
+            rate_burst=_float(env, "SURGE_RATE_BURST", 2 * rate),
+        )

@@ -53,6 +53,8 @@ e2e: venv k8s
 crds: venv
 	$(BIN)/surge crds > crds/messagingcluster.yaml
 	cp crds/messagingcluster.yaml charts/surge/crds/messagingcluster.yaml
+	$(BIN)/python -c "import pathlib; from surge_operator.crdgen import embed_reference as e; \
+		p = pathlib.Path('README.md'); p.write_text(e(p.read_text()))"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -279,3 +279,14 @@ def _default_words(node: dict[str, Any]) -> str:
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     return f"`{value}`"
+
+
+REFERENCE_START = "<!-- crd-reference:start -->"
+REFERENCE_END = "<!-- crd-reference:end -->"
+
+
+def embed_reference(readme: str) -> str:
+    """The README with the generated reference between its markers (idempotent)."""
+    head, _, rest = readme.partition(REFERENCE_START)
+    _, _, tail = rest.partition(REFERENCE_END)
+    return f"{head}{REFERENCE_START}\n{render_reference_markdown()}{REFERENCE_END}{tail}"

@@ -100,3 +100,9 @@ def test_scale_subresource_and_printer_columns() -> None:
     assert names[:5] == ["Phase", "Region", "Replicas", "Desired", "Backlog"]
     assert "P95-Wait" in names
     assert names[-1] == "Age"
+
+
+def test_readme_reference_matches_the_models() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert crdgen.REFERENCE_START in readme
+    assert readme == crdgen.embed_reference(readme), "README reference is stale: run `make crds`"

@@ -26,13 +26,19 @@ fi
 
 mkdir -p "$bin" "$src"
 
+# One build at a time per cache (make k8s racing a test run, two shells, ...).
+exec 9>"$root/.lock"
+if command -v flock >/dev/null; then
+  flock 9
+fi
+
 # Never let Go fetch another toolchain behind our back; go 1.27's default jsonv2
 # experiment breaks kube-openapi (garbage /openapi/v2), so pin it off when present.
 export GOTOOLCHAIN=local
 export GOFLAGS="-mod=mod -buildvcs=false"
 export CGO_ENABLED=0
-go_minor="$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')"
-if (( go_minor >= 27 )); then
+go_minor="$(go env GOVERSION | sed -nE 's/^go1\.([0-9]+).*/\1/p')"
+if (( ${go_minor:-0} >= 27 )); then
   export GOEXPERIMENT="${GOEXPERIMENT:+$GOEXPERIMENT,}nojsonv2"
 fi
 

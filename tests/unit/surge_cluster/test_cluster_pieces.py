@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from surge_cluster import kwokconfig, pki, procs
+from surge_cluster.localpods import wants_local_run
+from surge_cluster.topology import DEFAULT_NODES, REGION_LABEL, node_manifest
+from surge_cluster.versions import VERSIONS_FILE, load_versions, parse_versions
+
+
+def test_versions_file_pins_every_component() -> None:
+    versions = load_versions(VERSIONS_FILE)
+
+    assert versions.kubernetes.startswith("v1.")
+    assert all(v.startswith("v") for v in (versions.etcd, versions.kwok, versions.helm))
+
+
+def test_versions_parser_ignores_comments_and_quotes() -> None:
+    text = '# c\nKUBERNETES_VERSION="v1.2.3"\nETCD_VERSION=v3\nKWOK_VERSION=v0\nHELM_VERSION=v4\n'
+
+    assert parse_versions(text).kubernetes == "v1.2.3"
+
+
+def test_fake_nodes_cover_two_regions_and_are_managed_by_kwok() -> None:
+    manifests = [node_manifest(n) for n in DEFAULT_NODES]
+
+    assert {m["metadata"]["labels"][REGION_LABEL] for m in manifests} == {"east", "west"}
+    assert all(m["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake" for m in manifests)
+
+
+def test_local_pods_are_selected_by_label_or_surge_command() -> None:
+    labelled = {"metadata": {"labels": {"surge.dev/run-local": "true"}}, "spec": {}}
+    worker = {"metadata": {}, "spec": {"containers": [{"command": ["surge-worker"]}]}}
+    other = {"metadata": {}, "spec": {"containers": [{"image": "nginx"}]}}
+
+    assert wants_local_run(labelled)
+    assert wants_local_run(worker)
+    assert not wants_local_run(other)
+
+
+def test_kwok_stages_leave_local_pods_to_the_runner() -> None:
+    stages = list(yaml.safe_load_all(kwokconfig.render()))
+
+    assert [s["metadata"]["name"] for s in stages] == ["pod-ready", "pod-delete"]
+    for stage in stages:
+        keys = [e["key"] for e in stage["spec"]["selector"]["matchExpressions"]]
+        assert '.metadata.labels["surge.dev/run-local"]' in keys
+
+
+def test_pki_is_generated_once_and_tokens_read_back(tmp_path: Path) -> None:
+    first = pki.ensure_pki(tmp_path)
+    ca = first.ca_cert.read_bytes()
+    again = pki.ensure_pki(tmp_path)
+
+    assert again.ca_cert.read_bytes() == ca
+    assert set(pki.read_tokens(again)) == {i.name for i in pki.IDENTITIES}
+    out = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(first.ca_cert), str(first.serving_cert)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0 or "not found" in out.stderr
+
+
+def test_stop_terminates_a_process_group_and_never_a_recycled_pid(tmp_path: Path) -> None:
+    code = "import subprocess,time; subprocess.Popen(['sleep','60']); time.sleep(60)"
+    _, record = procs.spawn("sleeper", [sys.executable, "-c", code], tmp_path / "log")
+    recycled = procs.ProcessRecord("x", record.pid, record.start_time + 1, (), "")
+
+    assert procs.record_alive(record)
+    assert not procs.record_alive(recycled)
+    procs.stop(record, grace=5.0)
+    assert not procs.record_alive(record)
+    assert not procs._any_member_alive(record.pid)

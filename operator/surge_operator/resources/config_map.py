@@ -1,8 +1,9 @@
 """ConfigMap with the data-plane settings; worker and gateway pods read it with `envFrom`.
 
 Keys are the SURGE_* variables that surge-worker and surge-gateway read (see
-surge_workers/settings.py). Nothing secret goes here: NATS credentials are mounted from
-their Secret as a file and only the *path* appears in this map.
+surge_workers/settings.py). Nothing secret goes here: a NATS .creds file is mounted from
+its Secret and only the *path* appears in this map; a token or password reaches the pods
+through `secretKeyRef` env entries (see `pods.env`), never as a literal value.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from typing import Any
 
 from surge_operator.resources.context import BuildContext
+from surge_operator.resources.jetstream import credentials_kind
 from surge_operator.resources.labels import config_name, metadata
 
 CREDS_DIR = "/var/run/secrets/surge/nats"
@@ -30,18 +32,19 @@ def config_data(ctx: BuildContext) -> dict[str, str]:
         "SURGE_NAMESPACE": ctx.namespace,
         "SURGE_REGION": region.name,
         "SURGE_NATS_URL": region.nats.url,
-        "SURGE_NATS_TLS": "true" if region.nats.tls else "false",
         "SURGE_STREAM": ctx.stream,
         "SURGE_SUBJECT_PREFIX": spec.stream.subject_prefix,
         "SURGE_PARTITIONS": str(spec.stream.partitions),
-        "SURGE_MAX_MSG_SIZE": str(spec.stream.max_msg_size),
         "SURGE_HANDLER": spec.workers.handler,
         "SURGE_CONCURRENCY": str(spec.workers.concurrency),
-        "SURGE_RATE_LIMIT_PER_TENANT": f"{spec.gateway.rate_limit_per_tenant:g}",
+        "SURGE_METRICS_PORT": str(METRICS_PORT),
+        "SURGE_HTTP_PORT": str(GATEWAY_PORT),
+        "SURGE_RATE_LIMIT": f"{spec.gateway.rate_limit_per_tenant:g}",
         "SURGE_LOG_FORMAT": "json",
     }
-    if region.nats.credentials_secret is not None:
-        data["SURGE_NATS_CREDS"] = f"{CREDS_DIR}/{CREDS_FILE}"
+    creds = region.nats.credentials_secret
+    if creds is not None and credentials_kind(creds) == "creds":
+        data["SURGE_NATS_CREDS_FILE"] = f"{CREDS_DIR}/{CREDS_FILE}"
     if spec.gateway.tokens_secret is not None:
         data["SURGE_TOKENS_FILE"] = f"{TOKENS_DIR}/{TOKENS_FILE}"
     return data

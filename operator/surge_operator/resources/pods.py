@@ -13,6 +13,12 @@ from surge_operator.resources.config_map import (
     config_hash,
 )
 from surge_operator.resources.context import BuildContext
+from surge_operator.resources.jetstream import (
+    PASSWORD_KEY,
+    TOKEN_KEY,
+    USER_KEY,
+    credentials_kind,
+)
 from surge_operator.resources.labels import (
     CONFIG_HASH_ANNOTATION,
     Component,
@@ -45,11 +51,26 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
 def env(ctx: BuildContext) -> list[dict[str, Any]]:
-    """Downward-API identity first, then the user's variables (which may override)."""
+    """Downward-API identity, secret references, then the user's variables (which win)."""
     out: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        # Bind to the pod IP: the same in a real pod network namespace, and what keeps
+        # several pods apart when the local pod runner runs them on one host.
+        {"name": "SURGE_HTTP_HOST", "value": "$(POD_IP)"},
+        {"name": "SURGE_METRICS_HOST", "value": "$(POD_IP)"},
     ]
+    creds = ctx.region.nats.credentials_secret
+    if creds is not None and credentials_kind(creds) == "token":
+        out.append(_secret_env("SURGE_NATS_TOKEN", creds.name, TOKEN_KEY))
+    elif creds is not None and credentials_kind(creds) == "userpass":
+        out.append(_secret_env("SURGE_NATS_USER", creds.name, USER_KEY))
+        out.append(_secret_env("SURGE_NATS_PASSWORD", creds.name, PASSWORD_KEY))
     for var in ctx.spec.workers.env:
         item: dict[str, Any] = {"name": var.name}
         if var.value_from is not None:
@@ -64,7 +85,7 @@ def volumes(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[str, A
     # readOnlyRootFilesystem needs somewhere writable for Python's temp files.
     out: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
     creds = ctx.region.nats.credentials_secret
-    if creds is not None:
+    if creds is not None and credentials_kind(creds) == "creds":
         out.append(
             {
                 "name": "nats-creds",
@@ -92,7 +113,8 @@ def volumes(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[str, A
 
 def volume_mounts(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
-    if ctx.region.nats.credentials_secret is not None:
+    creds = ctx.region.nats.credentials_secret
+    if creds is not None and credentials_kind(creds) == "creds":
         out.append({"name": "nats-creds", "mountPath": CREDS_DIR, "readOnly": True})
     if with_tokens and ctx.spec.gateway.tokens_secret is not None:
         out.append({"name": "tenant-tokens", "mountPath": TOKENS_DIR, "readOnly": True})

@@ -1,0 +1,87 @@
+"""Operator metrics (Prometheus). One registry per process, created in `run.main()` and
+passed down, so tests get a fresh one and nothing registers at import time."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LABELS = ("namespace", "cluster")
+
+
+@dataclass
+class OperatorMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.reconciles = Counter(
+            "surge_operator_reconciles_total",
+            "Reconciles of MessagingClusters by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "surge_operator_errors_total",
+            "Errors by reason (the condition/Event reason).",
+            ["reason"],
+            registry=r,
+        )
+        self.reconcile_seconds = Histogram(
+            "surge_operator_reconcile_duration_seconds",
+            "Time to reconcile one MessagingCluster.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.tick_seconds = Histogram(
+            "surge_operator_autoscale_tick_duration_seconds",
+            "Time for one autoscaling tick (snapshot, decide, act).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.decisions = Counter(
+            "surge_operator_decisions_total",
+            "Autoscaling decisions by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.scale_actions = Counter(
+            "surge_operator_scale_actions_total",
+            "Worker Deployment scale changes made.",
+            ["direction"],
+            registry=r,
+        )
+        self.status_writes = Counter(
+            "surge_operator_status_writes_total", "Status patches sent.", registry=r
+        )
+        self.desired_replicas = Gauge(
+            "surge_operator_desired_replicas", "Last decided worker count.", _LABELS, registry=r
+        )
+        self.actual_replicas = Gauge(
+            "surge_operator_actual_replicas", "Worker pods that exist.", _LABELS, registry=r
+        )
+        self.ready_replicas = Gauge(
+            "surge_operator_ready_replicas", "Worker pods ready.", _LABELS, registry=r
+        )
+        self.backlog = Gauge(
+            "surge_operator_backlog_messages", "Pending + unacked messages.", _LABELS, registry=r
+        )
+        self.degradation_level = Gauge(
+            "surge_operator_degradation_level", "0 normal .. 3 critical only.", _LABELS, registry=r
+        )
+        self.clusters = Gauge(
+            "surge_operator_managed_clusters", "MessagingClusters in memory.", registry=r
+        )
+
+    def forget(self, namespace: str, cluster: str) -> None:
+        for gauge in (
+            self.desired_replicas,
+            self.actual_replicas,
+            self.ready_replicas,
+            self.backlog,
+            self.degradation_level,
+        ):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, cluster)

@@ -74,6 +74,13 @@ class OperatorMetrics:
         self.clusters = Gauge(
             "surge_operator_managed_clusters", "MessagingClusters in memory.", registry=r
         )
+        # 1 for the region serving traffic; the label carries the name for dashboards.
+        self.active_region = Gauge(
+            "surge_operator_active_region",
+            "1 for the region that serves traffic.",
+            (*_LABELS, "region"),
+            registry=r,
+        )
 
     def forget(self, namespace: str, cluster: str) -> None:
         for gauge in (

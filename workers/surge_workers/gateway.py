@@ -1,0 +1,404 @@
+"""`surge-gateway`: the HTTP ingest API (aiohttp) in front of the JetStream pipeline.
+
+Request path, in order (each step answers with a Problem body and leaves the stream
+untouched when it refuses):
+
+1. bearer token -> tenant (401 missing/unknown token)
+2. body size (413), JSON (400), schema (422), text size (413), tenant match (403)
+3. degradation level: shed priorities get 429 + Retry-After; throttled ones share a
+   reduced per-tenant rate
+4. per-tenant rate limit (429 + Retry-After)
+5. publish with Nats-Msg-Id = client id (a retry is deduplicated by JetStream and answered
+   ``duplicate: true`` with the original sequence) -> 202 with the stream sequence
+
+A batch is all or nothing up to the publish; messages of an accepted batch are published
+pipelined and each gets its own result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from aiohttp import web
+from nats.aio.client import Client
+from nats.js.api import PubAck
+from pydantic import ValidationError
+
+from surge_workers.api_models import (
+    Accepted,
+    BatchAccepted,
+    BatchIn,
+    MessageIn,
+    Problem,
+    Transcript,
+    TranscriptMessage,
+)
+from surge_workers.contract import (
+    THROTTLED_RATE_FRACTION,
+    Admission,
+    DegradationLevel,
+    DegradationState,
+    Header,
+    admission,
+    format_enqueued_at,
+    message_subject,
+    retry_after_seconds,
+)
+from surge_workers.degradation import DegradationWatcher
+from surge_workers.errors import ConfigError
+from surge_workers.health import add_health_routes
+from surge_workers.logs import get_logger
+from surge_workers.metrics import GatewayMetrics
+from surge_workers.openapi import openapi_document
+from surge_workers.ratelimit import TenantLimiter
+from surge_workers.settings import GatewaySettings
+from surge_workers.transcripts import read_transcript
+
+PUBLISH_TIMEOUT = 5.0
+
+
+class Refused(Exception):  # noqa: N818 - control flow, turned into an HTTP answer
+    def __init__(
+        self, status: int, error: str, detail: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail or error)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def problem(
+    status: int, error: str, detail: str = "", headers: dict[str, str] | None = None
+) -> web.Response:
+    body = Problem(error=error, detail=detail).model_dump_json()
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def load_tokens(path: str | Path) -> dict[str, str]:
+    """``{"tenant": ["token", ...]}`` (or a single token string) -> {token: tenant}."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"SURGE_TOKENS_FILE {path}: {err}") from err
+    if not isinstance(doc, dict):
+        raise ConfigError(f"SURGE_TOKENS_FILE {path}: expected a JSON object of tenants")
+    tokens: dict[str, str] = {}
+    for tenant, value in doc.items():
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+            raise ConfigError(f"SURGE_TOKENS_FILE {path}: tenant {tenant!r} needs token strings")
+        for token in values:
+            tokens[token] = tenant
+    return tokens
+
+
+def _validation_detail(err: ValidationError) -> str:
+    parts = []
+    for item in err.errors()[:5]:
+        where = ".".join(str(p) for p in item.get("loc", ()))
+        parts.append(f"{where or 'body'}: {item.get('msg', '')}")
+    return "; ".join(parts)
+
+
+@dataclass
+class Gateway:
+    """The API's state; ``nc`` is None only in unit tests of the refusal paths."""
+
+    settings: GatewaySettings
+    tokens: dict[str, str]
+    nc: Client | None
+    metrics: GatewayMetrics
+    log: Any
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self.level = DegradationLevel.NORMAL
+        self.limiter = TenantLimiter(
+            self.settings.rate_limit, self.settings.rate_burst, THROTTLED_RATE_FRACTION
+        )
+        self.js = self.nc.jetstream() if self.nc is not None else None
+
+    def on_degradation(self, state: DegradationState) -> None:
+        self.level = state.level
+        self.metrics.degradation_level.set(int(state.level))
+
+    def ready(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    # --- refusal steps (pure apart from the limiter's state) ---------------------------------
+
+    def tenant_of(self, request: web.Request) -> str:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Refused(
+                401, "unauthorized", "bearer token required", {"WWW-Authenticate": "Bearer"}
+            )
+        tenant = self.tokens.get(token.strip())
+        if tenant is None:
+            raise Refused(401, "unauthorized", "unknown token", {"WWW-Authenticate": "Bearer"})
+        return tenant
+
+    async def read_body(self, request: web.Request) -> bytes:
+        if request.content_length is not None and (
+            request.content_length > self.settings.max_body_bytes
+        ):
+            raise Refused(413, "too_large", f"body above {self.settings.max_body_bytes} bytes")
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge as err:
+            raise Refused(
+                413, "too_large", f"body above {self.settings.max_body_bytes} bytes"
+            ) from err
+
+    def check_messages(self, tenant: str, messages: list[MessageIn]) -> None:
+        limit = self.settings.max_text_bytes
+        for message in messages:
+            if len(message.text.encode()) > limit:
+                raise Refused(413, "too_large", f"message {message.id}: text above {limit} bytes")
+            if message.tenant is not None and message.tenant != tenant:
+                raise Refused(
+                    403, "wrong_tenant", f"message {message.id}: token is not for that tenant"
+                )
+
+    def admit(self, tenant: str, messages: list[MessageIn]) -> None:
+        level = self.level
+        throttled = 0
+        for message in messages:
+            decision = admission(level, message.priority)
+            if decision is Admission.SHED:
+                self.metrics.rejected(message.priority.value, "degraded")
+                raise Refused(
+                    429,
+                    "degraded",
+                    f"degradation level {int(level)} sheds {message.priority.value} messages",
+                    {"Retry-After": str(retry_after_seconds(level, message.priority))},
+                )
+            if decision is Admission.THROTTLE:
+                throttled += 1
+        now = self.clock()
+        if throttled:
+            wait = self.limiter.take(tenant, throttled, now, throttled=True)
+            if wait > 0:
+                self.metrics.rejected("bulk", "throttled")
+                raise Refused(
+                    429,
+                    "throttled",
+                    f"degradation level {int(level)} throttles bulk messages",
+                    {"Retry-After": str(max(1, int(wait + 0.999)))},
+                )
+        wait = self.limiter.take(tenant, len(messages), now)
+        if wait > 0:
+            self.metrics.rejected(messages[0].priority.value, "rate_limited")
+            raise Refused(
+                429,
+                "rate_limited",
+                f"tenant {tenant} is above its rate limit",
+                {"Retry-After": str(max(1, int(wait + 0.999)))},
+            )
+
+    # --- publishing ----------------------------------------------------------------------------
+
+    async def publish(self, tenant: str, messages: list[MessageIn]) -> list[Accepted]:
+        if self.js is None or self.nc is None or not self.nc.is_connected:
+            raise Refused(503, "unavailable", "not connected to NATS", {"Retry-After": "1"})
+        pipeline = self.settings.pipeline
+        now = format_enqueued_at(time.time())
+        futures: list[asyncio.Future[PubAck]] = []
+        started = time.perf_counter()
+        try:
+            for message in messages:
+                payload: dict[str, Any] = {"text": message.text}
+                if message.language:
+                    payload["language"] = message.language
+                if message.channel:
+                    payload["channel"] = message.channel
+                headers = {
+                    Header.MSG_ID: message.id,
+                    Header.CONVERSATION: message.conversation_id,
+                    Header.TENANT: tenant,
+                    Header.PRIORITY: message.priority.value,
+                    Header.ENQUEUED_AT: now,
+                }
+                subject = message_subject(
+                    pipeline.subject_prefix,
+                    message.priority,
+                    message.conversation_id,
+                    pipeline.partitions,
+                )
+                # Pipelined: send all, then wait for all acks (each is still confirmed).
+                futures.append(
+                    await self.js.publish_async(
+                        subject, json.dumps(payload).encode(), headers=headers
+                    )
+                )
+            acks = await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT)
+        except (nats.errors.Error, TimeoutError) as err:
+            for future in futures:
+                future.cancel()
+            self.log.warning("publish_failed", tenant=tenant, error=str(err))
+            raise Refused(
+                503, "unavailable", "stream did not confirm", {"Retry-After": "1"}
+            ) from err
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        results = []
+        for message, ack in zip(messages, acks, strict=True):
+            self.metrics.accepted[message.priority].inc()
+            if ack.duplicate:
+                self.metrics.duplicates.inc()
+            results.append(
+                Accepted(
+                    id=message.id, stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate)
+                )
+            )
+        return results
+
+    # --- handlers ------------------------------------------------------------------------------
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        tenant = self.tenant_of(request)
+        body = await self.read_body(request)
+        message = _parse(MessageIn, body)
+        self.check_messages(tenant, [message])
+        self.admit(tenant, [message])
+        (result,) = await self.publish(tenant, [message])
+        return web.Response(
+            status=202, body=result.model_dump_json(), content_type="application/json"
+        )
+
+    async def post_batch(self, request: web.Request) -> web.Response:
+        tenant = self.tenant_of(request)
+        body = await self.read_body(request)
+        batch = _parse(BatchIn, body)
+        if len(batch.messages) > self.settings.max_batch_messages:
+            raise Refused(
+                413, "too_large", f"more than {self.settings.max_batch_messages} messages"
+            )
+        self.check_messages(tenant, batch.messages)
+        self.admit(tenant, batch.messages)
+        results = await self.publish(tenant, batch.messages)
+        return web.Response(
+            status=202,
+            body=BatchAccepted(results=results).model_dump_json(),
+            content_type="application/json",
+        )
+
+    async def get_transcript(self, request: web.Request) -> web.Response:
+        tenant = self.tenant_of(request)
+        conversation_id = request.match_info["conversation_id"]
+        if self.js is None:
+            raise Refused(503, "unavailable", "not connected to NATS", {"Retry-After": "1"})
+        try:
+            entries = await read_transcript(self.js, self.settings.pipeline.stream, conversation_id)
+        except (nats.errors.Error, TimeoutError) as err:
+            raise Refused(503, "unavailable", str(err), {"Retry-After": "1"}) from err
+        if not entries or any(e.tenant != tenant for e in entries):
+            # Another tenant's conversation is indistinguishable from a missing one.
+            raise Refused(404, "not_found", "no such conversation")
+        transcript = Transcript(
+            conversation_id=conversation_id,
+            team=entries[0].team,
+            messages=[
+                TranscriptMessage(
+                    id=e.msg_id,
+                    seq=e.seq,
+                    priority=e.priority,
+                    team=e.team,
+                    text=e.text,
+                    language=e.language,
+                    enqueued_at=e.enqueued_at,
+                    stored_at=e.stored_at,
+                )
+                for e in entries
+            ],
+        )
+        return web.Response(body=transcript.model_dump_json(), content_type="application/json")
+
+
+def _parse(model: Any, body: bytes) -> Any:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as err:
+        if any(e.get("type") == "json_invalid" for e in err.errors()):
+            raise Refused(400, "malformed_json", _validation_detail(err)) from err
+        raise Refused(422, "invalid", _validation_detail(err)) from err
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    metrics = gateway.metrics
+    log = gateway.log
+    document = openapi_document()
+
+    @web.middleware
+    async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        try:
+            response = await handler(request)
+        except Refused as err:
+            response = problem(err.status, err.error, err.detail, err.headers)
+        except web.HTTPRequestEntityTooLarge:
+            response = problem(413, "too_large", "body too large")
+        except web.HTTPException as err:
+            response = problem(err.status, err.reason.lower().replace(" ", "_"), err.text or "")
+        except Exception:
+            log.exception("request_failed", route=name)
+            response = problem(500, "internal", "unexpected error")
+        metrics.requests.labels(name, str(response.status)).inc()
+        return response
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app = web.Application(middlewares=[refusals], client_max_size=gateway.settings.max_body_bytes)
+    app.router.add_post("/v1/messages", gateway.post_message)
+    app.router.add_post("/v1/messages/batch", gateway.post_batch)
+    app.router.add_get("/v1/conversations/{conversation_id}/transcript", gateway.get_transcript)
+    app.router.add_get("/openapi.json", openapi)
+    add_health_routes(app, metrics.registry, gateway.ready)
+    return app
+
+
+async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = None) -> None:
+    from surge_workers.runtime import connect, stop_event
+
+    log = get_logger("gateway", stream=settings.pipeline.stream, cluster=settings.pipeline.cluster)
+    if not settings.tokens_file:
+        raise ConfigError("SURGE_TOKENS_FILE is required: the gateway never runs without auth")
+    tokens = load_tokens(settings.tokens_file)
+    stop = stop or stop_event()
+    nc = await connect(settings.nats, f"surge-gateway/{settings.pipeline.cluster}", log)
+    gateway = Gateway(settings=settings, tokens=tokens, nc=nc, metrics=GatewayMetrics(), log=log)
+    watcher = DegradationWatcher(
+        nc.jetstream(), settings.pipeline.stream, gateway.on_degradation, log=log
+    )
+    watch_task = asyncio.create_task(watcher.run())
+    runner = web.AppRunner(build_app(gateway), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    log.info(
+        "gateway_started", host=settings.host, port=settings.port, tenants=len(set(tokens.values()))
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("gateway_stopping")
+        await runner.cleanup()  # stops accepting, lets in-flight requests finish
+        watch_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch_task
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await nc.drain()

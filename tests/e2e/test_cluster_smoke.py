@@ -169,3 +169,39 @@ def test_deployment_pods_run_in_their_region_as_local_processes_and_are_collecte
     if kube_cluster.local:
         assert not local_pids(kube_cluster, ns)
         assert not any(is_alive(pid) for pid in before)
+
+
+WHOAMI = """
+from kubernetes import client, config
+import time
+config.load_kube_config()
+review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+who = client.AuthenticationV1Api().create_self_subject_review(review)
+print("user:", who.status.user_info.username, flush=True)
+time.sleep(600)
+"""
+
+
+def test_local_pod_processes_act_as_their_service_account(
+    kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    if not kube_cluster.local:
+        pytest.skip("the pod runner only exists on the local control plane")
+    core: Any = client.CoreV1Api(kube_cluster.api_client)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "whoami", "labels": {"surge.dev/run-local": "true"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "python", "command": ["python", "-c", WHOAMI]}],
+        },
+    }
+    core.create_namespaced_pod(kube_namespace, pod)
+
+    log = eventually(
+        "the pod's output",
+        lambda: "user:" in (out := kube_cluster.local_log(kube_namespace, "whoami", "c")) and out,
+    )
+
+    assert f"user: system:serviceaccount:{kube_namespace}:default" in log

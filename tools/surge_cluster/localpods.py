@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 RUN_LOCAL_LABEL = "surge.dev/run-local"
-LOCAL_COMMANDS = ("surge-worker", "surge-gateway")
+LOCAL_COMMANDS = ("surge-worker", "surge-gateway", "surge-operator")
 CONTAINER_ID_SCHEME = "surge-local://"
 
 

@@ -3,10 +3,12 @@
 It watches all pods. For each pod bound to a kwok node and selected by
 ``surge_cluster.localpods.wants_local_run`` it starts every container's command + args as a
 local process (own process group, env resolved from the pod incl. Secret/ConfigMap refs, the
-venv's bin dir first on PATH, a unique loopback pod IP such as 127.1.0.2), restarts it per
-restartPolicy with back-off, runs readiness probes, patches the pod status (phase, Ready,
-containerStatuses with containerID ``surge-local://<pid>``), and when the pod is deleted sends
-SIGTERM, waits the grace period, SIGKILLs, then removes the pod (grace 0) as a kubelet would.
+venv's bin dir first on PATH, a unique loopback pod IP such as 127.1.0.2, and KUBECONFIG
+pointing at a bound token of the pod's ServiceAccount in place of the in-cluster mount),
+restarts it per restartPolicy with back-off, runs readiness probes, patches the pod status
+(phase, Ready, containerStatuses with containerID ``surge-local://<pid>``), and when the pod is
+deleted sends SIGTERM, waits the grace period, SIGKILLs, then removes the pod (grace 0) as a
+kubelet would.
 
 Run it with ``python -m surge_cluster.podrunner --kubeconfig K --dir D`` (``surge-cluster up``
 does that). Logs of pod processes go to D/pods/<namespace>_<pod>/<container>.log; D/pids.json
@@ -37,6 +39,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from surge_cluster import podstate, procs
+from surge_cluster.kubeconfig import write_kubeconfig
 from surge_cluster.localpods import wants_local_run
 from surge_cluster.podenv import EnvError, PodAddresses, container_argv, container_env
 from surge_cluster.podstatus import (
@@ -282,7 +285,10 @@ class PodRunner:
     def _start(self, run: PodRun, c: ContainerRun) -> None:
         addresses = PodAddresses(pod_ip=run.pod_ip, host_ip=HOST_IP)
         try:
-            c.env = container_env(run.pod, c.spec, self.lookup, addresses, self.base_env)
+            base = dict(self.base_env)
+            if kubeconfig := self._service_account_kubeconfig(run):
+                base["KUBECONFIG"] = str(kubeconfig)
+            c.env = container_env(run.pod, c.spec, self.lookup, addresses, base)
             argv = container_argv(c.spec, c.env)
         except (EnvError, ApiException) as err:
             c.waiting_reason, c.waiting_message = "CreateContainerConfigError", str(err)
@@ -308,6 +314,39 @@ class PodRunner:
         probe = c.spec.get("readinessProbe") or {}
         c.probe_due = time.monotonic() + float(probe.get("initialDelaySeconds") or 0)
         log.info("pod %s container %s: started pid %d: %s", run.key, c.name, c.proc.pid, argv)
+
+    def _service_account_kubeconfig(self, run: PodRun) -> Path | None:
+        """The pod's in-cluster identity, as a kubeconfig: a bound token for its ServiceAccount
+        (TokenRequest), so a local operator pod acts with exactly the RBAC it is granted."""
+        spec = run.pod.get("spec") or {}
+        if spec.get("automountServiceAccountToken") is False:
+            return None
+        path = self._pod_dir(run) / "kubeconfig"
+        if path.exists():
+            return path
+        account = str(spec.get("serviceAccountName") or "default")
+        request: Any = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": 86400,
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": run.name,
+                    "uid": run.uid,
+                },
+            },
+        }
+        token = _json(
+            self.core.create_namespaced_service_account_token(
+                account, run.namespace, request, _preload_content=False
+            )
+        )["status"]["token"]
+        conf = self.core.api_client.configuration
+        user = f"system:serviceaccount:{run.namespace}:{account}"
+        ca_pem = Path(conf.ssl_ca_cert).read_bytes() if conf.ssl_ca_cert else b""
+        return write_kubeconfig(path, str(conf.host), ca_pem, str(token), user)
 
     @staticmethod
     def _bump_backoff(c: ContainerRun) -> float:

@@ -75,6 +75,13 @@ class KubeCluster:
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("helm", *args, check=check)
 
+    def local_log(self, namespace: str, pod: str, container: str) -> str:
+        """Output of a pod process run by the pod runner ("" when none yet)."""
+        if self.pod_runner_dir is None:
+            return ""
+        path = self.pod_runner_dir / "pods" / f"{namespace}_{pod}" / f"{container}.log"
+        return path.read_text() if path.exists() else ""
+
     def local_processes(self, namespace: str | None = None) -> list[PodProcess]:
         """Pod processes the pod runner has running now (empty for non-local clusters)."""
         if self.pod_runner_dir is None:

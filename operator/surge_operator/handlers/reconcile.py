@@ -288,7 +288,9 @@ async def _reconcile_locked(
             fail(exc, stream_failed(exc.reason, exc.message))
 
     if not any(u.type is ConditionType.WORKERS_READY for u in updates):
-        desired = manual_replicas(ctx) if not spec.autoscaling.enabled else cs.workers.spec_replicas
+        desired = (
+            manual_replicas(spec) if not spec.autoscaling.enabled else cs.workers.spec_replicas
+        )
         updates.append(workers_update(cs.workers.replicas, cs.workers.ready, desired))
     active = cs.status.active_region or spec.primary_region().name
     updates.append(failed_over_update(active, spec.primary_region().name))

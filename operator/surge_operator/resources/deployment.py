@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from surge_operator.api import MessagingClusterSpec
 from surge_operator.resources.config_map import METRICS_PORT
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.labels import metadata, selector_labels, worker_name
 from surge_operator.resources.pods import pod_template
 
 
-def manual_replicas(ctx: BuildContext) -> int:
+def manual_replicas(spec: MessagingClusterSpec) -> int:
     """Worker count when autoscaling is off: spec.replicas, else the autoscaling minimum."""
-    spec = ctx.spec
     return spec.replicas if spec.replicas is not None else spec.autoscaling.min_replicas
 
 
@@ -55,7 +55,7 @@ def build_worker_deployment(ctx: BuildContext) -> dict[str, Any]:
         ),
     }
     if not ctx.spec.autoscaling.enabled:
-        spec = {"replicas": manual_replicas(ctx), **spec}
+        spec = {"replicas": manual_replicas(ctx.spec), **spec}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -71,7 +71,11 @@ def metadata(ctx: BuildContext, name: str, component: Component) -> dict[str, ob
 
 
 def worker_name(ctx: BuildContext) -> str:
-    return f"{ctx.name}-worker"
+    return worker_deployment_name(ctx.name)
+
+
+def worker_deployment_name(cluster: str) -> str:
+    return f"{cluster}-worker"
 
 
 def gateway_name(ctx: BuildContext) -> str:

@@ -1,0 +1,231 @@
+"""kopf handlers: thin. Load -> call reconcile/tick/finalize -> map errors to kopf.
+
+    on.startup      settings (annotation storage, finalizer name, no kopf Events), clients
+    on.create/update/resume   reconcile(): owned objects, JetStream, conditions
+    on.delete       finalize(): honour spec.stream.deletionPolicy, then kopf drops the finalizer
+    daemon          per cluster: autoscaling tick every tickSeconds + periodic drift resync
+    on.event        worker Deployments: replica figures for status and the autoscaler
+    on.cleanup      close clients
+
+Domain errors become kopf.TemporaryError (retry with exponential back-off) or
+kopf.PermanentError (wait for the next spec change) here and only here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from surge_operator.api import GROUP, KIND, PLURAL, VERSION
+from surge_operator.errors import SurgeError, is_permanent
+from surge_operator.handlers.autoscale import tick
+from surge_operator.handlers.deps import Deps
+from surge_operator.handlers.reconcile import emit, figures_from_deployment, finalize, reconcile
+from surge_operator.handlers.state import WorkerFigures
+from surge_operator.jetstream import NatsJetStreamOps, NatsPool
+from surge_operator.kube import ClusterObject, HttpKubeApi
+from surge_operator.kube_scale import KubeScaleTarget
+from surge_operator.logs import bound_cluster, get_logger
+from surge_operator.metrics import OperatorMetrics
+from surge_operator.resources.labels import MANAGED_BY
+from surge_operator.settings import OperatorConfig
+from surge_operator.snapshots import JetStreamSnapshots
+
+FINALIZER = "surge.dev/finalizer"
+ANNOTATION_PREFIX = "surge.dev"
+#: Give up deleting the stream after this many failed attempts (NATS gone for good):
+#: the MessagingCluster must not hang in Terminating forever.
+DELETE_ATTEMPTS = 8
+
+log = get_logger()
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """kopf defaults that do not fit a structural CRD or a quiet operator."""
+    # A structural schema prunes unknown status fields, so kopf's default progress storage
+    # (status.kopf) would silently vanish and handlers would re-run forever. Annotations
+    # survive pruning.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    # We post our own Events (scaling, degradation, errors); kopf's per-handler Events
+    # would add one write per handler run per cluster.
+    settings.posting.enabled = False
+    # Re-establish watches periodically: a silently dead TCP stream must not freeze us.
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.networking.request_timeout = 30
+    # Daemons are stopped when the object is deleted; give a running tick time to finish.
+    settings.background.cancellation_polling = 1
+
+
+def deps_of(memo: Any) -> Deps:
+    deps = getattr(memo, "deps", None)
+    if not isinstance(deps, Deps):
+        raise kopf.TemporaryError("operator is still starting", delay=1)
+    return deps
+
+
+def to_kopf(exc: SurgeError, retry: int, cap: float = 60.0) -> Exception:
+    text = f"{exc.reason}: {exc.message}"
+    if is_permanent(exc):
+        return kopf.PermanentError(text)
+    delay = min(cap, exc.retry_after * (2 ** min(retry, 6)))
+    return kopf.TemporaryError(text, delay=delay)
+
+
+def cluster_ref(body: kopf.Body) -> ClusterObject:
+    meta = body.get("metadata", {})
+    return ClusterObject(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    configure_kopf(settings)
+    config = memo.get("config") or OperatorConfig.from_env()
+    metrics = memo.get("metrics") or OperatorMetrics()
+    kube = memo.get("kube") or await HttpKubeApi.connect()
+    pool = NatsPool(connect_timeout=config.nats.connect_timeout_seconds)
+    js = NatsJetStreamOps(pool)
+
+    def scale_target(ref: ClusterObject, deployment: str) -> KubeScaleTarget:
+        return KubeScaleTarget(
+            kube,
+            namespace=ref.namespace,
+            deployment=deployment,
+            field_manager=config.apply.scale_field_manager,
+        )
+
+    memo["pool"] = pool
+    memo["deps"] = Deps(
+        config=config,
+        kube=kube,
+        js=js,
+        snapshots=JetStreamSnapshots(js),
+        scale_target=scale_target,
+        metrics=metrics,
+    )
+    log.info("operator_started", namespaces=list(config.namespaces) or "all")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    pool = memo.get("pool")
+    if isinstance(pool, NatsPool):
+        await pool.close()
+    deps = memo.get("deps")
+    if isinstance(deps, Deps) and isinstance(deps.kube, HttpKubeApi):
+        await deps.kube.close()
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def reconcile_cluster(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    deps = deps_of(memo)
+    ref = cluster_ref(body)
+    with bound_cluster(ref.namespace, ref.name, generation=body.meta.get("generation")):
+        try:
+            await reconcile(
+                deps,
+                ref,
+                spec_raw=dict(body.get("spec") or {}),
+                generation=body.meta.get("generation"),
+                raw_status=dict(body.get("status") or {}),
+            )
+        except SurgeError as exc:
+            raise to_kopf(exc, retry, deps.config.nats.retry_max_seconds) from None
+    deps.metrics.clusters.set(len(deps.registry))
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def finalize_cluster(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    deps = deps_of(memo)
+    ref = cluster_ref(body)
+    with bound_cluster(ref.namespace, ref.name):
+        try:
+            done = await finalize(deps, ref, spec_raw=dict(body.get("spec") or {}), retry=retry)
+        except SurgeError as exc:
+            if retry + 1 >= DELETE_ATTEMPTS:
+                message = f"gave up cleaning up after {retry + 1} attempts: {exc.message}"
+                log.error("finalize_abandoned", reason=exc.reason, error=exc.message)
+                await emit(deps, ref, "Warning", "CleanupAbandoned", message)
+                deps.registry.forget(ref.uid)
+                return
+            await emit(deps, ref, "Warning", exc.reason, f"cleanup failed: {exc.message}")
+            raise to_kopf(exc, retry, deps.config.nats.retry_max_seconds) from None
+        log.info("finalized", result=done)
+        await emit(deps, ref, "Normal", "Finalized", done)
+    deps.metrics.clusters.set(len(deps.registry))
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
+async def autoscaler(
+    stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """~1 s loop per cluster. `body` is a live view: spec changes show up without restart."""
+    deps = deps_of(memo)
+    ref = cluster_ref(body)
+    tick_no = 0
+    while not stopped:
+        cs = deps.registry.get(ref.uid)
+        period = 1.0
+        if cs is not None and cs.spec is not None:
+            period = cs.spec.autoscaling.tick_seconds
+            tick_no += 1
+            with bound_cluster(ref.namespace, ref.name, tick=tick_no):
+                try:
+                    await tick(deps, cs, tick_no)
+                except Exception as exc:  # a tick must never kill the loop
+                    log.exception("tick_failed", error=str(exc))
+                if deps.monotonic() - cs.last_reconcile >= deps.config.apply.resync_seconds:
+                    await _resync(deps, ref, body)
+        await stopped.wait(period)
+
+
+async def _resync(deps: Deps, ref: ClusterObject, body: kopf.Body) -> None:
+    """Drift correction: re-apply everything. Server-side apply makes the no-op free."""
+    try:
+        await reconcile(
+            deps,
+            ref,
+            spec_raw=dict(body.get("spec") or {}),
+            generation=body.meta.get("generation"),
+            raw_status=dict(body.get("status") or {}),
+        )
+    except SurgeError as exc:
+        log.warning("resync_failed", reason=exc.reason, error=exc.message)
+
+
+@kopf.on.event(
+    "apps",
+    "v1",
+    "deployments",
+    labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "worker"},
+)
+async def worker_deployment_event(
+    body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    deps = memo.get("deps")
+    if not isinstance(deps, Deps):
+        return
+    owners = [
+        o
+        for o in body.meta.get("ownerReferences") or []
+        if o.get("kind") == KIND and o.get("controller")
+    ]
+    if not owners:
+        return
+    cs = deps.registry.get(owners[0]["uid"])
+    if cs is None:
+        return
+    if type == "DELETED":
+        cs.workers = WorkerFigures()
+        cs.last_reconcile = -1e9  # recreate on the next daemon pass, not in 60 s
+        return
+    cs.workers = figures_from_deployment(body, deps.config.apply.field_manager)

@@ -1,0 +1,127 @@
+"""`surge-operator`: settings -> logging -> health/metrics server -> leader election ->
+kopf. The only place that wires globals (structlog config, kopf's handler registry).
+
+    KUBECONFIG=... surge-operator            # or in-cluster with a service account
+
+Exit codes: 0 on SIGTERM/SIGINT, 1 when leadership is lost (restart as a standby).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from surge_operator.kube import HttpKubeApi
+from surge_operator.leader import LeaseElector
+from surge_operator.logs import configure, get_logger
+from surge_operator.metrics import OperatorMetrics
+from surge_operator.settings import OperatorConfig
+
+
+async def _serve(
+    config: OperatorConfig, metrics: OperatorMetrics, state: dict[str, bool]
+) -> web.AppRunner:
+    async def healthz(_: web.Request) -> web.Response:
+        # Alive as soon as the process serves HTTP, leader or standby: a standby must not
+        # be killed by its liveness probe for waiting.
+        return web.json_response({"ok": True, "leader": state.get("leader", False)})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok = state.get("ready", False)
+        return web.json_response({"ready": ok}, status=200 if ok else 503)
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host = config.server.host
+    for port in {config.server.health_port, config.server.metrics_port} - {0}:
+        await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def run(config: OperatorConfig) -> int:
+    import kopf
+
+    import surge_operator.handlers.lifecycle  # noqa: F401  (registers the handlers)
+
+    log = get_logger()
+    metrics = OperatorMetrics()
+    state: dict[str, bool] = {"leader": False, "ready": False}
+    runner = await _serve(config, metrics, state)
+    kube = await HttpKubeApi.connect()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    elector = LeaseElector(kube, config.leader)
+    lost = asyncio.Event()
+    keeper: asyncio.Task[None] | None = None
+    exit_code = 0
+    try:
+        if config.leader.enabled:
+            if not await elector.acquire(stop):
+                return 0
+            keeper = asyncio.create_task(elector.keep(lost, stop))
+        state["leader"] = True
+        kopf_stop = asyncio.Event()
+        ready = asyncio.Event()
+
+        async def relay() -> None:
+            waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+            kopf_stop.set()
+
+        async def mark_ready() -> None:
+            await ready.wait()
+            state["ready"] = True
+
+        relay_task = asyncio.create_task(relay())
+        ready_task = asyncio.create_task(mark_ready())
+        namespaces = list(config.namespaces)
+        await kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,  # leadership is the Lease's job (see leader.py)
+            stop_flag=kopf_stop,
+            ready_flag=ready,
+            memo=kopf.Memo(config=config, metrics=metrics, kube=kube),
+        )
+        relay_task.cancel()
+        ready_task.cancel()
+        if lost.is_set():
+            log.error("exiting_after_leadership_loss")
+            exit_code = 1
+    finally:
+        stop.set()
+        if keeper is not None:
+            await keeper
+        await elector.release()
+        await kube.close()
+        await runner.cleanup()
+    return exit_code
+
+
+def main() -> None:
+    config = OperatorConfig.from_env()
+    configure(config.logs)
+    sys.exit(asyncio.run(run(config)))
+
+
+if __name__ == "__main__":
+    main()

@@ -179,17 +179,17 @@ class Worker:
         self.metrics.degradation_level.set(int(state.level))
         self._changed.set()
 
-    async def drain(self, timeout: float | None = None) -> None:
+    async def drain(self, grace: float | None = None) -> None:
         """Stop pulling, finish what was pulled, flush acks. Safe to call twice."""
         if self.draining:
             return
         self.draining = True
         self.ready = False
-        timeout = self.settings.drain_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        grace = self.settings.drain_timeout if grace is None else grace
+        deadline = time.monotonic() + grace
         self._pulling = False
         self._changed.set()
-        self.log.info("worker_draining", held=sum(self._held.values()), timeout=timeout)
+        self.log.info("worker_draining", held=sum(self._held.values()), grace=grace)
         # Open requests end at their expiry at the latest; their messages are processed.
         while time.monotonic() < deadline:
             open_requests = any(
@@ -204,7 +204,7 @@ class Worker:
         left = await self._nak_buffered()
         if left:
             self.log.warning("drain_timeout_nak_buffered", messages=left)
-        done, pending = await asyncio.wait(
+        _, pending = await asyncio.wait(
             self._lane_tasks, timeout=max(0.1, deadline - time.monotonic())
         )
         for task in pending:  # handlers still running at the deadline: redelivered later

@@ -3,11 +3,14 @@
 ``route_and_store`` (default): the seed's "routing" and "storing" services — pick a team
 for the conversation (sticky, first decision wins, kept in the routing KV bucket) and store
 the message in the conversation transcript (idempotent on the message id).
+``simulated``: ``route_and_store`` after SURGE_WORK_MS of simulated service time (an
+awaited sleep, like waiting on a downstream API), for demos and autoscaling tests.
 ``noop``: does nothing; the fair comparison to a bare pull+ack loop in benchmarks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -98,3 +101,8 @@ async def route_and_store(delivery: Delivery, ctx: HandlerContext) -> None:
     except (nats.errors.Error, TimeoutError) as err:
         # NATS trouble is transient by nature: retry with backoff.
         raise RetryableError(f"nats: {type(err).__name__}: {err}") from err
+
+
+async def simulated(delivery: Delivery, ctx: HandlerContext) -> None:
+    await asyncio.sleep(ctx.settings.work_seconds)
+    await route_and_store(delivery, ctx)

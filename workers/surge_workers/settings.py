@@ -31,6 +31,8 @@ Worker
     ``SURGE_COMPLETIONS``       announce finished messages for `surge load` (bool) ``false``
     ``SURGE_PROVISION``         provision the pipeline at start (bool)   ``false``
     ``SURGE_ROUTING_RULES_FILE`` JSON routing rules for the default handler  built-in rules
+    ``SURGE_WORK_MS``           simulated service time per message for the
+                                ``surge_workers.handlers:simulated`` handler (demo, tests)  ``20``
 
 Gateway
     ``SURGE_HTTP_HOST``         bind address                             ``0.0.0.0``
@@ -204,6 +206,7 @@ class WorkerSettings:
     completions: bool = False
     provision: bool = False
     routing_rules_file: str | None = None
+    work_seconds: float = 0.02
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -227,6 +230,7 @@ class WorkerSettings:
             completions=_bool(env, "SURGE_COMPLETIONS", cls.completions),
             provision=_bool(env, "SURGE_PROVISION", cls.provision),
             routing_rules_file=env.get("SURGE_ROUTING_RULES_FILE") or None,
+            work_seconds=_float(env, "SURGE_WORK_MS", cls.work_seconds * 1000) / 1000,
         )
 
 

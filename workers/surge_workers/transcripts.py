@@ -53,7 +53,7 @@ async def store_entry(kv: KeyValue, entry: TranscriptEntry) -> bool:
 
 
 async def read_transcript(
-    js: JetStreamContext, stream: str, conversation_id: str, *, timeout: float = 5.0
+    js: JetStreamContext, stream: str, conversation_id: str, *, wait: float = 5.0
 ) -> list[TranscriptEntry]:
     """All stored messages of a conversation, in stream-sequence order."""
     try:
@@ -65,7 +65,7 @@ async def read_transcript(
     try:
         while True:
             try:
-                update = await watcher.updates(timeout=timeout)  # type: ignore[no-untyped-call]
+                update = await watcher.updates(timeout=wait)  # type: ignore[no-untyped-call]
             except nats.errors.TimeoutError:
                 break
             if update is None:  # end of the initial values

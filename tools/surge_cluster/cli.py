@@ -40,9 +40,12 @@ def render_status(status: ClusterStatus) -> str:
     ]
     for comp in status.components:
         state = "running" if comp.alive else "stopped"
-        lines.append(f"  {comp.name:<24} pid {comp.pid:<8} {state:<8} log {comp.log}")
+        rss = f"{comp.rss / 2**20:5.0f} MiB"
+        lines.append(f"  {comp.name:<24} pid {comp.pid:<8} {state:<8} {rss}  log {comp.log}")
     if not status.components:
         lines.append("  (nothing started)")
+    else:
+        lines.append(f"  {'total resident memory':<46} {status.rss / 2**20:5.0f} MiB")
     return "\n".join(lines)
 
 

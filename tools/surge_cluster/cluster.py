@@ -63,6 +63,8 @@ class ComponentStatus:
     pid: int
     alive: bool
     log: str
+    rss: int
+    """Resident memory in bytes (0 when stopped)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,10 @@ class ClusterStatus:
     @property
     def running(self) -> bool:
         return any(c.alive for c in self.components)
+
+    @property
+    def rss(self) -> int:
+        return sum(c.rss for c in self.components)
 
 
 @dataclass
@@ -237,7 +243,9 @@ class LocalCluster:
         layout = self.layout
         state = load_state(layout)
         comps = tuple(
-            ComponentStatus(p.name, p.pid, procs.record_alive(p), p.log) for p in state.processes
+            ComponentStatus(p.name, p.pid, alive, p.log, procs.rss_bytes(p.pid) if alive else 0)
+            for p in state.processes
+            for alive in (procs.record_alive(p),)
         )
         api_ready = False
         if state.server and comps:

@@ -58,6 +58,17 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19]) if fields else None
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident set size of one process (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def is_alive(pid: int, start_time: int | None = None) -> bool:
     """True when the process runs (not a zombie) and, if given, started at start_time."""
     fields = _stat_fields(pid)

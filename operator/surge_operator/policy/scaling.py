@@ -2,19 +2,24 @@
 
 Model, per tick:
 
-* arrival rate: a least-squares line through the last `trend_window_s` of samples,
-  extrapolated over the time a new pod needs to become useful (start-up + one tick), and
-  never below the latest sample, so a step up is seen at once and a ramp ahead of time;
+* arrival rate: a robust line through the last `trend_window_s` of samples (Theil-Sen),
+  giving a low-noise *level*; a sample far above it (beyond Poisson noise) is a step and
+  is taken as the new level at once; a rise seen in both halves of the window is a ramp
+  and is extrapolated over the time a new pod needs to become useful;
 * service rate per replica: measured from ack progress while the workers were saturated
-  (otherwise completions only say how much work there was), smoothed; the spec's hint
-  until a measurement exists;
-* demand = predicted arrivals / (service rate x target utilisation);
-* drain = for each priority, in service order, the replicas that serve the arrivals of it
-  and everything served before it *and* clear their backlog within half its latency target
-  (sooner when its oldest message is already close to the target);
+  and the pool unchanged (otherwise completions only say how much work there was),
+  smoothed; the spec's hint until a measurement exists;
+* demand: in service order, the replicas that serve the predicted arrivals of each class
+  and every class served before it, at that class's utilisation. A class whose latency
+  target is shorter than the time new capacity takes to arrive (start-up + tick) gets the
+  full `target_utilization` headroom; a class with a longer target rides out a shortfall
+  in its queue, so its headroom shrinks in proportion (bulk runs the pool nearly full);
+* drain: the replicas that serve those arrivals *and* clear each class's backlog (and
+  the backlog of everything served before it) within half its latency target, sooner
+  when its oldest message is already close to the target;
 * scale up at once to max(demand, drain), by at most `max_step`; scale down only to the
-  largest demand seen over the stabilisation window (backlog-drain peaks are held only
-  while their pods start, because a drained backlog does not come back by itself);
+  largest *measured* demand over the stabilisation window (predictions and drain peaks
+  are held only while the pods they asked for start: they do not come back by themselves);
 * hold the current size when metrics are missing or stale, and say so.
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 from surge_operator.api import Priority
@@ -75,37 +81,45 @@ def decide(
             state, snapshot.at
         )
 
-    service_rate = _service_rate(snapshot, state.service_rate, scaling)
+    service_rate = _service_rate(snapshot, state, scaling)
     rate_history = _window(
         (*state.rate_history, (snapshot.at, snapshot.total_arrival_rate())),
         snapshot.at,
         scaling.trend_window_s,
     )
-    predicted = predict_arrival_rate(rate_history, snapshot.at, lead_s=_lead(scaling))
+    estimate = estimate_arrival_rate(
+        rate_history, snapshot.at, lead_s=_lead(scaling), tick_s=scaling.tick_s
+    )
+    predicted = estimate.predicted
 
     if service_rate is None:
         return _explore(snapshot, config, state, rate_history, predicted)
 
     level = state.degradation.level
     served = served_priorities(level, config.degradation.sheddable)
-    demand = demand_replicas(predicted, service_rate, scaling.target_utilization)
-    drain = drain_replicas(snapshot, service_rate, scaling, predicted)
-    served_drain = drain_replicas(snapshot, service_rate, scaling, predicted, only=served)
-    restored = _restored_demand(snapshot, config, service_rate, predicted, level)
+    upcoming = _scaled_rates(snapshot, estimate.predicted)
+    demand = demand_replicas(upcoming, service_rate, scaling)
+    drain = drain_replicas(snapshot, upcoming, service_rate, scaling)
+    restored = _restored_demand(snapshot, config, service_rate, upcoming, level)
 
-    demand_rec = _ceil(demand)
-    drain_rec = _ceil(drain)
+    # The stabilisation window remembers *measured* demand (the smoothed level): what
+    # may come back. The prediction and the backlog drain are transient by nature, so
+    # they are only held while the pods they asked for start (no scale-up undone at once).
+    measured = _ceil(
+        demand_replicas(_scaled_rates(snapshot, estimate.level), service_rate, scaling)
+    )
+    transient = _ceil(max(demand, drain))
     demand_history = _window(
-        (*state.demand_history, (snapshot.at, demand_rec)),
+        (*state.demand_history, (snapshot.at, measured)),
         snapshot.at,
         scaling.scale_down_stabilization_s,
     )
     drain_history = _window(
-        (*state.drain_history, (snapshot.at, drain_rec)),
+        (*state.drain_history, (snapshot.at, transient)),
         snapshot.at,
         min(scaling.scale_down_stabilization_s, _drain_hold_s(scaling)),
     )
-    wanted = max(demand_rec, drain_rec)
+    wanted = transient
     held = max(max(r for _, r in demand_history), max(r for _, r in drain_history))
 
     replicas, reason, message = _apply_bounds(current, wanted, held, scaling)
@@ -114,7 +128,8 @@ def decide(
         state.degradation,
         DegradationInputs(
             demand_replicas=max(
-                served_demand(snapshot, served, service_rate, scaling, predicted), served_drain
+                demand_replicas(upcoming, service_rate, scaling, only=served),
+                drain_replicas(snapshot, upcoming, service_rate, scaling, only=served),
             ),
             restored_demand_replicas=restored,
             max_replicas=scaling.max_replicas,
@@ -144,6 +159,7 @@ def decide(
         drain_history=drain_history,
         service_rate=service_rate,
         last_at=snapshot.at,
+        last_ready=snapshot.ready_replicas,
         degradation=degradation,
     )
     return decision, new_state
@@ -152,41 +168,101 @@ def decide(
 # --------------------------------------------------------------------------- model pieces
 
 
-def predict_arrival_rate(
-    history: Iterable[tuple[float, float]], at: float, *, lead_s: float
-) -> float:
-    """Arrival rate expected `lead_s` after `at`: trend line, never below the last sample.
+@dataclass(frozen=True, slots=True)
+class RateEstimate:
+    """Arrival rate now (`level`, smoothed) and once new capacity is ready (`predicted`)."""
 
-    Falling trends are not extrapolated: scaling down waits for measured demand.
-    """
+    level: float
+    predicted: float
+
+
+#: A sample this many Poisson deviations above the level is a step, not noise.
+_STEP_SIGMAS = 4.0
+
+
+def estimate_arrival_rate(
+    history: Iterable[tuple[float, float]], at: float, *, lead_s: float, tick_s: float = 1.0
+) -> RateEstimate:
+    """Level and `lead_s`-ahead prediction of the total arrival rate (pure)."""
     points = list(history)
     if not points:
+        return RateEstimate(0.0, 0.0)
+    last = max(0.0, points[-1][1])
+    if len(points) < 4:
+        return RateEstimate(last, last)
+    slope = 0.0
+    if len(points) >= 6:
+        # A trend counts only when both halves of the window rise: a step (an outage
+        # released, a flood switched on) must not be extrapolated into a huge overshoot.
+        half = len(points) // 2
+        slope = max(0.0, min(_theil_sen(points[:half]), _theil_sen(points[half:])))
+    level = max(0.0, _median([r + slope * (at - t) for t, r in points]))
+    noise = math.sqrt(max(level, 1.0) / tick_s)
+    if last > level + _STEP_SIGMAS * noise:
+        level = last
+    return RateEstimate(level=level, predicted=level + slope * lead_s)
+
+
+def predict_arrival_rate(
+    history: Iterable[tuple[float, float]], at: float, *, lead_s: float, tick_s: float = 1.0
+) -> float:
+    """The arrival rate expected `lead_s` after `at` (see `estimate_arrival_rate`)."""
+    return estimate_arrival_rate(history, at, lead_s=lead_s, tick_s=tick_s).predicted
+
+
+def _theil_sen(points: list[tuple[float, float]]) -> float:
+    return _median(
+        [
+            (r2 - r1) / (t2 - t1)
+            for i, (t1, r1) in enumerate(points)
+            for t2, r2 in points[i + 1 :]
+            if t2 > t1
+        ]
+    )
+
+
+def _median(values: list[float]) -> float:
+    if not values:
         return 0.0
-    last = points[-1][1]
-    if len(points) < 3:
-        return max(0.0, last)
-    n = len(points)
-    mean_t = sum(t for t, _ in points) / n
-    mean_r = sum(r for _, r in points) / n
-    var_t = sum((t - mean_t) ** 2 for t, _ in points)
-    if var_t <= 0:
-        return max(0.0, last)
-    slope = sum((t - mean_t) * (r - mean_r) for t, r in points) / var_t
-    level_now = mean_r + slope * (at - mean_t)
-    ahead = level_now + max(0.0, slope) * lead_s
-    return max(0.0, last, ahead)
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[mid]
+    return 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
-def demand_replicas(arrival_rate: float, service_rate: float, utilization: float) -> float:
-    """Replicas that serve `arrival_rate` with every replica busy `utilization` of the time."""
-    return arrival_rate / (service_rate * utilization)
+def class_utilization(config: ScalingConfig, priority: Priority) -> float:
+    """How full the pool may run for this class: the target utilisation for classes whose
+    latency target is within the time new capacity takes to arrive, closer to 1 for
+    classes that can absorb a shortfall in their queue."""
+    exposure = min(1.0, _lead(config) / config.latency_target(priority))
+    return 1.0 - (1.0 - config.target_utilization) * exposure
+
+
+def demand_replicas(
+    rates: Mapping[Priority, float],
+    service_rate: float,
+    config: ScalingConfig,
+    *,
+    only: frozenset[Priority] | None = None,
+) -> float:
+    """Replicas to serve `rates`: in service order, each class and all before it at that
+    class's utilisation; the tightest class decides."""
+    cum_rate = 0.0
+    need = 0.0
+    for priority in PRIORITY_ORDER:
+        if only is not None and priority not in only:
+            continue
+        cum_rate += rates.get(priority, 0.0)
+        need = max(need, cum_rate / (service_rate * class_utilization(config, priority)))
+    return need
 
 
 def drain_replicas(
     snapshot: Snapshot,
+    rates: Mapping[Priority, float],
     service_rate: float,
     config: ScalingConfig,
-    predicted_total: float,
     *,
     only: frozenset[Priority] | None = None,
 ) -> float:
@@ -195,7 +271,6 @@ def drain_replicas(
     Workers serve critical first, so priority k waits for the backlog of every class up to
     and including k, while those classes keep arriving. The worst k decides.
     """
-    scale = _prediction_scale(snapshot, predicted_total)
     cum_rate = 0.0
     cum_backlog = 0.0
     need = 0.0
@@ -205,7 +280,7 @@ def drain_replicas(
         metrics = snapshot.priorities.get(priority)
         if metrics is None:
             continue
-        cum_rate += (metrics.arrival_rate or 0.0) * scale
+        cum_rate += rates.get(priority, 0.0)
         cum_backlog += metrics.backlog or 0
         budget = drain_budget_s(metrics, config.latency_target(priority), config.tick_s)
         need = max(need, (cum_rate + cum_backlog / budget) / service_rate)
@@ -218,21 +293,6 @@ def drain_budget_s(metrics: PriorityMetrics, target_s: float, tick_s: float) -> 
     if metrics.oldest_unacked_age is not None:
         budget = min(budget, target_s - metrics.oldest_unacked_age)
     return max(tick_s, budget)
-
-
-def served_demand(
-    snapshot: Snapshot,
-    served: frozenset[Priority],
-    service_rate: float,
-    config: ScalingConfig,
-    predicted_total: float,
-) -> float:
-    """Demand replicas counting only the arrivals of the priorities still served."""
-    scale = _prediction_scale(snapshot, predicted_total)
-    rate = sum(
-        (m.arrival_rate or 0.0) * scale for p, m in snapshot.priorities.items() if p in served
-    )
-    return demand_replicas(rate, service_rate, config.target_utilization)
 
 
 def breached_priorities(
@@ -257,36 +317,38 @@ def _restored_demand(
     snapshot: Snapshot,
     config: PolicyConfig,
     service_rate: float,
-    predicted_total: float,
+    upcoming: Mapping[Priority, float],
     level: DegradationLevel,
 ) -> float:
     """Demand of the next lower level, with the offered (not just accepted) traffic."""
     if level == DegradationLevel.NORMAL:
         return 0.0
     lower = served_priorities(DegradationLevel(level - 1), config.degradation.sheddable)
-    scale = _prediction_scale(snapshot, predicted_total)
-    rate = 0.0
-    for priority, metrics in snapshot.priorities.items():
-        if priority not in lower:
-            continue
-        accepted = (metrics.arrival_rate or 0.0) * scale
-        offered = metrics.offered_rate if metrics.offered_rate is not None else 0.0
-        rate += max(accepted, offered)
-    demand = demand_replicas(rate, service_rate, config.scaling.target_utilization)
-    drain = drain_replicas(snapshot, service_rate, config.scaling, predicted_total, only=lower)
+    rates = {}
+    for priority in lower:
+        metrics = snapshot.priorities.get(priority)
+        offered = metrics.offered_rate if metrics and metrics.offered_rate is not None else 0.0
+        rates[priority] = max(upcoming.get(priority, 0.0), offered)
+    demand = demand_replicas(rates, service_rate, config.scaling, only=lower)
+    drain = drain_replicas(snapshot, rates, service_rate, config.scaling, only=lower)
     return max(demand, drain)
 
 
-def _prediction_scale(snapshot: Snapshot, predicted_total: float) -> float:
-    """Factor that turns measured per-priority rates into predicted ones."""
+def _scaled_rates(snapshot: Snapshot, total: float) -> dict[Priority, float]:
+    """Per-priority rates scaled so they sum to `total` (keeping the measured mix)."""
     measured = snapshot.total_arrival_rate()
-    return predicted_total / measured if measured > 0 else 1.0
+    factor = total / measured if measured > 0 else 0.0
+    return {p: (m.arrival_rate or 0.0) * factor for p, m in snapshot.priorities.items()}
 
 
-def _service_rate(
-    snapshot: Snapshot, previous: float | None, config: ScalingConfig
-) -> float | None:
-    sample = _service_rate_sample(snapshot)
+def _service_rate(snapshot: Snapshot, state: ScalingState, config: ScalingConfig) -> float | None:
+    previous = state.service_rate
+    sample = None
+    # Pods that became ready mid-interval, or workers told to leave a priority alone
+    # while degraded, make completions understate capacity: measure only without either.
+    steady_pool = state.last_ready == snapshot.ready_replicas
+    if steady_pool and state.degradation.level == DegradationLevel.NORMAL:
+        sample = _service_rate_sample(snapshot)
     if sample is None:
         return previous if previous is not None else config.service_rate_hint
     if previous is None:
@@ -403,6 +465,7 @@ def _explore(
         drain_history=state.drain_history,
         service_rate=None,
         last_at=snapshot.at,
+        last_ready=snapshot.ready_replicas,
         degradation=state.degradation,
     )
 
@@ -428,6 +491,7 @@ def _touch(state: ScalingState, at: float) -> ScalingState:
         drain_history=state.drain_history,
         service_rate=state.service_rate,
         last_at=at,
+        last_ready=state.last_ready,
         degradation=state.degradation,
     )
 

@@ -116,6 +116,9 @@ class ScalingState:
     drain_history: tuple[tuple[float, int], ...] = ()
     service_rate: float | None = None
     last_at: float | None = None
+    #: Ready replicas at the previous tick: a service-rate sample only counts when the
+    #: pool did not change during the interval it was measured over.
+    last_ready: int | None = None
     degradation: DegradationState = field(default_factory=DegradationState)
 
 

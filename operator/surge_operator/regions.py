@@ -1,0 +1,907 @@
+"""Regions at the NATS edge: probe health, mirror the active stream, promote, fail back.
+
+Each region runs its own nats-server (or cluster) with a distinct JetStream *domain*; the
+regions are linked by a leafnode connection so that one region can reach another's
+JetStream API under ``$JS.<domain>.API``. A standby region's stream is a JetStream
+*mirror* of the active region's stream (same name, no subjects, read-only). The pure
+decisions live in `surge_operator.policy.failover`; this module does the I/O.
+
+What JetStream allows, and therefore what happens here
+    * Promote: nats-server >= 2.12 lets a stream update drop the ``mirror`` config, which
+      turns the mirror into a normal stream in place, keeping every mirrored message (and
+      their Nats-Msg-Id dedup state). We then set the subjects and create the per-priority
+      durable consumers, starting after the old active region's last known ack floors, so
+      only what was acked in the last probe interval is delivered again (and absorbed by
+      the workers' message-id idempotency).
+    * A mirror's source cannot be changed, and a normal stream cannot become a mirror. So
+      an old primary that comes back is *fenced* first (its subjects removed, so nothing
+      more is written to it; publishers still pointed there reach the active region's
+      stream over the leafnode instead), its *tail* (messages it stored that never reached
+      the mirror before it died) is re-published to the active region with the original
+      headers, then it is deleted and recreated as a mirror of the active region, which
+      copies the stream back from the start. Re-published messages keep their
+      ``Nats-Msg-Id``: within the duplicate window JetStream drops the copies the active
+      region already has; older ones reach idempotent workers at most once more.
+    * Failback: the original primary must already be a caught-up mirror of the active
+      region. The active region is fenced, the mirror is given until it holds the fenced
+      stream's last sequence, then it is promoted and the old active becomes its mirror.
+      Nothing is lost and writes pause only for the catch-up.
+    * Mirrors keep the origin's sequence numbers, which is what makes ack floors portable
+      and the tail comparison cheap.
+
+Public API (for the operator's timer handler; no kopf, no kubernetes here)::
+
+    endpoint = RegionEndpoint(name="east", url="nats://nats.east:4222",
+                              domain="east", connect_options=auth.connect_options())
+    controller = FailoverController(
+        cluster="support/acme",                  # for logs only
+        endpoints=[east, west],                  # spec order
+        primary="east",                          # spec.primary_region().name
+        pipeline=pipeline_config(stream, spec),  # surge_operator.resources.jetstream
+        config=FailoverConfig.from_spec(spec.failover),
+        active=status.active_region,             # restore after an operator restart
+        epoch=status.failover_epoch or 0,
+    )
+    outcome: TickOutcome = await controller.tick(failback_requested=False)
+    # every spec.failover.probe_interval_seconds; then patch status from the outcome:
+    # outcome.active_region, outcome.epoch, outcome.history_entry (or None),
+    # outcome.failed_over / outcome.condition_reason / outcome.condition_message for the
+    # FailedOver condition, outcome.event (or None) for a Kubernetes Event, and
+    # outcome.phase_hint (FailingOver while a promotion could not complete).
+
+Lower-level functions (`probe`, `ensure_mirror`, `promote`, `fence`, `recover_tail`,
+`failback`) are public for tests and for `surge demo`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import nats
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    ExternalStream,
+    StreamConfig,
+    StreamInfo,
+    StreamSource,
+)
+
+from surge_operator.api import HistoryEntry, Phase
+from surge_operator.errors import NatsUnavailableError, SurgeError
+from surge_operator.policy.failover import (
+    Action,
+    FailoverConfig,
+    FailoverDecision,
+    FailoverReason,
+    FailoverState,
+    ProbeResult,
+    decide,
+)
+from surge_workers import provision
+from surge_workers.contract import PRIORITIES, Priority, consumer_name
+from surge_workers.errors import SurgeWorkersError
+from surge_workers.pipeline import PipelineConfig
+
+# --------------------------------------------------------------------------- errors
+
+
+class FailoverError(SurgeError):
+    """Moving traffic between regions failed; the next tick tries again."""
+
+    reason = "FailoverFailed"
+    retry_after = 2.0
+
+
+class PromotionError(FailoverError):
+    reason = "PromotionFailed"
+
+
+class MirrorError(FailoverError):
+    """The standby's mirror could not be created or re-established."""
+
+    reason = "MirrorSetupFailed"
+
+
+class FailbackNotReadyError(FailoverError):
+    """The original primary is not (yet) a caught-up mirror of the active region."""
+
+    reason = "FailbackPending"
+
+
+class UnsupportedStreamError(FailoverError):
+    """The stream's configuration cannot be mirrored safely (e.g. work-queue retention,
+    where the mirror's own consumer would remove messages from the origin)."""
+
+    reason = "FailoverUnsupported"
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+@dataclass(frozen=True, slots=True)
+class RegionEndpoint:
+    """How to reach one region's NATS. `connect_options` are passed to `nats.connect`
+    (e.g. ``NatsAuth.connect_options()``: user_credentials / user+password / token) and
+    never logged. `domain` is the region's JetStream domain (default: the region name)."""
+
+    name: str
+    url: str
+    domain: str | None = None
+    connect_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def js_domain(self) -> str:
+        return self.domain or self.name
+
+    @property
+    def api_prefix(self) -> str:
+        """Where other regions reach this region's JetStream API over the leafnode."""
+        return f"$JS.{self.js_domain}.API"
+
+
+@contextlib.asynccontextmanager
+async def connect(endpoint: RegionEndpoint, *, request_timeout: float) -> AsyncIterator[NatsClient]:
+    """A short-lived connection that fails fast: no reconnects, bounded connect time.
+
+    Fresh connections per probe are deliberate: a pooled connection that is reconnecting
+    says nothing about whether the region accepts new clients right now.
+    """
+
+    errors: list[Exception] = []
+
+    async def quiet(exc: Exception) -> None:
+        """nats-py logs every failed connect; keep the cause and report it ourselves."""
+        errors.append(exc)
+
+    client = NatsClient()
+    try:
+        await asyncio.wait_for(
+            client.connect(
+                servers=[u.strip() for u in endpoint.url.split(",") if u.strip()],
+                connect_timeout=max(1, math.ceil(request_timeout)),
+                allow_reconnect=False,
+                # nats-py treats 0 as "retry forever" during the initial connect; one
+                # immediate retry per server, then NoServersError, keeps a probe fast.
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0,
+                error_cb=quiet,
+                name=f"surge-failover-{endpoint.name}",
+                **dict(endpoint.connect_options),
+            ),
+            timeout=request_timeout + 0.5,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        with contextlib.suppress(Exception):
+            await client.close()
+        # NoServersError hides why each attempt failed; the callback saw the real cause.
+        cause = errors[-1] if errors and isinstance(exc, nats.errors.NoServersError) else exc
+        raise NatsUnavailableError(
+            f"cannot connect to region {endpoint.name} at {endpoint.url}: {_describe_exc(cause)}"
+        ) from None
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
+def _describe_exc(exc: BaseException) -> str:
+    if isinstance(exc, nats.js.errors.APIError):
+        return f"{exc.description or type(exc).__name__} (code {exc.err_code})"
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return f"{name}: {text}" if text and text != name else name
+
+
+async def _stream_info(js: JetStreamContext, stream: str) -> StreamInfo | None:
+    try:
+        return await js.stream_info(stream)
+    except nats.js.errors.NotFoundError:
+        return None
+
+
+# --------------------------------------------------------------------------- probe
+
+StreamRole = Literal["missing", "source", "mirror"]
+
+
+@dataclass(frozen=True, slots=True)
+class RegionProbe:
+    """A probe's verdict for the policy (`result`) plus what the controller needs to
+    act: the stream's role here, its last sequence, and the consumers' ack floors."""
+
+    result: ProbeResult
+    role: StreamRole | None = None
+    #: For a mirror: the API prefix of the region it mirrors (None: same domain).
+    mirror_api: str | None = None
+    mirror_lag: int | None = None
+    last_seq: int | None = None
+    ack_floors: Mapping[Priority, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+
+async def probe(
+    endpoint: RegionEndpoint, stream: str | None, *, at: float, request_timeout: float = 1.0
+) -> RegionProbe:
+    """Is the region's NATS up and its JetStream answering? Never raises.
+
+    Healthy means: a new client connects and JetStream answers account info within
+    `request_timeout`. The stream's state is reported, not judged: a standby whose stream is
+    missing is still a live region (promotion then starts from an empty stream).
+    """
+    started = time.monotonic()
+    try:
+        async with connect(endpoint, request_timeout=request_timeout) as client:
+            js = client.jetstream(timeout=request_timeout)
+            await js.account_info()
+            info = await _stream_info(js, stream) if stream else None
+            ack_floors: dict[Priority, int] = {}
+            if info is not None and info.config.mirror is None and stream:
+                ack_floors = await _ack_floors(js, stream)
+    except NatsUnavailableError as exc:
+        return RegionProbe(ProbeResult.failure(endpoint.name, at, exc.message))
+    except (TimeoutError, nats.errors.Error, OSError) as exc:
+        reason = f"JetStream in {endpoint.name} not answering: {_describe_exc(exc)}"
+        return RegionProbe(ProbeResult.failure(endpoint.name, at, reason))
+    latency = time.monotonic() - started
+    result = ProbeResult.success(endpoint.name, at, latency=latency)
+    if stream is None:
+        return RegionProbe(result)
+    if info is None:
+        return RegionProbe(result, role="missing")
+    mirror = info.config.mirror
+    return RegionProbe(
+        result,
+        role="mirror" if mirror is not None else "source",
+        mirror_api=mirror.external.api if mirror and mirror.external else None,
+        mirror_lag=info.mirror.lag if info.mirror is not None else None,
+        last_seq=info.state.last_seq,
+        ack_floors=ack_floors,
+    )
+
+
+async def _ack_floors(js: JetStreamContext, stream: str) -> dict[Priority, int]:
+    floors: dict[Priority, int] = {}
+    for priority in PRIORITIES:
+        try:
+            info = await js.consumer_info(stream, consumer_name(priority))
+        except nats.js.errors.NotFoundError:
+            continue
+        if info.ack_floor is not None:
+            floors[priority] = info.ack_floor.stream_seq
+    return floors
+
+
+# --------------------------------------------------------------------------- mirrors
+
+
+def mirror_config(pipeline: PipelineConfig, source: RegionEndpoint) -> StreamConfig:
+    """The standby's stream: the pipeline's stream limits, no subjects, mirroring the
+    same-named stream in `source`'s JetStream domain over the leafnode."""
+    if pipeline.retention != "limits":
+        raise UnsupportedStreamError(
+            f"stream {pipeline.stream} uses {pipeline.retention} retention; regional "
+            "mirroring needs limits retention (a mirror's consumer on a work queue would "
+            "remove messages from the origin)"
+        )
+    desired = provision.desired_stream_config(pipeline)
+    return replace(
+        desired,
+        description=f"surge mirror of {pipeline.stream} in region {source.name}",
+        subjects=None,
+        # Direct gets stay local to each region; a mirror answering the origin's direct
+        # gets across the leafnode would blur which region serves reads.
+        allow_direct=False,
+        mirror=StreamSource(
+            name=pipeline.stream,
+            # Same account on both ends of the leafnode, so no deliver prefix is needed;
+            # it only matters when the origin lives in another account.
+            external=ExternalStream(api=source.api_prefix),
+        ),
+    )
+
+
+class MirrorAction(StrEnum):
+    UNCHANGED = "unchanged"
+    CREATED = "created"
+    RECREATED = "recreated"
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorChange:
+    region: str
+    source: str
+    action: MirrorAction
+    #: Messages of an old primary's tail re-published to the active region.
+    recovered: int = 0
+
+
+def _mirrors(info: StreamInfo, source: RegionEndpoint, stream: str) -> bool:
+    mirror = info.config.mirror
+    return (
+        mirror is not None
+        and mirror.name == stream
+        and mirror.external is not None
+        and mirror.external.api == source.api_prefix
+    )
+
+
+async def ensure_mirror(
+    standby: RegionEndpoint,
+    active: RegionEndpoint,
+    pipeline: PipelineConfig,
+    *,
+    request_timeout: float = 5.0,
+) -> MirrorChange:
+    """Make `standby`'s stream a mirror of `active`'s. Idempotent.
+
+    A stream that is not already that mirror (an old primary that came back, or a mirror
+    of a region that is no longer active) is fenced, its tail recovered into the active
+    region, deleted and recreated: JetStream cannot change a mirror's source or turn a
+    normal stream into a mirror.
+    """
+    desired = mirror_config(pipeline, active)
+    log = structlog.get_logger("surge_operator.regions").bind(
+        region=standby.name, source=active.name, stream=pipeline.stream
+    )
+    try:
+        async with connect(standby, request_timeout=request_timeout) as client:
+            js = client.jetstream(timeout=request_timeout)
+            info = await _stream_info(js, pipeline.stream)
+            if info is not None and _mirrors(info, active, pipeline.stream):
+                return MirrorChange(standby.name, active.name, MirrorAction.UNCHANGED)
+            # Check the link before touching anything: a mirror created while the leafnode
+            # is down backs off for many seconds, and an old primary's stream must not be
+            # deleted before the copy can start.
+            await _check_link(client, standby, active, request_timeout)
+            recovered = 0
+            if info is not None:
+                if info.config.mirror is None:
+                    await fence(js, pipeline.stream)
+                recovered = await recover_tail(
+                    js, active, pipeline.stream, request_timeout=request_timeout
+                )
+                await js.delete_stream(pipeline.stream)
+                log.warning(
+                    "mirror.recreating",
+                    was="mirror" if info.config.mirror is not None else "source",
+                    messages=info.state.messages,
+                    recovered=recovered,
+                )
+            await js.add_stream(desired)
+    except NatsUnavailableError as exc:
+        raise MirrorError(exc.message) from None
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise MirrorError(
+            f"mirroring {pipeline.stream} from {active.name} into {standby.name} failed: "
+            f"{_describe_exc(exc)}"
+        ) from None
+    action = MirrorAction.CREATED if info is None else MirrorAction.RECREATED
+    log.info("mirror.established", action=action.value)
+    return MirrorChange(standby.name, active.name, action, recovered)
+
+
+async def _check_link(
+    client: NatsClient, standby: RegionEndpoint, active: RegionEndpoint, request_timeout: float
+) -> None:
+    """Can `standby` reach `active`'s JetStream API (over the leafnode)?"""
+    try:
+        await client.jetstream(domain=active.js_domain, timeout=request_timeout).account_info()
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise MirrorError(
+            f"{standby.name} cannot reach the JetStream API of {active.name} "
+            f"({active.api_prefix}) over the leafnode yet: {_describe_exc(exc)}"
+        ) from None
+
+
+async def fence(js: JetStreamContext, stream: str) -> None:
+    """Stop a stream from accepting writes by removing its subjects (JetStream then
+    listens on the stream's own name only). Messages and consumers stay."""
+    info = await js.stream_info(stream)
+    if info.config.mirror is not None or info.config.subjects in ([stream], [], None):
+        return
+    await js.update_stream(replace(info.config, subjects=[]))
+
+
+async def unfence(js: JetStreamContext, pipeline: PipelineConfig) -> None:
+    """Undo `fence` (a failback that could not complete gives the writes back)."""
+    info = await js.stream_info(pipeline.stream)
+    if info.config.mirror is None:
+        subjects = provision.desired_stream_config(pipeline).subjects
+        await js.update_stream(replace(info.config, subjects=subjects))
+
+
+#: How far back `recover_tail` walks before giving up on finding the common prefix.
+MAX_TAIL = 100_000
+
+
+async def recover_tail(
+    old: JetStreamContext,
+    active: RegionEndpoint,
+    stream: str,
+    *,
+    request_timeout: float = 5.0,
+    max_tail: int = MAX_TAIL,
+) -> int:
+    """Re-publish the messages `old` holds that the active region's stream lacks.
+
+    Mirrors keep sequence numbers, so the streams share a prefix: walking back from the
+    end of `old`, the first sequence whose message (subject, Nats-Msg-Id, payload) is the
+    same in both streams ends the tail. Re-publishing keeps headers, so JetStream's
+    duplicate window drops anything the active region already has.
+    """
+    info = await old.stream_info(stream)
+    if info.state.messages == 0:
+        return 0
+    async with connect(active, request_timeout=request_timeout) as client:
+        target = client.jetstream(timeout=request_timeout)
+        tail: list[Any] = []
+        seq = info.state.last_seq
+        while seq >= info.state.first_seq and len(tail) < max_tail:
+            try:
+                mine = await old.get_msg(stream, seq)
+            except nats.js.errors.NotFoundError:
+                seq -= 1  # deleted or expired here: nothing to recover at this sequence
+                continue
+            if await _same_message(target, stream, seq, mine):
+                break
+            tail.append(mine)
+            seq -= 1
+        for msg in reversed(tail):  # original order, so per-conversation order holds
+            headers = {
+                k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-Expected")
+            }
+            await target.publish(msg.subject or "", msg.data or b"", headers=headers or None)
+    return len(tail)
+
+
+async def _same_message(js: JetStreamContext, stream: str, seq: int, msg: Any) -> bool:
+    try:
+        theirs = await js.get_msg(stream, seq)
+    except nats.js.errors.NotFoundError:
+        return False
+    mine_id = (msg.headers or {}).get("Nats-Msg-Id")
+    theirs_id = (theirs.headers or {}).get("Nats-Msg-Id")
+    return bool(theirs.subject == msg.subject and mine_id == theirs_id and theirs.data == msg.data)
+
+
+# --------------------------------------------------------------------------- promotion
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionResult:
+    region: str
+    #: "promoted" a mirror, "created" an empty stream, or "already" writable.
+    stream: Literal["promoted", "created", "already"]
+    messages: int
+    last_seq: int
+    consumers_created: tuple[str, ...] = ()
+    start_seqs: Mapping[Priority, int] = field(default_factory=dict)
+
+
+async def promote(
+    endpoint: RegionEndpoint,
+    pipeline: PipelineConfig,
+    *,
+    ack_floors: Mapping[Priority, int] | None = None,
+    request_timeout: float = 5.0,
+) -> PromotionResult:
+    """Make `endpoint`'s stream the writable one. Idempotent.
+
+    Drops the mirror config (nats-server >= 2.12), sets the subjects, creates the
+    per-priority consumers starting after `ack_floors` (the old active region's last known
+    floors; without them consumers start at the beginning and idempotent workers absorb
+    the replay), then provisions the rest of the pipeline (dead letters, KV buckets).
+    """
+    desired = provision.desired_stream_config(pipeline)
+    try:
+        async with connect(endpoint, request_timeout=request_timeout) as client:
+            js = client.jetstream(timeout=request_timeout)
+            info = await _stream_info(js, pipeline.stream)
+            kind: Literal["promoted", "created", "already"]
+            if info is None:
+                info = await js.add_stream(desired)
+                kind = "created"
+            elif info.config.mirror is not None:
+                info = await js.update_stream(desired)
+                if info.config.mirror is not None:
+                    raise PromotionError(
+                        f"{endpoint.name}: the server kept the mirror config of "
+                        f"{pipeline.stream}; promoting needs nats-server >= 2.12"
+                    )
+                kind = "promoted"
+            else:
+                kind = "already"
+            created, starts = await _ensure_consumers(js, pipeline, ack_floors or {})
+            await provision.provision_pipeline(js, pipeline)
+            info = await js.stream_info(pipeline.stream)
+    except NatsUnavailableError as exc:
+        raise PromotionError(exc.message) from None
+    except (TimeoutError, nats.errors.Error, SurgeWorkersError) as exc:
+        raise PromotionError(
+            f"promoting {pipeline.stream} in {endpoint.name} failed: {_describe_exc(exc)}"
+        ) from None
+    return PromotionResult(
+        region=endpoint.name,
+        stream=kind,
+        messages=info.state.messages,
+        last_seq=info.state.last_seq,
+        consumers_created=created,
+        start_seqs=starts,
+    )
+
+
+async def _ensure_consumers(
+    js: JetStreamContext, pipeline: PipelineConfig, ack_floors: Mapping[Priority, int]
+) -> tuple[tuple[str, ...], dict[Priority, int]]:
+    """Create missing consumers; existing ones keep their position (idempotent retry)."""
+    created: list[str] = []
+    starts: dict[Priority, int] = {}
+    for priority in PRIORITIES:
+        config: ConsumerConfig = provision.desired_consumer_config(pipeline, priority)
+        name = consumer_name(priority)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.consumer_info(pipeline.stream, name)
+            continue
+        floor = ack_floors.get(priority, 0)
+        if floor > 0:
+            config = replace(
+                config, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=floor + 1
+            )
+            starts[priority] = floor + 1
+        await js.add_consumer(pipeline.stream, config)
+        created.append(name)
+    return tuple(created), starts
+
+
+async def failback(
+    target: RegionEndpoint,
+    current: RegionEndpoint,
+    pipeline: PipelineConfig,
+    *,
+    catch_up: float = 10.0,
+    request_timeout: float = 5.0,
+) -> PromotionResult:
+    """Move the writer from `current` back to `target`, losing nothing.
+
+    `target` must already mirror `current` (the controller re-establishes that as soon as
+    `target` answers probes). `current` is fenced, `target` catches up to its last
+    sequence, then is promoted with `current`'s ack floors. If it cannot catch up within
+    `catch_up` seconds, `current` is unfenced and FailbackNotReadyError is raised.
+    """
+    try:
+        async with (
+            connect(current, request_timeout=request_timeout) as cur_client,
+            connect(target, request_timeout=request_timeout) as tgt_client,
+        ):
+            cur = cur_client.jetstream(timeout=request_timeout)
+            tgt = tgt_client.jetstream(timeout=request_timeout)
+            mirror = await _stream_info(tgt, pipeline.stream)
+            if mirror is None or not _mirrors(mirror, current, pipeline.stream):
+                raise FailbackNotReadyError(
+                    f"{target.name} is not yet a mirror of {current.name}; retrying once it is"
+                )
+            await fence(cur, pipeline.stream)
+            fenced = await cur.stream_info(pipeline.stream)
+            floors = await _ack_floors(cur, pipeline.stream)
+            deadline = time.monotonic() + catch_up
+            while True:
+                mirror = await tgt.stream_info(pipeline.stream)
+                if mirror.state.last_seq >= fenced.state.last_seq:
+                    break
+                if time.monotonic() > deadline:
+                    await unfence(cur, pipeline)
+                    raise FailbackNotReadyError(
+                        f"{target.name} mirror at seq {mirror.state.last_seq}, {current.name} "
+                        f"at {fenced.state.last_seq} after {catch_up:.0f}s; writes resumed "
+                        f"on {current.name}"
+                    )
+                await asyncio.sleep(0.05)
+    except NatsUnavailableError as exc:
+        raise FailbackNotReadyError(exc.message) from None
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise PromotionError(f"failback to {target.name} failed: {_describe_exc(exc)}") from None
+    return await promote(target, pipeline, ack_floors=floors, request_timeout=request_timeout)
+
+
+# --------------------------------------------------------------------------- controller
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A Kubernetes Event to emit (the operator maps it onto kopf.event/info/warn)."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TickOutcome:
+    """Everything one tick found and did, in the shape status and events need."""
+
+    at: float
+    decision: FailoverDecision
+    probes: Mapping[str, RegionProbe]
+    active_region: str
+    epoch: int
+    #: True when traffic is served by a region other than the spec's primary.
+    failed_over: bool
+    condition_reason: str
+    condition_message: str
+    promotion: PromotionResult | None = None
+    mirrors: tuple[MirrorChange, ...] = ()
+    history_entry: HistoryEntry | None = None
+    event: Event | None = None
+    error: FailoverError | None = None
+
+    @property
+    def moved(self) -> bool:
+        """Traffic changed region in this tick (promotion or failback carried out)."""
+        return self.promotion is not None
+
+    @property
+    def phase_hint(self) -> Phase | None:
+        """FailingOver while a decided promotion has not completed; None otherwise."""
+        return Phase.FAILING_OVER if self.error is not None and self.decision.acts else None
+
+
+def rfc3339(at: float) -> str:
+    return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FailoverController:
+    """Probe every region, decide (pure), act, keep mirrors in place. One per cluster.
+
+    Not thread-safe; call `tick` from one task. `clock` gives wall-clock seconds (history
+    entries carry RFC 3339 times); tests pass a fake.
+    """
+
+    def __init__(
+        self,
+        *,
+        cluster: str,
+        endpoints: Sequence[RegionEndpoint],
+        primary: str,
+        pipeline: PipelineConfig,
+        config: FailoverConfig,
+        active: str | None = None,
+        epoch: int = 0,
+        probe_timeout: float | None = None,
+        action_timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoints = {e.name: e for e in endpoints}
+        self.pipeline = pipeline
+        self.config = config
+        self.state = FailoverState.initial(
+            [e.name for e in endpoints], primary, active=active, epoch=epoch
+        )
+        # A probe must finish well inside one interval, or probes pile up.
+        self.probe_timeout = probe_timeout or min(2.0, max(0.2, config.probe_interval * 0.5))
+        self.action_timeout = action_timeout
+        self.clock = clock
+        #: Last ack floors seen per region, so a promotion resumes where workers were.
+        self.ack_floors: dict[str, Mapping[Priority, int]] = {}
+        self._log = structlog.get_logger("surge_operator.regions").bind(cluster=cluster)
+
+    @property
+    def active(self) -> RegionEndpoint:
+        return self.endpoints[self.state.active]
+
+    def update(
+        self,
+        *,
+        endpoints: Sequence[RegionEndpoint],
+        primary: str,
+        pipeline: PipelineConfig,
+        config: FailoverConfig,
+    ) -> None:
+        """Follow a spec change without forgetting health, epoch or the active region."""
+        self.endpoints = {e.name: e for e in endpoints}
+        self.pipeline = pipeline
+        self.config = config
+        self.state = self.state.with_regions([e.name for e in endpoints], primary)
+
+    async def probe_all(self, at: float) -> dict[str, RegionProbe]:
+        results = await asyncio.gather(
+            *(
+                probe(e, self.pipeline.stream, at=at, request_timeout=self.probe_timeout)
+                for e in self.endpoints.values()
+            )
+        )
+        return {r.result.region: r for r in results}
+
+    async def tick(self, *, failback_requested: bool = False) -> TickOutcome:
+        at = self.clock()
+        probes = await self.probe_all(at)
+        before = self.state
+        decision = decide(
+            before,
+            [p.result for p in probes.values()],
+            self.config,
+            at=at,
+            failback_requested=failback_requested,
+        )
+        log = self._log.bind(region=before.active, epoch=before.epoch)
+        for name, p in probes.items():
+            if p.ok and p.role == "source" and p.ack_floors and name == before.active:
+                self.ack_floors[name] = p.ack_floors
+        promotion: PromotionResult | None = None
+        error: FailoverError | None = None
+        if decision.acts:
+            assert decision.target is not None
+            assert decision.source is not None
+            log.warning(
+                f"failover.{decision.action.value}",
+                target=decision.target,
+                reason=decision.reason.value,
+                detail=decision.message,
+            )
+            try:
+                promotion = await self._carry_out(decision)
+            except FailoverError as exc:
+                error = exc
+                self.state = decision.observed
+                log.error("failover.action_failed", target=decision.target, error=exc.message)
+            else:
+                self.state = decision.state
+                log.warning(
+                    "failover.done",
+                    target=decision.target,
+                    new_epoch=decision.epoch,
+                    stream=promotion.stream,
+                    messages=promotion.messages,
+                    start_seqs={p.value: s for p, s in promotion.start_seqs.items()},
+                )
+        else:
+            self.state = decision.state
+        mirrors = await self._reconcile_mirrors(probes)
+        return self._outcome(at, decision, probes, promotion, mirrors, error)
+
+    async def _carry_out(self, decision: FailoverDecision) -> PromotionResult:
+        assert decision.target is not None
+        assert decision.source is not None
+        target = self.endpoints[decision.target]
+        source = self.endpoints[decision.source]
+        if decision.action is Action.FAILBACK:
+            return await failback(
+                target, source, self.pipeline, request_timeout=self.action_timeout
+            )
+        return await promote(
+            target,
+            self.pipeline,
+            ack_floors=self.ack_floors.get(decision.source),
+            request_timeout=self.action_timeout,
+        )
+
+    async def _reconcile_mirrors(
+        self, probes: Mapping[str, RegionProbe]
+    ) -> tuple[MirrorChange, ...]:
+        """Every reachable non-active region should mirror the active one. Cheap when it
+        already does (the probe told us); failures are logged and retried next tick."""
+        active = self.active
+        active_probe = probes.get(active.name)
+        if active_probe is None or not active_probe.ok:
+            return ()  # nothing to mirror from; the next promotion fixes this
+        changes: list[MirrorChange] = []
+        for name, endpoint in self.endpoints.items():
+            p = probes.get(name)
+            if name == active.name or p is None or not p.ok:
+                continue
+            if p.role == "mirror" and p.mirror_api == active.api_prefix:
+                continue
+            log = self._log.bind(region=name, epoch=self.state.epoch)
+            try:
+                change = await ensure_mirror(
+                    endpoint, active, self.pipeline, request_timeout=self.action_timeout
+                )
+            except FailoverError as exc:
+                log.error("mirror.failed", source=active.name, error=exc.message)
+                continue
+            log.info(
+                "mirror.reconciled",
+                source=active.name,
+                action=change.action.value,
+                recovered=change.recovered,
+            )
+            changes.append(change)
+        return tuple(changes)
+
+    def _outcome(
+        self,
+        at: float,
+        decision: FailoverDecision,
+        probes: Mapping[str, RegionProbe],
+        promotion: PromotionResult | None,
+        mirrors: tuple[MirrorChange, ...],
+        error: FailoverError | None,
+    ) -> TickOutcome:
+        state = self.state
+        failed_over = state.active != state.original_primary
+        history: HistoryEntry | None = None
+        event: Event | None = None
+        if promotion is not None and decision.target and decision.source:
+            kind: Literal["failover", "failback"] = (
+                "failback" if decision.action is Action.FAILBACK else "failover"
+            )
+            history = HistoryEntry.model_validate(
+                {
+                    "time": rfc3339(at),
+                    "kind": kind,
+                    "from": decision.source,
+                    "to": decision.target,
+                    "reason": decision.message[:1024],
+                }
+            )
+            event = Event(
+                "Warning" if kind == "failover" else "Normal",
+                decision.reason.value,
+                decision.message,
+            )
+            reason, message = decision.reason.value, decision.message
+        elif error is not None:
+            event = Event("Warning", error.reason, error.message)
+            reason, message = error.reason, f"{decision.message}; {error.message}"
+        else:
+            reason, message = decision.reason.value, decision.message
+            if not failed_over and decision.reason is FailoverReason.HEALTHY:
+                reason = "NotFailedOver"
+        return TickOutcome(
+            at=at,
+            decision=decision,
+            probes=probes,
+            active_region=state.active,
+            epoch=state.epoch,
+            failed_over=failed_over,
+            condition_reason=reason,
+            condition_message=message,
+            promotion=promotion,
+            mirrors=mirrors,
+            history_entry=history,
+            event=event,
+            error=error,
+        )
+
+
+__all__ = [
+    "Event",
+    "FailbackNotReadyError",
+    "FailoverController",
+    "FailoverError",
+    "MirrorAction",
+    "MirrorChange",
+    "MirrorError",
+    "PromotionError",
+    "PromotionResult",
+    "RegionEndpoint",
+    "RegionProbe",
+    "TickOutcome",
+    "UnsupportedStreamError",
+    "connect",
+    "ensure_mirror",
+    "failback",
+    "fence",
+    "mirror_config",
+    "probe",
+    "promote",
+    "recover_tail",
+    "unfence",
+]

@@ -1,0 +1,295 @@
+"""Regional failover against real nats-servers: east (primary, leafnode hub) and west
+(standby, leafnode remote), each with its own JetStream domain, on loopback.
+
+The controller mirrors east's stream into west, east is killed with SIGKILL, the
+controller promotes west within threshold x interval, and nothing is lost: the mirror's
+messages, their dedup state and the workers' ack positions survive. When east comes back
+it is fenced, its unmirrored tail re-published to west and it becomes west's mirror; an
+explicit failback then returns traffic to east without losing a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from tests.fixtures.nats_regions import Regions, running_regions
+
+from surge_operator.policy.failover import FailoverConfig, FailoverReason
+from surge_operator.regions import (
+    FailoverController,
+    MirrorAction,
+    TickOutcome,
+)
+from surge_workers import provision
+from surge_workers.contract import (
+    PRIORITIES,
+    Header,
+    Priority,
+    consumer_name,
+    message_subject,
+    stream_subjects,
+)
+from surge_workers.pipeline import PipelineConfig
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(60)]
+
+PIPELINE = PipelineConfig(
+    stream="SURGE_FAILOVER", subject_prefix="support", partitions=4, duplicate_window=60.0
+)
+CONFIG = FailoverConfig(probe_interval=0.25, failure_threshold=3)
+N = 120
+
+
+@pytest.fixture
+def regions(tmp_path: Path) -> Iterator[Regions]:
+    with running_regions(["east", "west"], tmp_path / "regions") as regions:
+        yield regions
+
+
+@pytest.fixture
+async def east_js(regions: Regions) -> AsyncIterator[JetStreamContext]:
+    client = await nats.connect(regions.servers["east"].url, allow_reconnect=False)
+    try:
+        yield client.jetstream(timeout=2.0)
+    finally:
+        await client.close()
+
+
+def controller_for(regions: Regions) -> FailoverController:
+    return FailoverController(
+        cluster="test/failover",
+        endpoints=regions.endpoints(),
+        primary="east",
+        pipeline=PIPELINE,
+        config=CONFIG,
+        probe_timeout=0.2,
+    )
+
+
+async def connect(regions: Regions, name: str) -> NatsClient:
+    return await nats.connect(regions.servers[name].url, allow_reconnect=False)
+
+
+async def publish(js: JetStreamContext, ids: range, *, prefix: str = "m") -> list[bool]:
+    """Publish one message per id (priority and conversation derived from it); returns
+    the PubAck `duplicate` flags."""
+    duplicates = []
+    for i in ids:
+        priority = PRIORITIES[i % len(PRIORITIES)]
+        subject = message_subject(PIPELINE.subject_prefix, priority, f"conv-{i % 7}", 4)
+        ack = await js.publish(
+            subject, f"hello {i}".encode(), headers={Header.MSG_ID: f"{prefix}{i}"}
+        )
+        duplicates.append(bool(ack.duplicate))
+    return duplicates
+
+
+async def message_ids(js: JetStreamContext) -> list[str]:
+    info = await js.stream_info(PIPELINE.stream)
+    ids = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg(PIPELINE.stream, seq)
+        ids.append((msg.headers or {})[Header.MSG_ID])
+    return ids
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.05)
+
+
+async def mirror_holds(regions: Regions, name: str, count: int) -> bool:
+    client = await connect(regions, name)
+    try:
+        info = await client.jetstream().stream_info(PIPELINE.stream)
+        return info.state.messages >= count
+    finally:
+        await client.close()
+
+
+async def tick_until_moved(
+    controller: FailoverController, *, failback: bool = False, limit: float = 10.0
+) -> tuple[TickOutcome, float]:
+    started = time.monotonic()
+    while True:
+        outcome = await controller.tick(failback_requested=failback)
+        if outcome.moved:
+            return outcome, time.monotonic() - started
+        assert outcome.error is None, outcome.error
+        assert time.monotonic() - started < limit, outcome.condition_message
+        await asyncio.sleep(CONFIG.probe_interval)
+
+
+async def ack_some(js: JetStreamContext, priority: Priority, count: int) -> int:
+    """Act as a worker: fetch and ack `count` messages; returns the last acked seq."""
+    sub = await js.pull_subscribe_bind(consumer_name(priority), stream=PIPELINE.stream)
+    msgs = await sub.fetch(count, timeout=2.0)
+    for msg in msgs:
+        await msg.ack_sync()
+    await sub.unsubscribe()
+    return max(m.metadata.sequence.stream for m in msgs)
+
+
+async def test_killing_the_primary_promotes_the_mirror_without_losing_messages(
+    regions: Regions, east_js: JetStreamContext
+) -> None:
+    await provision.provision_pipeline(east_js, PIPELINE)
+    controller = controller_for(regions)
+
+    first = await controller.tick()
+    assert first.active_region == "east"
+    assert first.decision.reason is FailoverReason.HEALTHY
+    assert [(m.region, m.action) for m in first.mirrors] == [("west", MirrorAction.CREATED)]
+
+    await publish(east_js, range(N))
+    acked_to = await ack_some(east_js, Priority.CRITICAL, 10)
+    await eventually(lambda: mirror_holds(regions, "west", N))
+    steady = await controller.tick()  # records east's ack floors
+    assert steady.mirrors == ()
+    assert steady.probes["west"].role == "mirror"
+    assert steady.probes["east"].ack_floors[Priority.CRITICAL] == acked_to
+
+    regions.servers["east"].kill()
+    killed_at = time.monotonic()
+    outcome, _ = await tick_until_moved(controller)
+    failover_seconds = time.monotonic() - killed_at
+    print(f"\nfailover: east killed -> west promoted in {failover_seconds:.2f}s")
+    # Detection needs `threshold` failed probes one interval apart, plus the promotion.
+    assert failover_seconds < CONFIG.failure_threshold * CONFIG.probe_interval + 2.0
+
+    assert outcome.active_region == "west"
+    assert outcome.epoch == 1
+    assert outcome.failed_over
+    assert outcome.condition_reason == "StandbyPromoted"
+    assert outcome.history_entry is not None
+    assert (outcome.history_entry.kind, outcome.history_entry.from_value) == ("failover", "east")
+    assert outcome.history_entry.to_value == "west"
+    assert outcome.event is not None
+    assert outcome.event.type == "Warning"
+    assert outcome.promotion is not None
+    assert outcome.promotion.stream == "promoted"
+    assert outcome.promotion.start_seqs[Priority.CRITICAL] == acked_to + 1
+
+    west = await connect(regions, "west")
+    try:
+        js = west.jetstream(timeout=2.0)
+        info = await js.stream_info(PIPELINE.stream)
+        assert info.config.mirror is None
+        assert sorted(info.config.subjects or []) == sorted(stream_subjects("support"))
+        assert info.state.messages == N
+        assert await message_ids(js) == [f"m{i}" for i in range(N)]
+        for priority in PRIORITIES:
+            consumer = await js.consumer_info(PIPELINE.stream, consumer_name(priority))
+            expected = sum(1 for i in range(N) if PRIORITIES[i % 3] is priority)
+            if priority is Priority.CRITICAL:
+                expected -= 10  # acked in east before the crash: not delivered again
+            assert consumer.num_pending == expected, priority
+        # Writable, and the mirror's dedup state survived promotion.
+        assert await publish(js, range(N - 20, N)) == [True] * 20
+        assert await publish(js, range(N, N + 5)) == [False] * 5
+        assert (await js.stream_info(PIPELINE.stream)).state.messages == N + 5
+    finally:
+        await west.close()
+
+    # Further ticks with east still dead: one promotion per outage.
+    for _ in range(5):
+        later = await controller.tick()
+        assert not later.moved
+        assert later.epoch == 1
+
+
+async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
+    regions: Regions, east_js: JetStreamContext
+) -> None:
+    await provision.provision_pipeline(east_js, PIPELINE)
+    controller = controller_for(regions)
+    await controller.tick()
+    await publish(east_js, range(N))
+    await eventually(lambda: mirror_holds(regions, "west", N))
+
+    # West loses the link, east takes 10 more messages that never reach the mirror, then
+    # east dies: the split-brain tail.
+    regions.servers["west"].stop()
+    await publish(east_js, range(N, N + 10))
+    regions.servers["east"].kill()
+    regions.servers["west"].start()
+
+    outcome, _ = await tick_until_moved(controller)
+    assert outcome.active_region == "west"
+    west = await connect(regions, "west")
+    east: NatsClient | None = None
+    try:
+        west_js = west.jetstream(timeout=2.0)
+        assert (await west_js.stream_info(PIPELINE.stream)).state.messages == N
+        await publish(west_js, range(N + 10, N + 15))  # traffic served by west
+
+        # East comes back with its tail; the controller fences it, re-publishes the tail
+        # into west and rebuilds east as west's mirror.
+        regions.servers["east"].start()
+        rejoined = None
+        for _ in range(40):
+            rejoined = await controller.tick()
+            if rejoined.mirrors:
+                break
+            await asyncio.sleep(CONFIG.probe_interval)
+        assert rejoined is not None
+        assert [(m.region, m.action, m.recovered) for m in rejoined.mirrors] == [
+            ("east", MirrorAction.RECREATED, 10)
+        ]
+        assert rejoined.active_region == "west"
+        every_id = {f"m{i}" for i in range(N + 15)}
+        assert set(await message_ids(west_js)) == every_id
+
+        # Explicit failback: east must catch up, then takes the writes again.
+        await eventually(lambda: mirror_holds(regions, "east", N + 15))
+        back, _ = await tick_until_moved(controller, failback=True)
+        assert back.active_region == "east"
+        assert back.epoch == 2
+        assert not back.failed_over
+        assert back.history_entry is not None
+        assert back.history_entry.kind == "failback"
+        assert [(m.region, m.action) for m in back.mirrors] == [("west", MirrorAction.RECREATED)]
+
+        east = await connect(regions, "east")
+        east_now = east.jetstream(timeout=2.0)
+        info = await east_now.stream_info(PIPELINE.stream)
+        assert info.config.mirror is None
+        assert set(await message_ids(east_now)) == every_id
+        await publish(east_now, range(N + 15, N + 20))
+        await eventually(lambda: mirror_holds(regions, "west", info.state.messages + 5))
+        west_info = await west_js.stream_info(PIPELINE.stream)
+        assert west_info.config.mirror is not None
+        assert west_info.config.mirror.external is not None
+        assert west_info.config.mirror.external.api == "$JS.east.API"
+    finally:
+        await west.close()
+        if east is not None:
+            await east.close()
+
+
+async def test_a_dead_standby_is_never_promoted(
+    regions: Regions, east_js: JetStreamContext
+) -> None:
+    await provision.provision_pipeline(east_js, PIPELINE)
+    controller = controller_for(regions)
+    await controller.tick()
+    regions.servers["west"].kill()
+    regions.servers["east"].kill()
+    outcome = None
+    for _ in range(CONFIG.failure_threshold + 2):
+        outcome = await controller.tick()
+        assert not outcome.moved
+    assert outcome is not None
+    assert outcome.active_region == "east"
+    assert outcome.condition_reason == FailoverReason.NO_HEALTHY_STANDBY.value
+    assert "west failing" in outcome.condition_message

@@ -27,7 +27,9 @@ from surge_cluster.versions import CONTROL_PLANE_BINARIES, bin_dir, missing_bina
 log = logging.getLogger("surge_cluster")
 
 PODRUNNER = "podrunner"
+WATCHDOG = "watchdog"
 STOP_ORDER = (
+    WATCHDOG,
     PODRUNNER,
     "kwok",
     "kube-scheduler",
@@ -91,6 +93,8 @@ class LocalCluster:
     nodes: Sequence[FakeNode] = DEFAULT_NODES
     pod_runner: bool = True
     python: str = sys.executable
+    owner_pid: int | None = None
+    """When set, a watchdog process brings the cluster down once this process dies."""
 
     @property
     def layout(self) -> Layout:
@@ -153,7 +157,23 @@ class LocalCluster:
         self._spawn(state, components.kube_scheduler(self.binaries, layout, ports))
         self._spawn(state, components.kwok(self.binaries, layout, ports))
         if self.pod_runner:
-            self._spawn_pod_runner(state)
+            self._spawn_python(
+                state,
+                PODRUNNER,
+                "surge_cluster.podrunner",
+                f"--kubeconfig={layout.kubeconfig}",
+                f"--dir={layout.podrunner}",
+            )
+        if self.owner_pid is not None:
+            owner_start = procs.process_start_time(self.owner_pid) or 0
+            self._spawn_python(
+                state,
+                WATCHDOG,
+                "surge_cluster.watchdog",
+                f"--owner={self.owner_pid}",
+                f"--owner-start={owner_start}",
+                f"--dir={layout.root}",
+            )
         for node in self.nodes:
             rest.create("/api/v1/nodes", node_manifest(node))
         self._wait_cluster_ready(rest, state, timeout)
@@ -182,23 +202,17 @@ class LocalCluster:
         log.info("started %s (pid %d)", component.name, record.pid)
         return record
 
-    def _spawn_pod_runner(self, state: State) -> None:
+    def _spawn_python(self, state: State, name: str, module: str, *args: str) -> None:
         layout = self.layout
-        argv = (
-            self.python,
-            "-m",
-            "surge_cluster.podrunner",
-            f"--kubeconfig={layout.kubeconfig}",
-            f"--dir={layout.podrunner}",
-        )
+        argv = (self.python, "-m", module, *args)
         env = dict(os.environ)
         # Make surge_cluster importable even when it is not installed (plain checkout).
         tools = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (tools, env.get("PYTHONPATH")) if p)
-        _, record = procs.spawn(PODRUNNER, argv, layout.log(PODRUNNER), env=env)
+        _, record = procs.spawn(name, argv, layout.log(name), env=env)
         state.processes.append(record)
         save_state(layout, state)
-        log.info("started %s (pid %d)", PODRUNNER, record.pid)
+        log.info("started %s (pid %d)", name, record.pid)
 
     def _wait_cluster_ready(self, rest: Rest, state: State, timeout: float) -> None:
         def all_alive() -> bool:
@@ -230,6 +244,8 @@ class LocalCluster:
         killed: list[str] = []
         order = {name: i for i, name in enumerate(STOP_ORDER)}
         for record in sorted(state.processes, key=lambda p: order.get(p.name, -1)):
+            if record.pid == os.getpid():
+                continue  # the watchdog bringing the cluster down
             grace = STOP_GRACE.get(record.name, DEFAULT_STOP_GRACE)
             if procs.stop(record, grace=grace):
                 killed.append(record.name)

@@ -108,7 +108,7 @@ def _if_built(binaries: Path) -> Path | None:
 @contextmanager
 def local_cluster(root: Path, binaries: Path | None = None) -> Iterator[KubeCluster]:
     """Start a LocalCluster in root for the duration of the block; always tear it down."""
-    cluster = LocalCluster(root, binaries=binaries or bin_dir())
+    cluster = LocalCluster(root, binaries=binaries or bin_dir(), owner_pid=os.getpid())
     try:
         info = cluster.up()
         api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]

@@ -6,6 +6,9 @@ commands that need no cluster never import kopf or kubernetes.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from surge_operator import __version__
@@ -45,6 +48,52 @@ def crds(
     from surge_operator.crdgen import render_crd_yaml, render_reference_markdown
 
     typer.echo(render_reference_markdown() if markdown else render_crd_yaml(), nl=False)
+
+
+@app.command()
+def simulate(
+    profile: Annotated[
+        list[str] | None,
+        typer.Option("--profile", "-p", help="Bundled profile (repeatable, or 'all')."),
+    ] = None,
+    trace: Annotated[
+        list[Path] | None, typer.Option("--trace", help="Trace CSV: t,priority,count.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the runs.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="RNG seed (arrivals, pod speeds).")] = 1,
+    max_replicas: Annotated[
+        int | None, typer.Option("--max-replicas", help="Override the pool cap.")
+    ] = None,
+) -> None:
+    """Replay traffic through Surge, KEDA+HPA and an oracle; compare latency and cost."""
+    from surge_operator.simulate.command import UnknownProfileError
+    from surge_operator.simulate.command import simulate as run_simulate
+    from surge_operator.simulate.traffic import TraceError
+
+    try:
+        run_simulate(
+            profile or [],
+            trace or [],
+            seed=seed,
+            as_json=as_json,
+            plot_path=plot,
+            max_replicas=max_replicas,
+        )
+    except (UnknownProfileError, TraceError, OSError) as err:
+        typer.echo(f"surge simulate: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+@bench_app.command("autoscale")
+def bench_autoscale(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    seed: int = typer.Option(1, "--seed", help="RNG seed."),
+) -> None:
+    """Every bundled profile: Surge's reaction, latency and cost as ratios vs KEDA and oracle."""
+    from surge_operator.simulate.command import bench
+
+    bench(seed=seed, as_json=as_json)
 
 
 def main() -> None:

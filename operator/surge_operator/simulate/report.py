@@ -1,0 +1,167 @@
+"""Render comparisons: rich tables, JSON documents, matplotlib plots. No simulation here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from surge_operator.api import Priority
+from surge_operator.policy.types import PRIORITY_ORDER
+from surge_operator.simulate.compare import POLICIES, Comparison
+from surge_operator.simulate.engine import SimConfig
+
+_SHORT = {Priority.CRITICAL: "c", Priority.NORMAL: "n", Priority.BULK: "b"}
+
+
+def comparison_json(comparison: Comparison) -> dict[str, Any]:
+    """One object per policy (reaction_s, violation_minutes, replica_seconds, max_backlog,
+    shed, throttled, ...) plus the ratios and goals of this profile."""
+    doc: dict[str, Any] = {"profile": comparison.profile, "onset_s": comparison.onset_s}
+    for name in POLICIES:
+        doc[name] = comparison.results[name].summary()
+    ratios = comparison.ratios()
+    doc["ratios"] = {k: round(v, 3) if v is not None else None for k, v in ratios.items()}
+    doc["goals"] = comparison.goals()
+    return doc
+
+
+def _per_priority(values: Mapping[str, int | float]) -> str:
+    return " / ".join(f"{values.get(p.value, 0):g}" for p in PRIORITY_ORDER)
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    table = Table(
+        title=f"{comparison.profile} (surge onset at {comparison.onset_s:.0f} s)",
+        title_justify="left",
+    )
+    table.add_column("policy")
+    table.add_column("reaction s", justify="right")
+    table.add_column("over target, min\nc / n / b", justify="right")
+    table.add_column("total min", justify="right")
+    table.add_column("replica-s", justify="right")
+    table.add_column("max backlog", justify="right")
+    table.add_column("max pods", justify="right")
+    table.add_column("throttled\nc / n / b", justify="right")
+    table.add_column("shed\nc / n / b", justify="right")
+    for name in POLICIES:
+        r = comparison.results[name]
+        reaction = "n/a" if r.reaction_s is None else f"{r.reaction_s:.0f}"
+        minutes = {k: v for k, v in r.violation_minutes.items() if k != "total"}
+        table.add_row(
+            name,
+            reaction,
+            _per_priority(minutes),
+            f"{r.violation_minutes['total']:g}",
+            f"{r.replica_seconds:,.0f}",
+            f"{r.max_backlog:,}",
+            str(r.max_replicas),
+            _per_priority(r.throttled),
+            _per_priority(r.shed),
+        )
+    ratios = comparison.ratios()
+    goals = comparison.goals()
+    vk = ratios["violation_vs_keda"]
+    missed = [k for k, v in goals.items() if not v]
+    table.caption = (
+        f"surge vs keda: violation {'-' if vk is None else f'{vk:.2f}x'}, "
+        f"replica-s {ratios['replica_seconds_vs_keda']:.2f}x; "
+        f"vs oracle: replica-s {ratios['replica_seconds_vs_oracle']:.2f}x; "
+        f"goals {'MISSED: ' + ', '.join(missed) if missed else 'met'}"
+    )
+    table.caption_justify = "left"
+    return table
+
+
+def bench_rows(comparisons: Sequence[Comparison]) -> list[dict[str, Any]]:
+    rows = []
+    for c in comparisons:
+        surge, keda, oracle = (c.results[p] for p in POLICIES)
+        ratios = c.ratios()
+        rows.append(
+            {
+                "profile": c.profile,
+                "surge_reaction_s": surge.reaction_s,
+                "keda_reaction_s": keda.reaction_s,
+                "surge_violation_min": surge.violation_minutes["total"],
+                "keda_violation_min": keda.violation_minutes["total"],
+                "oracle_violation_min": oracle.violation_minutes["total"],
+                "replica_seconds_vs_keda": round(ratios["replica_seconds_vs_keda"] or 0, 3),
+                "replica_seconds_vs_oracle": round(ratios["replica_seconds_vs_oracle"] or 0, 3),
+                "goals_met": all(c.goals().values()),
+            }
+        )
+    return rows
+
+
+def bench_table(comparisons: Sequence[Comparison]) -> Table:
+    table = Table(title="Autoscaling: Surge vs KEDA+HPA and the oracle (same arrivals)")
+    for column in (
+        "profile",
+        "reaction s\nsurge / keda",
+        "minutes over target\nsurge / keda / oracle",
+        "replica-s\nvs keda",
+        "replica-s\nvs oracle",
+        "goals",
+    ):
+        table.add_column(column, justify="left" if column == "profile" else "right")
+    for row in bench_rows(comparisons):
+        sr, kr = row["surge_reaction_s"], row["keda_reaction_s"]
+        table.add_row(
+            row["profile"],
+            f"{'n/a' if sr is None else f'{sr:.0f}'} / {'n/a' if kr is None else f'{kr:.0f}'}",
+            f"{row['surge_violation_min']:g} / {row['keda_violation_min']:g} / "
+            f"{row['oracle_violation_min']:g}",
+            f"{row['replica_seconds_vs_keda']:.2f}x",
+            f"{row['replica_seconds_vs_oracle']:.2f}x",
+            "met" if row["goals_met"] else "MISSED",
+        )
+    return table
+
+
+def print_comparisons(comparisons: Sequence[Comparison], sim: SimConfig, console: Console) -> None:
+    console.print(
+        f"[dim]world: {sim.service_rate:g} msg/s per worker (jitter {sim.service_jitter:g}), "
+        f"pod start-up {sim.pod_startup_s:g} s (+/-{sim.startup_jitter:.0%}), seed {sim.seed}; "
+        f"p95 judged per {sim.window_s:g} s window[/dim]"
+    )
+    for comparison in comparisons:
+        console.print(comparison_table(comparison))
+
+
+def plot(comparisons: Sequence[Comparison], path: Path) -> None:
+    """Arrivals, backlog, replicas and worst p95/target over time, one column per profile."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:  # pragma: no cover - optional extra
+        raise RuntimeError("plotting needs matplotlib: pip install 'surge[plot]'") from err
+
+    columns = len(comparisons)
+    fig, axes = plt.subplots(4, columns, figsize=(5 * columns, 10), sharex="col", squeeze=False)
+    for col, comparison in enumerate(comparisons):
+        top = axes[0][col]
+        any_series = comparison.results["surge"].series
+        top.plot(any_series.t, any_series.arrivals, color="black", linewidth=0.8)
+        top.set_title(comparison.profile)
+        top.set_ylabel("arrivals msg/s")
+        for name in POLICIES:
+            series = comparison.results[name].series
+            axes[1][col].plot(series.t, series.backlog, label=name, linewidth=0.9)
+            axes[2][col].plot(series.t, series.replicas, label=name, linewidth=0.9)
+            worst = [max(v.values(), default=0.0) for _, v in series.p95]
+            axes[3][col].plot([t for t, _ in series.p95], worst, label=name, linewidth=0.9)
+        axes[1][col].set_ylabel("backlog")
+        axes[2][col].set_ylabel("replicas")
+        axes[3][col].set_ylabel("worst p95 wait s")
+        axes[3][col].set_yscale("symlog")
+        axes[3][col].set_xlabel("t (s)")
+        axes[1][col].legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

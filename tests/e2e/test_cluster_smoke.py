@@ -205,3 +205,25 @@ def test_local_pod_processes_act_as_their_service_account(
     )
 
     assert f"user: system:serviceaccount:{kube_namespace}:default" in log
+
+
+def test_helm_installs_and_uninstalls_a_release(
+    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path
+) -> None:
+    chart = tmp_path / "probe"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe}\ndata: {k: {{ .Values.k }}}\n"
+    )
+    core: Any = client.CoreV1Api(kube_cluster.api_client)
+
+    kube_cluster.helm(
+        "install", "probe", str(chart), "-n", kube_namespace, "--set", "k=v", "--wait"
+    )
+    assert core.read_namespaced_config_map("probe", kube_namespace).data == {"k": "v"}
+    kube_cluster.helm("uninstall", "probe", "-n", kube_namespace, "--wait")
+
+    assert not core.list_namespaced_config_map(
+        kube_namespace, field_selector="metadata.name=probe"
+    ).items

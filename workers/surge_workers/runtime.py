@@ -88,7 +88,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event | None = None
     health = None
     if settings.metrics_port:
         health = await start_health_server(
-            "0.0.0.0",
+            settings.metrics_host,
             settings.metrics_port,
             metrics.registry,
             lambda: worker.ready and nc.is_connected,

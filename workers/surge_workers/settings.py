@@ -27,6 +27,7 @@ Worker
     ``SURGE_PULL_EXPIRES``      seconds a waiting pull request lives     ``2``
     ``SURGE_PRIORITIES``        priorities this worker serves, comma     ``critical,normal,bulk``
     ``SURGE_METRICS_PORT``      /healthz /readyz /metrics port (0 = off) ``9090``
+    ``SURGE_METRICS_HOST``      bind address of that port (pod IP)      ``0.0.0.0``
     ``SURGE_DRAIN_TIMEOUT``     seconds to finish in-flight on SIGTERM   ``25``
     ``SURGE_COMPLETIONS``       announce finished messages for `surge load` (bool) ``false``
     ``SURGE_PROVISION``         provision the pipeline at start (bool)   ``false``
@@ -202,6 +203,7 @@ class WorkerSettings:
     pull_expires: float = 2.0
     priorities: tuple[Priority, ...] = PRIORITIES
     metrics_port: int = 9090
+    metrics_host: str = "0.0.0.0"
     drain_timeout: float = 25.0
     completions: bool = False
     provision: bool = False
@@ -226,6 +228,7 @@ class WorkerSettings:
             pull_expires=_float(env, "SURGE_PULL_EXPIRES", cls.pull_expires, minimum=0.1),
             priorities=_priorities(env),
             metrics_port=_int(env, "SURGE_METRICS_PORT", cls.metrics_port),
+            metrics_host=_str(env, "SURGE_METRICS_HOST", cls.metrics_host),
             drain_timeout=_float(env, "SURGE_DRAIN_TIMEOUT", cls.drain_timeout),
             completions=_bool(env, "SURGE_COMPLETIONS", cls.completions),
             provision=_bool(env, "SURGE_PROVISION", cls.provision),

@@ -9,13 +9,16 @@ futures) and at most one open pull request at a time, so the credit accounting i
    ``no_wait`` request found normal drained; a drained class is watched with a waiting
    1-message "probe" so new work is noticed without polling;
  * the degradation level caps each class's share of the pool (0 = not pulled at all; the
-   messages stay queued in the stream, nothing is dropped).
+   messages stay queued in the stream, nothing is dropped). A pull request already waiting
+   when the level rises cannot be recalled: for up to ``expires`` a shed class may still
+   deliver its 1-message probe, which is then processed (a nak would burn a delivery).
 
 Processing. Messages go to ``concurrency`` lanes by crc32(conversation), each lane
 serving critical before normal before bulk. A lane runs one handler at a time, so the
 messages of one conversation are handled in arrival order within a worker.
 
-Acknowledgement. ack only after the handler returned (fire-and-forget publish: a lost ack
+Acknowledgement. A handler gets 0.9 x ack_wait, then it is cancelled and retried (it
+would be redelivered elsewhere anyway). ack only after the handler returned (fire-and-forget publish: a lost ack
 means a redelivery, which the idempotent handler absorbs); RetryableError or any other
 exception -> nak with the priority's backoff; PoisonError, or a failure on the last
 allowed delivery -> copy to the dead-letter subject (with the reason, deduplicated by
@@ -121,6 +124,7 @@ class Worker:
         self.capacity = settings.concurrency + settings.prefetch
         self._low_water = max(1, self.capacity // 2)
         self.policies: dict[Priority, PriorityPolicy] = {}
+        self._handler_timeout = dict.fromkeys(PRIORITIES, 30.0)
         self._pulls = {p: _Pull() for p in PRIORITIES}
         self._held = dict.fromkeys(PRIORITIES, 0)  # received and not finished, per priority
         self._subs: dict[Priority, Subscription] = {}
@@ -150,6 +154,7 @@ class Worker:
                 max_deliver=info.config.max_deliver or -1,
                 backoff=parse_backoff(metadata.get(META_BACKOFF)) or PriorityPolicy().backoff,
             )
+            self._handler_timeout[priority] = self.policies[priority].ack_wait * 0.9
             inbox = self.nc.new_inbox()
             self._inbox[priority] = inbox
             self._next_subject[priority] = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{name}"
@@ -405,7 +410,10 @@ class Worker:
                 await msg.ack()
             else:
                 try:
-                    await self.handler(delivery, self.ctx)
+                    # A handler outliving ack_wait would be redelivered while still running:
+                    # stop it first and retry (asyncio.timeout is a timer, not a task).
+                    async with asyncio.timeout(self._handler_timeout[priority]):
+                        await self.handler(delivery, self.ctx)
                 except PoisonError as err:
                     outcome = await self._dead_letter(delivery, err.reason, cause="poison")
                 except asyncio.CancelledError:
@@ -441,6 +449,8 @@ class Worker:
         policy = self.policies.get(priority) or PriorityPolicy()
         attempts = delivery.num_delivered
         reason = f"{type(err).__name__}: {err}"
+        if isinstance(err, TimeoutError):
+            reason = f"handler exceeded {self._handler_timeout[priority]:.1f}s (0.9 x ack_wait)"
         if policy.max_deliver > 0 and attempts >= policy.max_deliver:
             return await self._dead_letter(
                 delivery,

@@ -1,0 +1,259 @@
+"""The worker engine against a real nats-server: order, priority, retries, dead letters,
+degradation. Workers run in-process here; crash and signal tests use real processes
+(test_worker_process.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import pytest
+
+from surge_workers.contract import (
+    PRIORITIES,
+    DegradationLevel,
+    Header,
+    Priority,
+    message_subject,
+)
+from surge_workers.degradation import DegradationWatcher, publish_degradation
+from surge_workers.delivery import Delivery, HandlerContext
+from surge_workers.errors import RetryableError
+from surge_workers.handlers import route_and_store
+from surge_workers.pipeline import PriorityPolicy
+from surge_workers.transcripts import read_transcript
+from tests.integration.dataplane_support import (
+    Recorder,
+    backlog,
+    dead_letters,
+    provisioned,
+    publish,
+    running_worker,
+    unique_pipeline,
+    wait_until,
+    worker_settings,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+async def test_conversation_order_survives_partitions_and_redeliveries(nats_url: str) -> None:
+    config = unique_pipeline(partitions=4)
+    nc, js = await provisioned(nats_url, config)
+    conversations = [f"conv{i}" for i in range(12)]
+    sent: dict[str, list[str]] = {c: [] for c in conversations}
+    for n in range(8):  # interleaved across conversations, so across partitions
+        for conv in conversations:
+            msg_id = f"{conv}-m{n}"
+            sent[conv].append(msg_id)
+            await publish(js, config, msg_id=msg_id, conversation=conv, text=f"message {n}")
+    failed_once: set[str] = set()
+
+    async def flaky(delivery: Delivery, ctx: HandlerContext) -> None:
+        # Every 3rd message fails once before its effect, every 5th once after it (the
+        # effect happened but the ack never did): both must end up stored exactly once.
+        index = int(delivery.msg_id.rsplit("m", 1)[1]) + int(delivery.conversation_id[4:])
+        if delivery.msg_id not in failed_once and index % 3 == 0:
+            failed_once.add(delivery.msg_id)
+            raise RetryableError("downstream blip")
+        await route_and_store(delivery, ctx)
+        if delivery.msg_id not in failed_once and index % 5 == 0:
+            failed_once.add(delivery.msg_id)
+            raise RetryableError("lost the ack")
+
+    recorder = Recorder(flaky)
+    settings = worker_settings(config, concurrency=4)
+    async with running_worker(nats_url, settings, recorder), running_worker(
+        nats_url, settings, recorder
+    ):
+        await wait_until(lambda: _drained(js, config), within=30)
+    transcripts = {c: await read_transcript(js, config.stream, c) for c in conversations}
+    await nc.close()
+
+    assert any(n > 1 for _, _, n in recorder.calls), "the test must exercise redeliveries"
+    for conv in conversations:
+        stored = [entry.msg_id for entry in transcripts[conv]]
+        assert stored == sent[conv], conv  # complete, once each, in publish order
+        assert len({entry.team for entry in transcripts[conv]}) == 1  # sticky routing
+
+
+async def _drained(js: object, config: object) -> bool:
+    return await backlog(js, config) == 0  # type: ignore[arg-type]
+
+
+async def test_critical_latency_stays_low_while_a_bulk_flood_is_queued(nats_url: str) -> None:
+    config = unique_pipeline()
+    nc, js = await provisioned(nats_url, config)
+    # Flood: 3000 bulk messages, far more than the worker can do during the test.
+    futures = []
+    for i in range(3000):
+        conv = f"bulk{i % 50}"
+        subject = message_subject(config.subject_prefix, Priority.BULK, conv, config.partitions)
+        headers = {Header.MSG_ID: f"b{i}", Header.CONVERSATION: conv}
+        futures.append(await js.publish_async(subject, b'{"text": "newsletter"}', headers=headers))
+    await asyncio.gather(*futures)
+    waits: dict[str, float] = {}
+    sent_at: dict[str, float] = {}
+    bulk_done = 0
+
+    async def handler(delivery: Delivery, ctx: HandlerContext) -> None:
+        nonlocal bulk_done
+        if delivery.priority is Priority.CRITICAL:
+            waits[delivery.msg_id] = time.monotonic() - sent_at[delivery.msg_id]
+        else:
+            bulk_done += 1
+        await asyncio.sleep(0.004)  # ~1000 msg/s with 4 lanes: the flood outlasts the test
+
+    async with running_worker(nats_url, worker_settings(config, concurrency=4), handler):
+        await asyncio.sleep(0.3)  # the flood is being worked on
+        for i in range(20):
+            msg_id = f"crit{i}"
+            sent_at[msg_id] = time.monotonic()
+            await publish(js, config, msg_id=msg_id, conversation=f"vip{i}", priority=Priority.CRITICAL)
+            await asyncio.sleep(0.05)
+        await wait_until(lambda: _true(len(waits) == 20), within=10)
+        remaining_bulk = (await js.consumer_info(config.stream, "surge-bulk")).num_pending
+    await nc.close()
+
+    worst = max(waits.values())
+    assert worst < 0.25, f"critical waited {worst:.3f}s behind bulk"
+    assert bulk_done > 100  # bulk still progresses when capacity allows
+    assert remaining_bulk and remaining_bulk > 500  # and the flood was really queued
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_poison_message_goes_to_dead_letter_with_reason(nats_url: str) -> None:
+    config = unique_pipeline()
+    nc, js = await provisioned(nats_url, config)
+    poison_seq = await publish(js, config, msg_id="bad", conversation="c1", data=b"{not json")
+    await publish(js, config, msg_id="good", conversation="c1", text="fine")
+
+    async with running_worker(nats_url, worker_settings(config), route_and_store):
+        await wait_until(lambda: _drained(js, config), within=10)
+    letters = await dead_letters(js, config)
+    transcript = await read_transcript(js, config.stream, "c1")
+    await nc.close()
+
+    assert len(letters) == 1
+    headers = letters[0]["headers"]
+    assert isinstance(headers, dict)
+    assert "not JSON" in headers["Surge-Dead-Reason"]
+    assert headers["Surge-Dead-Seq"] == str(poison_seq)
+    assert headers["Surge-Original-Msg-Id"] == "bad"
+    assert letters[0]["data"] == b"{not json"
+    assert [e.msg_id for e in transcript] == ["good"]
+
+
+async def test_exhausted_retries_go_to_dead_letter_after_max_deliver(nats_url: str) -> None:
+    policy = PriorityPolicy(ack_wait=5.0, max_deliver=3, backoff=(0.05,))
+    config = unique_pipeline(policies=dict.fromkeys(PRIORITIES, policy))
+    nc, js = await provisioned(nats_url, config)
+    await publish(js, config, msg_id="doomed", conversation="c1")
+    attempts: list[int] = []
+
+    async def always_down(delivery: Delivery, ctx: HandlerContext) -> None:
+        attempts.append(delivery.num_delivered)
+        raise RetryableError("crm is down")
+
+    async with running_worker(nats_url, worker_settings(config), always_down):
+        await wait_until(lambda: _drained(js, config), within=10)
+    letters = await dead_letters(js, config)
+    await nc.close()
+
+    assert attempts == [1, 2, 3]
+    (letter,) = letters
+    headers = letter["headers"]
+    assert isinstance(headers, dict)
+    assert "MaxDeliver 3" in headers["Surge-Dead-Reason"]
+    assert "crm is down" in headers["Surge-Dead-Reason"]
+    assert headers["Surge-Dead-Deliveries"] == "3"
+
+
+async def test_unanswered_messages_are_dead_lettered_from_the_max_deliveries_advisory(
+    nats_url: str,
+) -> None:
+    policy = PriorityPolicy(ack_wait=0.3, max_deliver=2, backoff=(0.05,))
+    config = unique_pipeline(policies=dict.fromkeys(PRIORITIES, policy))
+    nc, js = await provisioned(nats_url, config)
+    seq = await publish(js, config, msg_id="crashes", conversation="c1")
+    # A worker that does not serve normal messages still listens to the advisories.
+    settings = worker_settings(config, priorities=(Priority.CRITICAL,))
+    async with running_worker(nats_url, settings, route_and_store):
+        # A consumer that dies with the message each time: pulls it, never answers.
+        crashing = await js.pull_subscribe_bind("surge-normal", stream=config.stream)
+        for _ in range(2):
+            (msg,) = await crashing.fetch(1, timeout=3)
+            assert msg.metadata.sequence.stream == seq
+        # The server notices MaxDeliver when it next tries to deliver: keep pulling.
+        with contextlib.suppress(TimeoutError):
+            await crashing.fetch(1, timeout=1)
+        await wait_until(lambda: _dead_letter_count(js, config, 1), within=10)
+    letters = await dead_letters(js, config)
+    await nc.close()
+
+    (letter,) = letters
+    headers = letter["headers"]
+    assert isinstance(headers, dict)
+    assert "MaxDeliver reached" in headers["Surge-Dead-Reason"]
+    assert headers["Surge-Dead-Seq"] == str(seq)
+
+
+async def test_a_hung_handler_is_cut_off_before_ack_wait_and_retried(nats_url: str) -> None:
+    policy = PriorityPolicy(ack_wait=0.5, max_deliver=5, backoff=(0.05,))
+    config = unique_pipeline(policies=dict.fromkeys(PRIORITIES, policy))
+    nc, js = await provisioned(nats_url, config)
+    await publish(js, config, msg_id="slow-once", conversation="c1")
+    attempts: list[int] = []
+
+    async def hangs_once(delivery: Delivery, ctx: HandlerContext) -> None:
+        attempts.append(delivery.num_delivered)
+        if delivery.num_delivered == 1:
+            await asyncio.sleep(30)
+
+    async with running_worker(nats_url, worker_settings(config), hangs_once):
+        await wait_until(lambda: _drained(js, config), within=10)
+    await nc.close()
+
+    assert attempts == [1, 2]
+
+
+async def _dead_letter_count(js: object, config: object, expected: int) -> bool:
+    try:
+        return len(await dead_letters(js, config)) >= expected  # type: ignore[arg-type]
+    except Exception:
+        return False
+
+
+async def test_worker_obeys_the_degradation_level(nats_url: str) -> None:
+    config = unique_pipeline()
+    nc, js = await provisioned(nats_url, config)
+    await publish_degradation(js, config.stream, DegradationLevel.CRITICAL_ONLY, "test")
+    done: list[Priority] = []
+
+    async def record(delivery: Delivery, ctx: HandlerContext) -> None:
+        done.append(delivery.priority)
+
+    settings = worker_settings(config)
+    async with running_worker(nats_url, settings, record) as worker:
+        watcher = DegradationWatcher(js, config.stream, worker.on_degradation)
+        watch = asyncio.create_task(watcher.run())
+        await wait_until(lambda: _true(worker.level is DegradationLevel.CRITICAL_ONLY), within=5)
+        # Pull requests already waiting when the level rose end within pull_expires.
+        await asyncio.sleep(settings.pull_expires + 0.2)
+        for p in (Priority.BULK, Priority.NORMAL, Priority.CRITICAL):
+            await publish(js, config, msg_id=f"m-{p.value}", conversation=p.value, priority=p)
+        await wait_until(lambda: _true(Priority.CRITICAL in done), within=5)
+        await asyncio.sleep(0.5)
+        held_back = list(done)
+        await publish_degradation(js, config.stream, DegradationLevel.NORMAL, "recovered")
+        await wait_until(lambda: _true(len(done) == 3), within=5)
+        watch.cancel()
+    await nc.close()
+
+    assert held_back == [Priority.CRITICAL]
+    assert sorted(done) == sorted(PRIORITIES)
+

@@ -227,3 +227,48 @@ def test_helm_installs_and_uninstalls_a_release(
     assert not core.list_namespaced_config_map(
         kube_namespace, field_selector="metadata.name=probe"
     ).items
+
+
+def test_validating_admission_policies_are_enforced(
+    kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    name = f"deny-forbidden-{kube_namespace}"
+    policy = f"""
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - {{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}}
+  validations:
+  - expression: "object.metadata.name != 'forbidden'"
+    message: "surge-e2e: this name is forbidden"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {{kubernetes.io/metadata.name: {kube_namespace}}}
+"""
+    kube_cluster.kubectl("apply", "-f", "-", input=policy)
+    try:
+
+        def denied() -> bool:
+            result = kube_cluster.kubectl(
+                "create", "configmap", "forbidden", "-n", kube_namespace, check=False
+            )
+            if result.returncode == 0:
+                kube_cluster.kubectl("delete", "configmap", "forbidden", "-n", kube_namespace)
+                return False
+            return "surge-e2e: this name is forbidden" in result.stderr
+
+        eventually("the policy to deny", denied, timeout=30)
+        kube_cluster.kubectl("create", "configmap", "allowed", "-n", kube_namespace)
+    finally:
+        kube_cluster.kubectl("delete", "-f", "-", input=policy, check=False)

@@ -75,6 +75,7 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     ExternalStream,
+    RawStreamMsg,
     StreamConfig,
     StreamInfo,
     StreamSource,
@@ -92,7 +93,13 @@ from surge_operator.policy.failover import (
     decide,
 )
 from surge_workers import provision
-from surge_workers.contract import PRIORITIES, Priority, consumer_name
+from surge_workers.contract import (
+    PRIORITIES,
+    Priority,
+    consumer_name,
+    dead_letter_stream,
+    stream_subjects,
+)
 from surge_workers.errors import SurgeWorkersError
 from surge_workers.pipeline import PipelineConfig
 
@@ -214,66 +221,132 @@ async def _stream_info(js: JetStreamContext, stream: str) -> StreamInfo | None:
         return None
 
 
+# --------------------------------------------------------------------------- streams
+
+
+def kv_stream(bucket: str) -> str:
+    return f"KV_{bucket}"
+
+
+def pipeline_streams(pipeline: PipelineConfig) -> tuple[str, ...]:
+    """Every stream a region holds for one pipeline, the message stream first: the
+    dead letters and the KV buckets (routing, transcripts, degradation) are mirrored too,
+    so the transcripts that make processing idempotent survive a failover."""
+    names = [pipeline.stream]
+    if pipeline.dead_letter:
+        names.append(dead_letter_stream(pipeline.stream))
+    names += [kv_stream(kv.bucket) for kv in provision.desired_kv_configs(pipeline)]
+    return tuple(names)
+
+
+def writable_subjects(pipeline: PipelineConfig, stream: str) -> list[str]:
+    """The subjects a pipeline stream listens on when it is the writable copy."""
+    if stream == pipeline.stream:
+        return stream_subjects(pipeline.subject_prefix)
+    if stream == dead_letter_stream(pipeline.stream):
+        return list(provision.desired_dead_letter_config(pipeline).subjects or [])
+    if stream.startswith("KV_"):
+        return [f"$KV.{stream.removeprefix('KV_')}.>"]
+    raise ValueError(f"{stream} is not a stream of pipeline {pipeline.stream}")
+
+
 # --------------------------------------------------------------------------- probe
 
 StreamRole = Literal["missing", "source", "mirror"]
 
 
 @dataclass(frozen=True, slots=True)
-class RegionProbe:
-    """A probe's verdict for the policy (`result`) plus what the controller needs to
-    act: the stream's role here, its last sequence, and the consumers' ack floors."""
+class StreamView:
+    """One stream as a probe saw it in one region."""
 
-    result: ProbeResult
-    role: StreamRole | None = None
+    role: StreamRole
     #: For a mirror: the API prefix of the region it mirrors (None: same domain).
     mirror_api: str | None = None
     mirror_lag: int | None = None
-    last_seq: int | None = None
+    last_seq: int = 0
+    messages: int = 0
+
+
+_MISSING = StreamView("missing")
+
+
+@dataclass(frozen=True, slots=True)
+class RegionProbe:
+    """A probe's verdict for the policy (`result`) plus what the controller needs to act:
+    each pipeline stream's role here and the message stream's consumer ack floors."""
+
+    result: ProbeResult
+    streams: Mapping[str, StreamView] = field(default_factory=dict)
+    #: Name of the message stream (the first stream probed).
+    main: str | None = None
     ack_floors: Mapping[Priority, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.result.ok
 
+    def stream(self, name: str | None = None) -> StreamView:
+        key = name or self.main
+        return self.streams.get(key, _MISSING) if key else _MISSING
+
+    @property
+    def role(self) -> StreamRole | None:
+        return self.stream().role if self.main and self.ok else None
+
+    @property
+    def mirror_api(self) -> str | None:
+        return self.stream().mirror_api
+
+    @property
+    def last_seq(self) -> int:
+        return self.stream().last_seq
+
 
 async def probe(
-    endpoint: RegionEndpoint, stream: str | None, *, at: float, request_timeout: float = 1.0
+    endpoint: RegionEndpoint,
+    streams: Sequence[str] = (),
+    *,
+    at: float,
+    request_timeout: float = 1.0,
 ) -> RegionProbe:
     """Is the region's NATS up and its JetStream answering? Never raises.
 
     Healthy means: a new client connects and JetStream answers account info within
-    `request_timeout`. The stream's state is reported, not judged: a standby whose stream is
-    missing is still a live region (promotion then starts from an empty stream).
+    `request_timeout`. The streams' state is reported, not judged: a standby whose stream
+    is missing is still a live region (promotion then starts from an empty stream).
+    `streams[0]` is the message stream; its consumers' ack floors are read when it is a
+    writable (non-mirror) stream.
     """
     started = time.monotonic()
+    views: dict[str, StreamView] = {}
+    ack_floors: dict[Priority, int] = {}
     try:
         async with connect(endpoint, request_timeout=request_timeout) as client:
             js = client.jetstream(timeout=request_timeout)
             await js.account_info()
-            info = await _stream_info(js, stream) if stream else None
-            ack_floors: dict[Priority, int] = {}
-            if info is not None and info.config.mirror is None and stream:
-                ack_floors = await _ack_floors(js, stream)
+            for name in streams:
+                views[name] = _view(await _stream_info(js, name))
+            if streams and views[streams[0]].role == "source":
+                ack_floors = await _ack_floors(js, streams[0])
     except NatsUnavailableError as exc:
         return RegionProbe(ProbeResult.failure(endpoint.name, at, exc.message))
     except (TimeoutError, nats.errors.Error, OSError) as exc:
         reason = f"JetStream in {endpoint.name} not answering: {_describe_exc(exc)}"
         return RegionProbe(ProbeResult.failure(endpoint.name, at, reason))
-    latency = time.monotonic() - started
-    result = ProbeResult.success(endpoint.name, at, latency=latency)
-    if stream is None:
-        return RegionProbe(result)
+    result = ProbeResult.success(endpoint.name, at, latency=time.monotonic() - started)
+    return RegionProbe(result, views, main=streams[0] if streams else None, ack_floors=ack_floors)
+
+
+def _view(info: StreamInfo | None) -> StreamView:
     if info is None:
-        return RegionProbe(result, role="missing")
+        return _MISSING
     mirror = info.config.mirror
-    return RegionProbe(
-        result,
+    return StreamView(
         role="mirror" if mirror is not None else "source",
         mirror_api=mirror.external.api if mirror and mirror.external else None,
         mirror_lag=info.mirror.lag if info.mirror is not None else None,
         last_seq=info.state.last_seq,
-        ack_floors=ack_floors,
+        messages=info.state.messages,
     )
 
 
@@ -291,10 +364,19 @@ async def _ack_floors(js: JetStreamContext, stream: str) -> dict[Priority, int]:
 
 # --------------------------------------------------------------------------- mirrors
 
+#: Mirror metadata: the origin's allow_direct, restored when the mirror is promoted.
+META_ALLOW_DIRECT = "surge.dev/origin-allow-direct"
+
+
+def _external(stream: str, source: RegionEndpoint) -> StreamSource:
+    # Same account on both ends of the leafnode, so no deliver prefix is needed; it only
+    # matters when the origin lives in another account.
+    return StreamSource(name=stream, external=ExternalStream(api=source.api_prefix))
+
 
 def mirror_config(pipeline: PipelineConfig, source: RegionEndpoint) -> StreamConfig:
-    """The standby's stream: the pipeline's stream limits, no subjects, mirroring the
-    same-named stream in `source`'s JetStream domain over the leafnode."""
+    """The standby's message stream: the pipeline's stream limits, no subjects, mirroring
+    the same-named stream in `source`'s JetStream domain over the leafnode."""
     if pipeline.retention != "limits":
         raise UnsupportedStreamError(
             f"stream {pipeline.stream} uses {pipeline.retention} retention; regional "
@@ -309,12 +391,29 @@ def mirror_config(pipeline: PipelineConfig, source: RegionEndpoint) -> StreamCon
         # Direct gets stay local to each region; a mirror answering the origin's direct
         # gets across the leafnode would blur which region serves reads.
         allow_direct=False,
-        mirror=StreamSource(
-            name=pipeline.stream,
-            # Same account on both ends of the leafnode, so no deliver prefix is needed;
-            # it only matters when the origin lives in another account.
-            external=ExternalStream(api=source.api_prefix),
-        ),
+        mirror=_external(pipeline.stream, source),
+        metadata={META_ALLOW_DIRECT: str(bool(desired.allow_direct)).lower()},
+    )
+
+
+def mirror_of(origin: StreamConfig, source: RegionEndpoint) -> StreamConfig:
+    """A mirror of a stream whose config is read from the origin (dead letters, KV
+    buckets): same limits and storage, no subjects, no direct gets."""
+    assert origin.name is not None
+    metadata = {k: v for k, v in (origin.metadata or {}).items() if not k.startswith("_nats.")}
+    metadata[META_ALLOW_DIRECT] = str(bool(origin.allow_direct)).lower()
+    return replace(
+        origin,
+        description=f"surge mirror of {origin.name} in region {source.name}",
+        subjects=None,
+        allow_direct=False,
+        mirror_direct=False,
+        mirror=_external(origin.name, source),
+        sources=None,
+        republish=None,
+        subject_transform=None,
+        first_seq=None,
+        metadata=metadata,
     )
 
 
@@ -329,7 +428,9 @@ class MirrorChange:
     region: str
     source: str
     action: MirrorAction
-    #: Messages of an old primary's tail re-published to the active region.
+    #: Streams created or recreated as mirrors (message stream first).
+    streams: tuple[str, ...] = ()
+    #: Messages of an old primary's tails re-published to the active region.
     recovered: int = 0
 
 
@@ -350,42 +451,62 @@ async def ensure_mirror(
     *,
     request_timeout: float = 5.0,
 ) -> MirrorChange:
-    """Make `standby`'s stream a mirror of `active`'s. Idempotent.
+    """Make every pipeline stream in `standby` a mirror of `active`'s. Idempotent.
 
     A stream that is not already that mirror (an old primary that came back, or a mirror
     of a region that is no longer active) is fenced, its tail recovered into the active
     region, deleted and recreated: JetStream cannot change a mirror's source or turn a
-    normal stream into a mirror.
+    normal stream into a mirror. Dead-letter and KV streams are mirrored once they exist
+    in the active region.
     """
-    desired = mirror_config(pipeline, active)
     log = structlog.get_logger("surge_operator.regions").bind(
         region=standby.name, source=active.name, stream=pipeline.stream
     )
+    main = mirror_config(pipeline, active)
+    changed: list[str] = []
+    recovered = 0
+    recreated = False
     try:
-        async with connect(standby, request_timeout=request_timeout) as client:
-            js = client.jetstream(timeout=request_timeout)
-            info = await _stream_info(js, pipeline.stream)
-            if info is not None and _mirrors(info, active, pipeline.stream):
-                return MirrorChange(standby.name, active.name, MirrorAction.UNCHANGED)
-            # Check the link before touching anything: a mirror created while the leafnode
-            # is down backs off for many seconds, and an old primary's stream must not be
-            # deleted before the copy can start.
-            await _check_link(client, standby, active, request_timeout)
-            recovered = 0
-            if info is not None:
-                if info.config.mirror is None:
-                    await fence(js, pipeline.stream)
-                recovered = await recover_tail(
-                    js, active, pipeline.stream, request_timeout=request_timeout
-                )
-                await js.delete_stream(pipeline.stream)
-                log.warning(
-                    "mirror.recreating",
-                    was="mirror" if info.config.mirror is not None else "source",
-                    messages=info.state.messages,
-                    recovered=recovered,
-                )
-            await js.add_stream(desired)
+        async with (
+            connect(standby, request_timeout=request_timeout) as standby_client,
+            connect(active, request_timeout=request_timeout) as active_client,
+        ):
+            js = standby_client.jetstream(timeout=request_timeout)
+            origin_js = active_client.jetstream(timeout=request_timeout)
+            link_checked = False
+            for name in pipeline_streams(pipeline):
+                if name == pipeline.stream:
+                    desired = main
+                else:
+                    origin = await _stream_info(origin_js, name)
+                    if origin is None:
+                        continue  # not provisioned in the active region yet
+                    desired = mirror_of(origin.config, active)
+                info = await _stream_info(js, name)
+                if info is not None and _mirrors(info, active, name):
+                    continue
+                if not link_checked:
+                    # Check the link before touching anything: a mirror created while the
+                    # leafnode is down backs off for many seconds, and an old primary's
+                    # stream must not be deleted before the copy can start.
+                    await _check_link(standby_client, standby, active, request_timeout)
+                    link_checked = True
+                if info is not None:
+                    if info.config.mirror is None:
+                        await fence(js, name)
+                    tail = await recover_tail(js, origin_js, name)
+                    await js.delete_stream(name)
+                    log.warning(
+                        "mirror.recreating",
+                        mirrored_stream=name,
+                        was="mirror" if info.config.mirror is not None else "source",
+                        messages=info.state.messages,
+                        recovered=tail,
+                    )
+                    recovered += tail
+                    recreated = True
+                await js.add_stream(desired)
+                changed.append(name)
     except NatsUnavailableError as exc:
         raise MirrorError(exc.message) from None
     except (TimeoutError, nats.errors.Error) as exc:
@@ -393,9 +514,11 @@ async def ensure_mirror(
             f"mirroring {pipeline.stream} from {active.name} into {standby.name} failed: "
             f"{_describe_exc(exc)}"
         ) from None
-    action = MirrorAction.CREATED if info is None else MirrorAction.RECREATED
-    log.info("mirror.established", action=action.value)
-    return MirrorChange(standby.name, active.name, action, recovered)
+    if not changed:
+        return MirrorChange(standby.name, active.name, MirrorAction.UNCHANGED)
+    action = MirrorAction.RECREATED if recreated else MirrorAction.CREATED
+    log.info("mirror.established", action=action.value, streams=changed, recovered=recovered)
+    return MirrorChange(standby.name, active.name, action, tuple(changed), recovered)
 
 
 async def _check_link(
@@ -421,11 +544,12 @@ async def fence(js: JetStreamContext, stream: str) -> None:
 
 
 async def unfence(js: JetStreamContext, pipeline: PipelineConfig) -> None:
-    """Undo `fence` (a failback that could not complete gives the writes back)."""
-    info = await js.stream_info(pipeline.stream)
-    if info.config.mirror is None:
-        subjects = provision.desired_stream_config(pipeline).subjects
-        await js.update_stream(replace(info.config, subjects=subjects))
+    """Undo `fence` on every pipeline stream (a failback that could not complete gives
+    the writes back to the region that has them)."""
+    for name in pipeline_streams(pipeline):
+        info = await _stream_info(js, name)
+        if info is not None and info.config.mirror is None:
+            await js.update_stream(replace(info.config, subjects=writable_subjects(pipeline, name)))
 
 
 #: How far back `recover_tail` walks before giving up on finding the common prefix.
@@ -433,46 +557,40 @@ MAX_TAIL = 100_000
 
 
 async def recover_tail(
-    old: JetStreamContext,
-    active: RegionEndpoint,
-    stream: str,
-    *,
-    request_timeout: float = 5.0,
-    max_tail: int = MAX_TAIL,
+    old: JetStreamContext, active: JetStreamContext, stream: str, *, max_tail: int = MAX_TAIL
 ) -> int:
     """Re-publish the messages `old` holds that the active region's stream lacks.
 
     Mirrors keep sequence numbers, so the streams share a prefix: walking back from the
     end of `old`, the first sequence whose message (subject, Nats-Msg-Id, payload) is the
     same in both streams ends the tail. Re-publishing keeps headers, so JetStream's
-    duplicate window drops anything the active region already has.
+    duplicate window drops anything the active region already has (KV entries keep their
+    operation headers, so deletes stay deletes).
     """
     info = await old.stream_info(stream)
     if info.state.messages == 0:
         return 0
-    async with connect(active, request_timeout=request_timeout) as client:
-        target = client.jetstream(timeout=request_timeout)
-        tail: list[Any] = []
-        seq = info.state.last_seq
-        while seq >= info.state.first_seq and len(tail) < max_tail:
-            try:
-                mine = await old.get_msg(stream, seq)
-            except nats.js.errors.NotFoundError:
-                seq -= 1  # deleted or expired here: nothing to recover at this sequence
-                continue
-            if await _same_message(target, stream, seq, mine):
-                break
-            tail.append(mine)
-            seq -= 1
-        for msg in reversed(tail):  # original order, so per-conversation order holds
-            headers = {
-                k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-Expected")
-            }
-            await target.publish(msg.subject or "", msg.data or b"", headers=headers or None)
+    tail: list[RawStreamMsg] = []
+    seq = info.state.last_seq
+    while seq >= info.state.first_seq and len(tail) < max_tail:
+        try:
+            mine = await old.get_msg(stream, seq)
+        except nats.js.errors.NotFoundError:
+            seq -= 1  # deleted or expired here: nothing to recover at this sequence
+            continue
+        if await _same_message(active, stream, seq, mine):
+            break
+        tail.append(mine)
+        seq -= 1
+    for msg in reversed(tail):  # original order, so per-conversation order holds
+        headers = {
+            k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-Expected")
+        }
+        await active.publish(msg.subject or "", msg.data or b"", headers=headers or None)
     return len(tail)
 
 
-async def _same_message(js: JetStreamContext, stream: str, seq: int, msg: Any) -> bool:
+async def _same_message(js: JetStreamContext, stream: str, seq: int, msg: RawStreamMsg) -> bool:
     try:
         theirs = await js.get_msg(stream, seq)
     except nats.js.errors.NotFoundError:
@@ -488,10 +606,12 @@ async def _same_message(js: JetStreamContext, stream: str, seq: int, msg: Any) -
 @dataclass(frozen=True, slots=True)
 class PromotionResult:
     region: str
-    #: "promoted" a mirror, "created" an empty stream, or "already" writable.
+    #: The message stream: "promoted" from a mirror, "created" empty, or "already" writable.
     stream: Literal["promoted", "created", "already"]
     messages: int
     last_seq: int
+    #: Every pipeline stream turned from a mirror into a writable stream.
+    promoted: tuple[str, ...] = ()
     consumers_created: tuple[str, ...] = ()
     start_seqs: Mapping[Priority, int] = field(default_factory=dict)
 
@@ -503,21 +623,23 @@ async def promote(
     ack_floors: Mapping[Priority, int] | None = None,
     request_timeout: float = 5.0,
 ) -> PromotionResult:
-    """Make `endpoint`'s stream the writable one. Idempotent.
+    """Make `endpoint`'s pipeline streams the writable ones. Idempotent.
 
-    Drops the mirror config (nats-server >= 2.12), sets the subjects, creates the
-    per-priority consumers starting after `ack_floors` (the old active region's last known
-    floors; without them consumers start at the beginning and idempotent workers absorb
-    the replay), then provisions the rest of the pipeline (dead letters, KV buckets).
+    Drops the mirror config (nats-server >= 2.12) and sets the subjects, message stream
+    first so writes resume as early as possible; creates the per-priority consumers
+    starting after `ack_floors` (the old active region's last known floors; without them
+    consumers start at the beginning and idempotent workers absorb the replay); promotes
+    the dead-letter and KV mirrors; then provisions whatever is still missing.
     """
     desired = provision.desired_stream_config(pipeline)
+    promoted: list[str] = []
     try:
         async with connect(endpoint, request_timeout=request_timeout) as client:
             js = client.jetstream(timeout=request_timeout)
             info = await _stream_info(js, pipeline.stream)
             kind: Literal["promoted", "created", "already"]
             if info is None:
-                info = await js.add_stream(desired)
+                await js.add_stream(desired)
                 kind = "created"
             elif info.config.mirror is not None:
                 info = await js.update_stream(desired)
@@ -527,9 +649,13 @@ async def promote(
                         f"{pipeline.stream}; promoting needs nats-server >= 2.12"
                     )
                 kind = "promoted"
+                promoted.append(pipeline.stream)
             else:
                 kind = "already"
             created, starts = await _ensure_consumers(js, pipeline, ack_floors or {})
+            for name in pipeline_streams(pipeline)[1:]:
+                if await _promote_aux(js, pipeline, name):
+                    promoted.append(name)
             await provision.provision_pipeline(js, pipeline)
             info = await js.stream_info(pipeline.stream)
     except NatsUnavailableError as exc:
@@ -543,9 +669,29 @@ async def promote(
         stream=kind,
         messages=info.state.messages,
         last_seq=info.state.last_seq,
+        promoted=tuple(promoted),
         consumers_created=created,
         start_seqs=starts,
     )
+
+
+async def _promote_aux(js: JetStreamContext, pipeline: PipelineConfig, name: str) -> bool:
+    info = await _stream_info(js, name)
+    if info is None or info.config.mirror is None:
+        return False
+    metadata = dict(info.config.metadata or {})
+    allow_direct = metadata.pop(META_ALLOW_DIRECT, "false") == "true"
+    await js.update_stream(
+        replace(
+            info.config,
+            mirror=None,
+            subjects=writable_subjects(pipeline, name),
+            allow_direct=allow_direct,
+            description=None,
+            metadata={k: v for k, v in metadata.items() if not k.startswith("_nats.")},
+        )
+    )
+    return True
 
 
 async def _ensure_consumers(
@@ -582,9 +728,10 @@ async def failback(
     """Move the writer from `current` back to `target`, losing nothing.
 
     `target` must already mirror `current` (the controller re-establishes that as soon as
-    `target` answers probes). `current` is fenced, `target` catches up to its last
-    sequence, then is promoted with `current`'s ack floors. If it cannot catch up within
-    `catch_up` seconds, `current` is unfenced and FailbackNotReadyError is raised.
+    `target` answers probes). `current`'s streams are fenced, `target`'s mirrors catch up
+    to their last sequences, then `target` is promoted with `current`'s ack floors. If it
+    cannot catch up within `catch_up` seconds, `current` is unfenced and
+    FailbackNotReadyError is raised.
     """
     try:
         async with (
@@ -598,22 +745,29 @@ async def failback(
                 raise FailbackNotReadyError(
                     f"{target.name} is not yet a mirror of {current.name}; retrying once it is"
                 )
-            await fence(cur, pipeline.stream)
-            fenced = await cur.stream_info(pipeline.stream)
+            goals: dict[str, int] = {}
+            for name in pipeline_streams(pipeline):
+                theirs = await _stream_info(tgt, name)
+                if await _stream_info(cur, name) is None or theirs is None:
+                    continue
+                if theirs.config.mirror is None:
+                    continue  # not a mirror there: promote leaves it, provision fixes it
+                await fence(cur, name)
+                goals[name] = (await cur.stream_info(name)).state.last_seq
             floors = await _ack_floors(cur, pipeline.stream)
             deadline = time.monotonic() + catch_up
-            while True:
-                mirror = await tgt.stream_info(pipeline.stream)
-                if mirror.state.last_seq >= fenced.state.last_seq:
-                    break
-                if time.monotonic() > deadline:
+            while goals:
+                for name, goal in list(goals.items()):
+                    if (await tgt.stream_info(name)).state.last_seq >= goal:
+                        del goals[name]
+                if goals and time.monotonic() > deadline:
                     await unfence(cur, pipeline)
                     raise FailbackNotReadyError(
-                        f"{target.name} mirror at seq {mirror.state.last_seq}, {current.name} "
-                        f"at {fenced.state.last_seq} after {catch_up:.0f}s; writes resumed "
-                        f"on {current.name}"
+                        f"{target.name} mirrors of {', '.join(goals)} did not catch up with "
+                        f"{current.name} within {catch_up:.0f}s; writes resumed on {current.name}"
                     )
-                await asyncio.sleep(0.05)
+                if goals:
+                    await asyncio.sleep(0.05)
     except NatsUnavailableError as exc:
         raise FailbackNotReadyError(exc.message) from None
     except (TimeoutError, nats.errors.Error) as exc:
@@ -703,6 +857,10 @@ class FailoverController:
         self._log = structlog.get_logger("surge_operator.regions").bind(cluster=cluster)
 
     @property
+    def streams(self) -> tuple[str, ...]:
+        return pipeline_streams(self.pipeline)
+
+    @property
     def active(self) -> RegionEndpoint:
         return self.endpoints[self.state.active]
 
@@ -723,7 +881,7 @@ class FailoverController:
     async def probe_all(self, at: float) -> dict[str, RegionProbe]:
         results = await asyncio.gather(
             *(
-                probe(e, self.pipeline.stream, at=at, request_timeout=self.probe_timeout)
+                probe(e, self.streams, at=at, request_timeout=self.probe_timeout)
                 for e in self.endpoints.values()
             )
         )
@@ -806,7 +964,7 @@ class FailoverController:
             p = probes.get(name)
             if name == active.name or p is None or not p.ok:
                 continue
-            if p.role == "mirror" and p.mirror_api == active.api_prefix:
+            if self._mirrors_active(p, active_probe):
                 continue
             log = self._log.bind(region=name, epoch=self.state.epoch)
             try:
@@ -824,6 +982,17 @@ class FailoverController:
             )
             changes.append(change)
         return tuple(changes)
+
+    def _mirrors_active(self, standby: RegionProbe, active: RegionProbe) -> bool:
+        """Does the standby mirror every stream the active region has (the message
+        stream always: it must exist before the pipeline is provisioned)?"""
+        for name in self.streams:
+            if name != self.pipeline.stream and active.stream(name).role == "missing":
+                continue
+            view = standby.stream(name)
+            if view.role != "mirror" or view.mirror_api != self.active.api_prefix:
+                return False
+        return True
 
     def _outcome(
         self,
@@ -893,6 +1062,7 @@ __all__ = [
     "PromotionResult",
     "RegionEndpoint",
     "RegionProbe",
+    "StreamView",
     "TickOutcome",
     "UnsupportedStreamError",
     "connect",
@@ -900,8 +1070,11 @@ __all__ = [
     "failback",
     "fence",
     "mirror_config",
+    "mirror_of",
+    "pipeline_streams",
     "probe",
     "promote",
     "recover_tail",
     "unfence",
+    "writable_subjects",
 ]

@@ -26,6 +26,7 @@ from surge_operator.regions import (
     FailoverController,
     MirrorAction,
     TickOutcome,
+    pipeline_streams,
 )
 from surge_workers import provision
 from surge_workers.contract import (
@@ -35,6 +36,7 @@ from surge_workers.contract import (
     consumer_name,
     message_subject,
     stream_subjects,
+    transcripts_bucket,
 )
 from surge_workers.pipeline import PipelineConfig
 
@@ -153,10 +155,15 @@ async def test_killing_the_primary_promotes_the_mirror_without_losing_messages(
 
     await publish(east_js, range(N))
     acked_to = await ack_some(east_js, Priority.CRITICAL, 10)
+    transcripts = await east_js.key_value(transcripts_bucket(PIPELINE.stream))
+    await transcripts.put("t.conv-1.m0", b"stored once")
     await eventually(lambda: mirror_holds(regions, "west", N))
     steady = await controller.tick()  # records east's ack floors
     assert steady.mirrors == ()
     assert steady.probes["west"].role == "mirror"
+    assert {n: v.role for n, v in steady.probes["west"].streams.items()} == {
+        n: "mirror" for n in pipeline_streams(PIPELINE)
+    }
     assert steady.probes["east"].ack_floors[Priority.CRITICAL] == acked_to
 
     regions.servers["east"].kill()
@@ -194,6 +201,11 @@ async def test_killing_the_primary_promotes_the_mirror_without_losing_messages(
             if priority is Priority.CRITICAL:
                 expected -= 10  # acked in east before the crash: not delivered again
             assert consumer.num_pending == expected, priority
+        # The idempotency record (transcripts KV) came along and is writable.
+        assert outcome.promotion.promoted == pipeline_streams(PIPELINE)
+        west_transcripts = await js.key_value(transcripts_bucket(PIPELINE.stream))
+        assert (await west_transcripts.get("t.conv-1.m0")).value == b"stored once"
+        await west_transcripts.put("t.conv-2.m1", b"stored in west")
         # Writable, and the mirror's dedup state survived promotion.
         assert await publish(js, range(N - 20, N)) == [True] * 20
         assert await publish(js, range(N, N + 5)) == [False] * 5

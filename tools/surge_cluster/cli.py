@@ -1,9 +1,10 @@
-"""`surge-cluster up|down|status [--dir DIR]`: a local Kubernetes control plane for tests."""
+"""`surge-cluster up|down|status|env [--dir DIR]`: a local Kubernetes control plane for tests."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=90.0)
     sub.add_parser("down", help="stop every process of the cluster")
     sub.add_parser("status", help="what runs and where")
+    sub.add_parser("env", help="print shell exports: KUBECONFIG and the binaries on PATH")
     return parser
 
 
@@ -77,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         killed = cluster.down()
         if killed:
             print(f"killed after grace period: {', '.join(killed)}", file=sys.stderr)
+        return 0
+    if args.command == "env":
+        print(f"export KUBECONFIG={shlex.quote(str(cluster.layout.kubeconfig))}")
+        print(f'export PATH={shlex.quote(str(cluster.binaries))}:"$PATH"')
         return 0
     status = cluster.status()
     print(render_status(status))

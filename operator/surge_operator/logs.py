@@ -69,9 +69,11 @@ def configure(settings: LogSettings | None = None) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def get_logger(**context: Any) -> structlog.stdlib.BoundLogger:
-    logger: structlog.stdlib.BoundLogger = structlog.get_logger("surge_operator").bind(**context)
-    return logger
+def get_logger(**context: Any) -> Any:
+    """A lazy logger: safe at import time, it picks up `configure()` on first use.
+    (Binding eagerly here would freeze the default console config into module loggers.)"""
+    logger = structlog.get_logger("surge_operator")
+    return logger.bind(**context) if context else logger
 
 
 @contextmanager

@@ -89,7 +89,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     configure_kopf(settings)
     config = memo.get("config") or OperatorConfig.from_env()
     metrics = memo.get("metrics") or OperatorMetrics()
-    kube = memo.get("kube") or await HttpKubeApi.connect()
+    kube = memo.get("kube")
+    if kube is None:  # run.main() passes its client; standalone kopf runs (tests) do not
+        kube = memo["own_kube"] = await HttpKubeApi.connect()
     pool = NatsPool(connect_timeout=config.nats.connect_timeout_seconds)
     js = NatsJetStreamOps(pool)
 
@@ -118,9 +120,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     pool = memo.get("pool")
     if isinstance(pool, NatsPool):
         await pool.close()
-    deps = memo.get("deps")
-    if isinstance(deps, Deps) and isinstance(deps.kube, HttpKubeApi):
-        await deps.kube.close()
+    own = memo.get("own_kube")
+    if isinstance(own, HttpKubeApi):
+        await own.close()
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

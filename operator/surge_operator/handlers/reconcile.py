@@ -35,7 +35,12 @@ from surge_operator.handlers.state import ClusterState, WorkerFigures
 from surge_operator.jetstream import NatsAuth, auth_from_secret
 from surge_operator.kube import ClusterObject
 from surge_operator.logs import get_logger
-from surge_operator.resources import BuildContext, desired_objects, obsolete_objects
+from surge_operator.resources import (
+    BuildContext,
+    desired_objects,
+    gateway_blocked,
+    obsolete_objects,
+)
 from surge_operator.resources.deployment import manual_replicas
 from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.labels import selector_labels, selector_string, worker_name
@@ -152,10 +157,10 @@ async def apply_owned(deps: Deps, ctx: BuildContext, cs: ClusterState) -> int:
                 )
         result = await deps.kube.apply(obj, field_manager=manager)
         rv = (result.get("metadata") or {}).get("resourceVersion")
-        before = cs.resource_versions.get((obj["kind"], meta["name"]))
-        if rv != before:
-            changed += 1
-            cs.resource_versions[(obj["kind"], meta["name"])] = rv
+        key = (obj["kind"], meta["name"])
+        if key in cs.resource_versions and cs.resource_versions[key] != rv:
+            changed += 1  # only a change we can prove (first pass after start: unknown)
+        cs.resource_versions[key] = rv
         if is_workers:
             cs.workers = figures_from_deployment(result, manager)
     for ref in obsolete_objects(ctx):
@@ -287,6 +292,12 @@ async def _reconcile_locked(
             cs.stream_ready = False
             fail(exc, stream_failed(exc.reason, exc.message))
 
+    if gateway_blocked(ctx):
+        message = "spec.gateway.tokensSecret is not set: the gateway is not deployed"
+        if cs.gateway_warned is not True:
+            cs.gateway_warned = True
+            log.warning("gateway_not_deployed", reason="GatewayTokensMissing")
+            await emit(deps, ref, "Warning", "GatewayTokensMissing", message)
     if not any(u.type is ConditionType.WORKERS_READY for u in updates):
         desired = (
             manual_replicas(spec) if not spec.autoscaling.enabled else cs.workers.spec_replicas

@@ -54,6 +54,7 @@ class ClusterState:
     #: autoscaler memory (policy.types.ScalingState), opaque here
     scaling: Any = None
     published_level: int | None = None
+    gateway_warned: bool = False
     #: NATS connection of the active region, once the stream was provisioned
     nats_url: str | None = None
     auth: NatsAuth | None = None

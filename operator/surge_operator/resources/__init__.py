@@ -29,6 +29,7 @@ __all__ = [
     "BuildContext",
     "ObjectRef",
     "desired_objects",
+    "gateway_blocked",
     "obsolete_objects",
     "owner_reference",
     "ref_of",
@@ -52,7 +53,15 @@ def ref_of(obj: dict[str, Any]) -> ObjectRef:
 
 
 def _gateway_enabled(ctx: BuildContext) -> bool:
-    return ctx.spec.gateway.enabled
+    # The gateway refuses to start without tenant tokens (it never runs unauthenticated),
+    # so without a tokens Secret there is nothing useful to deploy; the reconcile reports
+    # that on the WorkersReady message and in an Event instead.
+    return ctx.spec.gateway.enabled and ctx.spec.gateway.tokens_secret is not None
+
+
+def gateway_blocked(ctx: BuildContext) -> bool:
+    """The spec asks for a gateway but gives it no tokens Secret."""
+    return ctx.spec.gateway.enabled and ctx.spec.gateway.tokens_secret is None
 
 
 def desired_objects(ctx: BuildContext) -> list[dict[str, Any]]:

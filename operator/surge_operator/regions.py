@@ -854,7 +854,12 @@ class FailoverController:
         self.clock = clock
         #: Last ack floors seen per region, so a promotion resumes where workers were.
         self.ack_floors: dict[str, Mapping[Priority, int]] = {}
-        self._log = structlog.get_logger("surge_operator.regions").bind(cluster=cluster)
+        self.cluster = cluster
+
+    def _logger(self, **context: Any) -> Any:
+        # Bound per tick, not once in __init__: binding resolves structlog's configuration,
+        # and the entrypoint (or a test's capture_logs) may configure it later.
+        return structlog.get_logger("surge_operator.regions").bind(cluster=self.cluster, **context)
 
     @property
     def streams(self) -> tuple[str, ...]:
@@ -898,7 +903,7 @@ class FailoverController:
             at=at,
             failback_requested=failback_requested,
         )
-        log = self._log.bind(region=before.active, epoch=before.epoch)
+        log = self._logger(region=before.active, epoch=before.epoch)
         for name, p in probes.items():
             if p.ok and p.role == "source" and p.ack_floors and name == before.active:
                 self.ack_floors[name] = p.ack_floors
@@ -966,7 +971,7 @@ class FailoverController:
                 continue
             if self._mirrors_active(p, active_probe):
                 continue
-            log = self._log.bind(region=name, epoch=self.state.epoch)
+            log = self._logger(region=name, epoch=self.state.epoch)
             try:
                 change = await ensure_mirror(
                     endpoint, active, self.pipeline, request_timeout=self.action_timeout

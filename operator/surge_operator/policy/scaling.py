@@ -106,7 +106,7 @@ def decide(
     # may come back. The prediction and the backlog drain are transient by nature, so
     # they are only held while the pods they asked for start (no scale-up undone at once).
     measured = _ceil(
-        demand_replicas(_scaled_rates(snapshot, estimate.level), service_rate, scaling)
+        demand_replicas(_scaled_rates(snapshot, estimate.upper), service_rate, scaling)
     )
     transient = _ceil(max(demand, drain))
     demand_history = _window(
@@ -174,10 +174,15 @@ class RateEstimate:
 
     level: float
     predicted: float
+    #: The level plus two standard errors: what the window remembers, so a dip within
+    #: noise is never taken for lower demand (and undone a few seconds later).
+    upper: float = 0.0
 
 
 #: A sample this many Poisson deviations above the level is a step, not noise.
 _STEP_SIGMAS = 4.0
+#: A slope (per second) below this many sample deviations is noise, not a ramp.
+_TREND_SIGMAS = 0.5
 
 
 def estimate_arrival_rate(
@@ -186,10 +191,10 @@ def estimate_arrival_rate(
     """Level and `lead_s`-ahead prediction of the total arrival rate (pure)."""
     points = list(history)
     if not points:
-        return RateEstimate(0.0, 0.0)
+        return RateEstimate(0.0, 0.0, 0.0)
     last = max(0.0, points[-1][1])
     if len(points) < 4:
-        return RateEstimate(last, last)
+        return RateEstimate(last, last, last)
     slope = 0.0
     if len(points) >= 6:
         # A trend counts only when both halves of the window rise: a step (an outage
@@ -198,9 +203,15 @@ def estimate_arrival_rate(
         slope = max(0.0, min(_theil_sen(points[:half]), _theil_sen(points[half:])))
     level = max(0.0, _median([r + slope * (at - t) for t, r in points]))
     noise = math.sqrt(max(level, 1.0) / tick_s)
+    if slope < _TREND_SIGMAS * noise:
+        # A rise within Poisson noise is not a trend: extrapolating it would add and then
+        # remove a replica now and again under perfectly steady load.
+        slope = 0.0
+        level = max(0.0, _median([r for _, r in points]))
     if last > level + _STEP_SIGMAS * noise:
         level = last
-    return RateEstimate(level=level, predicted=level + slope * lead_s)
+    upper = level + 2 * noise / math.sqrt(len(points))
+    return RateEstimate(level=level, predicted=level + slope * lead_s, upper=upper)
 
 
 def predict_arrival_rate(

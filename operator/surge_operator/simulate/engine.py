@@ -230,8 +230,8 @@ def run(
     level = DegradationLevel.NORMAL
 
     onset = arrivals.onset_s()
-    # Reaction is timed from when the surge outgrew the pool serving it (arrivals in a
-    # second above that second's ready capacity); scaling up before then counts as 0.
+    # Reaction is timed from when the surge outgrew the pool serving it (arrivals over the
+    # last 5 s above the ready capacity); scaling up before then counts as 0.
     outgrown_at: float | None = None
     first_scale_up: float | None = None
     last_target = len(pods)
@@ -290,9 +290,10 @@ def run(
                 served_sec += done
             if measuring:
                 replica_seconds += len(pods) * dt
-        outgrows = sum(counts.values()) > ready_speed * sim.service_rate
-        if measuring and outgrown_at is None and second >= onset and outgrows:
-            outgrown_at = float(second)
+        if measuring and outgrown_at is None and second >= onset:
+            recent = [arrivals.total(s) for s in range(max(0, second - 4), second + 1)]
+            if sum(recent) / len(recent) > ready_speed * sim.service_rate:
+                outgrown_at = float(second)
         if measuring:
             accepted_total += sum(accepted_sec.values())
             processed_total += served_sec

@@ -1,0 +1,231 @@
+"""The scaling policy: examples that read as sentences, then properties (hypothesis)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from surge_operator.api import MessagingClusterSpec, Priority
+from surge_operator.policy import (
+    DegradationLevel,
+    PolicyConfig,
+    PriorityMetrics,
+    Reason,
+    ScalingState,
+    Snapshot,
+    decide,
+)
+
+CONFIG = PolicyConfig().with_scaling(service_rate_hint=50.0, max_replicas=40)
+
+
+def snapshot(
+    at: float,
+    *,
+    rate: float = 100.0,
+    backlog: int = 0,
+    replicas: int = 3,
+    ready: int | None = None,
+    observed_at: float | None = None,
+    age: float = 0.0,
+) -> Snapshot:
+    share = {Priority.CRITICAL: 0.2, Priority.NORMAL: 0.6, Priority.BULK: 0.2}
+    return Snapshot(
+        at=at,
+        observed_at=at if observed_at is None else observed_at,
+        priorities={
+            p: PriorityMetrics(
+                backlog=round(backlog * s), arrival_rate=rate * s, oldest_unacked_age=age
+            )
+            for p, s in share.items()
+        },
+        current_replicas=replicas,
+        ready_replicas=replicas if ready is None else ready,
+        completion_rate=rate,
+        waiting=0,
+    )
+
+
+def run_steady(rate: float, ticks: int, replicas: int = 3) -> list[int]:
+    state = ScalingState()
+    seen = []
+    for t in range(ticks):
+        decision, state = decide(snapshot(float(t), rate=rate, replicas=replicas), CONFIG, state)
+        replicas = decision.replicas
+        seen.append(replicas)
+    return seen
+
+
+def test_config_from_spec_carries_targets_bounds_and_sheddable_classes() -> None:
+    spec = MessagingClusterSpec.model_validate(
+        {
+            "regions": [{"name": "east", "role": "primary", "nats": {"url": "nats://x:4222"}}],
+            "autoscaling": {"minReplicas": 2, "maxReplicas": 9, "targetUtilization": 0.8},
+        }
+    )
+    config = PolicyConfig.from_spec(spec)
+    assert (config.scaling.min_replicas, config.scaling.max_replicas) == (2, 9)
+    assert config.scaling.target_utilization == 0.8
+    assert config.scaling.latency_target(Priority.CRITICAL) == 2.0
+    assert config.degradation.sheddable == frozenset({Priority.BULK})
+
+
+def test_a_surge_is_answered_on_the_first_tick_by_at_most_max_step() -> None:
+    state = ScalingState()
+    for t in range(10):
+        _, state = decide(snapshot(float(t), rate=100.0), CONFIG, state)
+    decision, _ = decide(snapshot(10.0, rate=1500.0, backlog=500), CONFIG, state)
+    assert decision.reason is Reason.SCALE_UP
+    assert decision.replicas == 3 + CONFIG.scaling.max_step
+
+
+def test_steady_load_settles_and_then_never_changes() -> None:
+    seen = run_steady(rate=400.0, ticks=120)
+    assert len(set(seen[5:])) == 1
+
+
+def test_scale_down_waits_for_the_stabilisation_window() -> None:
+    state = ScalingState()
+    replicas = 3
+    for t in range(20):
+        decision, state = decide(snapshot(float(t), rate=800.0, replicas=replicas), CONFIG, state)
+        replicas = decision.replicas
+    peak = replicas
+    window = CONFIG.scaling.scale_down_stabilization_s
+    downs = []
+    for t in range(20, 20 + int(window) + 15):
+        decision, state = decide(snapshot(float(t), rate=100.0, replicas=replicas), CONFIG, state)
+        if decision.replicas < replicas:
+            downs.append(t)
+        replicas = decision.replicas
+    assert downs, "never scaled down"
+    assert downs[0] - 20 >= window - 1
+    assert replicas < peak
+
+
+def test_missing_metrics_hold_the_current_size_and_say_why() -> None:
+    snap = replace(snapshot(5.0), priorities={Priority.CRITICAL: PriorityMetrics(backlog=None)})
+    decision, state = decide(snap, CONFIG, ScalingState())
+    assert decision.replicas == 3
+    assert decision.reason is Reason.HOLD_MISSING_METRICS
+    assert "normal" in decision.message
+    assert state.last_at == 5.0
+
+
+def test_stale_metrics_hold_the_current_size() -> None:
+    decision, _ = decide(snapshot(30.0, rate=5000.0, observed_at=10.0), CONFIG, ScalingState())
+    assert decision.reason is Reason.HOLD_STALE_METRICS
+    assert decision.replicas == 3
+    assert "20.0s old" in decision.message
+
+
+def test_demand_beyond_max_replicas_raises_degradation_after_enter_delay() -> None:
+    state = ScalingState()
+    replicas = 40
+    levels = []
+    for t in range(8):
+        decision, state = decide(
+            snapshot(float(t), rate=5000.0, backlog=20000, replicas=replicas), CONFIG, state
+        )
+        levels.append(decision.degradation_level)
+    assert levels[0] is DegradationLevel.NORMAL
+    assert DegradationLevel.THROTTLE_BULK in levels
+    assert decision.replicas == 40
+
+
+def test_service_rate_is_learned_only_while_saturated() -> None:
+    state = ScalingState(last_ready=4)
+    busy = replace(snapshot(1.0, replicas=4), completion_rate=320.0, waiting=100)
+    _, state = decide(busy, CONFIG, state)
+    assert state.service_rate is not None
+    assert state.service_rate > 50.0
+    idle = replace(snapshot(2.0, replicas=4), completion_rate=40.0, waiting=0)
+    before = state.service_rate
+    _, state = decide(idle, CONFIG, state)
+    assert state.service_rate == before
+
+
+# --------------------------------------------------------------------------- properties
+
+rates = st.floats(min_value=0.0, max_value=5000.0, allow_nan=False)
+backlogs = st.integers(min_value=0, max_value=200_000)
+replica_counts = st.integers(min_value=0, max_value=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rate=rates, backlog=backlogs, replicas=replica_counts, age=st.floats(0, 300))
+def test_decisions_stay_within_min_and_max(
+    rate: float, backlog: int, replicas: int, age: float
+) -> None:
+    decision, _ = decide(
+        snapshot(1.0, rate=rate, backlog=backlog, replicas=replicas, age=age),
+        CONFIG,
+        ScalingState(),
+    )
+    assert CONFIG.scaling.min_replicas <= decision.replicas <= CONFIG.scaling.max_replicas
+    if replicas <= CONFIG.scaling.max_replicas:
+        assert (
+            decision.replicas
+            <= max(replicas, CONFIG.scaling.min_replicas) + CONFIG.scaling.max_step
+        )
+
+
+@settings(max_examples=60, deadline=None)
+@given(rate=rates, low=backlogs, extra=backlogs, replicas=replica_counts)
+def test_more_backlog_never_means_fewer_replicas(
+    rate: float, low: int, extra: int, replicas: int
+) -> None:
+    small, _ = decide(
+        snapshot(1.0, rate=rate, backlog=low, replicas=replicas), CONFIG, ScalingState()
+    )
+    large, _ = decide(
+        snapshot(1.0, rate=rate, backlog=low + extra, replicas=replicas), CONFIG, ScalingState()
+    )
+    assert large.replicas >= small.replicas
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rate=st.floats(min_value=20.0, max_value=1500.0),
+    noise=st.lists(st.floats(-0.03, 0.03), min_size=120, max_size=120),
+)
+def test_steady_noisy_load_does_not_flap(rate: float, noise: list[float]) -> None:
+    state = ScalingState()
+    replicas = 3
+    history = []
+    for t, wobble in enumerate(noise):
+        decision, state = decide(
+            snapshot(float(t), rate=rate * (1 + wobble), replicas=replicas), CONFIG, state
+        )
+        replicas = decision.replicas
+        history.append(replicas)
+    changes = [
+        (t, b - a) for t, (a, b) in enumerate(itertools.pairwise(history)) if b != a and t >= 15
+    ]
+    # Once settled, never a reversal (down then up, or up then down) within 30 s.
+    flaps = [
+        (first, second)
+        for first, second in itertools.pairwise(changes)
+        if (first[1] > 0) != (second[1] > 0) and second[0] - first[0] < 30
+    ]
+    assert flaps == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(rate=rates, backlog=backlogs, replicas=st.integers(1, 40), staleness=st.floats(5.01, 600))
+def test_stale_or_missing_data_always_holds(
+    rate: float, backlog: int, replicas: int, staleness: float
+) -> None:
+    stale = snapshot(
+        1000.0, rate=rate, backlog=backlog, replicas=replicas, observed_at=1000.0 - staleness
+    )
+    decision, _ = decide(stale, CONFIG, ScalingState())
+    assert decision.replicas == replicas
+    assert decision.holding
+    missing = replace(snapshot(1000.0, rate=rate, replicas=replicas), priorities={})
+    decision, _ = decide(missing, CONFIG, ScalingState())
+    assert decision.replicas == replicas
+    assert decision.holding

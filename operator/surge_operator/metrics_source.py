@@ -1,0 +1,250 @@
+"""The metrics snapshot: JetStream read directly each tick, Prometheus when configured.
+
+This is the only place that turns wire data into a policy `Snapshot`:
+
+* backlog per priority = consumer num_pending + num_ack_pending;
+* arrivals per priority from the stream's per-subject message counts between two reads
+  (`stream_info(subjects_filter=...)`), total arrivals from `last_seq` deltas when the
+  per-subject counts are unavailable (split by backlog share);
+* completions = arrivals - backlog growth, i.e. ack progress, per priority and in total;
+* oldest unacked age from the first message after each consumer's ack floor;
+* optional p95 queue wait and error ratio from Prometheus (prometheus-api-client, run in a
+  thread because it is synchronous).
+
+A failed read never raises into the decision loop: it returns a snapshot without metrics
+(`priorities` empty, `observed_at` of the last good read), and the policy holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.js import JetStreamContext
+
+from surge_operator.api import Priority
+from surge_operator.policy.types import PRIORITY_ORDER, PriorityMetrics, Snapshot
+from surge_workers.contract import Priority as WirePriority
+from surge_workers.contract import priority_filter
+from surge_workers.pipeline import PipelineConfig
+from surge_workers.queue_state import QueueState, QueueStateUnavailable, read_queue_state
+
+log = structlog.get_logger("surge.metrics")
+
+
+class MetricsSource(Protocol):
+    """Anything that yields one Snapshot per tick (JetStream, a fake in tests)."""
+
+    async def snapshot(
+        self, *, at: float, current_replicas: int, ready_replicas: int
+    ) -> Snapshot: ...
+
+
+class PrometheusError(Exception):
+    """A Prometheus query failed or returned something that is not a number."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusReading:
+    p95_wait: Mapping[Priority, float]
+    error_rate: float | None
+
+
+class PrometheusQueries:
+    """p95 queue wait (per `priority` label, or one value for all) and error ratio."""
+
+    def __init__(
+        self, url: str, p95_wait_query: str | None, error_rate_query: str | None = None
+    ) -> None:
+        from prometheus_api_client import PrometheusConnect
+
+        self.url = url
+        self.p95_wait_query = p95_wait_query
+        self.error_rate_query = error_rate_query
+        self._client = PrometheusConnect(url=url, disable_ssl=True)
+
+    def read(self) -> PrometheusReading:
+        p95: dict[Priority, float] = {}
+        if self.p95_wait_query:
+            for labels, value in self._vector(self.p95_wait_query):
+                name = labels.get("priority")
+                if name is None:
+                    p95.update(dict.fromkeys(PRIORITY_ORDER, value))
+                elif name in {p.value for p in PRIORITY_ORDER}:
+                    p95[Priority(name)] = value
+        error_rate = None
+        if self.error_rate_query:
+            values = [v for _, v in self._vector(self.error_rate_query)]
+            error_rate = max(values) if values else None
+        return PrometheusReading(p95_wait=p95, error_rate=error_rate)
+
+    def _vector(self, query: str) -> list[tuple[dict[str, str], float]]:
+        try:
+            result: Any = self._client.custom_query(query=query)
+        except Exception as err:  # the client raises plain Exceptions and requests errors
+            raise PrometheusError(f"{self.url}: {query!r}: {err}") from err
+        samples = []
+        for item in result or []:
+            try:
+                value = float(item["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError) as err:
+                raise PrometheusError(f"{query!r}: unexpected sample {item!r}") from err
+            if math.isfinite(value):
+                samples.append((dict(item.get("metric", {})), value))
+        return samples
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    at: float
+    state: QueueState
+    per_subject: Mapping[Priority, int] | None
+
+
+class JetStreamMetricsSource:
+    """Reads one pipeline's queue state each tick and turns deltas into rates."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        pipeline: PipelineConfig,
+        *,
+        prometheus: PrometheusQueries | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.js = js
+        self.pipeline = pipeline
+        self.prometheus = prometheus
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self._previous: _Reading | None = None
+        self._last_good_at: float | None = None
+        self.log = log.bind(stream=pipeline.stream)
+
+    async def snapshot(self, *, at: float, current_replicas: int, ready_replicas: int) -> Snapshot:
+        try:
+            reading = await self._read()
+        except (
+            QueueStateUnavailable,
+            nats.errors.Error,
+            nats.js.errors.Error,
+            TimeoutError,
+        ) as err:
+            self.log.warning("jetstream_read_failed", error=str(err))
+            return self._empty(at, current_replicas, ready_replicas)
+        prom = await self._read_prometheus()
+        previous, self._previous = self._previous, reading
+        self._last_good_at = reading.at
+        return build_snapshot(
+            previous,
+            reading,
+            at=at,
+            current_replicas=current_replicas,
+            ready_replicas=ready_replicas,
+            prometheus=prom,
+        )
+
+    async def _read(self) -> _Reading:
+        at = self.clock()
+        state = await read_queue_state(self.js, self.pipeline, now=self.wall_clock())
+        counts: dict[Priority, int] = {}
+        for priority in PRIORITY_ORDER:
+            subject = priority_filter(self.pipeline.subject_prefix, WirePriority(priority.value))
+            info = await self.js.stream_info(self.pipeline.stream, subjects_filter=subject)
+            counts[priority] = sum((info.state.subjects or {}).values())
+        # Per-subject counts only measure arrivals while acked messages stay stored.
+        per_subject = counts if self.pipeline.retention == "limits" else None
+        return _Reading(at=at, state=state, per_subject=per_subject)
+
+    async def _read_prometheus(self) -> PrometheusReading | None:
+        if self.prometheus is None:
+            return None
+        try:
+            return await asyncio.to_thread(self.prometheus.read)
+        except PrometheusError as err:
+            self.log.warning("prometheus_read_failed", error=str(err))
+            return None
+
+    def _empty(self, at: float, current: int, ready: int) -> Snapshot:
+        return Snapshot(
+            at=at,
+            observed_at=self._last_good_at if self._last_good_at is not None else -math.inf,
+            priorities={},
+            current_replicas=current,
+            ready_replicas=ready,
+        )
+
+
+def build_snapshot(
+    previous: _Reading | None,
+    reading: _Reading,
+    *,
+    at: float,
+    current_replicas: int,
+    ready_replicas: int,
+    prometheus: PrometheusReading | None,
+) -> Snapshot:
+    """Pure: two successive readings -> Snapshot (rates are None on the first reading)."""
+    state = reading.state
+    backlog = {p: state.priorities[WirePriority(p.value)].backlog for p in PRIORITY_ORDER}
+    waiting = sum(state.priorities[WirePriority(p.value)].num_pending for p in PRIORITY_ORDER)
+    arrivals: dict[Priority, float] | None = None
+    completion_rate: float | None = None
+    if previous is not None and reading.at > previous.at:
+        span = reading.at - previous.at
+        arrived = _arrived(previous, reading, backlog)
+        arrivals = {p: max(0.0, n / span) for p, n in arrived.items()}
+        prev_backlog = {
+            p: previous.state.priorities[WirePriority(p.value)].backlog for p in PRIORITY_ORDER
+        }
+        done = sum(arrived[p] - (backlog[p] - prev_backlog[p]) for p in PRIORITY_ORDER)
+        completion_rate = max(0.0, done / span)
+    priorities = {
+        p: PriorityMetrics(
+            backlog=backlog[p],
+            arrival_rate=None if arrivals is None else arrivals[p],
+            oldest_unacked_age=_age(state, p),
+            p95_wait=prometheus.p95_wait.get(p) if prometheus else None,
+        )
+        for p in PRIORITY_ORDER
+    }
+    return Snapshot(
+        at=at,
+        observed_at=reading.at,
+        priorities=priorities,
+        current_replicas=current_replicas,
+        ready_replicas=ready_replicas,
+        completion_rate=completion_rate,
+        waiting=waiting,
+        error_rate=prometheus.error_rate if prometheus else None,
+    )
+
+
+def _age(state: QueueState, priority: Priority) -> float:
+    age = state.priorities[WirePriority(priority.value)].oldest_unacked_age
+    return 0.0 if age is None else age
+
+
+def _arrived(
+    previous: _Reading, reading: _Reading, backlog: Mapping[Priority, int]
+) -> dict[Priority, float]:
+    """Messages that arrived per priority between two readings."""
+    if previous.per_subject is not None and reading.per_subject is not None:
+        return {
+            p: float(max(0, reading.per_subject.get(p, 0) - previous.per_subject.get(p, 0)))
+            for p in PRIORITY_ORDER
+        }
+    # Without per-subject counts, split the stream's growth by backlog share.
+    total = max(0, reading.state.last_seq - previous.state.last_seq)
+    weight = sum(backlog.values())
+    if weight <= 0:
+        return {p: total / len(PRIORITY_ORDER) for p in PRIORITY_ORDER}
+    return {p: total * backlog[p] / weight for p in PRIORITY_ORDER}

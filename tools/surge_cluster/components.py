@@ -59,6 +59,13 @@ def kube_apiserver(bin_dir: Path, layout: Layout, pki: Pki, ports: Ports) -> Com
             f"--tls-cert-file={pki.serving_cert}",
             f"--tls-private-key-file={pki.serving_key}",
             f"--client-ca-file={pki.ca_cert}",
+            # Published in extension-apiserver-authentication: the controller manager and the
+            # scheduler log errors every few seconds without a request-header CA.
+            f"--requestheader-client-ca-file={pki.ca_cert}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--token-auth-file={pki.tokens_csv}",
             "--authorization-mode=Node,RBAC",
             f"--service-account-issuer={SA_ISSUER}",

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import nats.js.errors
 import pytest
+from tests.integration.dataplane_support import connect, publish, unique_pipeline
 
 from surge_workers.contract import (
     DEGRADATION_KEY,
@@ -20,7 +21,6 @@ from surge_workers.errors import ImmutableFieldError
 from surge_workers.pipeline import PriorityPolicy
 from surge_workers.provision import Action, delete_pipeline, provision_pipeline
 from surge_workers.queue_state import QueueStateUnavailable, read_queue_state
-from tests.integration.dataplane_support import connect, publish, unique_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -319,11 +319,29 @@ def status_patch(old: dict[str, Any], new: MessagingClusterStatus) -> dict[str, 
     return patch
 
 
-def needs_write(patch: dict[str, Any], *, since_last_write: float, interval: float) -> bool:
+def _condition_keys(conditions: Any) -> list[tuple[Any, Any, Any]]:
+    return [(c.get("type"), c.get("status"), c.get("reason")) for c in conditions or []]
+
+
+def needs_write(
+    patch: dict[str, Any],
+    *,
+    since_last_write: float,
+    interval: float,
+    old: dict[str, Any] | None = None,
+) -> bool:
     """Write now when anything but the live figures changed; live figures alone wait for
-    the interval, so a busy cluster costs one status write per interval, not per tick."""
+    the interval, so a busy cluster costs one status write per interval, not per tick.
+    A condition whose status and reason stay the same but whose message changes (the
+    message quotes live numbers) counts as a live figure too."""
     if not patch:
         return False
-    if set(patch) - LIVE_FIELDS:
+    significant = set(patch) - LIVE_FIELDS
+    same_keys = old is not None and _condition_keys(patch.get("conditions")) == _condition_keys(
+        old.get("conditions")
+    )
+    if "conditions" in significant and same_keys:
+        significant.discard("conditions")
+    if significant:
         return True
     return since_last_write >= interval

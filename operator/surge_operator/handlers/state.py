@@ -74,7 +74,7 @@ class ClusterState:
         if not patch:
             return False
         if not force and not needs_write(
-            patch, since_last_write=now - self.last_write, interval=interval
+            patch, since_last_write=now - self.last_write, interval=interval, old=self.written
         ):
             return False
         await kube.patch_status(self.ref.namespace, self.ref.name, patch)

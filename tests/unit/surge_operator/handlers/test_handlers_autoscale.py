@@ -1,0 +1,84 @@
+"""tick(): snapshot -> decide -> scale -> status, with throttled writes."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from handler_fakes import REF, SPEC, Clock, FakeKube, FakeScaleTarget, FakeSnapshots, make_deps
+
+from surge_operator.api import ConditionType, Priority
+from surge_operator.errors import NatsUnavailableError
+from surge_operator.handlers.autoscale import tick
+from surge_operator.handlers.reconcile import reconcile
+from surge_operator.policy.types import PriorityMetrics, Snapshot
+from surge_operator.status import get_condition
+
+
+def snapshot(at: float, backlog: int, rate: float, current: int) -> Snapshot:
+    per = {
+        Priority.CRITICAL: PriorityMetrics(backlog=0, arrival_rate=0.0),
+        Priority.NORMAL: PriorityMetrics(backlog=backlog, arrival_rate=rate),
+        Priority.BULK: PriorityMetrics(backlog=0, arrival_rate=0.0),
+    }
+    return Snapshot(
+        at=at,
+        observed_at=at,
+        priorities=MappingProxyType(per),
+        current_replicas=current,
+        ready_replicas=current,
+        completion_rate=10.0 * current,
+        waiting=backlog,
+    )
+
+
+async def _ready_cluster(kube: FakeKube, snaps: FakeSnapshots, target: FakeScaleTarget):  # type: ignore[no-untyped-def]
+    clock = Clock()
+    deps = make_deps(kube, snapshots=snaps, target=target, clock=clock)
+    await reconcile(deps, REF, spec_raw=SPEC, generation=1, raw_status={})
+    cs = deps.registry.get(REF.uid)
+    assert cs is not None
+    return deps, cs, clock
+
+
+async def test_a_surge_scales_the_workers_up_with_an_event_and_history() -> None:
+    kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
+    deps, cs, clock = await _ready_cluster(kube, snaps, target)
+    snaps.next = snapshot(clock.t, backlog=2000, rate=80.0, current=1)
+    await tick(deps, cs, 1)
+    assert target.calls
+    assert target.calls[-1] > 1
+    assert cs.status.desired_replicas == target.calls[-1]
+    assert cs.status.history[-1].kind == "scale"
+    assert "ScaledUp" in kube.reasons()
+    scaling = get_condition(cs.status.conditions, ConditionType.SCALING)
+    assert scaling is not None
+    assert scaling.reason == "ScalingUp"
+
+
+async def test_unreachable_metrics_hold_the_size_and_say_why() -> None:
+    kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
+    deps, cs, _ = await _ready_cluster(kube, snaps, target)
+    snaps.next = NatsUnavailableError("NATS at nats://n:4222 is reconnecting")
+    await tick(deps, cs, 1)
+    assert target.calls == []
+    scaling = get_condition(cs.status.conditions, ConditionType.SCALING)
+    assert scaling is not None
+    assert "holding" in scaling.message
+
+
+async def test_live_figures_are_written_at_most_once_per_interval() -> None:
+    kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
+    deps, cs, clock = await _ready_cluster(kube, snaps, target)
+    snaps.next = snapshot(clock.t, backlog=0, rate=0.0, current=1)
+    await tick(deps, cs, 1)
+    writes = len(kube.status_patches)
+    for i in range(2, 5):  # backlog moves a little each tick, nothing else changes
+        clock.t += 1
+        snaps.next = snapshot(clock.t, backlog=i, rate=0.0, current=1)
+        await tick(deps, cs, i)
+    assert len(kube.status_patches) == writes
+    clock.t += deps.config.status.interval_seconds
+    snaps.next = snapshot(clock.t, backlog=9, rate=0.0, current=1)
+    await tick(deps, cs, 9)
+    assert len(kube.status_patches) == writes + 1
+    assert kube.status_patches[-1]["backlog"] == 9

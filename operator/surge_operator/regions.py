@@ -404,7 +404,6 @@ def mirror_of(origin: StreamConfig, source: RegionEndpoint) -> StreamConfig:
     metadata[META_ALLOW_DIRECT] = str(bool(origin.allow_direct)).lower()
     return replace(
         origin,
-        description=f"surge mirror of {origin.name} in region {source.name}",
         subjects=None,
         allow_direct=False,
         mirror_direct=False,
@@ -687,7 +686,6 @@ async def _promote_aux(js: JetStreamContext, pipeline: PipelineConfig, name: str
             mirror=None,
             subjects=writable_subjects(pipeline, name),
             allow_direct=allow_direct,
-            description=None,
             metadata={k: v for k, v in metadata.items() if not k.startswith("_nats.")},
         )
     )

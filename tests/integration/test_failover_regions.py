@@ -110,10 +110,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0)
         await asyncio.sleep(0.05)
 
 
-async def mirror_holds(regions: Regions, name: str, count: int) -> bool:
+async def mirror_holds(
+    regions: Regions, name: str, count: int, *, stream: str = PIPELINE.stream
+) -> bool:
     client = await connect(regions, name)
     try:
-        info = await client.jetstream().stream_info(PIPELINE.stream)
+        info = await client.jetstream().stream_info(stream)
         return info.state.messages >= count
     finally:
         await client.close()
@@ -158,6 +160,8 @@ async def test_killing_the_primary_promotes_the_mirror_without_losing_messages(
     transcripts = await east_js.key_value(transcripts_bucket(PIPELINE.stream))
     await transcripts.put("t.conv-1.m0", b"stored once")
     await eventually(lambda: mirror_holds(regions, "west", N))
+    kv_stream = f"KV_{transcripts_bucket(PIPELINE.stream)}"
+    await eventually(lambda: mirror_holds(regions, "west", 1, stream=kv_stream))
     steady = await controller.tick()  # records east's ack floors
     assert steady.mirrors == ()
     assert steady.probes["west"].role == "mirror"

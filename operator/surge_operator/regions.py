@@ -81,7 +81,7 @@ from nats.js.api import (
     StreamSource,
 )
 
-from surge_operator.api import HistoryEntry, Phase
+from surge_operator.api import HistoryEntry, Phase, Region
 from surge_operator.errors import NatsUnavailableError, SurgeError
 from surge_operator.policy.failover import (
     Action,
@@ -149,6 +149,23 @@ class RegionEndpoint:
     url: str
     domain: str | None = None
     connect_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_region(
+        cls,
+        region: Region,
+        connect_options: Mapping[str, Any] | None = None,
+        *,
+        domain: str | None = None,
+    ) -> RegionEndpoint:
+        """From the spec's Region; credentials (and a TLS context when
+        `region.nats.tls`) come in `connect_options`, resolved by the caller."""
+        return cls(
+            name=region.name,
+            url=region.nats.url,
+            domain=domain,
+            connect_options=dict(connect_options or {}),
+        )
 
     @property
     def js_domain(self) -> str:

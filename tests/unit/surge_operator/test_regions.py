@@ -12,7 +12,7 @@ from nats.js.api import StreamConfig
 from structlog.testing import capture_logs
 
 from surge_operator import regions
-from surge_operator.api import Phase
+from surge_operator.api import Phase, Region
 from surge_operator.policy.failover import FailoverConfig, ProbeResult
 from surge_operator.regions import (
     FailoverController,
@@ -221,6 +221,19 @@ async def test_log_lines_carry_cluster_region_and_epoch(edge: FakeEdge) -> None:
 def test_endpoint_domain_defaults_to_the_region_name() -> None:
     assert EAST.api_prefix == "$JS.east.API"
     assert WEST.api_prefix == "$JS.west-1.API"
+
+
+def test_endpoint_from_the_spec_region() -> None:
+    region = Region.model_validate(
+        {"name": "east", "role": "primary", "nats": {"url": "nats://nats.east:4222"}}
+    )
+    endpoint = RegionEndpoint.from_region(region, {"token": "t"})
+    assert (endpoint.name, endpoint.url, endpoint.api_prefix) == (
+        "east",
+        "nats://nats.east:4222",
+        "$JS.east.API",
+    )
+    assert endpoint.connect_options == {"token": "t"}
 
 
 def test_endpoint_repr_hides_credentials() -> None:

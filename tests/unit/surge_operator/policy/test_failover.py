@@ -185,6 +185,13 @@ def test_disabled_failover_reports_the_outage_but_never_acts() -> None:
     assert decisions[-1].state.region_health("east").consecutive_failures == 10
 
 
+def test_a_single_region_reports_that_there_is_no_standby() -> None:
+    run = Run(CONFIG, FailoverState.initial(["east"], "east"))
+    *_, decision = run.ticks(3, east=False)
+    assert decision.reason is FailoverReason.NO_HEALTHY_STANDBY
+    assert "no standby region configured" in decision.message
+
+
 def test_promotion_prefers_spec_order_among_healthy_standbys() -> None:
     run = Run(CONFIG, FailoverState.initial(["east", "west", "south"], "east"))
     *_, decision = run.ticks(3, east=False, west=False, south=True)

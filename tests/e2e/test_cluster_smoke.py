@@ -272,3 +272,39 @@ spec:
         kube_cluster.kubectl("create", "configmap", "allowed", "-n", kube_namespace)
     finally:
         kube_cluster.kubectl("delete", "-f", "-", input=policy, check=False)
+
+
+def test_local_pods_see_their_secret_volumes_at_the_mounted_paths(
+    kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    if not kube_cluster.local:
+        pytest.skip("the pod runner only exists on the local control plane")
+    core: Any = client.CoreV1Api(kube_cluster.api_client)
+    core.create_namespaced_secret(
+        kube_namespace, {"metadata": {"name": "tokens"}, "stringData": {"tokens": "t0ken"}}
+    )
+    read = "import os, time; print('read:', open(os.environ['FILE']).read(), flush=True); time.sleep(600)"  # noqa: E501
+    pod = {
+        "metadata": {"name": "reader", "labels": {"surge.dev/run-local": "true"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "volumes": [{"name": "t", "secret": {"secretName": "tokens"}}],
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "python",
+                    "command": ["python", "-c", read],
+                    "env": [{"name": "FILE", "value": "/etc/surge/tokens/tokens"}],
+                    "volumeMounts": [{"name": "t", "mountPath": "/etc/surge/tokens"}],
+                }
+            ],
+        },
+    }
+    core.create_namespaced_pod(kube_namespace, pod)
+
+    log = eventually(
+        "the pod's output",
+        lambda: "read:" in (out := kube_cluster.local_log(kube_namespace, "reader", "c")) and out,
+    )
+
+    assert "read: t0ken" in log

@@ -2,7 +2,8 @@
 
 It watches all pods. For each pod bound to a kwok node and selected by
 ``surge_cluster.localpods.wants_local_run`` it starts every container's command + args as a
-local process (own process group, env resolved from the pod incl. Secret/ConfigMap refs, the
+local process (own process group, env resolved from the pod incl. Secret/ConfigMap refs and
+Secret/ConfigMap/emptyDir volumes written to the pod's directory (paths rewritten), the
 venv's bin dir first on PATH, a unique loopback pod IP such as 127.1.0.2, and KUBECONFIG
 pointing at a bound token of the pod's ServiceAccount in place of the in-cluster mount),
 restarts it per restartPolicy with back-off, runs readiness probes, patches the pod status
@@ -49,6 +50,7 @@ from surge_cluster.podstatus import (
     pod_status,
     status_key,
 )
+from surge_cluster.podvolumes import materialize, rewrite
 from surge_cluster.probes import run_probe
 from surge_cluster.topology import KWOK_ANNOTATION
 
@@ -98,7 +100,10 @@ class KubeLookup:
         obj = self._read("secret", namespace, name)
         if obj is None:
             return None
-        values = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+        values = {
+            k: base64.b64decode(v).decode(errors="surrogateescape")
+            for k, v in (obj.get("data") or {}).items()
+        }
         values.update(obj.get("stringData") or {})
         return values
 
@@ -288,14 +293,17 @@ class PodRunner:
             base = dict(self.base_env)
             if kubeconfig := self._service_account_kubeconfig(run):
                 base["KUBECONFIG"] = str(kubeconfig)
-            c.env = container_env(run.pod, c.spec, self.lookup, addresses, base)
-            argv = container_argv(c.spec, c.env)
-        except (EnvError, ApiException) as err:
+            env = container_env(run.pod, c.spec, self.lookup, addresses, base)
+            argv = container_argv(c.spec, env)
+            pod_dir = self._pod_dir(run)
+            mounts = materialize(run.pod, c.spec, self.lookup, pod_dir / "volumes")
+        except (EnvError, ApiException, OSError) as err:
             c.waiting_reason, c.waiting_message = "CreateContainerConfigError", str(err)
             c.next_start = time.monotonic() + 2.0
             return
-        pod_dir = self._pod_dir(run)
-        workdir = Path(str(c.spec.get("workingDir") or pod_dir))
+        c.env = {k: v if k in base else rewrite(v, mounts) for k, v in env.items()}
+        argv = [rewrite(a, mounts) for a in argv]
+        workdir = Path(rewrite(str(c.spec.get("workingDir") or pod_dir), mounts))
         if not workdir.is_dir():
             workdir = pod_dir
         pod_dir.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,6 @@ Runs unchanged against kind (SURGE_E2E_KUBECONFIG); the process checks only appl
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 from kubernetes import client
 
 from surge_cluster.procs import is_alive
-from surge_cluster.testing import KubeCluster
+from surge_cluster.testing import KubeCluster, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,17 +24,6 @@ CRD = ROOT / "crds" / "messagingcluster.yaml"
 EXAMPLE = ROOT / "examples" / "minimal.yaml"
 INVALID = ROOT / "examples" / "invalid"
 REGION = "topology.kubernetes.io/region"
-
-
-def eventually(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +160,6 @@ def test_deployment_pods_run_in_their_region_as_local_processes_and_are_collecte
 
 WHOAMI = """
 from kubernetes import client, config
-import time
 config.load_kube_config()
 review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
 who = client.AuthenticationV1Api().create_self_subject_review(review)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client, config
 
@@ -20,6 +22,19 @@ from surge_cluster.cluster import LocalCluster
 from surge_cluster.podstate import PodProcess, load_processes
 from surge_cluster.procs import record_alive
 from surge_cluster.versions import BINARIES, bin_dir
+
+
+def eventually(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll check until it returns something truthy and return that; AssertionError after
+    timeout (the API is eventually consistent: controllers, scheduler, pod runner)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
 
 
 class ToolMissingError(RuntimeError):

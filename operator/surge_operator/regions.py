@@ -280,6 +280,8 @@ class StreamView:
     #: For a mirror: the API prefix of the region it mirrors (None: same domain).
     mirror_api: str | None = None
     mirror_lag: int | None = None
+    #: Seconds since the mirror last heard from its origin (None: never / not a mirror).
+    mirror_seen: float | None = None
     last_seq: int = 0
     messages: int = 0
 
@@ -297,6 +299,8 @@ class RegionProbe:
     #: Name of the message stream (the first stream probed).
     main: str | None = None
     ack_floors: Mapping[Priority, int] = field(default_factory=dict)
+    #: The JetStream domain the server reports (mirrors address regions by it).
+    domain: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -340,7 +344,7 @@ async def probe(
     try:
         async with connect(endpoint, request_timeout=request_timeout) as client:
             js = client.jetstream(timeout=request_timeout)
-            await js.account_info()
+            account = await js.account_info()
             for name in streams:
                 views[name] = _view(await _stream_info(js, name))
             if streams and views[streams[0]].role == "source":
@@ -351,7 +355,13 @@ async def probe(
         reason = f"JetStream in {endpoint.name} not answering: {_describe_exc(exc)}"
         return RegionProbe(ProbeResult.failure(endpoint.name, at, reason))
     result = ProbeResult.success(endpoint.name, at, latency=time.monotonic() - started)
-    return RegionProbe(result, views, main=streams[0] if streams else None, ack_floors=ack_floors)
+    main = streams[0] if streams else None
+    return RegionProbe(result, views, main=main, ack_floors=ack_floors, domain=account.domain)
+
+
+def _seconds_since(active_ns: int | None) -> float | None:
+    """StreamSourceInfo.active: nanoseconds since last contact, -1 when never."""
+    return active_ns / 1e9 if active_ns is not None and active_ns >= 0 else None
 
 
 def _view(info: StreamInfo | None) -> StreamView:
@@ -362,6 +372,7 @@ def _view(info: StreamInfo | None) -> StreamView:
         role="mirror" if mirror is not None else "source",
         mirror_api=mirror.external.api if mirror and mirror.external else None,
         mirror_lag=info.mirror.lag if info.mirror is not None else None,
+        mirror_seen=_seconds_since(info.mirror.active if info.mirror is not None else None),
         last_seq=info.state.last_seq,
         messages=info.state.messages,
     )
@@ -979,6 +990,16 @@ class FailoverController:
         active_probe = probes.get(active.name)
         if active_probe is None or not active_probe.ok:
             return ()  # nothing to mirror from; the next promotion fixes this
+        if active_probe.domain != active.js_domain:
+            # Mirrors address the active region as $JS.<domain>.API: with the wrong
+            # domain they would retry forever against nothing.
+            self._logger(region=active.name, epoch=self.state.epoch).error(
+                "mirror.domain_mismatch",
+                expected=active.js_domain,
+                reported=active_probe.domain,
+                hint="set jetstream { domain: ... } in the region's nats-server config",
+            )
+            return ()
         changes: list[MirrorChange] = []
         for name, endpoint in self.endpoints.items():
             p = probes.get(name)

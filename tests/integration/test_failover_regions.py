@@ -165,6 +165,9 @@ async def test_killing_the_primary_promotes_the_mirror_without_losing_messages(
     steady = await controller.tick()  # records east's ack floors
     assert steady.mirrors == ()
     assert steady.probes["west"].role == "mirror"
+    assert steady.probes["west"].domain == "west"
+    assert steady.probes["west"].stream().mirror_lag == 0
+    assert steady.probes["west"].stream().mirror_seen is not None
     assert {n: v.role for n, v in steady.probes["west"].streams.items()} == {
         n: "mirror" for n in pipeline_streams(PIPELINE)
     }

@@ -47,6 +47,7 @@ class FakeEdge:
         self.promotions: list[tuple[str, Mapping[Priority, int] | None]] = []
         self.mirrored: list[tuple[str, str]] = []
         self.fail_promotion = False
+        self.domains: dict[str, str] = {}
         monkeypatch.setattr(regions, "probe", self.probe)
         monkeypatch.setattr(regions, "promote", self.promote)
         monkeypatch.setattr(regions, "ensure_mirror", self.ensure_mirror)
@@ -69,6 +70,7 @@ class FakeEdge:
             {name: view for name in streams},
             main=streams[0],
             ack_floors=floors,
+            domain=self.domains.get(endpoint.name, endpoint.js_domain),
         )
 
     async def promote(
@@ -191,6 +193,17 @@ async def test_a_returning_old_primary_is_made_a_mirror_of_the_active_region(
     assert outcome.condition_reason == "OriginalPrimaryRecovering"
     again = await ctl.tick()
     assert again.mirrors == ()  # already a mirror: nothing to do
+
+
+async def test_no_mirror_is_built_against_a_misconfigured_domain(edge: FakeEdge) -> None:
+    edge.roles["west"] = "source"
+    edge.domains["east"] = "hub"  # the server says its domain is not the expected "east"
+    with capture_logs() as logs:
+        outcome = await controller().tick()
+    assert outcome.mirrors == ()
+    assert edge.mirrored == []
+    mismatch = next(line for line in logs if line["event"] == "mirror.domain_mismatch")
+    assert (mismatch["expected"], mismatch["reported"]) == ("east", "hub")
 
 
 async def test_restored_controller_resumes_epoch_and_active_region(edge: FakeEdge) -> None:

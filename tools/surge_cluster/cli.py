@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 from surge_cluster.cluster import ClusterError, ClusterStatus, LocalCluster
 from surge_cluster.layout import default_dir
 from surge_cluster.readiness import NotReadyError
-from surge_cluster.versions import bin_dir
+from surge_cluster.versions import BUILD_SCRIPT, bin_dir
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the cluster and print the kubeconfig path")
     up.add_argument("--no-pod-runner", action="store_true", help="do not run pods locally")
     up.add_argument("--timeout", type=float, default=90.0)
+    up.add_argument(
+        "--build", action="store_true", help="run tools/build-k8s.sh first (no-op when cached)"
+    )
     sub.add_parser("down", help="stop every process of the cluster")
     sub.add_parser("status", help="what runs and where")
     sub.add_parser("env", help="print shell exports: KUBECONFIG and the binaries on PATH")
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     cluster = LocalCluster(root, binaries=args.bin_dir or bin_dir())
     if args.command == "up":
         cluster.pod_runner = not args.no_pod_runner
+        if args.build:
+            subprocess.run(["bash", str(BUILD_SCRIPT)], check=True)
         try:
             info = cluster.up(timeout=args.timeout)
         except (ClusterError, NotReadyError) as err:

@@ -748,16 +748,18 @@ async def failback(
     current: RegionEndpoint,
     pipeline: PipelineConfig,
     *,
-    catch_up: float = 10.0,
+    max_behind: int = 1000,
+    catch_up: float = 5.0,
     request_timeout: float = 5.0,
 ) -> PromotionResult:
     """Move the writer from `current` back to `target`, losing nothing.
 
     `target` must already mirror `current` (the controller re-establishes that as soon as
-    `target` answers probes). `current`'s streams are fenced, `target`'s mirrors catch up
-    to their last sequences, then `target` is promoted with `current`'s ack floors. If it
-    cannot catch up within `catch_up` seconds, `current` is unfenced and
-    FailbackNotReadyError is raised.
+    `target` answers probes) and be at most `max_behind` messages behind, so writes are
+    never paused for a long copy. Then `current`'s streams are fenced, `target`'s mirrors
+    catch up to their last sequences, and `target` is promoted with `current`'s ack
+    floors. If it cannot catch up within `catch_up` seconds, `current` is unfenced and
+    FailbackNotReadyError is raised (writes paused at most that long).
     """
     try:
         async with (
@@ -770,6 +772,14 @@ async def failback(
             if mirror is None or not _mirrors(mirror, current, pipeline.stream):
                 raise FailbackNotReadyError(
                     f"{target.name} is not yet a mirror of {current.name}; retrying once it is"
+                )
+            behind = (await cur.stream_info(pipeline.stream)).state.last_seq - (
+                mirror.state.last_seq
+            )
+            if behind > max_behind:
+                raise FailbackNotReadyError(
+                    f"{target.name} mirror is {behind} messages behind {current.name}; "
+                    f"failing back once it is within {max_behind}"
                 )
             goals: dict[str, int] = {}
             for name in pipeline_streams(pipeline):

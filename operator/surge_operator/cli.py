@@ -96,5 +96,51 @@ def bench_autoscale(
     bench(seed=seed, as_json=as_json)
 
 
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option("--duration", help="Seconds of traffic.")] = 120.0,
+    summary_json: Annotated[
+        Path | None, typer.Option("--summary-json", help="Write the summary as JSON.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the run.")] = None,
+    work_ms: Annotated[
+        float, typer.Option("--work-ms", help="Simulated handling time per message.")
+    ] = 100.0,
+    max_replicas: Annotated[int, typer.Option("--max-replicas", help="Most workers.")] = 10,
+    no_live: Annotated[bool, typer.Option("--no-live", help="No live dashboard.")] = False,
+) -> None:
+    """Run the whole pipeline locally: NATS, workers, a traffic surge, live autoscaling."""
+    import asyncio
+    import logging
+
+    import structlog
+    from rich.console import Console
+
+    from surge_operator.demo.run import (
+        DemoOptions,
+        plot_ticks,
+        print_summary,
+        run_demo,
+        write_summary,
+    )
+
+    # The dashboard is the output; only warnings and errors may interrupt it.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    console = Console()
+    options = DemoOptions(
+        duration_s=duration, work_ms=work_ms, max_replicas=max_replicas, live=not no_live
+    )
+    try:
+        result = asyncio.run(run_demo(options, console))
+    except KeyboardInterrupt:
+        console.print("interrupted: workers drained, NATS stopped")
+        raise typer.Exit(130) from None
+    print_summary(result.summary, console)
+    if summary_json is not None:
+        write_summary(result.summary, summary_json)
+    if plot is not None:
+        plot_ticks(result.ticks, plot)
+
+
 def main() -> None:
     app()

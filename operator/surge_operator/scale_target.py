@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -48,6 +48,36 @@ class _Worker:
     process: asyncio.subprocess.Process
     started_at: float
     metrics_port: int
+    ready: bool = False
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the worker gets SIGTERM if the demo dies without cleaning up (no orphans)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+async def _probe_ready(port: int) -> bool:
+    """GET /readyz on the worker's health port: 200 once it has joined its consumers."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 0.3)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 0.5)
+        return b" 200 " in status
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
 
 
 @dataclass
@@ -66,19 +96,28 @@ class LocalProcessTarget:
     )
     ready_after_s: float = 1.0
     drain_timeout_s: float = 10.0
-    first_metrics_port: int = 0
+    #: Returns a free port for each new worker's health/metrics server (None: no probe).
+    port_factory: Callable[[], int] | None = None
     _workers: list[_Worker] = field(default_factory=list)
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
-    _next_port: int = 0
 
     async def current(self) -> int:
         self._reap()
         return len(self._workers)
 
     async def ready(self) -> int:
+        """Workers whose /readyz answered 200 (or, without a health port, that have been
+        up `ready_after_s`)."""
         self._reap()
         now = time.monotonic()
-        return sum(1 for w in self._workers if now - w.started_at >= self.ready_after_s)
+        for worker in self._workers:
+            if worker.ready:
+                continue
+            if worker.metrics_port:
+                worker.ready = await _probe_ready(worker.metrics_port)
+            else:
+                worker.ready = now - worker.started_at >= self.ready_after_s
+        return sum(1 for w in self._workers if w.ready)
 
     async def scale(self, replicas: int) -> None:
         self._reap()
@@ -101,10 +140,7 @@ class LocalProcessTarget:
 
     async def _start_one(self) -> None:
         env = dict(self.env)
-        port = 0
-        if self.first_metrics_port:
-            port = self.first_metrics_port + self._next_port
-            self._next_port += 1
+        port = self.port_factory() if self.port_factory is not None else 0
         env["SURGE_METRICS_PORT"] = str(port)
         env.setdefault("SURGE_METRICS_HOST", "127.0.0.1")
         try:
@@ -117,6 +153,7 @@ class LocalProcessTarget:
                 # Own process group: a Ctrl-C in the terminal reaches us, and we drain the
                 # workers in order instead of them dying mid-message.
                 start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         except OSError as err:
             raise ScaleTargetError(f"cannot start worker: {err}") from err

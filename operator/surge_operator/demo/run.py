@@ -1,0 +1,298 @@
+"""Wire the demo together, run it, and summarise it. Everything stops in `finally`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+import structlog
+from nats.js import JetStreamContext
+from rich.console import Console
+from rich.live import Live
+
+from surge_operator.demo.dashboard import render
+from surge_operator.demo.latency import LatencyTracker
+from surge_operator.demo.load import LoadGenerator, SurgeShape
+from surge_operator.demo.loop import Autoscaler, Tick
+from surge_operator.metrics_source import JetStreamMetricsSource
+from surge_operator.policy import DegradationConfig, DegradationLevel, PolicyConfig, ScalingConfig
+from surge_operator.scale_target import LocalProcessTarget
+from surge_workers import contract
+from surge_workers.degradation import publish_degradation
+from surge_workers.natsserver import NatsServer, free_port
+from surge_workers.pipeline import PipelineConfig
+from surge_workers.provision import provision_pipeline
+
+log = structlog.get_logger("surge.demo")
+
+STREAM = "SURGE_DEMO"
+PREFIX = "demo"
+PARTITIONS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """Sized so the surge needs several workers yet fits two cores."""
+
+    duration_s: float = 120.0
+    #: Simulated handling time per message (an awaited sleep, like a downstream call).
+    work_ms: float = 100.0
+    concurrency: int = 4
+    base_rate: float = 20.0
+    surge_factor: float = 10.0
+    min_replicas: int = 1
+    max_replicas: int = 10
+    tick_s: float = 1.0
+    seed: int = 1
+    live: bool = True
+    #: After the traffic stops, wait at most this long for the queues to drain.
+    drain_timeout_s: float = 60.0
+
+    def shape(self) -> SurgeShape:
+        return SurgeShape(
+            base_rate=self.base_rate,
+            factor=self.surge_factor,
+            surge_at_s=0.2 * self.duration_s,
+            surge_end_s=0.65 * self.duration_s,
+            duration_s=self.duration_s,
+        )
+
+    def policy(self) -> PolicyConfig:
+        per_worker = self.concurrency / (self.work_ms / 1000.0)
+        return PolicyConfig(
+            scaling=ScalingConfig(
+                min_replicas=self.min_replicas,
+                max_replicas=self.max_replicas,
+                max_step=4,
+                scale_down_stabilization_s=min(30.0, 0.2 * self.duration_s),
+                pod_startup_s=1.5,
+                service_rate_hint=per_worker,
+                tick_s=self.tick_s,
+            ),
+            degradation=DegradationConfig(exit_after_s=min(30.0, 0.15 * self.duration_s)),
+        )
+
+
+@dataclass
+class DemoSummary:
+    reaction_s: float | None
+    sent: int
+    processed: int
+    lost: int
+    dead_letters: int
+    p95_wait_s: dict[str, float | None]
+    max_backlog: int
+    max_replicas: int
+    duration_s: float
+    sent_by_priority: dict[str, int] = field(default_factory=dict)
+    max_degradation_level: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def worker_env(url: str, options: DemoOptions) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        SURGE_NATS_URL=url,
+        SURGE_STREAM=STREAM,
+        SURGE_SUBJECT_PREFIX=PREFIX,
+        SURGE_PARTITIONS=str(PARTITIONS),
+        SURGE_CLUSTER="demo",
+        SURGE_HANDLER="surge_workers.handlers:simulated",
+        SURGE_WORK_MS=f"{options.work_ms:g}",
+        SURGE_CONCURRENCY=str(options.concurrency),
+        SURGE_COMPLETIONS="true",
+        SURGE_DRAIN_TIMEOUT="10",
+        SURGE_LOG_LEVEL="warning",
+        SURGE_LOG_FORMAT="json",
+        SURGE_METRICS_HOST="127.0.0.1",
+    )
+    return env
+
+
+async def _processed(js: JetStreamContext) -> int:
+    """Unique messages processed: the transcript store keeps one entry per message id."""
+    info = await js.stream_info(f"KV_{contract.transcripts_bucket(STREAM)}")
+    return int(info.state.messages)
+
+
+async def _dead_letters(js: JetStreamContext) -> int:
+    with contextlib.suppress(Exception):
+        info = await js.stream_info(contract.dead_letter_stream(STREAM))
+        return int(info.state.messages)
+    return 0
+
+
+def _reaction(ticks: list[Tick], surge_at: float) -> float | None:
+    for tick in ticks:
+        d = tick.decision
+        if d.at >= surge_at and d.replicas > tick.snapshot.current_replicas:
+            return round(d.at - surge_at, 2)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DemoResult:
+    summary: DemoSummary
+    ticks: list[Tick]
+
+
+async def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
+    console = console or Console()
+    server = NatsServer()
+    target: LocalProcessTarget | None = None
+    nc = None
+    tracker = LatencyTracker()
+    load_task: asyncio.Task[None] | None = None
+    try:
+        server.start()
+        nc = await nats.connect(server.url, name="surge-demo")
+        js = nc.jetstream()
+        pipeline = PipelineConfig(stream=STREAM, subject_prefix=PREFIX, partitions=PARTITIONS)
+        await provision_pipeline(js, pipeline)
+        await tracker.start(nc, STREAM)
+        target = LocalProcessTarget(worker_env(server.url, options), port_factory=free_port)
+        await target.scale(options.min_replicas)
+
+        async def publish_level(level: DegradationLevel, reason: str) -> None:
+            await publish_degradation(js, STREAM, contract.DegradationLevel(int(level)), reason)
+
+        autoscaler = Autoscaler(
+            source=JetStreamMetricsSource(js, pipeline),
+            target=target,
+            config=options.policy(),
+            publish_level=publish_level,
+        )
+        shape = options.shape()
+        load = LoadGenerator(js, PREFIX, PARTITIONS, shape, seed=options.seed)
+        # Let the first worker join before traffic starts (as a deployed pipeline would be).
+        deadline = time.monotonic() + 15
+        while await target.ready() < options.min_replicas and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a child process
+            await asyncio.sleep(0.2)
+        load_task = asyncio.create_task(load.run())
+        started = time.monotonic()
+        drain_deadline: float | None = None
+        live = (
+            Live(console=console, refresh_per_second=4, transient=False) if options.live else None
+        )
+        with live if live is not None else contextlib.nullcontext():
+            next_tick = time.monotonic()
+            while True:
+                tick = await autoscaler.tick()
+                elapsed = time.monotonic() - started
+                if live is not None:
+                    phase = "surge" if shape.surge_at_s <= elapsed < shape.surge_end_s else "base"
+                    if load_task.done():
+                        phase = "draining"
+                    live.update(
+                        render(
+                            elapsed=elapsed,
+                            duration=options.duration_s,
+                            phase=phase,
+                            offered_rate=load.offered_rate(time.monotonic()),
+                            sent=load.total_sent,
+                            completions=tracker.completions,
+                            ticks=autoscaler.ticks,
+                            p95={p.value: v for p, v in tracker.rolling_p95().items()},
+                        )
+                    )
+                if load_task.done():
+                    load_task.result()
+                    drain_deadline = drain_deadline or time.monotonic() + options.drain_timeout_s
+                    drained = tick.snapshot.priorities and tick.snapshot.total_backlog() == 0
+                    if drained or time.monotonic() > drain_deadline:
+                        break
+                next_tick += options.tick_s
+                await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+        # Completions are announced just after the ack; give the last ones a moment.
+        await asyncio.sleep(0.5)
+        processed = await _processed(js)
+        backlogs = [t.snapshot.total_backlog() for t in autoscaler.ticks if t.snapshot.priorities]
+        summary = DemoSummary(
+            reaction_s=_reaction(autoscaler.ticks, started + shape.surge_at_s),
+            sent=load.total_sent,
+            processed=processed,
+            lost=max(0, load.total_sent - processed),
+            dead_letters=await _dead_letters(js),
+            p95_wait_s={
+                p.value: (None if v is None else round(v, 3))
+                for p, v in tracker.overall_p95().items()
+            },
+            max_backlog=max(backlogs, default=0),
+            max_replicas=max((t.decision.replicas for t in autoscaler.ticks), default=0),
+            duration_s=round(time.monotonic() - started, 1),
+            sent_by_priority={p.value: n for p, n in load.sent.items()},
+            max_degradation_level=max(
+                (int(t.decision.degradation_level) for t in autoscaler.ticks), default=0
+            ),
+        )
+        return DemoResult(summary, list(autoscaler.ticks))
+    finally:
+        if load_task is not None and not load_task.done():
+            load_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await load_task
+        if target is not None:
+            await target.close()
+        await tracker.stop()
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        server.cleanup()
+
+
+def print_summary(summary: DemoSummary, console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title="surge demo summary", show_header=False)
+    table.add_row("reaction to the surge", f"{summary.reaction_s} s")
+    table.add_row(
+        "sent / processed / lost", f"{summary.sent} / {summary.processed} / {summary.lost}"
+    )
+    table.add_row("dead letters", str(summary.dead_letters))
+    table.add_row(
+        "p95 wait (enqueue -> done)",
+        ", ".join(f"{p} {v if v is not None else '-'} s" for p, v in summary.p95_wait_s.items()),
+    )
+    table.add_row("max backlog", str(summary.max_backlog))
+    table.add_row("max replicas", str(summary.max_replicas))
+    table.add_row("max degradation level", str(summary.max_degradation_level))
+    table.add_row("wall time", f"{summary.duration_s} s")
+    console.print(table)
+
+
+def write_summary(summary: DemoSummary, path: Path) -> None:
+    path.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+
+
+def plot_ticks(ticks: list[Tick], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not ticks:
+        return
+    t0 = ticks[0].decision.at
+    xs = [t.decision.at - t0 for t in ticks]
+    fig, axes = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
+    axes[0].plot(xs, [t.snapshot.total_arrival_rate() for t in ticks])
+    axes[0].set_ylabel("arrivals msg/s")
+    axes[1].plot(xs, [t.snapshot.total_backlog() for t in ticks])
+    axes[1].set_ylabel("backlog")
+    axes[2].plot(xs, [t.decision.replicas for t in ticks], label="desired")
+    axes[2].plot(xs, [t.ready for t in ticks], label="ready")
+    axes[2].set_ylabel("workers")
+    axes[2].set_xlabel("t (s)")
+    axes[2].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

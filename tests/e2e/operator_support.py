@@ -1,0 +1,192 @@
+"""Helpers for the operator's e2e tests: run `surge-operator` as a real process against the
+test cluster, build MessagingCluster manifests, read them back, wait for conditions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from surge_cluster.testing import KubeCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "messagingcluster.yaml"
+GROUP, VERSION, PLURAL = "surge.dev", "v1alpha1", "messagingclusters"
+
+
+def eventually(
+    what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.25
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+        except ApiException as exc:
+            last = exc
+        if last and not isinstance(last, ApiException):
+            return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+        time.sleep(every)
+
+
+class OperatorProcess:
+    """`python -m surge_operator.run` with the test cluster's kubeconfig."""
+
+    def __init__(self, cluster: KubeCluster, namespace: str, log_dir: Path, **env: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.log_path = log_dir / f"operator-{uuid.uuid4().hex[:6]}.log"
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "SURGE_NAMESPACES": namespace,
+            "SURGE_HEALTH_PORT": "0",
+            "SURGE_METRICS_PORT": "0",
+            "SURGE_LOG_FORMAT": "json",
+            "SURGE_LEASE_NAMESPACE": namespace,
+            "SURGE_PEERING": f"surge-{namespace}",
+            "SURGE_LEASE_SECONDS": "4",
+            "SURGE_STATUS_INTERVAL": "2",
+            # Only the pods of this test run as local processes.
+            "SURGE_POD_LABELS": "surge.dev/run-local=true",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "surge_operator.run"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """kill -9: no cleanup, no lease release (a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 20) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log().splitlines():
+            if line.startswith("{"):
+                try:
+                    doc = json.loads(line)
+                except ValueError:
+                    continue
+                if doc.get("event") == name:
+                    out.append(doc)
+        return out
+
+
+def install_crd(cluster: KubeCluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD))
+
+
+def manifest(name: str, nats_url: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "regions": [{"name": "east", "role": "primary", "nats": {"url": nats_url}}],
+        "gateway": {"enabled": False},
+        "workers": {
+            "handler": "surge_workers.handlers:simulated",
+            "concurrency": 4,
+            "env": [{"name": "SURGE_WORK_MS", "value": "20"}],
+        },
+    }
+    body.update(spec)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "MessagingCluster",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+class Clusters:
+    """MessagingCluster CRUD through the kubernetes client (faster than kubectl)."""
+
+    def __init__(self, cluster: KubeCluster, namespace: str) -> None:
+        self.api = client.CustomObjectsApi(cluster.api_client)
+        self.apps = client.AppsV1Api(cluster.api_client)
+        self.core = client.CoreV1Api(cluster.api_client)
+        self.namespace = namespace
+
+    def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.api.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, dict(body)
+        )
+        return result
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self.api.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    def patch_spec(self, name: str, spec: Mapping[str, Any]) -> None:
+        self.api.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": dict(spec)}
+        )
+
+    def delete(self, name: str) -> None:
+        self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+
+    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        obj = self.get(name) or {}
+        for cond in (obj.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == type_:
+                return dict(cond)
+        return None
+
+    def is_true(self, name: str, type_: str) -> bool:
+        cond = self.condition(name, type_)
+        return cond is not None and cond.get("status") == "True"
+
+    def deployment(self, name: str) -> Any:
+        try:
+            return self.apps.read_namespaced_deployment(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise

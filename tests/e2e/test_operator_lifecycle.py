@@ -1,0 +1,205 @@
+"""The operator against a real API server and a real nats-server: create, observe, update,
+stay quiet when nothing changes, delete with the finalizer; bad input; scale subresource.
+
+Runs `surge-operator` as a process scoped to the test's namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from surge_cluster.testing import KubeCluster
+from surge_workers.natsserver import NatsServer
+from tests.e2e.operator_support import Clusters, OperatorProcess, eventually, install_crd, manifest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def operator(
+    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    install_crd(kube_cluster)
+    op = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    try:
+        yield op
+    finally:
+        code = op.stop()
+        assert code in (0, None, -9), op.log()[-3000:]
+
+
+@pytest.fixture
+def clusters(kube_cluster: KubeCluster, kube_namespace: str) -> Clusters:
+    return Clusters(kube_cluster, kube_namespace)
+
+
+async def _streams(url: str) -> list[str]:
+    nc = await nats.connect(url)
+    try:
+        return [s.config.name for s in await nc.jetstream().streams_info()]
+    finally:
+        await nc.close()
+
+
+def streams(url: str) -> list[str]:
+    return asyncio.run(_streams(url))
+
+
+def resource_versions(clusters: Clusters, name: str) -> dict[str, str]:
+    ns = clusters.namespace
+    out = {"mc": clusters.get(name)["metadata"]["resourceVersion"]}  # type: ignore[index]
+    out["worker"] = clusters.apps.read_namespaced_deployment(
+        f"{name}-worker", ns
+    ).metadata.resource_version
+    out["config"] = clusters.core.read_namespaced_config_map(
+        f"{name}-config", ns
+    ).metadata.resource_version
+    out["sa"] = clusters.core.read_namespaced_service_account(
+        f"{name}-surge", ns
+    ).metadata.resource_version
+    return out
+
+
+def test_lifecycle_create_observe_update_noop_delete(
+    operator: OperatorProcess,
+    clusters: Clusters,
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    nats_server: NatsServer,
+) -> None:
+    body = manifest("life", nats_server.url, stream={"deletionPolicy": "delete"})
+    clusters.create(body)
+
+    eventually("Ready=True", lambda: clusters.is_true("life", "Ready"), timeout=90)
+    mc = clusters.get("life")
+    assert mc is not None
+    status = mc["status"]
+    assert status["observedGeneration"] == 1
+    assert status["phase"] == "Running"
+    assert {c["type"] for c in status["conditions"]} == {
+        "Ready", "StreamReady", "WorkersReady", "Scaling", "Degraded", "FailedOver",
+    }  # fmt: skip
+    assert "kopf" not in status  # progress lives in annotations (a structural schema prunes it)
+    assert mc["metadata"]["finalizers"] == ["surge.dev/finalizer"]
+    assert "surge.dev/last-handled-configuration" in mc["metadata"]["annotations"]
+
+    # every owned object, owned by the cluster
+    got = json.loads(
+        kube_cluster.kubectl(
+            "get", "deploy,sa,role,rolebinding,pdb,networkpolicy,cm", "-n", kube_namespace,
+            "-l", "app.kubernetes.io/instance=life", "-o", "json",
+        ).stdout
+    )  # fmt: skip
+    kinds = sorted(item["kind"] for item in got["items"])
+    assert kinds == [
+        "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Role",
+        "RoleBinding", "ServiceAccount",
+    ]  # fmt: skip
+    for item in got["items"]:
+        assert item["metadata"]["ownerReferences"][0]["uid"] == mc["metadata"]["uid"]
+    stream = status["stream"]
+    assert stream in streams(nats_server.url)
+    if kube_cluster.local:
+        eventually(
+            "a worker process",
+            lambda: [p for p in kube_cluster.local_processes(kube_namespace) if "worker" in p.pod],
+        )
+
+    # a reconcile with nothing to do writes nothing: same resourceVersions after a resync
+    before = resource_versions(clusters, "life")
+    time.sleep(6)
+    assert resource_versions(clusters, "life") == before
+
+    # a spec change rolls out
+    old_hash = clusters.deployment("life-worker").spec.template.metadata.annotations[
+        "surge.dev/config-hash"
+    ]
+    clusters.patch_spec("life", {"workers": {"concurrency": 2}})
+    eventually(
+        "observedGeneration 2",
+        lambda: (clusters.get("life") or {}).get("status", {}).get("observedGeneration") == 2,
+    )
+    new = clusters.deployment("life-worker")
+    assert new.spec.template.metadata.annotations["surge.dev/config-hash"] != old_hash
+    cm = clusters.core.read_namespaced_config_map("life-config", kube_namespace)
+    assert cm.data["SURGE_CONCURRENCY"] == "2"
+
+    # delete: the finalizer deletes the stream (deletionPolicy: delete), then the object goes
+    clusters.delete("life")
+    eventually("MessagingCluster gone", lambda: clusters.get("life") is None, timeout=60)
+    assert stream not in streams(nats_server.url)
+    assert operator.events("finalized")
+
+
+def test_unreachable_nats_and_missing_secret_are_conditions_not_crashes(
+    operator: OperatorProcess, clusters: Clusters, nats_server: NatsServer
+) -> None:
+    clusters.create(manifest("nonats", "nats://127.0.0.1:1"))
+    clusters.create(
+        manifest(
+            "nosecret",
+            nats_server.url,
+            regions=[
+                {
+                    "name": "east",
+                    "role": "primary",
+                    "nats": {
+                        "url": nats_server.url,
+                        "credentialsSecret": {"name": "nats-token", "key": "token"},
+                    },
+                }
+            ],
+        )
+    )
+    down = eventually(
+        "StreamReady=False/NatsUnavailable",
+        lambda: (
+            (c := clusters.condition("nonats", "StreamReady"))
+            and c["reason"] == "NatsUnavailable"
+            and c
+        ),
+    )
+    assert "127.0.0.1:1" in down["message"]
+    eventually(
+        "StreamReady=False/CredentialsSecretMissing",
+        lambda: (
+            (c := clusters.condition("nosecret", "StreamReady"))
+            and c["reason"] == "CredentialsSecretMissing"
+        ),
+    )
+    assert operator.alive()
+    # the Secret appears: the retry with back-off picks it up
+    clusters.core.create_namespaced_secret(
+        clusters.namespace,
+        {"metadata": {"name": "nats-token"}, "stringData": {"token": "unused-by-this-server"}},
+    )
+    eventually("StreamReady=True", lambda: clusters.is_true("nosecret", "StreamReady"), timeout=60)
+    assert clusters.is_true("nonats", "StreamReady") is False
+    assert operator.alive()
+
+
+def test_scale_subresource_sets_workers_when_autoscaling_is_off(
+    operator: OperatorProcess,
+    clusters: Clusters,
+    kube_cluster: KubeCluster,
+    nats_server: NatsServer,
+) -> None:
+    clusters.create(manifest("manual", nats_server.url, autoscaling={"enabled": False}, replicas=1))
+    eventually("Ready", lambda: clusters.is_true("manual", "Ready"), timeout=90)
+    kube_cluster.kubectl("scale", "-n", clusters.namespace, "mc/manual", "--replicas=3")
+    eventually(
+        "3 worker replicas",
+        lambda: (d := clusters.deployment("manual-worker")) and d.spec.replicas == 3,
+    )
+    mc = clusters.get("manual")
+    assert mc is not None
+    scaling = clusters.condition("manual", "Scaling")
+    assert scaling is not None
+    assert scaling["reason"] == "AutoscalingDisabled"

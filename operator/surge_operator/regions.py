@@ -2,9 +2,12 @@
 
 Each region runs its own nats-server (or cluster) with a distinct JetStream *domain*; the
 regions are linked by a leafnode connection so that one region can reach another's
-JetStream API under ``$JS.<domain>.API``. A standby region's stream is a JetStream
-*mirror* of the active region's stream (same name, no subjects, read-only). The pure
-decisions live in `surge_operator.policy.failover`; this module does the I/O.
+JetStream API under ``$JS.<domain>.API``. In a standby region every pipeline stream
+(messages, dead letters, and the KV buckets: degradation, routing, transcripts) is a
+JetStream *mirror* of the same-named stream in the active region (no subjects, read-only).
+The pure decisions live in `surge_operator.policy.failover`; this module does the I/O.
+Only the active region is provisioned with `surge_workers.provision`; the controller owns
+every other region's streams.
 
 What JetStream allows, and therefore what happens here
     * Promote: nats-server >= 2.12 lets a stream update drop the ``mirror`` config, which
@@ -22,20 +25,22 @@ What JetStream allows, and therefore what happens here
       copies the stream back from the start. Re-published messages keep their
       ``Nats-Msg-Id``: within the duplicate window JetStream drops the copies the active
       region already has; older ones reach idempotent workers at most once more.
-    * Failback: the original primary must already be a caught-up mirror of the active
-      region. The active region is fenced, the mirror is given until it holds the fenced
-      stream's last sequence, then it is promoted and the old active becomes its mirror.
-      Nothing is lost and writes pause only for the catch-up.
+    * Failback: the original primary must already be a mirror of the active region and
+      nearly caught up. The active region is fenced, the mirror is given until it holds
+      the fenced stream's last sequence, then it is promoted and the old active becomes
+      its mirror. Nothing is lost and writes pause only for the catch-up.
+    * Work-queue retention cannot be mirrored this way (the mirror's consumer would remove
+      messages from the origin): `mirror_config` raises UnsupportedStreamError.
     * Mirrors keep the origin's sequence numbers, which is what makes ack floors portable
       and the tail comparison cheap.
 
 Public API (for the operator's timer handler; no kopf, no kubernetes here)::
 
-    endpoint = RegionEndpoint(name="east", url="nats://nats.east:4222",
-                              domain="east", connect_options=auth.connect_options())
+    east = RegionEndpoint.from_region(spec.regions[0], auth.connect_options())
+    # (domain defaults to the region name; RegionEndpoint(name, url, domain, options))
     controller = FailoverController(
         cluster="support/acme",                  # for logs only
-        endpoints=[east, west],                  # spec order
+        endpoints=[east, west],                  # spec order, one per spec.regions
         primary="east",                          # spec.primary_region().name
         pipeline=pipeline_config(stream, spec),  # surge_operator.resources.jetstream
         config=FailoverConfig.from_spec(spec.failover),
@@ -43,7 +48,9 @@ Public API (for the operator's timer handler; no kopf, no kubernetes here)::
         epoch=status.failover_epoch or 0,
     )
     outcome: TickOutcome = await controller.tick(failback_requested=False)
-    # every spec.failover.probe_interval_seconds; then patch status from the outcome:
+    # Keep one controller per MessagingCluster in memory (it carries probe streaks and
+    # ack floors); call controller.update(...) when the spec changes.
+    # Every spec.failover.probe_interval_seconds; then patch status from the outcome:
     # outcome.active_region, outcome.epoch, outcome.history_entry (or None),
     # outcome.failed_over / outcome.condition_reason / outcome.condition_message for the
     # FailedOver condition, outcome.event (or None) for a Kubernetes Event, and

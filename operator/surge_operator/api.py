@@ -148,6 +148,15 @@ class Region(_Model):
     )
     role: RegionRole = Field(description="primary serves traffic; standby mirrors the primary.")
     nats: NatsConnection = Field(description="How to reach this region's NATS.")
+    jetstream_domain: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description=(
+            "JetStream domain of this region's nats-server (mirrors reach it as "
+            "$JS.<domain>.API); defaults to the region name."
+        ),
+    )
 
 
 class StreamSpec(_Model):

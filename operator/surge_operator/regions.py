@@ -170,7 +170,7 @@ class RegionEndpoint:
         return cls(
             name=region.name,
             url=region.nats.url,
-            domain=domain,
+            domain=domain or region.jetstream_domain,
             connect_options=dict(connect_options or {}),
         )
 

@@ -1,0 +1,59 @@
+"""`surge demo` end to end, shortened: nothing lost, the surge is answered, no orphans."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _demo_workers_alive() -> list[int]:
+    """Pids of processes whose environment says they are a demo worker."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"SURGE_STREAM=SURGE_DEMO\0" in environ and b"SURGE_COMPLETIONS=true" in environ:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_short_demo_processes_everything_it_sent(tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from surge_operator.cli import main; main()",
+            "demo",
+            "--duration",
+            "30",
+            "--no-live",
+            "--summary-json",
+            str(summary_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    summary = json.loads(summary_path.read_text())
+    assert summary["sent"] > 1000
+    assert summary["processed"] == summary["sent"]
+    assert summary["lost"] == 0
+    assert summary["reaction_s"] is not None
+    assert summary["reaction_s"] <= 3.0
+    assert summary["max_replicas"] > 1
+    assert set(summary["p95_wait_s"]) == {"critical", "normal", "bulk"}
+    assert summary["p95_wait_s"]["critical"] < 2.0
+    # The demo's workers ran in their own sessions; none may outlive it.
+    assert _demo_workers_alive() == []

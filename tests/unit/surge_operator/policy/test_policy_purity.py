@@ -25,7 +25,7 @@ def _modules(package: object) -> list[Path]:
 )
 def test_module_imports_nothing_that_does_io(path: Path) -> None:
     tree = ast.parse(path.read_text())
-    imported = set()
+    imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported.update(alias.name.split(".")[0] for alias in node.names)

@@ -3,17 +3,20 @@
 Model, per tick:
 
 * arrival rate: a robust line through the last `trend_window_s` of samples (Theil-Sen),
-  giving a low-noise *level*; a sample far above it (beyond Poisson noise) is a step and
-  is taken as the new level at once; a rise seen in both halves of the window is a ramp
-  and is extrapolated over the time a new pod needs to become useful;
+  giving a low-noise *level*; a sample far above it (beyond the measured noise, Poisson
+  at least) is a step and is taken as the new level at once; a significant rise seen in
+  both halves of the window is a ramp and is extrapolated over the time a new pod needs
+  to become useful;
 * service rate per replica: measured from ack progress while the workers were saturated
   and the pool unchanged (otherwise completions only say how much work there was),
   smoothed; the spec's hint until a measurement exists;
 * demand: in service order, the replicas that serve the predicted arrivals of each class
-  and every class served before it, at that class's utilisation. A class whose latency
-  target is shorter than the time new capacity takes to arrive (start-up + tick) gets the
-  full `target_utilization` headroom; a class with a longer target rides out a shortfall
-  in its queue, so its headroom shrinks in proportion (bulk runs the pool nearly full);
+  and every class served before it. A class whose latency target is shorter than the
+  time new capacity takes to arrive (start-up + tick) is planned at `target_utilization`:
+  its headroom must be there before a rise is even seen. A class with a longer target
+  rides out an unpredicted rise in its queue until new pods are ready, so it is planned
+  at full utilisation (with priority service, that is what keeps a lean pool safe: bulk
+  absorbs the noise, the drain term below restores any class that falls behind);
 * drain: the replicas that serve those arrivals *and* clear each class's backlog (and
   the backlog of everything served before it) within half its latency target, sooner
   when its oldest message is already close to the target;
@@ -202,9 +205,9 @@ def estimate_arrival_rate(
         half = len(points) // 2
         slope = max(0.0, min(_theil_sen(points[:half]), _theil_sen(points[half:])))
     level = max(0.0, _median([r + slope * (at - t) for t, r in points]))
-    noise = math.sqrt(max(level, 1.0) / tick_s)
+    noise = _noise(points, at, level, slope, tick_s)
     if slope < _TREND_SIGMAS * noise:
-        # A rise within Poisson noise is not a trend: extrapolating it would add and then
+        # A rise within the noise is not a trend: extrapolating it would add and then
         # remove a replica now and again under perfectly steady load.
         slope = 0.0
         level = max(0.0, _median([r for _, r in points]))
@@ -212,6 +215,18 @@ def estimate_arrival_rate(
         level = last
     upper = level + 2 * noise / math.sqrt(len(points))
     return RateEstimate(level=level, predicted=level + slope * lead_s, upper=upper)
+
+
+def _noise(
+    points: list[tuple[float, float]], at: float, level: float, slope: float, tick_s: float
+) -> float:
+    """Spread of one rate sample: Poisson at least, more when traffic is burstier than
+    that (robust: 1.4826 x the median absolute deviation from the fitted line)."""
+    poisson = math.sqrt(max(level, 1.0) / tick_s)
+    residuals = [r - (level - slope * (at - t)) for t, r in points]
+    centre = _median(residuals)
+    spread = 1.4826 * _median([abs(x - centre) for x in residuals])
+    return max(poisson, spread)
 
 
 def predict_arrival_rate(
@@ -244,10 +259,11 @@ def _median(values: list[float]) -> float:
 
 def class_utilization(config: ScalingConfig, priority: Priority) -> float:
     """How full the pool may run for this class: the target utilisation for classes whose
-    latency target is within the time new capacity takes to arrive, closer to 1 for
-    classes that can absorb a shortfall in their queue."""
-    exposure = min(1.0, _lead(config) / config.latency_target(priority))
-    return 1.0 - (1.0 - config.target_utilization) * exposure
+    latency target is within the time new capacity takes to arrive, 1 for classes that can
+    absorb a shortfall in their queue until it does."""
+    if config.latency_target(priority) <= _lead(config):
+        return config.target_utilization
+    return 1.0
 
 
 def demand_replicas(

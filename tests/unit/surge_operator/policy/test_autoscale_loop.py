@@ -64,7 +64,7 @@ async def test_a_surge_scales_the_target_and_publishes_degradation_when_maxed() 
 
 async def test_steady_load_leaves_the_target_alone() -> None:
     clock = iter(float(t) for t in range(100))
-    target = FakeTarget(3)
+    target = FakeTarget(2)
     config = PolicyConfig().with_scaling(service_rate_hint=50.0)
     loop = Autoscaler(FakeSource(rate=100.0), target, config, clock=lambda: next(clock))
     for _ in range(10):

@@ -14,6 +14,7 @@ from surge_operator.policy.baselines import KedaConfig, KedaState, keda_decide, 
 from surge_operator.policy.config import DegradationConfig, PolicyConfig, ScalingConfig
 from surge_operator.policy.degradation import next_degradation, served_priorities
 from surge_operator.policy.scaling import decide, predict_arrival_rate
+from surge_operator.policy.select import KedaPolicy, Policy, SurgePolicy, policy_for
 from surge_operator.policy.types import (
     PRIORITY_ORDER,
     Decision,
@@ -32,17 +33,21 @@ __all__ = [
     "DegradationLevel",
     "DegradationState",
     "KedaConfig",
+    "KedaPolicy",
     "KedaState",
+    "Policy",
     "PolicyConfig",
     "PriorityMetrics",
     "Reason",
     "ScalingConfig",
     "ScalingState",
     "Snapshot",
+    "SurgePolicy",
     "decide",
     "keda_decide",
     "next_degradation",
     "oracle_replicas",
+    "policy_for",
     "predict_arrival_rate",
     "served_priorities",
 ]

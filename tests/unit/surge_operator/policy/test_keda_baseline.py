@@ -74,3 +74,16 @@ def test_scale_down_waits_for_the_300s_window() -> None:
     assert replicas == 20
     decision, state = keda_decide(snap(300.0, lag=0, replicas=replicas), CONFIG, state)
     assert decision.replicas == 1
+
+
+def test_spec_policy_name_picks_the_decision_function() -> None:
+    from surge_operator.api import ScalingPolicy
+    from surge_operator.policy import PolicyConfig, ScalingState, policy_for
+
+    surge = policy_for(ScalingPolicy.SURGE)
+    assert isinstance(surge.initial_state(), ScalingState)
+    keda = policy_for("keda")
+    config = PolicyConfig().with_scaling(service_rate_hint=50.0)
+    decision, state = keda.decide(snap(0.0, lag=350, replicas=1), config, keda.initial_state())
+    assert isinstance(state, KedaState)
+    assert decision.replicas == 4  # critical lagThreshold 2 s x 50 msg/s = 100

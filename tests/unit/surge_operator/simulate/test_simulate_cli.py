@@ -1,0 +1,50 @@
+"""`surge simulate` and `surge bench autoscale` from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from surge_operator.cli import app
+from surge_operator.simulate.traffic import PROFILES, draw_arrivals, write_trace
+
+runner = CliRunner()
+
+
+def test_simulate_json_has_one_object_per_policy_with_the_documented_fields(
+    tmp_path: Path,
+) -> None:
+    trace = tmp_path / "short.csv"
+    write_trace(draw_arrivals(PROFILES["outage-release"], 5), trace)
+    result = runner.invoke(app, ["simulate", "--trace", str(trace), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    for policy in ("surge", "keda", "oracle"):
+        run = doc[policy]
+        assert {"reaction_s", "replica_seconds", "max_backlog", "shed", "throttled"} <= set(run)
+        assert set(run["violation_minutes"]) == {"critical", "normal", "bulk", "total"}
+        assert set(run["shed"]) == {"critical", "normal", "bulk"}
+
+
+def test_simulate_writes_a_plot(tmp_path: Path) -> None:
+    png = tmp_path / "runs.png"
+    result = runner.invoke(app, ["simulate", "-p", "flash-surge", "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    assert "flash-surge" in result.output
+    assert png.stat().st_size > 10_000
+
+
+def test_unknown_profile_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["simulate", "-p", "nope"])
+    assert result.exit_code == 2
+    assert "known:" in result.output
+
+
+def test_bench_autoscale_json_lists_every_bundled_profile() -> None:
+    result = runner.invoke(app, ["bench", "autoscale", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["profiles"]
+    assert {r["profile"] for r in rows} >= set(PROFILES)
+    assert all(r["goals_met"] for r in rows)

@@ -8,6 +8,7 @@ changes).
     │   ├── CredentialsSecretMissingError   the NATS credentials Secret/key is absent
     │   └── NatsUnavailableError            the NATS server cannot be reached
     ├── ProvisioningError           JetStream refused the stream/consumers/KV        [temporary]
+    │   ├── StreamSubjectsOverlapError      another stream already owns the subjects [temporary]
     │   └── ImmutableStreamFieldError       a change JetStream cannot apply in place [permanent]
     └── KubeApiError                the API server refused a request
         ├── KubeConflictError           409 (optimistic concurrency / apply conflict) [temporary]
@@ -50,6 +51,14 @@ class NatsUnavailableError(DependencyError):
 
 class ProvisioningError(SurgeError):
     reason = "StreamProvisioningFailed"
+
+
+class StreamSubjectsOverlapError(ProvisioningError):
+    """Typically two MessagingClusters on one NATS with the same subjectPrefix. Temporary:
+    deleting the other cluster or changing a prefix resolves it without a spec change here."""
+
+    reason = "StreamSubjectsOverlap"
+    retry_after = 30.0
 
 
 class ImmutableStreamFieldError(ProvisioningError):

@@ -30,6 +30,7 @@ from surge_operator.errors import (
     InvalidSpecError,
     NatsUnavailableError,
     ProvisioningError,
+    StreamSubjectsOverlapError,
 )
 from surge_operator.resources.jetstream import (
     PASSWORD_KEY,
@@ -178,6 +179,12 @@ class NatsJetStreamOps:
         except ConfigError as exc:
             raise InvalidSpecError(str(exc)) from None
         except ProvisionError as exc:
+            if "subjects overlap" in str(exc):
+                raise StreamSubjectsOverlapError(
+                    f"{exc}: another stream on this NATS already uses subjects "
+                    f"{config.subject_prefix}.>; give each MessagingCluster its own "
+                    "spec.stream.subjectPrefix"
+                ) from None
             raise ProvisioningError(str(exc)) from None
         except (TimeoutError, nats.errors.Error) as exc:
             raise NatsUnavailableError(f"NATS at {url}: {type(exc).__name__}: {exc}") from None

@@ -129,6 +129,8 @@ def manifest(name: str, nats_url: str, **spec: Any) -> dict[str, Any]:
             "env": [{"name": "SURGE_WORK_MS", "value": "20"}],
         },
     }
+    # Clusters share one nats-server in tests: each needs its own subjects.
+    body["stream"] = {"subjectPrefix": name.replace("-", "_"), **spec.pop("stream", {})}
     body.update(spec)
     return {
         "apiVersion": f"{GROUP}/{VERSION}",

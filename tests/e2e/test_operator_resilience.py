@@ -1,0 +1,213 @@
+"""The operator under load and faults, against a real API server and nats-server:
+a surge in the stream makes the worker Deployment follow within seconds; a killed
+operator's successor converges; two replicas elect one leader and fail over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from surge_cluster.testing import KubeCluster
+from surge_workers.natsserver import NatsServer
+from tests.e2e.operator_support import (
+    Clusters,
+    OperatorProcess,
+    eventually,
+    install_crd,
+    manifest,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def clusters(kube_cluster: KubeCluster, kube_namespace: str) -> Clusters:
+    install_crd(kube_cluster)
+    return Clusters(kube_cluster, kube_namespace)
+
+
+@pytest.fixture
+def operators(
+    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path
+) -> Iterator[list[OperatorProcess]]:
+    started: list[OperatorProcess] = []
+    yield started
+    for op in started:
+        op.stop()
+
+
+async def _publish(url: str, prefix: str, count: int, priority: str = "normal") -> None:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    run = uuid.uuid4().hex[:8]
+    try:
+        for start in range(0, count, 200):
+            acks = []
+            for i in range(start, min(start + 200, count)):
+                body = {
+                    "id": f"{run}-{i}",
+                    "conversation_id": f"c{i % 101}",
+                    "tenant": "t1",
+                    "priority": priority,
+                    "text": "my order never arrived",
+                    "language": "en",
+                }
+                acks.append(
+                    js.publish(
+                        f"{prefix}.{priority}.{i % 16}",
+                        json.dumps(body).encode(),
+                        headers={
+                            "Nats-Msg-Id": f"{run}-{i}",
+                            "Surge-Conversation": body["conversation_id"],
+                            "Surge-Tenant": "t1",
+                            "Surge-Enqueued-At": f"{time.time():.6f}",
+                        },
+                    )
+                )
+            await asyncio.gather(*acks)
+    finally:
+        await nc.close()
+
+
+def test_worker_replicas_follow_a_surge_within_seconds(
+    operators: list[OperatorProcess],
+    clusters: Clusters,
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    nats_server: NatsServer,
+    tmp_path: Path,
+) -> None:
+    op = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    operators.append(op)
+    clusters.create(
+        manifest(
+            "surgey",
+            nats_server.url,
+            autoscaling={
+                "minReplicas": 1,
+                "maxReplicas": 4,
+                "scaleDownStabilizationSeconds": 10,
+                "serviceRateHint": 50,
+            },
+            workers={
+                "handler": "surge_workers.handlers:simulated",
+                "concurrency": 2,
+                "env": [{"name": "SURGE_WORK_MS", "value": "40"}],
+            },
+            # This test is about replicas following the queue; degradation (which holds
+            # back normal traffic at level 3) is exercised by the policy's own tests.
+            degradation={"enabled": False},
+        )
+    )
+    eventually("Ready", lambda: clusters.is_true("surgey", "Ready"), timeout=90)
+    assert clusters.deployment("surgey-worker").spec.replicas == 1
+
+    surge_at = time.monotonic()
+    asyncio.run(_publish(nats_server.url, "surgey", 3000))
+    eventually(
+        "the worker Deployment to scale up",
+        lambda: clusters.deployment("surgey-worker").spec.replicas > 1,
+        timeout=20,
+    )
+    reaction = time.monotonic() - surge_at
+    assert reaction < 15, f"scaled up only after {reaction:.1f} s"
+    mc = clusters.get("surgey")
+    assert mc is not None
+    eventually(
+        "a scale entry in status.history",
+        lambda: any(
+            h["kind"] == "scale"
+            for h in (clusters.get("surgey") or {}).get("status", {}).get("history", [])
+        ),
+        timeout=15,
+    )
+    events = kube_cluster.kubectl(
+        "get", "events", "-n", kube_namespace, "--field-selector",
+        "involvedObject.kind=MessagingCluster,involvedObject.name=surgey", "-o", "json",
+    ).stdout  # fmt: skip
+    assert "ScaledUp" in events
+    if kube_cluster.local:
+        # real worker processes drain the real queue, then the pool shrinks again
+        eventually(
+            "the backlog to drain",
+            lambda: (clusters.get("surgey") or {}).get("status", {}).get("backlog") == 0,
+            timeout=120,
+        )
+        eventually(
+            "scale back down to 1",
+            lambda: clusters.deployment("surgey-worker").spec.replicas == 1,
+            timeout=90,
+        )
+
+
+def test_a_killed_operator_is_replaced_and_the_successor_converges(
+    operators: list[OperatorProcess],
+    clusters: Clusters,
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    nats_server: NatsServer,
+    tmp_path: Path,
+) -> None:
+    first = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    operators.append(first)
+    eventually("leadership", lambda: first.events("leader_elected"), timeout=30)
+    for i in range(3):
+        clusters.create(manifest(f"crash-{i}", nats_server.url))
+    # kill -9 as soon as the first reconcile is under way: objects half applied, status
+    # half written, a kopf progress annotation possibly left behind
+    eventually(
+        "a reconcile in progress",
+        lambda: "owned_objects_applied" in first.log() or clusters.deployment("crash-0-worker"),
+        timeout=30,
+        every=0.05,
+    )
+    first.kill()
+
+    second = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    operators.append(second)
+    eventually(
+        "the successor to take the lease", lambda: second.events("leader_elected"), timeout=30
+    )
+    for i in range(3):
+        eventually(
+            f"crash-{i} Ready", lambda i=i: clusters.is_true(f"crash-{i}", "Ready"), timeout=90
+        )
+        assert clusters.deployment(f"crash-{i}-worker") is not None
+        mc = clusters.get(f"crash-{i}")
+        assert mc is not None
+        assert mc["status"]["observedGeneration"] == 1
+        assert not [
+            k for k in mc["metadata"].get("annotations", {}) if "kopf" in k and "managed" not in k
+        ]
+
+
+def test_two_replicas_elect_one_leader_and_fail_over(
+    operators: list[OperatorProcess],
+    clusters: Clusters,
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    nats_server: NatsServer,
+    tmp_path: Path,
+) -> None:
+    a = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    operators.append(a)
+    eventually("a leader", lambda: a.events("leader_elected"), timeout=30)
+    b = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    operators.append(b)
+    eventually("b in standby", lambda: b.events("standby"), timeout=30)
+    clusters.create(manifest("ha-1", nats_server.url))
+    eventually("ha-1 Ready", lambda: clusters.is_true("ha-1", "Ready"), timeout=90)
+    assert not b.events("operator_started")  # the standby never ran handlers
+
+    assert a.stop() == 0  # a clean stop releases the lease at once
+    eventually("b takes over", lambda: b.events("leader_elected"), timeout=15)
+    clusters.create(manifest("ha-2", nats_server.url))
+    eventually("ha-2 Ready", lambda: clusters.is_true("ha-2", "Ready"), timeout=90)

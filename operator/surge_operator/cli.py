@@ -65,9 +65,13 @@ def simulate(
     max_replicas: Annotated[
         int | None, typer.Option("--max-replicas", help="Override the pool cap.")
     ] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option("--spec", help="Simulate this MessagingCluster's autoscaling settings."),
+    ] = None,
 ) -> None:
     """Replay traffic through Surge, KEDA+HPA and an oracle; compare latency and cost."""
-    from surge_operator.simulate.command import UnknownProfileError
+    from surge_operator.simulate.command import SpecError, UnknownProfileError
     from surge_operator.simulate.command import simulate as run_simulate
     from surge_operator.simulate.traffic import TraceError
 
@@ -79,8 +83,9 @@ def simulate(
             as_json=as_json,
             plot_path=plot,
             max_replicas=max_replicas,
+            spec_path=spec,
         )
-    except (UnknownProfileError, TraceError, OSError) as err:
+    except (UnknownProfileError, TraceError, SpecError, OSError) as err:
         typer.echo(f"surge simulate: {err}", err=True)
         raise typer.Exit(2) from None
 

@@ -6,9 +6,12 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+from pydantic import ValidationError
 from rich.console import Console
 
-from surge_operator.simulate.compare import Comparison, compare
+from surge_operator.api import MessagingClusterSpec
+from surge_operator.simulate.compare import Comparison, compare, spec_policy
 from surge_operator.simulate.engine import SimConfig
 from surge_operator.simulate.report import (
     bench_rows,
@@ -33,6 +36,21 @@ def _console() -> Console:
 
 class UnknownProfileError(KeyError):
     """A profile name that is neither a bundled shape nor a bundled trace."""
+
+
+class SpecError(ValueError):
+    """A --spec file that is not a MessagingCluster (or its spec)."""
+
+
+def load_spec(path: Path) -> MessagingClusterSpec:
+    """A MessagingCluster manifest, or just its spec, from YAML or JSON."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+        if isinstance(doc, dict) and "spec" in doc:
+            doc = doc["spec"]
+        return MessagingClusterSpec.model_validate(doc)
+    except (yaml.YAMLError, ValidationError) as err:
+        raise SpecError(f"{path}: {err}") from None
 
 
 def gather_arrivals(
@@ -64,10 +82,14 @@ def simulate(
     as_json: bool = False,
     plot_path: Path | None = None,
     max_replicas: int | None = None,
+    spec_path: Path | None = None,
     console: Console | None = None,
 ) -> list[Comparison]:
     sim = SimConfig(seed=seed)
-    comparisons = [compare(a, sim) for a in gather_arrivals(profiles, traces, seed, max_replicas)]
+    exact = spec_policy(load_spec(spec_path), sim) if spec_path is not None else None
+    comparisons = [
+        compare(a, sim, exact=exact) for a in gather_arrivals(profiles, traces, seed, max_replicas)
+    ]
     out = console or _console()
     if as_json:
         docs = [comparison_json(c) for c in comparisons]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from surge_operator.api import MessagingClusterSpec
 from surge_operator.policy.baselines import KedaConfig
 from surge_operator.policy.config import PolicyConfig
 from surge_operator.simulate.engine import (
@@ -45,6 +46,15 @@ def scenario_policy(
             service_rate_hint=sim.service_rate,
         ),
     )
+
+
+def spec_policy(spec: MessagingClusterSpec, sim: SimConfig) -> PolicyConfig:
+    """A user's own spec, as the operator would run it; the world's per-worker rate stands
+    in for `serviceRateHint` only when the spec gives none."""
+    policy = PolicyConfig.from_spec(spec)
+    if policy.scaling.service_rate_hint is None:
+        policy = policy.with_scaling(service_rate_hint=sim.service_rate)
+    return policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +101,16 @@ class Comparison:
         }
 
 
-def compare(arrivals: Arrivals, sim: SimConfig, base: PolicyConfig | None = None) -> Comparison:
-    policy = scenario_policy(arrivals, sim, base)
+def compare(
+    arrivals: Arrivals,
+    sim: SimConfig,
+    base: PolicyConfig | None = None,
+    *,
+    exact: PolicyConfig | None = None,
+) -> Comparison:
+    """Run the three policies. `exact` is used as is (a user's spec); otherwise the
+    scenario's bounds and hints are applied to `base`."""
+    policy = exact if exact is not None else scenario_policy(arrivals, sim, base)
     keda = KedaConfig.fair(policy.scaling, sim.service_rate)
     results = {
         "surge": run(arrivals, SurgeController(policy), sim, policy),

@@ -48,3 +48,18 @@ def test_bench_autoscale_json_lists_every_bundled_profile() -> None:
     rows = json.loads(result.output)["profiles"]
     assert {r["profile"] for r in rows} >= set(PROFILES)
     assert all(r["goals_met"] for r in rows)
+
+
+def test_simulate_runs_a_users_spec_and_rejects_a_bad_one(tmp_path: Path) -> None:
+    spec = tmp_path / "mc.yaml"
+    spec.write_text(
+        "spec:\n"
+        "  regions: [{name: east, role: primary, nats: {url: 'nats://n:4222'}}]\n"
+        "  autoscaling: {minReplicas: 2, maxReplicas: 12}\n"
+    )
+    result = runner.invoke(app, ["simulate", "-p", "outage-release", "--spec", str(spec), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["surge"]["max_replicas"] <= 12
+    spec.write_text("spec: {autoscaling: {minReplicas: 5, maxReplicas: 1}}\n")
+    result = runner.invoke(app, ["simulate", "-p", "outage-release", "--spec", str(spec)])
+    assert result.exit_code == 2

@@ -101,6 +101,26 @@ def bench_autoscale(
     bench(seed=seed, as_json=as_json)
 
 
+@bench_app.command("operator")
+def bench_operator(
+    clusters: Annotated[
+        int, typer.Option("--clusters", min=1, help="MessagingClusters to create.")
+    ] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option("--kubeconfig", help="Use this cluster, not a fresh local control plane."),
+    ] = None,
+) -> None:
+    """Converge N MessagingClusters on a real API server: time, operator memory, writes."""
+    from surge_operator.bench_operator import render, run_bench
+
+    result = run_bench(clusters, kubeconfig=kubeconfig)
+    typer.echo(render(result, as_json))
+    if not result.passed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def demo(
     duration: Annotated[float, typer.Option("--duration", help="Seconds of traffic.")] = 120.0,

@@ -87,7 +87,8 @@ async def test_snapshots_measure_backlog_and_arrival_rate(nats_server: NatsServe
     pool = NatsPool()
     ops = NatsJetStreamOps(pool)
     config = pipeline_config("SNAP", SPEC)
-    snaps = JetStreamSnapshots(ops)
+    clock = iter([1000.0, 1002.0])
+    snaps = JetStreamSnapshots(ops, clock=lambda: next(clock))
     nc = await nats.connect(nats_server.url)
     try:
         await ops.provision(nats_server.url, NatsAuth(), config)

@@ -43,7 +43,8 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
     ref = cs.ref
     figures = cs.workers
     current = figures.spec_replicas
-    at = deps.wall()
+    # The autoscaler's clock is monotonic (its MetricsSource stamps readings with it).
+    at = deps.monotonic()
     snapshot: Snapshot | None = None
     problem: SurgeError | None = None
     try:
@@ -109,7 +110,7 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
             try:
                 await deps.js.publish_level(
                     cs.nats_url, cs.auth, cs.status.stream or "", new_level,
-                    decision.message if decision else "", at,
+                    decision.message if decision else "", deps.wall(),
                 )  # fmt: skip
                 cs.published_level = new_level
             except SurgeError as exc:

@@ -386,5 +386,6 @@ async def finalize(
             f"deleted {', '.join(deleted) or 'nothing (already gone)'} (deletionPolicy: delete)"
         )
     deps.registry.forget(ref.uid)
+    deps.snapshots.forget(ref)
     deps.metrics.forget(ref.namespace, ref.name)
     return result

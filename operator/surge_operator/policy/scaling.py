@@ -129,15 +129,18 @@ def decide(
 
     degradation = next_degradation(
         state.degradation,
+        # Degradation looks at sustained demand (arrivals), not at backlogs: a backlog
+        # drains with time, and a class paused at a higher level always has one, which
+        # must not keep the level up forever. Latency counts for critical, the class
+        # degradation exists to protect.
         DegradationInputs(
-            demand_replicas=max(
-                demand_replicas(upcoming, service_rate, scaling, only=served),
-                drain_replicas(snapshot, upcoming, service_rate, scaling, only=served),
-            ),
+            demand_replicas=demand_replicas(upcoming, service_rate, scaling, only=served),
             restored_demand_replicas=restored,
             max_replicas=scaling.max_replicas,
             ready_replicas=snapshot.ready_replicas,
-            latency_breached=bool(breached_priorities(snapshot, scaling, served)),
+            latency_breached=bool(
+                breached_priorities(snapshot, scaling, frozenset({Priority.CRITICAL}))
+            ),
         ),
         config.degradation,
         snapshot.at,
@@ -347,7 +350,8 @@ def _restored_demand(
     upcoming: Mapping[Priority, float],
     level: DegradationLevel,
 ) -> float:
-    """Demand of the next lower level, with the offered (not just accepted) traffic."""
+    """Arrival demand of the next lower level, with the offered (not just accepted)
+    traffic: what leaving the current level would bring back."""
     if level == DegradationLevel.NORMAL:
         return 0.0
     lower = served_priorities(DegradationLevel(level - 1), config.degradation.sheddable)
@@ -356,9 +360,7 @@ def _restored_demand(
         metrics = snapshot.priorities.get(priority)
         offered = metrics.offered_rate if metrics and metrics.offered_rate is not None else 0.0
         rates[priority] = max(upcoming.get(priority, 0.0), offered)
-    demand = demand_replicas(rates, service_rate, config.scaling, only=lower)
-    drain = drain_replicas(snapshot, rates, service_rate, config.scaling, only=lower)
-    return max(demand, drain)
+    return demand_replicas(rates, service_rate, config.scaling, only=lower)
 
 
 def _scaled_rates(snapshot: Snapshot, total: float) -> dict[Priority, float]:

@@ -229,3 +229,19 @@ def test_stale_or_missing_data_always_holds(
     decision, _ = decide(missing, CONFIG, ScalingState())
     assert decision.replicas == replicas
     assert decision.holding
+
+
+def test_a_paused_class_backlog_does_not_keep_degradation_up_forever() -> None:
+    # At CRITICAL_ONLY normal is not served, so its backlog only grows old; once the
+    # arrivals fit again the level must come down so that backlog can drain.
+    state = ScalingState(
+        degradation=replace(ScalingState().degradation, level=DegradationLevel.CRITICAL_ONLY)
+    )
+    levels = []
+    for t in range(100):
+        snap = snapshot(float(t), rate=60.0, backlog=30_000, replicas=8, age=200.0)
+        served_fine = replace(snap.priorities[Priority.CRITICAL], backlog=0, oldest_unacked_age=0.1)
+        snap = replace(snap, priorities={**snap.priorities, Priority.CRITICAL: served_fine})
+        decision, state = decide(snap, CONFIG, state)
+        levels.append(decision.degradation_level)
+    assert levels[-1] < DegradationLevel.CRITICAL_ONLY

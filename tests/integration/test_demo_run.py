@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ def _demo_workers_alive() -> list[int]:
     return pids
 
 
-def test_short_demo_processes_everything_it_sent(tmp_path: Path) -> None:
+def run_demo(tmp_path: Path, *extra: str) -> dict[str, object]:
     summary_path = tmp_path / "summary.json"
     completed = subprocess.run(
         [
@@ -40,13 +41,19 @@ def test_short_demo_processes_everything_it_sent(tmp_path: Path) -> None:
             "--no-live",
             "--summary-json",
             str(summary_path),
+            *extra,
         ],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
-    summary = json.loads(summary_path.read_text())
+    summary: dict[str, object] = json.loads(summary_path.read_text())
+    return summary
+
+
+def test_short_demo_processes_everything_it_sent(tmp_path: Path) -> None:
+    summary: dict[str, Any] = run_demo(tmp_path)
     assert summary["sent"] > 1000
     assert summary["processed"] == summary["sent"]
     assert summary["lost"] == 0
@@ -56,4 +63,16 @@ def test_short_demo_processes_everything_it_sent(tmp_path: Path) -> None:
     assert set(summary["p95_wait_s"]) == {"critical", "normal", "bulk"}
     assert summary["p95_wait_s"]["critical"] < 2.0
     # The demo's workers ran in their own sessions; none may outlive it.
+    assert _demo_workers_alive() == []
+
+
+def test_too_small_a_pool_degrades_protects_critical_and_still_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    summary: dict[str, Any] = run_demo(tmp_path, "--max-replicas", "3")
+    assert summary["max_degradation_level"] >= 1
+    assert summary["max_replicas"] == 3
+    assert summary["p95_wait_s"]["critical"] < 2.0
+    assert summary["lost"] == 0
+    assert summary["processed"] + summary["unfinished"] == summary["sent"]
     assert _demo_workers_alive() == []

@@ -91,6 +91,8 @@ class DemoSummary:
     max_backlog: int
     max_replicas: int
     duration_s: float
+    #: Still queued when the demo stopped waiting (drain timeout): not lost, not done.
+    unfinished: int = 0
     sent_by_priority: dict[str, int] = field(default_factory=dict)
     max_degradation_level: int = 0
 
@@ -215,13 +217,20 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         # Completions are announced just after the ack; give the last ones a moment.
         await asyncio.sleep(0.5)
         processed = await _processed(js)
+        final = await autoscaler.source.snapshot(
+            at=time.monotonic(), current_replicas=0, ready_replicas=0
+        )
+        unfinished = final.total_backlog()
+        dead = await _dead_letters(js)
         backlogs = [t.snapshot.total_backlog() for t in autoscaler.ticks if t.snapshot.priorities]
         summary = DemoSummary(
             reaction_s=_reaction(autoscaler.ticks, started + shape.surge_at_s),
             sent=load.total_sent,
             processed=processed,
-            lost=max(0, load.total_sent - processed),
-            dead_letters=await _dead_letters(js),
+            # Lost = sent but neither processed, still queued nor dead-lettered.
+            lost=max(0, load.total_sent - processed - unfinished - dead),
+            dead_letters=dead,
+            unfinished=unfinished,
             p95_wait_s={
                 p.value: (None if v is None else round(v, 3))
                 for p, v in tracker.overall_p95().items()
@@ -257,7 +266,7 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     table.add_row(
         "sent / processed / lost", f"{summary.sent} / {summary.processed} / {summary.lost}"
     )
-    table.add_row("dead letters", str(summary.dead_letters))
+    table.add_row("dead letters / still queued", f"{summary.dead_letters} / {summary.unfinished}")
     table.add_row(
         "p95 wait (enqueue -> done)",
         ", ".join(f"{p} {v if v is not None else '-'} s" for p, v in summary.p95_wait_s.items()),

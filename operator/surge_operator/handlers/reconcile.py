@@ -214,6 +214,7 @@ async def reconcile(
             raise
         else:
             deps.metrics.reconciles.labels(outcome="success").inc()
+            log.debug("reconciled", seconds=round(deps.monotonic() - started, 3))
         finally:
             deps.metrics.reconcile_seconds.observe(deps.monotonic() - started)
             cs.last_reconcile = deps.monotonic()

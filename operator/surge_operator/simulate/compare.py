@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, replace
 
 from surge_operator.api import MessagingClusterSpec
@@ -101,6 +102,11 @@ class Comparison:
         }
 
 
+def _hpa_phase(seed: int, keda: KedaConfig) -> float:
+    """The HPA's sync phase relative to the traffic: seeded, so runs are reproducible."""
+    return random.Random(seed * 7919 + 1).uniform(0.0, keda.sync_period_s)
+
+
 def compare(
     arrivals: Arrivals,
     sim: SimConfig,
@@ -114,7 +120,9 @@ def compare(
     keda = KedaConfig.fair(policy.scaling, sim.service_rate)
     results = {
         "surge": run(arrivals, SurgeController(policy), sim, policy),
-        "keda": run(arrivals, KedaController(keda), sim, policy),
+        "keda": run(
+            arrivals, KedaController(keda, sync_phase_s=_hpa_phase(sim.seed, keda)), sim, policy
+        ),
         "oracle": run(arrivals, OracleController(policy, arrivals, sim), sim, policy),
     }
     return Comparison(arrivals.name, arrivals.onset_s(), results)

@@ -32,6 +32,9 @@ from surge_operator.policy.types import (
 from surge_operator.simulate.effects import admission, worker_share
 from surge_operator.simulate.traffic import Arrivals
 
+#: Arrivals this far above ready capacity mean the surge has outgrown the pool.
+_OUTGROWN = 1.1
+
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
@@ -119,11 +122,17 @@ class SurgeController:
 class KedaController:
     name = "keda"
 
-    def __init__(self, config: KedaConfig) -> None:
+    def __init__(self, config: KedaConfig, *, sync_phase_s: float = 0.0) -> None:
+        """`sync_phase_s`: where in its 15 s cycle the HPA controller is when the run
+        starts (it is not synchronised with anyone's traffic)."""
         self.config = config
-        self.state = KedaState()
+        self.state = KedaState(last_sync=-math.inf if sync_phase_s <= 0 else None)
+        self._phase = sync_phase_s
 
     def tick(self, snapshot: Snapshot, second: int) -> tuple[int, DegradationLevel]:
+        if self.state.last_sync is None:
+            # First call: pretend the previous sync happened `phase` seconds ago.
+            self.state = KedaState(last_sync=snapshot.at - self._phase)
         decision, self.state = keda_decide(snapshot, self.config, self.state)
         return decision.replicas, DegradationLevel.NORMAL
 
@@ -231,7 +240,8 @@ def run(
 
     onset = arrivals.onset_s()
     # Reaction is timed from when the surge outgrew the pool serving it (arrivals over the
-    # last 5 s above the ready capacity); scaling up before then counts as 0.
+    # last 5 s more than 10 % above the ready capacity: a real shortfall, not noise around
+    # a pool run lean on purpose); scaling up before then counts as 0.
     outgrown_at: float | None = None
     first_scale_up: float | None = None
     last_target = len(pods)
@@ -292,7 +302,7 @@ def run(
                 replica_seconds += len(pods) * dt
         if measuring and outgrown_at is None and second >= onset:
             recent = [arrivals.total(s) for s in range(max(0, second - 4), second + 1)]
-            if sum(recent) / len(recent) > ready_speed * sim.service_rate:
+            if sum(recent) / len(recent) > _OUTGROWN * ready_speed * sim.service_rate:
                 outgrown_at = float(second)
         if measuring:
             accepted_total += sum(accepted_sec.values())

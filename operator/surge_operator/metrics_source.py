@@ -29,7 +29,7 @@ import nats.js.errors
 import structlog
 from nats.js import JetStreamContext
 
-from surge_operator.api import Priority
+from surge_operator.api import Priority, PrometheusSpec
 from surge_operator.policy.types import PRIORITY_ORDER, PriorityMetrics, Snapshot
 from surge_workers.contract import Priority as WirePriority
 from surge_workers.contract import priority_filter
@@ -69,6 +69,13 @@ class PrometheusQueries:
         self.p95_wait_query = p95_wait_query
         self.error_rate_query = error_rate_query
         self._client = PrometheusConnect(url=url, disable_ssl=True)
+
+    @classmethod
+    def from_spec(cls, spec: PrometheusSpec | None) -> PrometheusQueries | None:
+        """From `spec.autoscaling.prometheus`; None when there is nothing to ask."""
+        if spec is None or not (spec.p95_wait_query or spec.error_rate_query):
+            return None
+        return cls(spec.url, spec.p95_wait_query, spec.error_rate_query)
 
     def read(self) -> PrometheusReading:
         p95: dict[Priority, float] = {}

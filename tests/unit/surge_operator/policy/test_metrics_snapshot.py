@@ -92,3 +92,16 @@ def test_prometheus_values_land_per_priority() -> None:
     assert snap.priorities[Priority.NORMAL].p95_wait == 0.8
     assert snap.priorities[Priority.CRITICAL].p95_wait is None
     assert snap.error_rate == 0.01
+
+
+def test_prometheus_queries_come_from_the_spec_only_when_there_is_a_query() -> None:
+    from surge_operator.api import PrometheusSpec
+    from surge_operator.metrics_source import PrometheusQueries
+
+    assert PrometheusQueries.from_spec(None) is None
+    assert PrometheusQueries.from_spec(PrometheusSpec(url="http://p:9090")) is None
+    queries = PrometheusQueries.from_spec(
+        PrometheusSpec(url="http://p:9090", p95_wait_query="vector(1)")
+    )
+    assert queries is not None
+    assert queries.p95_wait_query == "vector(1)"

@@ -241,7 +241,8 @@ def run(
     onset = arrivals.onset_s()
     # Reaction is timed from when the surge outgrew the pool serving it (arrivals over the
     # last 5 s more than 10 % above the ready capacity: a real shortfall, not noise around
-    # a pool run lean on purpose); scaling up before then counts as 0.
+    # a pool run lean on purpose); scaling up before then (from 15 s before the onset,
+    # i.e. anticipating it) counts as 0.
     outgrown_at: float | None = None
     first_scale_up: float | None = None
     last_target = len(pods)
@@ -350,7 +351,7 @@ def run(
             pods.sort(key=lambda pod: pod.ready_at)
             del pods[target:]
         if measuring:
-            if first_scale_up is None and target > last_target and tick_at >= onset - 5:
+            if first_scale_up is None and target > last_target and tick_at >= onset - 15:
                 first_scale_up = tick_at
             total_backlog = round(sum(backlog.values()))
             max_backlog = max(max_backlog, total_backlog)

@@ -244,7 +244,7 @@ async def test_worker_obeys_the_degradation_level(nats_url: str) -> None:
     settings = worker_settings(config)
     async with running_worker(nats_url, settings, record) as worker:
         watcher = DegradationWatcher(js, config.stream, worker.on_degradation)
-        watch = asyncio.create_task(watcher.run())
+        watcher.start()
         await wait_until(lambda: _true(worker.level is DegradationLevel.CRITICAL_ONLY), within=5)
         # Pull requests already waiting when the level rose end within pull_expires.
         await asyncio.sleep(settings.pull_expires + 0.2)
@@ -255,7 +255,7 @@ async def test_worker_obeys_the_degradation_level(nats_url: str) -> None:
         held_back = list(done)
         await publish_degradation(js, config.stream, DegradationLevel.NORMAL, "recovered")
         await wait_until(lambda: _true(len(done) == 3), within=5)
-        watch.cancel()
+        await watcher.stop()
     await nc.close()
 
     assert held_back == [Priority.CRITICAL]

@@ -18,8 +18,9 @@ serving critical before normal before bulk. A lane runs one handler at a time, s
 messages of one conversation are handled in arrival order within a worker.
 
 Acknowledgement. A handler gets 0.9 x ack_wait, then it is cancelled and retried (it
-would be redelivered elsewhere anyway). ack only after the handler returned (fire-and-forget publish: a lost ack
-means a redelivery, which the idempotent handler absorbs); RetryableError or any other
+would be redelivered elsewhere anyway). ack only after the handler returned
+(fire-and-forget publish: a lost ack means a redelivery, which the idempotent handler
+absorbs); RetryableError or any other
 exception -> nak with the priority's backoff; PoisonError, or a failure on the last
 allowed delivery -> copy to the dead-letter subject (with the reason, deduplicated by
 stream sequence) and then term. Messages that exhaust MaxDeliver without any answer
@@ -68,6 +69,7 @@ from surge_workers.metrics import WorkerMetrics
 from surge_workers.pipeline import PriorityPolicy
 from surge_workers.provision import META_BACKOFF, parse_backoff
 from surge_workers.settings import WorkerSettings
+from surge_workers.tasks import cancel_and_wait
 
 _STATUS = "Status"
 _DESCRIPTION = "Description"
@@ -212,8 +214,9 @@ class Worker:
         _, pending = await asyncio.wait(
             self._lane_tasks, timeout=max(0.1, deadline - time.monotonic())
         )
-        for task in pending:  # handlers still running at the deadline: redelivered later
-            task.cancel()
+        # Handlers still running at the deadline are cancelled; their messages come back
+        # after ack_wait.
+        await cancel_and_wait(pending, grace=1.0)
         await self.stop_background()
         for sub in self._subs.values():
             with contextlib.suppress(nats.errors.Error):
@@ -223,11 +226,7 @@ class Worker:
         self.log.info("worker_drained", in_flight_cancelled=len(pending))
 
     async def stop_background(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
 
     async def _nak_buffered(self) -> int:

@@ -23,6 +23,7 @@ from surge_workers.contract import (
     degradation_bucket,
     encode_degradation,
 )
+from surge_workers.tasks import cancel_and_wait
 
 _DELETED = ("DEL", "PURGE")
 
@@ -42,7 +43,17 @@ class DegradationWatcher:
         self._on_change = on_change
         self._log = log
         self._retry_delay = retry_delay
+        self._task: asyncio.Task[None] | None = None
         self.state = DegradationState()
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self.run(), name=f"watch-{self._bucket}")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait([self._task])
+            self._task = None
 
     @property
     def level(self) -> DegradationLevel:

@@ -385,7 +385,7 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
     watcher = DegradationWatcher(
         nc.jetstream(), settings.pipeline.stream, gateway.on_degradation, log=log
     )
-    watch_task = asyncio.create_task(watcher.run())
+    watcher.start()
     runner = web.AppRunner(build_app(gateway), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
@@ -397,8 +397,6 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
     finally:
         log.info("gateway_stopping")
         await runner.cleanup()  # stops accepting, lets in-flight requests finish
-        watch_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watch_task
+        await watcher.stop()
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await nc.drain()

@@ -96,7 +96,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event | None = None
     watcher = DegradationWatcher(
         nc.jetstream(), settings.pipeline.stream, worker.on_degradation, log=log
     )
-    watch_task = asyncio.create_task(watcher.run())
+    watcher.start()
     try:
         if settings.provision:
             result = await provision_pipeline(nc.jetstream(), pipeline_config(settings.pipeline))
@@ -105,9 +105,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event | None = None
             await stop.wait()
             await worker.drain()
     finally:
-        watch_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watch_task
+        await watcher.stop()
         await worker.stop_background()
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await nc.drain()

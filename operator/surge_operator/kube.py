@@ -100,6 +100,8 @@ class KubeApi(Protocol):
         self, cluster: ClusterObject, *, type_: str, reason: str, message: str
     ) -> None: ...
 
+    async def clear_annotation(self, cluster: ClusterObject, key: str) -> None: ...
+
 
 class HttpKubeApi:
     """KubeApi over aiohttp. Create with `await HttpKubeApi.connect()`; `close()` at exit."""
@@ -218,6 +220,14 @@ class HttpKubeApi:
             "count": 1,
         }
         await self._request("POST", object_path("v1", "Event", cluster.namespace), body=event)
+
+    async def clear_annotation(self, cluster: ClusterObject, key: str) -> None:
+        """Remove a user's request annotation once acted on (a merge patch: the user, not
+        our field manager, owns it, so server-side apply could not remove it)."""
+        await self.merge_patch(
+            API_VERSION, KIND, cluster.namespace, cluster.name,
+            {"metadata": {"annotations": {key: None}}},
+        )  # fmt: skip
 
     # -- used by the Kubernetes ScaleTarget and leader election -------------------------
 

@@ -21,6 +21,7 @@ from surge_operator.api import GROUP, KIND, PLURAL, VERSION
 from surge_operator.errors import SurgeError, is_permanent
 from surge_operator.handlers.autoscale import tick
 from surge_operator.handlers.deps import Deps
+from surge_operator.handlers.failover import failover_tick, multi_region
 from surge_operator.handlers.reconcile import emit, figures_from_deployment, finalize, reconcile
 from surge_operator.handlers.state import WorkerFigures
 from surge_operator.jetstream import NatsJetStreamOps, NatsPool
@@ -185,6 +186,12 @@ async def autoscaler(
                     await tick(deps, cs, tick_no)
                 except Exception as exc:  # a tick must never kill the loop
                     log.exception("tick_failed", error=str(exc))
+                if multi_region(cs.spec) and deps.monotonic() >= cs.next_probe:
+                    cs.next_probe = deps.monotonic() + cs.spec.failover.probe_interval_seconds
+                    try:
+                        await failover_tick(deps, cs, body.meta.get("annotations"))
+                    except Exception as exc:  # probes must never kill the loop either
+                        log.exception("failover_tick_failed", error=str(exc))
                 if deps.monotonic() - cs.last_reconcile >= deps.config.apply.resync_seconds:
                     await _resync(deps, ref, body)
         await stopped.wait(period)

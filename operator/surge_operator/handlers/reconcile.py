@@ -22,6 +22,7 @@ from surge_operator.api import (
     MessagingClusterSpec,
     MessagingClusterStatus,
     Phase,
+    Region,
     parse_spec,
 )
 from surge_operator.errors import (
@@ -169,12 +170,16 @@ async def apply_owned(deps: Deps, ctx: BuildContext, cs: ClusterState) -> int:
     return changed
 
 
-async def resolve_auth(deps: Deps, ctx: BuildContext) -> NatsAuth:
-    ref = ctx.region.nats.credentials_secret
+async def region_auth(deps: Deps, namespace: str, region: Region) -> NatsAuth:
+    ref = region.nats.credentials_secret
     if ref is None:
         return NatsAuth()
-    data = await deps.kube.read_secret(ctx.namespace, ref.name)
+    data = await deps.kube.read_secret(namespace, ref.name)
     return auth_from_secret(ref, data)
+
+
+async def resolve_auth(deps: Deps, ctx: BuildContext) -> NatsAuth:
+    return await region_auth(deps, ctx.namespace, ctx.region)
 
 
 async def emit(deps: Deps, ref: ClusterObject, type_: str, reason: str, message: str) -> None:
@@ -305,7 +310,12 @@ async def _reconcile_locked(
         )
         updates.append(workers_update(cs.workers.replicas, cs.workers.ready, desired))
     active = cs.status.active_region or spec.primary_region().name
-    updates.append(failed_over_update(active, spec.primary_region().name))
+    if not (spec.failover.enabled and len(spec.regions) > 1) or _unknown(
+        cs, ConditionType.FAILED_OVER
+    ):
+        # With several regions the failover loop owns this condition (its reasons come
+        # from the probes); here it is only initialised.
+        updates.append(failed_over_update(active, spec.primary_region().name))
     if not spec.autoscaling.enabled:
         updates.append(scaling_update(0, 0, False, ""))
     elif _unknown(cs, ConditionType.SCALING):

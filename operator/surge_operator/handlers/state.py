@@ -53,6 +53,9 @@ class ClusterState:
     stream_ready: bool = False
     #: autoscaler memory (policy.types.ScalingState), opaque here
     scaling: Any = None
+    #: regions.FailoverController for multi-region clusters, opaque here
+    failover: Any = None
+    next_probe: float = 0.0
     published_level: int | None = None
     gateway_warned: bool = False
     #: NATS connection of the active region, once the stream was provisioned

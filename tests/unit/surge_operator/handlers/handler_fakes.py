@@ -26,6 +26,7 @@ class FakeKube:
         self.deleted: list[ObjectRef] = []
         self.secrets: dict[str, dict[str, bytes]] = {}
         self.fail_apply: SurgeError | None = None
+        self.cleared: list[str] = []
         self._rv = 0
 
     async def apply(self, obj: Mapping[str, Any], *, field_manager: str) -> dict[str, Any]:
@@ -64,6 +65,9 @@ class FakeKube:
         self, cluster: ClusterObject, *, type_: str, reason: str, message: str
     ) -> None:
         self.events.append((type_, reason, message))
+
+    async def clear_annotation(self, cluster: ClusterObject, key: str) -> None:
+        self.cleared.append(key)
 
     def reasons(self) -> list[str]:
         return [reason for _, reason, _ in self.events]

@@ -261,6 +261,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
 def print_summary(summary: DemoSummary, console: Console) -> None:
     from rich.table import Table
 
+    console.print()
     table = Table(title="surge demo summary", show_header=False)
     table.add_row("reaction to the surge", f"{summary.reaction_s} s")
     table.add_row(

@@ -50,6 +50,23 @@ from surge_workers.errors import ConfigError, ImmutableFieldError, ProvisionErro
 from surge_workers.pipeline import PipelineConfig
 
 
+def redact_url(url: str) -> str:
+    """`nats://user:secret@host:4222,...` -> `nats://***@host:4222,...`: URLs reach
+    conditions, Events and logs, credentials must not."""
+    out = []
+    for part in url.split(","):
+        scheme, sep, rest = part.strip().partition("://")
+        if sep and "@" in rest:
+            rest = "***@" + rest.rsplit("@", 1)[1]
+        out.append(f"{scheme}{sep}{rest}")
+    return ",".join(out)
+
+
+def _unavailable(url: str, exc: BaseException, verb: str = "") -> NatsUnavailableError:
+    where = f"{verb} NATS at {redact_url(url)}".strip()
+    return NatsUnavailableError(f"{where}: {type(exc).__name__} {exc}".strip())
+
+
 @dataclass(frozen=True)
 class NatsAuth:
     """Credentials for one connection. `repr` hides every secret."""
@@ -144,9 +161,7 @@ class NatsPool:
             except (OSError, TimeoutError, nats.errors.Error) as exc:
                 with contextlib.suppress(Exception):
                     await client.close()
-                raise NatsUnavailableError(
-                    f"cannot connect to NATS at {url}: {type(exc).__name__} {exc}".strip()
-                ) from None
+                raise _unavailable(url, exc, "cannot connect to") from None
             self._clients[key] = client
             return client
 
@@ -167,7 +182,7 @@ class NatsJetStreamOps:
     async def jetstream(self, url: str, auth: NatsAuth) -> JetStreamContext:
         client = await self._pool.client(url, auth)
         if not client.is_connected:
-            raise NatsUnavailableError(f"NATS at {url} is reconnecting")
+            raise NatsUnavailableError(f"NATS at {redact_url(url)} is reconnecting")
         return client.jetstream(timeout=self._timeout)
 
     async def provision(self, url: str, auth: NatsAuth, config: PipelineConfig) -> str:
@@ -187,7 +202,7 @@ class NatsJetStreamOps:
                 ) from None
             raise ProvisioningError(str(exc)) from None
         except (TimeoutError, nats.errors.Error) as exc:
-            raise NatsUnavailableError(f"NATS at {url}: {type(exc).__name__}: {exc}") from None
+            raise _unavailable(url, exc) from None
         return result.summary() if result.changed else ""
 
     async def delete(self, url: str, auth: NatsAuth, config: PipelineConfig) -> tuple[str, ...]:
@@ -195,7 +210,7 @@ class NatsJetStreamOps:
         try:
             return await provision.delete_pipeline(js, config)
         except (TimeoutError, nats.errors.Error) as exc:
-            raise NatsUnavailableError(f"NATS at {url}: {type(exc).__name__}: {exc}") from None
+            raise _unavailable(url, exc) from None
 
     async def publish_level(
         self, url: str, auth: NatsAuth, stream: str, level: int, reason: str, at: float

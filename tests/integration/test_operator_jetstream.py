@@ -109,3 +109,15 @@ async def test_snapshots_measure_backlog_and_arrival_rate(nats_server: NatsServe
     finally:
         await nc.close()
         await pool.close()
+
+
+async def test_credentials_in_a_url_never_reach_the_error_message() -> None:
+    pool = NatsPool(connect_timeout=0.5)
+    ops = NatsJetStreamOps(pool)
+    with pytest.raises(NatsUnavailableError) as err:
+        await ops.provision(
+            "nats://alice:s3cret@127.0.0.1:1", NatsAuth(), pipeline_config("NOPE", SPEC)
+        )
+    assert "s3cret" not in err.value.message
+    assert "***@127.0.0.1:1" in err.value.message
+    await pool.close()

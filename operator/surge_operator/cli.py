@@ -121,6 +121,83 @@ def bench_operator(
         raise typer.Exit(1)
 
 
+@bench_app.command("dataplane")
+def bench_dataplane(
+    messages: Annotated[int, typer.Option("--messages", min=100, help="Per round.")] = 20_000,
+    size: Annotated[int, typer.Option("--size", min=16, help="Message bytes.")] = 1024,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Best of N rounds.")] = 2,
+    nats_url: Annotated[
+        str | None, typer.Option("--nats-url", help="Use this server, not a fresh one.")
+    ] = None,
+    no_gateway: Annotated[bool, typer.Option("--no-gateway", help="Skip the gateway.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Worker and gateway throughput as ratios to bare nats-py loops on the same server."""
+    from surge_workers.commands import bench_dataplane as run
+
+    code = run(
+        messages=messages,
+        size=size,
+        rounds=rounds,
+        nats_url=nats_url,
+        as_json=as_json,
+        gateway=not no_gateway,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def load(
+    nats_url: Annotated[str, typer.Option("--nats-url", envvar="SURGE_NATS_URL")] = (
+        "nats://127.0.0.1:4222"
+    ),
+    stream: Annotated[str, typer.Option("--stream", envvar="SURGE_STREAM")] = "surge",
+    prefix: Annotated[str, typer.Option("--prefix", envvar="SURGE_SUBJECT_PREFIX")] = "surge",
+    partitions: Annotated[int, typer.Option("--partitions", envvar="SURGE_PARTITIONS")] = 16,
+    profile: Annotated[str, typer.Option("--profile", help="steady | surge | diurnal")] = "steady",
+    rate: Annotated[float, typer.Option("--rate", help="Base arrivals per second.")] = 100.0,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds.")] = 30.0,
+    surge_factor: Annotated[float, typer.Option("--surge-factor", help="Peak / base.")] = 5.0,
+    mix: Annotated[
+        str | None, typer.Option("--mix", help="e.g. critical=1,normal=6,bulk=3")
+    ] = None,
+    size: Annotated[int, typer.Option("--size", help="Approximate message bytes.")] = 256,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+    trace: Annotated[
+        Path | None, typer.Option("--trace", help="Replay a CSV: t,priority,conversation_id,...")
+    ] = None,
+    gateway_url: Annotated[
+        str | None, typer.Option("--gateway-url", help="Send through a gateway, not NATS.")
+    ] = None,
+    tokens_file: Annotated[
+        Path | None, typer.Option("--tokens-file", help="Gateway tokens (JSON tenant->tokens).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Open-loop load (steady / surge / diurnal / trace) with end-to-end latency per priority."""
+    from surge_workers.commands import load as run
+
+    raise typer.Exit(
+        run(
+            nats_url=nats_url,
+            stream=stream,
+            prefix=prefix,
+            partitions=partitions,
+            profile=profile,
+            rate=rate,
+            duration=duration,
+            surge_factor=surge_factor,
+            mix=mix,
+            size=size,
+            seed=seed,
+            trace=trace,
+            gateway_url=gateway_url,
+            tokens_file=tokens_file,
+            as_json=as_json,
+        )
+    )
+
+
 @app.command()
 def demo(
     duration: Annotated[float, typer.Option("--duration", help="Seconds of traffic.")] = 120.0,

@@ -1,0 +1,164 @@
+"""The wire contract: subjects, partitions, names, degradation semantics."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from surge_workers import contract
+from surge_workers.contract import (
+    PRIORITIES,
+    Admission,
+    DegradationLevel,
+    DegradationState,
+    Feature,
+    Priority,
+    admission,
+    decode_degradation,
+    encode_degradation,
+    features,
+    key_token,
+    parse_subject,
+    partition_for,
+    retry_after_seconds,
+    subject_for,
+    worker_share,
+)
+
+ids = st.text(min_size=1, max_size=40)
+
+
+def test_priorities_are_declared_in_pull_order() -> None:
+    assert [p.value for p in PRIORITIES] == ["critical", "normal", "bulk"]
+    assert [p.rank for p in PRIORITIES] == [0, 1, 2]
+    assert list(Priority) == list(PRIORITIES)
+
+
+@given(conversation=ids, partitions=st.integers(min_value=1, max_value=4096))
+def test_partition_is_stable_and_in_range(conversation: str, partitions: int) -> None:
+    partition = partition_for(conversation, partitions)
+    assert 0 <= partition < partitions
+    assert partition == zlib.crc32(conversation.encode()) % partitions  # same in any language
+
+
+def test_partition_rejects_zero_partitions() -> None:
+    with pytest.raises(ValueError, match="partitions"):
+        partition_for("c1", 0)
+
+
+@given(
+    priority=st.sampled_from(PRIORITIES),
+    partition=st.integers(min_value=0, max_value=4095),
+    prefix=st.sampled_from(["surge", "acme.support", "a-b_c"]),
+)
+def test_subjects_parse_back(priority: Priority, partition: int, prefix: str) -> None:
+    assert parse_subject(prefix, subject_for(prefix, priority, partition)) == (priority, partition)
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["other.normal.1", "surge.normal", "surge.normal.x", "surge.urgent.1", "surge.dlq.normal"],
+)
+def test_foreign_subjects_are_rejected(subject: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - several messages, all ValueError
+        parse_subject("surge", subject)
+
+
+def test_names_used_by_operator_and_workers() -> None:
+    assert contract.stream_subjects("s") == ["s.critical.>", "s.normal.>", "s.bulk.>"]
+    assert contract.consumer_name(Priority.BULK) == "surge-bulk"
+    assert contract.dead_letter_stream("ORDERS") == "ORDERS-dlq"
+    assert contract.dead_letter_subject("s", Priority.NORMAL) == "s.dlq.normal"
+    assert contract.kv_buckets("ORDERS") == (
+        "ORDERS-degradation",
+        "ORDERS-routing",
+        "ORDERS-transcripts",
+    )
+    assert contract.transcript_key("c1", "m1") == "t.c1.m1"
+    assert contract.transcript_filter("c1") == "t.c1.*"
+    assert contract.sticky_key("c1") == "c.c1"
+
+
+def test_dead_letter_subjects_never_overlap_the_stream_subjects() -> None:
+    for priority in PRIORITIES:
+        subject = contract.dead_letter_subject("s", priority)
+        with pytest.raises(ValueError):  # noqa: PT011
+            parse_subject("s", subject)
+
+
+@given(value=ids)
+def test_key_tokens_are_valid_kv_tokens(value: str) -> None:
+    token = key_token(value)
+    assert contract.is_valid_id(token)
+    assert token == key_token(value)
+
+
+def test_key_token_keeps_ids_from_the_id_alphabet() -> None:
+    assert key_token("conv-42_a") == "conv-42_a"
+    assert key_token("a.b") != "a.b"
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        (DegradationLevel.NORMAL, ("admit", "admit", "admit")),
+        (DegradationLevel.THROTTLE_BULK, ("admit", "admit", "throttle")),
+        (DegradationLevel.SHED_BULK, ("admit", "admit", "shed")),
+        (DegradationLevel.CRITICAL_ONLY, ("admit", "shed", "shed")),
+    ],
+)
+def test_admission_per_level(level: DegradationLevel, expected: tuple[str, ...]) -> None:
+    assert tuple(admission(level, p).value for p in PRIORITIES) == expected
+
+
+@pytest.mark.parametrize("level", list(DegradationLevel))
+def test_critical_is_never_refused_or_starved(level: DegradationLevel) -> None:
+    assert admission(level, Priority.CRITICAL) is Admission.ADMIT
+    assert worker_share(level, Priority.CRITICAL) == 1.0
+    assert retry_after_seconds(level, Priority.CRITICAL) == 0
+
+
+@pytest.mark.parametrize("level", list(DegradationLevel))
+@pytest.mark.parametrize("priority", PRIORITIES)
+def test_shed_means_not_pulled_and_a_retry_after(
+    level: DegradationLevel, priority: Priority
+) -> None:
+    shed = admission(level, priority) is Admission.SHED
+    assert (worker_share(level, priority) == 0.0) == shed
+    if admission(level, priority) is not Admission.ADMIT:
+        assert retry_after_seconds(level, priority) >= 1
+
+
+def test_levels_only_get_stricter() -> None:
+    order = {Admission.ADMIT: 0, Admission.THROTTLE: 1, Admission.SHED: 2}
+    for priority in PRIORITIES:
+        steps = [order[admission(level, priority)] for level in DegradationLevel]
+        assert steps == sorted(steps)
+
+
+def test_non_essential_features_go_from_level_two() -> None:
+    assert Feature.TOPIC_ROUTING in features(DegradationLevel.THROTTLE_BULK)
+    assert features(DegradationLevel.SHED_BULK) == frozenset()
+
+
+@given(level=st.sampled_from(list(DegradationLevel)), reason=st.text(max_size=50))
+def test_degradation_state_round_trips(level: DegradationLevel, reason: str) -> None:
+    state = DegradationState(level=level, reason=reason, at=1700000000.5)
+    assert decode_degradation(encode_degradation(state)) == state
+
+
+@pytest.mark.parametrize(
+    ("raw", "level"),
+    [(None, 0), (b"", 0), (b"2", 2), (b"garbage", 0), (b'{"level": 9}', 0), (b"[1]", 0)],
+)
+def test_degradation_decoding_is_lenient(raw: bytes | None, level: int) -> None:
+    assert int(decode_degradation(raw).level) == level
+
+
+def test_enqueued_at_round_trips() -> None:
+    assert contract.parse_enqueued_at(contract.format_enqueued_at(1.5)) == 1.5
+    assert contract.parse_enqueued_at("nope") is None
+    assert contract.parse_enqueued_at(None) is None

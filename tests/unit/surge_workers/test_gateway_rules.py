@@ -1,0 +1,158 @@
+"""Gateway refusal steps without a network: auth, tenant, size, admission, rate, models;
+and the committed OpenAPI document matches the generator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from surge_workers.api_models import BatchIn, MessageIn
+from surge_workers.contract import DegradationLevel, DegradationState, Priority
+from surge_workers.errors import ConfigError
+from surge_workers.gateway import Gateway, Refused, load_tokens
+from surge_workers.logs import get_logger
+from surge_workers.metrics import GatewayMetrics
+from surge_workers.openapi import committed_document, openapi_document, render
+from surge_workers.settings import GatewaySettings
+
+
+class FakeRequest:
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gateway(**overrides: Any) -> tuple[Gateway, Clock]:
+    clock = Clock()
+    settings = GatewaySettings(max_text_bytes=100, rate_limit=10, rate_burst=10, **overrides)
+    gw = Gateway(
+        settings,
+        {"tok-a": "acme", "tok-g": "globex"},
+        None,
+        GatewayMetrics(),
+        get_logger("test"),
+        clock=clock,
+    )
+    return gw, clock
+
+
+def msg(priority: Priority = Priority.NORMAL, **fields: Any) -> MessageIn:
+    body: dict[str, Any] = {"id": "m1", "conversation_id": "c1", "text": "hi"}
+    body.update(fields, priority=priority)
+    return MessageIn.model_validate(body)
+
+
+@pytest.mark.parametrize(
+    ("header", "tenant"),
+    [("Bearer tok-a", "acme"), ("bearer   tok-g ", "globex")],
+)
+def test_bearer_token_maps_to_its_tenant(header: str, tenant: str) -> None:
+    gw, _ = gateway()
+    assert gw.tenant_of(FakeRequest({"Authorization": header})) == tenant  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer nope", "Basic tok-a"])
+def test_missing_or_unknown_token_is_401(header: str | None) -> None:
+    gw, _ = gateway()
+    headers = {} if header is None else {"Authorization": header}
+    with pytest.raises(Refused) as caught:
+        gw.tenant_of(FakeRequest(headers))  # type: ignore[arg-type]
+    assert caught.value.status == 401
+
+
+def test_text_size_and_tenant_checks() -> None:
+    gw, _ = gateway()
+    gw.check_messages("acme", [msg(tenant="acme")])
+    with pytest.raises(Refused) as too_big:
+        gw.check_messages("acme", [msg(text="ü" * 51)])  # 102 bytes
+    with pytest.raises(Refused) as wrong:
+        gw.check_messages("acme", [msg(tenant="globex")])
+    assert (too_big.value.status, wrong.value.status) == (413, 403)
+
+
+def test_shed_priorities_get_429_with_retry_after() -> None:
+    gw, _ = gateway()
+    gw.on_degradation(DegradationState(level=DegradationLevel.CRITICAL_ONLY))
+    gw.admit("acme", [msg(Priority.CRITICAL)])
+    with pytest.raises(Refused) as caught:
+        gw.admit("acme", [msg(Priority.NORMAL)])
+    assert caught.value.status == 429
+    assert int(caught.value.headers["Retry-After"]) > 0
+
+
+def test_throttled_bulk_runs_at_a_fraction_of_the_tenant_rate() -> None:
+    gw, clock = gateway()
+    gw.on_degradation(DegradationState(level=DegradationLevel.THROTTLE_BULK))
+    gw.admit("acme", [msg(Priority.BULK)])  # burst of the throttled bucket: 1
+    with pytest.raises(Refused) as caught:
+        gw.admit("acme", [msg(Priority.BULK)])
+    assert caught.value.error == "throttled"
+    gw.admit("acme", [msg(Priority.NORMAL)])  # normal is not throttled
+    clock.now = 1.0  # 10 msg/s x 0.1 = one bulk message per second
+    gw.admit("acme", [msg(Priority.BULK)])
+
+
+def test_rate_limit_is_per_tenant() -> None:
+    gw, clock = gateway()
+    gw.admit("acme", [msg()] * 10)
+    with pytest.raises(Refused) as caught:
+        gw.admit("acme", [msg()])
+    gw.admit("globex", [msg()])
+    assert caught.value.error == "rate_limited"
+    clock.now = 0.5
+    gw.admit("acme", [msg()] * 5)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "has space", "conversation_id": "c", "text": "x"},
+        {"id": "m", "conversation_id": "c", "text": ""},
+        {"id": "m", "conversation_id": "c", "text": "x", "priority": "urgent"},
+        {"id": "m", "conversation_id": "c", "text": "x", "extra": 1},
+        {"id": "m", "conversation_id": "c", "text": "x", "language": "english"},
+    ],
+)
+def test_message_model_rejects(body: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        MessageIn.model_validate(body)
+
+
+def test_batch_needs_one_to_five_hundred_messages() -> None:
+    one = {"id": "m", "conversation_id": "c", "text": "x"}
+    BatchIn.model_validate({"messages": [one]})
+    for size in (0, 501):
+        with pytest.raises(ValidationError):
+            BatchIn.model_validate({"messages": [one] * size})
+
+
+def test_tokens_file(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps({"acme": ["a1", "a2"], "globex": "g1"}))
+    assert load_tokens(path) == {"a1": "acme", "a2": "acme", "g1": "globex"}
+    path.write_text(json.dumps({"acme": [1]}))
+    with pytest.raises(ConfigError):
+        load_tokens(path)
+
+
+def test_committed_openapi_document_is_current() -> None:
+    # Regenerate with: python -m surge_workers.openapi > workers/surge_workers/openapi.json
+    assert committed_document() == json.loads(render())
+    assert committed_document() == json.loads(json.dumps(openapi_document()))
+
+
+def test_openapi_documents_every_refusal() -> None:
+    post = openapi_document()["paths"]["/v1/messages"]["post"]
+    assert {"202", "400", "401", "403", "413", "422", "429", "503"} <= set(post["responses"])
+    assert "Retry-After" in post["responses"]["429"]["headers"]

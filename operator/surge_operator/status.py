@@ -169,16 +169,25 @@ def stream_failed(reason: str, message: str) -> ConditionUpdate:
     return ConditionUpdate(ConditionType.STREAM_READY, F, reason, message)
 
 
-def workers_update(replicas: int, ready: int, desired: int) -> ConditionUpdate:
-    """WorkersReady: every desired worker is ready (0 desired counts as ready)."""
+def workers_update(
+    replicas: int, ready: int, desired: int, gateway: tuple[int, int] | None = None
+) -> ConditionUpdate:
+    """WorkersReady: every desired worker is ready (0 desired counts as ready), and so is
+    every desired gateway pod when the cluster runs a gateway (`gateway` = ready, desired)."""
+    gw = f"; gateway {gateway[0]}/{gateway[1]} ready" if gateway is not None else ""
+    if gateway is not None and gateway[0] < gateway[1]:
+        return ConditionUpdate(
+            ConditionType.WORKERS_READY, F, "GatewayNotReady",
+            f"{ready}/{desired} workers ready{gw}.",
+        )  # fmt: skip
     if ready >= desired and replicas <= max(desired, ready):
         return ConditionUpdate(
             ConditionType.WORKERS_READY, T, "AllWorkersReady",
-            f"{ready}/{desired} workers ready.",
+            f"{ready}/{desired} workers ready{gw}.",
         )  # fmt: skip
     return ConditionUpdate(
         ConditionType.WORKERS_READY, F, "WorkersNotReady",
-        f"{ready}/{desired} workers ready ({replicas} exist).",
+        f"{ready}/{desired} workers ready ({replicas} exist){gw}.",
     )  # fmt: skip
 
 

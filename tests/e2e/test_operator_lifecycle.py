@@ -74,7 +74,16 @@ def test_lifecycle_create_observe_update_noop_delete(
     kube_namespace: str,
     nats_server: NatsServer,
 ) -> None:
-    body = manifest("life", nats_server.url, stream={"deletionPolicy": "delete"})
+    clusters.core.create_namespaced_secret(
+        kube_namespace,
+        {"metadata": {"name": "tenant-tokens"}, "stringData": {"tokens": '{"t1": ["tok-1"]}'}},
+    )
+    body = manifest(
+        "life",
+        nats_server.url,
+        stream={"deletionPolicy": "delete"},
+        gateway={"replicas": 1, "tokensSecret": {"name": "tenant-tokens", "key": "tokens"}},
+    )
     clusters.create(body)
 
     eventually("Ready=True", lambda: clusters.is_true("life", "Ready"), timeout=90)
@@ -99,9 +108,12 @@ def test_lifecycle_create_observe_update_noop_delete(
     )  # fmt: skip
     kinds = sorted(item["kind"] for item in got["items"])
     assert kinds == [
-        "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Role",
-        "RoleBinding", "ServiceAccount",
+        "ConfigMap", "Deployment", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+        "PodDisruptionBudget", "Role", "RoleBinding", "ServiceAccount",
     ]  # fmt: skip
+    workers_ready = clusters.condition("life", "WorkersReady")
+    assert workers_ready is not None
+    assert "gateway 1/1 ready" in workers_ready["message"]
     for item in got["items"]:
         assert item["metadata"]["ownerReferences"][0]["uid"] == mc["metadata"]["uid"]
     stream = status["stream"]

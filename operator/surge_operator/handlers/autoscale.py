@@ -12,7 +12,7 @@ from surge_operator.api import HISTORY_LIMIT
 from surge_operator.errors import SurgeError
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.reconcile import _flush, emit
-from surge_operator.handlers.state import ClusterState
+from surge_operator.handlers.state import ClusterState, gateway_pair
 from surge_operator.logs import get_logger
 from surge_operator.policy.config import PolicyConfig
 from surge_operator.policy.scaling import decide
@@ -132,7 +132,7 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
             else f"holding: {problem.message}" if problem is not None else ""
         )  # fmt: skip
         updates = [
-            workers_update(figures.replicas, figures.ready, desired),
+            workers_update(figures.replicas, figures.ready, desired, gateway_pair(cs, spec)),
             scaling_update(figures.replicas, desired, spec.autoscaling.enabled, scaling_text),
             degraded_update(new_level, decision.message if decision and new_level else ""),
         ]

@@ -211,30 +211,35 @@ async def _resync(deps: Deps, ref: ClusterObject, body: kopf.Body) -> None:
         log.warning("resync_failed", reason=exc.reason, error=exc.message)
 
 
-@kopf.on.event(
-    "apps",
-    "v1",
-    "deployments",
-    labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "worker"},
-)
-async def worker_deployment_event(
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+async def owned_deployment_event(
     body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
+    """Replica figures of the worker and gateway Deployments, pushed by the watch: the
+    autoscaler and WorkersReady never poll the API server for them."""
     deps = memo.get("deps")
     if not isinstance(deps, Deps):
         return
+    component = (body.meta.get("labels") or {}).get("app.kubernetes.io/component")
     owners = [
         o
         for o in body.meta.get("ownerReferences") or []
         if o.get("kind") == KIND and o.get("controller")
     ]
-    if not owners:
+    if component not in ("worker", "gateway") or not owners:
         return
     cs = deps.registry.get(owners[0]["uid"])
     if cs is None:
         return
     if type == "DELETED":
-        cs.workers = WorkerFigures()
-        cs.last_reconcile = -1e9  # recreate on the next daemon pass, not in 60 s
+        if component == "worker":
+            cs.workers = WorkerFigures()
+        else:
+            cs.gateway = None
+        cs.last_reconcile = -1e9  # recreate on the next daemon pass, not in a minute
         return
-    cs.workers = figures_from_deployment(body, deps.config.apply.field_manager)
+    figures = figures_from_deployment(body, deps.config.apply.field_manager)
+    if component == "worker":
+        cs.workers = figures
+    else:
+        cs.gateway = figures

@@ -32,7 +32,7 @@ from surge_operator.errors import (
     is_permanent,
 )
 from surge_operator.handlers.deps import Deps
-from surge_operator.handlers.state import ClusterState, WorkerFigures
+from surge_operator.handlers.state import ClusterState, WorkerFigures, gateway_pair
 from surge_operator.jetstream import NatsAuth, auth_from_secret
 from surge_operator.kube import ClusterObject
 from surge_operator.logs import get_logger
@@ -164,6 +164,8 @@ async def apply_owned(deps: Deps, ctx: BuildContext, cs: ClusterState) -> int:
         cs.resource_versions[key] = rv
         if is_workers:
             cs.workers = figures_from_deployment(result, manager)
+        elif obj["kind"] == "Deployment":
+            cs.gateway = figures_from_deployment(result, manager)
     for ref in obsolete_objects(ctx):
         if await deps.kube.delete(ref):
             changed += 1
@@ -308,7 +310,9 @@ async def _reconcile_locked(
         desired = (
             manual_replicas(spec) if not spec.autoscaling.enabled else cs.workers.spec_replicas
         )
-        updates.append(workers_update(cs.workers.replicas, cs.workers.ready, desired))
+        updates.append(
+            workers_update(cs.workers.replicas, cs.workers.ready, desired, gateway_pair(cs, spec))
+        )
     active = cs.status.active_region or spec.primary_region().name
     if not (spec.failover.enabled and len(spec.regions) > 1) or _unknown(
         cs, ConditionType.FAILED_OVER

@@ -47,6 +47,8 @@ class ClusterState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_write: float = 0.0
     workers: WorkerFigures = field(default_factory=WorkerFigures)
+    #: the gateway Deployment, when the cluster runs one
+    gateway: WorkerFigures | None = None
     #: spec of the generation last reconciled successfully (None until then)
     spec: MessagingClusterSpec | None = None
     generation: int | None = None
@@ -84,6 +86,14 @@ class ClusterState:
         self.written = to_wire(self.status)
         self.last_write = now
         return True
+
+
+def gateway_pair(cs: ClusterState, spec: MessagingClusterSpec) -> tuple[int, int] | None:
+    """(ready, desired) gateway pods for WorkersReady, None when no gateway is deployed."""
+    if not (spec.gateway.enabled and spec.gateway.tokens_secret is not None):
+        return None
+    figures = cs.gateway or WorkerFigures()
+    return figures.ready, spec.gateway.replicas
 
 
 class Registry:

@@ -23,6 +23,7 @@ from surge_workers.contract import (
     message_subject,
     transcripts_bucket,
 )
+from surge_workers.natsserver import NatsServer
 from surge_workers.pipeline import PriorityPolicy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -131,3 +132,37 @@ async def test_sigterm_finishes_in_flight_work_then_exits(nats_url: str) -> None
     assert info.ack_floor is not None
     assert stored == 200 - (info.num_pending or 0)  # every pulled message was finished
     assert (info.num_pending or 0) > 0  # and it stopped pulling new work
+
+
+async def test_worker_rides_out_a_nats_server_restart(nats_server: NatsServer) -> None:
+    config = unique_pipeline()
+    nc, js = await provisioned(nats_server.url, config)
+    for i in range(300):
+        conv = f"conv{i % 30}"
+        subject = message_subject(config.subject_prefix, Priority.NORMAL, conv, config.partitions)
+        headers = {Header.MSG_ID: f"m{i}", Header.CONVERSATION: conv, Header.TENANT: "acme"}
+        await js.publish(subject, b'{"text": "hi"}', headers=headers)
+    await nc.close()
+    proc = spawn_worker(
+        nats_server.url,
+        config,
+        SURGE_HANDLER="surge_workers.handlers:simulated",
+        SURGE_WORK_MS="20",
+        SURGE_CONCURRENCY="8",
+    )
+    try:
+        nc, js = await provisioned(nats_server.url, config)
+        await wait_until(lambda: _at_least(js, config, 50), within=30)
+        await nc.close()
+        nats_server.kill()  # kill -9 the server with work in flight
+        await asyncio.sleep(0.5)
+        nats_server.start()  # same port and store: JetStream state is recovered
+        nc, js = await provisioned(nats_server.url, config)
+        await wait_until(lambda: _drained(js, config), within=60)
+        stored = await _stored(js, config)
+        await nc.close()
+        assert proc.poll() is None, "the worker must survive the outage"
+    finally:
+        _stop(proc)
+
+    assert stored == 300

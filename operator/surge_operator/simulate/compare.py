@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from surge_operator.api import MessagingClusterSpec
 from surge_operator.policy.baselines import KedaConfig
@@ -63,6 +63,8 @@ class Comparison:
     profile: str
     onset_s: float
     results: dict[str, RunResult]
+    #: The settings each policy ran with, as a reader would check them.
+    settings: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def ratios(self) -> dict[str, float | None]:
         surge, keda, oracle = (self.results[p] for p in POLICIES)
@@ -125,4 +127,22 @@ def compare(
         ),
         "oracle": run(arrivals, OracleController(policy, arrivals, sim), sim, policy),
     }
-    return Comparison(arrivals.name, arrivals.onset_s(), results)
+    settings: dict[str, dict[str, object]] = {
+        "surge": {
+            "minReplicas": policy.scaling.min_replicas,
+            "maxReplicas": policy.scaling.max_replicas,
+            "targetUtilization": policy.scaling.target_utilization,
+            "maxStep": policy.scaling.max_step,
+            "scaleDownStabilizationSeconds": policy.scaling.scale_down_stabilization_s,
+            "podStartupSeconds": policy.scaling.pod_startup_s,
+            "serviceRateHint": policy.scaling.service_rate_hint,
+        },
+        "keda": {
+            "lagThreshold": {p.value: v for p, v in keda.lag_thresholds.items()},
+            "hpaSyncSeconds": keda.sync_period_s,
+            "tolerance": keda.tolerance,
+            "scaleDownStabilizationSeconds": keda.scale_down_stabilization_s,
+            "maxReplicas": keda.max_replicas,
+        },
+    }
+    return Comparison(arrivals.name, arrivals.onset_s(), results, settings)

@@ -26,6 +26,7 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
     ratios = comparison.ratios()
     doc["ratios"] = {k: round(v, 3) if v is not None else None for k, v in ratios.items()}
     doc["goals"] = comparison.goals()
+    doc["settings"] = comparison.settings
     return doc
 
 
@@ -130,6 +131,9 @@ def print_comparisons(comparisons: Sequence[Comparison], sim: SimConfig, console
     )
     for comparison in comparisons:
         console.print(comparison_table(comparison))
+        for name, values in comparison.settings.items():
+            shown = ", ".join(f"{k} {v}" for k, v in values.items())
+            console.print(f"[dim]  {name}: {shown}[/dim]")
 
 
 def plot(comparisons: Sequence[Comparison], path: Path) -> None:

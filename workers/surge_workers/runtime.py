@@ -7,7 +7,6 @@ import contextlib
 import signal
 from typing import Any
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -24,25 +23,32 @@ from surge_workers.settings import NatsSettings, PipelineSettings, WorkerSetting
 
 
 async def connect(settings: NatsSettings, name: str, log: Any) -> Client:
+    client = Client()
+
     async def on_error(err: Exception) -> None:
         log.warning("nats_error", error=str(err))
 
     async def on_disconnected() -> None:
-        log.warning("nats_disconnected")
+        # Our own drain/close also disconnects: only an unplanned loss is worth a warning.
+        if client.is_closed or client.is_draining:
+            log.debug("nats_disconnected", planned=True)
+        else:
+            log.warning("nats_disconnected")
 
     async def on_reconnected() -> None:
         log.info("nats_reconnected")
 
-    return await nats.connect(
+    await client.connect(
         **settings.connect_options(),
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=1,
         connect_timeout=5,
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
     )
+    return client
 
 
 def stop_event() -> asyncio.Event:

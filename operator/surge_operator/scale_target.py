@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import structlog
@@ -49,6 +50,15 @@ class _Worker:
     started_at: float
     metrics_port: int
     ready: bool = False
+
+
+def worker_command() -> tuple[str, ...]:
+    """The `surge-worker` console script of this environment (same interpreter), or the
+    module entry point when the script is not installed next to it."""
+    script = Path(sys.executable).with_name("surge-worker")
+    if script.exists():
+        return (str(script),)
+    return (sys.executable, "-c", "from surge_workers.cli import worker_main; worker_main()")
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -89,11 +99,8 @@ class LocalProcessTarget:
     """
 
     env: Mapping[str, str]
-    command: tuple[str, ...] = (
-        sys.executable,
-        "-c",
-        "from surge_workers.cli import worker_main; worker_main()",
-    )
+    command: tuple[str, ...] = field(default_factory=worker_command)
+
     ready_after_s: float = 1.0
     drain_timeout_s: float = 10.0
     #: Returns a free port for each new worker's health/metrics server (None: no probe).

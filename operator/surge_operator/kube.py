@@ -263,4 +263,8 @@ def _error(status: int, method: str, path: str, text: str) -> KubeApiError:
         return KubeConflictError(message, status=status)
     if status in (400, 422):
         return KubeRejectedError(message, status=status)
+    if status == 500 and "unable to convert" in message:
+        # Server-side apply reports a malformed field (e.g. a resource quantity) as a
+        # conversion failure with 500; retrying cannot fix it, a spec change can.
+        return KubeRejectedError(message, status=status)
     return KubeApiError(message, status=status)

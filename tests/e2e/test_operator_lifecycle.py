@@ -215,3 +215,29 @@ def test_scale_subresource_sets_workers_when_autoscaling_is_off(
     scaling = clusters.condition("manual", "Scaling")
     assert scaling is not None
     assert scaling["reason"] == "AutoscalingDisabled"
+
+
+def test_a_change_kubernetes_refuses_is_reported_on_status(
+    operator: OperatorProcess, clusters: Clusters, nats_server: NatsServer
+) -> None:
+    clusters.create(
+        manifest(
+            "refused",
+            nats_server.url,
+            workers={"resources": {"requests": {"cpu": "a-lot"}}},
+        )
+    )
+    refused = eventually(
+        "WorkersReady=False/KubernetesRejected",
+        lambda: (
+            (c := clusters.condition("refused", "WorkersReady"))
+            and c["reason"] == "KubernetesRejected"
+            and c
+        ),
+    )
+    assert "quantities" in refused["message"]
+    eventually("phase Error", lambda: (clusters.get("refused") or {})["status"]["phase"] == "Error")
+    assert operator.alive()
+    # fixing the spec clears it (a permanent error waits for exactly this)
+    clusters.patch_spec("refused", {"workers": {"resources": {"requests": {"cpu": "100m"}}}})
+    eventually("Ready", lambda: clusters.is_true("refused", "Ready"), timeout=90)

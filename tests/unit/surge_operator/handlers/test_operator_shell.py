@@ -88,6 +88,11 @@ def test_api_errors_map_to_domain_errors(status: int, kind: type[KubeApiError]) 
     assert "nope" in error.message
 
 
+def test_a_malformed_field_refused_by_apply_is_permanent() -> None:
+    text = '{"message": "failed to convert new object: unable to convert unstructured object"}'
+    assert type(_error(500, "PATCH", "/x", text)) is KubeRejectedError
+
+
 def test_credentials_from_secrets() -> None:
     creds = SecretKeyRef(name="s")
     assert auth_from_secret(creds, {"creds": b"JWT"}).creds == "JWT"

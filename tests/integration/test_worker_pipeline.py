@@ -260,3 +260,27 @@ async def test_worker_obeys_the_degradation_level(nats_url: str) -> None:
 
     assert held_back == [Priority.CRITICAL]
     assert sorted(done) == sorted(PRIORITIES)
+
+
+async def test_messages_waiting_behind_slow_handlers_are_kept_alive(nats_url: str) -> None:
+    # One lane, 1 s per message, ack_wait 1.5 s: the 3rd message waits ~2 s in the lane.
+    policy = PriorityPolicy(ack_wait=1.5, max_deliver=5, backoff=(0.05,))
+    config = unique_pipeline(policies=dict.fromkeys(PRIORITIES, policy))
+    nc, js = await provisioned(nats_url, config)
+    for i in range(3):
+        await publish(js, config, msg_id=f"m{i}", conversation="c1")
+    deliveries: list[int] = []
+
+    async def slow(delivery: Delivery, ctx: HandlerContext) -> None:
+        deliveries.append(delivery.num_delivered)
+        await asyncio.sleep(1.0)
+
+    settings = worker_settings(config, concurrency=1, prefetch=4)
+    async with running_worker(nats_url, settings, slow) as worker:
+        await wait_until(lambda: _drained(js, config), within=15)
+        await asyncio.sleep(0.3)
+        duplicates = worker.metrics.processed_count(Priority.NORMAL, "duplicate")
+    await nc.close()
+
+    assert deliveries == [1, 1, 1]
+    assert duplicates == 0  # no second copy was ever delivered to be absorbed

@@ -99,6 +99,7 @@ class _Lane:
         default_factory=lambda: (deque(), deque(), deque())
     )
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    current: Msg | None = None  # the message whose handler runs now
 
 
 class Worker:
@@ -167,6 +168,7 @@ class Worker:
                 pending_bytes_limit=-1,
             )
         self._tasks.append(asyncio.create_task(self._advisories(), name="surge-dlq-advisories"))
+        self._tasks.append(asyncio.create_task(self._keepalive(), name="surge-keepalive"))
         self._lane_tasks = [
             asyncio.create_task(self._lane_loop(lane), name=f"surge-lane-{i}")
             for i, lane in enumerate(self._lanes)
@@ -377,11 +379,17 @@ class Worker:
         process = self._process
         while True:
             if critical:
-                await process(critical.popleft(), Priority.CRITICAL)
+                lane.current = critical.popleft()
+                await process(lane.current, Priority.CRITICAL)
+                lane.current = None
             elif normal:
-                await process(normal.popleft(), Priority.NORMAL)
+                lane.current = normal.popleft()
+                await process(lane.current, Priority.NORMAL)
+                lane.current = None
             elif bulk:
-                await process(bulk.popleft(), Priority.BULK)
+                lane.current = bulk.popleft()
+                await process(lane.current, Priority.BULK)
+                lane.current = None
             elif self._lanes_exit:
                 return
             else:
@@ -505,6 +513,25 @@ class Worker:
             reason=reason,
         )
         return "dead_letter"
+
+    async def _keepalive(self) -> None:
+        """Tell JetStream we still hold every buffered and running message (+WPI).
+
+        Without it a message waiting behind slow handlers in a lane could pass ack_wait
+        and be redelivered to another worker while this one still has it. Running
+        handlers are bounded by the handler timeout instead; when this process dies the
+        keepalives stop and ack_wait brings the messages back.
+        """
+        served = [self.policies[p].ack_wait for p in self.settings.priorities]
+        interval = max(0.1, min(served, default=30.0) / 3)
+        while True:
+            await asyncio.sleep(interval)
+            held = [m for lane in self._lanes for queue in lane.queues for m in queue]
+            held += [lane.current for lane in self._lanes if lane.current is not None]
+            for msg in held:
+                if not msg.is_acked:
+                    with contextlib.suppress(nats.errors.Error):
+                        await msg.in_progress()
 
     # --- MaxDeliver advisories --------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -91,7 +92,7 @@ def test_gateway_survives_schemathesis_on_its_own_openapi(gateway_url: str) -> N
         suppress_health_check=list(HealthCheck),
     )
     @given(case=strategy)
-    def run(case: schemathesis.Case) -> None:
+    def run(case: schemathesis.Case[Any]) -> None:
         # Most cases are authenticated so they reach validation and publishing; the
         # unauthenticated ones exercise the 401 path the document promises.
         headers = auth if zlib.crc32(repr(case.body).encode()) % 5 else {}

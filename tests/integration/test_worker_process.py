@@ -166,3 +166,23 @@ async def test_worker_rides_out_a_nats_server_restart(nats_server: NatsServer) -
         _stop(proc)
 
     assert stored == 300
+
+
+async def test_a_worker_started_before_provisioning_waits_then_serves(nats_url: str) -> None:
+    config = unique_pipeline()
+    proc = spawn_worker(nats_url, config)  # no stream, no consumers yet
+    try:
+        await asyncio.sleep(1.0)
+        assert proc.poll() is None
+        nc, js = await provisioned(nats_url, config)
+        subject = message_subject(config.subject_prefix, Priority.CRITICAL, "c1", config.partitions)
+        await js.publish(
+            subject, b'{"text": "hi"}', headers={Header.MSG_ID: "m1", Header.CONVERSATION: "c1"}
+        )
+        await wait_until(lambda: _drained(js, config), within=20)
+        stored = await _stored(js, config)
+        await nc.close()
+    finally:
+        _stop(proc)
+
+    assert stored == 1

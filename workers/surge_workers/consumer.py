@@ -147,8 +147,14 @@ class Worker:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind to the durable consumers (they must exist) and start pulling."""
+        """Bind to the durable consumers (they must exist) and start pulling.
+
+        Raises NotFoundError while a consumer is missing; calling it again resumes where
+        it stopped (consumers already bound are kept).
+        """
         for priority in self.settings.priorities:
+            if priority in self._subs:
+                continue
             name = consumer_name(priority)
             info = await self.js.consumer_info(self.stream, name)
             metadata = info.config.metadata or {}

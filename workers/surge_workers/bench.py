@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ from surge_workers.contract import (
     format_enqueued_at,
     message_subject,
 )
-from surge_workers.handlers import noop
+from surge_workers.delivery import Handler
+from surge_workers.handlers import noop, route_and_store
 from surge_workers.logs import get_logger
 from surge_workers.metrics import WorkerMetrics
 from surge_workers.natsserver import NatsServer, free_port
@@ -70,6 +71,7 @@ class BenchResult:
     bare_publish_async_rate: float = 0.0
     gateway_vs_publish_async_ratio: float = 0.0
     gateway_single_rate: float = 0.0
+    worker_default_handler_rate: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -132,9 +134,11 @@ async def bare_consume(nc: Client, count: int, start_seq: int, name: str) -> flo
     return count / (time.perf_counter() - started)
 
 
-async def worker_consume(nc: Client, count: int, settings: WorkerSettings) -> float:
+async def worker_consume(
+    nc: Client, count: int, settings: WorkerSettings, handler: Handler = noop
+) -> float:
     metrics = WorkerMetrics()
-    worker = Worker(nc, settings, noop, metrics, log=get_logger("bench"))
+    worker = Worker(nc, settings, handler, metrics, log=get_logger("bench"))
     before = metrics.processed_count(Priority.NORMAL, "ok")
     started = time.perf_counter()
     await worker.start()
@@ -253,6 +257,18 @@ async def run_bench(
                 await worker_nc.close()
             result.bare_consume_rate = max(result.bare_consume_rate, bare)
             result.worker_rate = max(result.worker_rate, rate)
+        # Context: the default handler (sticky routing + transcript write per message).
+        context_count = max(1000, messages // 4)
+        await bare_publish(
+            nc, context_count, b'{"text": "my invoice is wrong"}', f"ctx-{time.time_ns()}"
+        )
+        worker_nc = await nats.connect(nats_url)
+        try:
+            result.worker_default_handler_rate = await worker_consume(
+                worker_nc, context_count, replace(settings, concurrency=64), route_and_store
+            )
+        finally:
+            await worker_nc.close()
         result.bare_publish_async_rate = await bare_publish_async(
             nc, messages, payload, f"async-{time.time_ns()}"
         )
@@ -290,6 +306,8 @@ def render(result: BenchResult) -> str:
         f"  (context) bare publish_async  {result.bare_publish_async_rate:10,.0f} msg/s"
         f"   gateway/publish_async {result.gateway_vs_publish_async_ratio:.2f}",
         f"  (context) gateway single POST {result.gateway_single_rate:10,.0f} msg/s",
+        f"  (context) worker, default handler {result.worker_default_handler_rate:8,.0f} msg/s"
+        "   (sticky routing + transcript write per message)",
     ]
     lines += [f"  note: {note}" for note in result.notes]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from typing import Any
 
 import nats.errors
@@ -30,6 +31,8 @@ from surge_workers.routing import RoutingRules, choose_team, load_rules
 from surge_workers.transcripts import TranscriptEntry, store_entry
 
 _RULES = "routing_rules"
+_STICKY = "sticky_teams"
+_STICKY_CACHE = 100_000
 
 
 async def noop(delivery: Delivery, ctx: HandlerContext) -> None:
@@ -46,19 +49,30 @@ def _rules(ctx: HandlerContext) -> RoutingRules:
 
 
 async def sticky_team(ctx: HandlerContext, conversation_id: str, proposed: str) -> str:
-    """The conversation's team: the first one ever assigned wins, even across workers."""
+    """The conversation's team: the first one ever assigned wins, even across workers.
+
+    Assignments are create-only, so a team once seen never changes: it is cached in the
+    process (bounded) and the KV bucket is read once per conversation, not per message.
+    """
+    cache: OrderedDict[str, str] = ctx.cache.setdefault(_STICKY, OrderedDict())
+    team = cache.get(conversation_id)
+    if team is not None:
+        return team
     kv = await ctx.kv(routing_bucket(ctx.settings.pipeline.stream))
     key = sticky_key(conversation_id)
     try:
-        return (await kv.get(key)).value.decode()  # type: ignore[union-attr]
+        team = (await kv.get(key)).value.decode()  # type: ignore[union-attr]
     except nats.js.errors.KeyNotFoundError:
-        pass
-    try:
-        await kv.create(key, proposed.encode())
-    except nats.js.errors.KeyWrongLastSequenceError:
-        # Another worker assigned it between our get and create: theirs wins.
-        return (await kv.get(key)).value.decode()  # type: ignore[union-attr]
-    return proposed
+        try:
+            await kv.create(key, proposed.encode())
+            team = proposed
+        except nats.js.errors.KeyWrongLastSequenceError:
+            # Another worker assigned it between our get and create: theirs wins.
+            team = (await kv.get(key)).value.decode()  # type: ignore[union-attr]
+    cache[conversation_id] = team
+    if len(cache) > _STICKY_CACHE:
+        cache.popitem(last=False)
+    return team
 
 
 def _payload(delivery: Delivery) -> dict[str, Any]:

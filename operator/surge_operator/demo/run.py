@@ -19,13 +19,13 @@ from rich.live import Live
 
 from surge_operator.demo.dashboard import render
 from surge_operator.demo.latency import LatencyTracker
-from surge_operator.demo.load import LoadGenerator, SurgeShape
 from surge_operator.demo.loop import Autoscaler, Tick
 from surge_operator.metrics_source import JetStreamMetricsSource
 from surge_operator.policy import DegradationConfig, DegradationLevel, PolicyConfig, ScalingConfig
 from surge_operator.scale_target import LocalProcessTarget
 from surge_workers import contract
 from surge_workers.degradation import publish_degradation
+from surge_workers.load import LoadReport, LoadSpec, Target, arrivals, rate_at, run_load
 from surge_workers.natsserver import NatsServer, free_port
 from surge_workers.pipeline import PipelineConfig
 from surge_workers.provision import provision_pipeline
@@ -55,13 +55,16 @@ class DemoOptions:
     #: After the traffic stops, wait at most this long for the queues to drain.
     drain_timeout_s: float = 60.0
 
-    def shape(self) -> SurgeShape:
-        return SurgeShape(
-            base_rate=self.base_rate,
-            factor=self.surge_factor,
-            surge_at_s=0.2 * self.duration_s,
-            surge_end_s=0.65 * self.duration_s,
-            duration_s=self.duration_s,
+    def load(self) -> LoadSpec:
+        """`surge load`'s surge profile: base rate, x factor from 20 % to 65 % of the run."""
+        return LoadSpec(
+            profile="surge",
+            rate=self.base_rate,
+            duration=self.duration_s,
+            surge_factor=self.surge_factor,
+            surge_start=0.2,
+            surge_length=0.45,
+            seed=self.seed,
         )
 
     def policy(self) -> PolicyConfig:
@@ -94,6 +97,8 @@ class DemoSummary:
     #: Still queued when the demo stopped waiting (drain timeout): not lost, not done.
     unfinished: int = 0
     sent_by_priority: dict[str, int] = field(default_factory=dict)
+    #: Publishes JetStream did not acknowledge (not counted as sent).
+    publish_errors: int = 0
     max_degradation_level: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -133,6 +138,10 @@ async def _dead_letters(js: JetStreamContext) -> int:
     return 0
 
 
+def _accepted(report: LoadReport) -> int:
+    return sum(r.accepted for r in report.priorities.values())
+
+
 def _reaction(ticks: list[Tick], surge_at: float) -> float | None:
     for tick in ticks:
         d = tick.decision
@@ -153,7 +162,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
     target: LocalProcessTarget | None = None
     nc = None
     tracker = LatencyTracker()
-    load_task: asyncio.Task[None] | None = None
+    load_task: asyncio.Task[LoadReport] | None = None
     try:
         server.start()
         nc = await nats.connect(server.url, name="surge-demo")
@@ -173,13 +182,30 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
             config=options.policy(),
             publish_level=publish_level,
         )
-        shape = options.shape()
-        load = LoadGenerator(js, PREFIX, PARTITIONS, shape, seed=options.seed)
+        spec = options.load()
+        surge_at = spec.surge_start * spec.duration
+        surge_end = surge_at + spec.surge_length * spec.duration
+        progress: list[LoadReport] = []
+
+        def keep(report: LoadReport) -> None:
+            # run_load updates one report in place: holding it gives live counts.
+            if not progress:
+                progress.append(report)
+
         # Let the first worker join before traffic starts (as a deployed pipeline would be).
         deadline = time.monotonic() + 15
         while await target.ready() < options.min_replicas and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a child process
             await asyncio.sleep(0.2)
-        load_task = asyncio.create_task(load.run())
+        # `surge load`, in process: open loop, so arrivals never wait for the workers.
+        load_task = asyncio.create_task(
+            run_load(
+                server.url,
+                Target(stream=STREAM, subject_prefix=PREFIX, partitions=PARTITIONS),
+                arrivals(spec),
+                settle=0.0,
+                on_progress=keep,
+            )
+        )
         started = time.monotonic()
         drain_deadline: float | None = None
         live = (
@@ -191,7 +217,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
                 tick = await autoscaler.tick()
                 elapsed = time.monotonic() - started
                 if live is not None:
-                    phase = "surge" if shape.surge_at_s <= elapsed < shape.surge_end_s else "base"
+                    phase = "surge" if surge_at <= elapsed < surge_end else "base"
                     if load_task.done():
                         phase = "draining"
                     live.update(
@@ -199,21 +225,21 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
                             elapsed=elapsed,
                             duration=options.duration_s,
                             phase=phase,
-                            offered_rate=load.offered_rate(time.monotonic()),
-                            sent=load.total_sent,
+                            offered_rate=0.0 if load_task.done() else rate_at(spec, elapsed),
+                            sent=_accepted(progress[0]) if progress else 0,
                             completions=tracker.completions,
                             ticks=autoscaler.ticks,
                             p95={p.value: v for p, v in tracker.rolling_p95().items()},
                         )
                     )
                 if load_task.done():
-                    load_task.result()
                     drain_deadline = drain_deadline or time.monotonic() + options.drain_timeout_s
                     drained = tick.snapshot.priorities and tick.snapshot.total_backlog() == 0
                     if drained or time.monotonic() > drain_deadline:
                         break
                 next_tick += options.tick_s
                 await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+        report = load_task.result()
         # Completions are announced just after the ack; give the last ones a moment.
         await asyncio.sleep(0.5)
         processed = await _processed(js)
@@ -222,13 +248,15 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         )
         unfinished = final.total_backlog()
         dead = await _dead_letters(js)
+        sent = _accepted(report)
         backlogs = [t.snapshot.total_backlog() for t in autoscaler.ticks if t.snapshot.priorities]
         summary = DemoSummary(
-            reaction_s=_reaction(autoscaler.ticks, started + shape.surge_at_s),
-            sent=load.total_sent,
+            reaction_s=_reaction(autoscaler.ticks, started + surge_at),
+            sent=sent,
             processed=processed,
-            # Lost = sent but neither processed, still queued nor dead-lettered.
-            lost=max(0, load.total_sent - processed - unfinished - dead),
+            # Lost = accepted by JetStream but neither processed, still queued nor
+            # dead-lettered.
+            lost=max(0, sent - processed - unfinished - dead),
             dead_letters=dead,
             unfinished=unfinished,
             p95_wait_s={
@@ -238,7 +266,8 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
             max_backlog=max(backlogs, default=0),
             max_replicas=max((t.decision.replicas for t in autoscaler.ticks), default=0),
             duration_s=round(time.monotonic() - started, 1),
-            sent_by_priority={p.value: n for p, n in load.sent.items()},
+            sent_by_priority={p.value: r.accepted for p, r in report.priorities.items()},
+            publish_errors=report.errors,
             max_degradation_level=max(
                 (int(t.decision.degradation_level) for t in autoscaler.ticks), default=0
             ),

@@ -1,7 +1,8 @@
 """The worker engine: priority-ordered JetStream pulls, lanes, ack/nak/term, drain.
 
-Pulling. Each priority has its own inbox subscription (a callback, no per-message
-futures) and at most one open pull request at a time, so the credit accounting is exact:
+Pulling (planned by the pure :mod:`surge_workers.scheduling`). Each priority has its own
+inbox subscription (a callback, no per-message futures) and at most one open pull request
+at a time, so the credit accounting is exact:
  * critical always has a waiting pull request (``expires`` = SURGE_PULL_EXPIRES) with its
    own credit pool, so a critical message is pushed to an idle slot the moment it lands,
    whatever bulk flood is queued behind it;
@@ -61,13 +62,13 @@ from surge_workers.contract import (
     dead_letter_subject,
     max_deliveries_advisory,
     parse_subject,
-    worker_share,
 )
 from surge_workers.delivery import Delivery, Handler, HandlerContext
 from surge_workers.errors import PoisonError
 from surge_workers.metrics import WorkerMetrics
 from surge_workers.pipeline import PriorityPolicy
 from surge_workers.provision import META_BACKOFF, parse_backoff
+from surge_workers.scheduling import ClassState, plan_pulls
 from surge_workers.settings import WorkerSettings
 from surge_workers.tasks import cancel_and_wait
 
@@ -330,42 +331,30 @@ class Worker:
         return self._held[Priority.NORMAL] + self._held[Priority.BULK]
 
     async def _plan(self) -> None:
-        """Issue the pull requests the current capacity and level allow."""
+        """Issue the pull requests the current capacity and level allow (see scheduling)."""
         now = time.monotonic()
         for priority, pull in self._pulls.items():
             if pull.open and now > pull.deadline:
                 pull.open = False
             if not pull.open and (pull.probe or pull.no_wait):
                 self._finish_request(priority)
-        served = self.settings.priorities
-        cap = self.capacity
-        level = self.level
-        max_batch = self.settings.max_batch
-        crit = self._pulls[Priority.CRITICAL]
-        if Priority.CRITICAL in served and not crit.open:
-            free = cap - self._held[Priority.CRITICAL]
-            if free >= self._low_water or (free > 0 and self._held[Priority.CRITICAL] == 0):
-                await self._request(Priority.CRITICAL, min(free, max_batch), no_wait=False)
-        free = cap - self._pool_held(Priority.NORMAL)
-        for priority in (Priority.NORMAL, Priority.BULK):
-            share = worker_share(level, priority)
-            if priority not in served or share <= 0:
-                continue
-            pull = self._pulls[priority]
-            if pull.open:
-                free -= pull.remaining
-            else:
-                limit = max(1, int(cap * share)) - self._held[priority]
-                room = min(free, limit, max_batch)
-                if room > 0:
-                    if pull.idle:
-                        await self._request(priority, 1, no_wait=False, probe=True)
-                        free -= 1
-                    elif room >= min(self._low_water, limit) or self._pool_held(priority) == 0:
-                        await self._request(priority, room, no_wait=True)
-                        free -= room
-            if not pull.idle:
-                break  # strict priority: lower classes wait while this one has work
+        states = {
+            p: ClassState(
+                held=self._held[p],
+                open_remaining=pull.remaining if pull.open else None,
+                idle=pull.idle,
+            )
+            for p, pull in self._pulls.items()
+        }
+        for plan in plan_pulls(
+            states,
+            served=self.settings.priorities,
+            level=self.level,
+            capacity=self.capacity,
+            low_water=self._low_water,
+            max_batch=self.settings.max_batch,
+        ):
+            await self._request(plan.priority, plan.batch, no_wait=plan.no_wait, probe=plan.probe)
 
     async def _pull_loop(self) -> None:
         while self._pulling:

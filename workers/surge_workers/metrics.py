@@ -12,7 +12,7 @@ from surge_workers.contract import PRIORITIES, Priority
 
 WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 HANDLE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
-OUTCOMES = ("ok", "retry", "dead_letter", "duplicate", "deferred")
+OUTCOMES = ("ok", "retry", "dead_letter", "duplicate")
 
 
 class WorkerMetrics:

@@ -1,0 +1,81 @@
+"""Pull planning: critical first and never starved, strict priority below it, degradation
+shares, probes for drained classes, batching."""
+
+from __future__ import annotations
+
+from surge_workers.contract import PRIORITIES, DegradationLevel, Priority
+from surge_workers.scheduling import ClassState, PullPlan, plan_pulls
+
+C, N, B = Priority.CRITICAL, Priority.NORMAL, Priority.BULK
+
+
+def plan(
+    states: dict[Priority, ClassState] | None = None,
+    level: DegradationLevel = DegradationLevel.NORMAL,
+    served: tuple[Priority, ...] = PRIORITIES,
+) -> list[PullPlan]:
+    return plan_pulls(
+        states or {},
+        served=served,
+        level=level,
+        capacity=100,
+        low_water=50,
+        max_batch=64,
+    )
+
+
+def test_a_fresh_worker_asks_critical_and_normal_but_not_bulk_yet() -> None:
+    assert plan() == [
+        PullPlan(C, 64, no_wait=False),  # waits for critical work
+        PullPlan(N, 64, no_wait=True),  # takes what normal has now
+    ]
+
+
+def test_bulk_is_asked_only_once_normal_is_drained() -> None:
+    states = {C: ClassState(open_remaining=64), N: ClassState(idle=True)}
+    assert plan(states) == [
+        PullPlan(N, 1, no_wait=False, probe=True),  # watch normal
+        PullPlan(B, 64, no_wait=True),
+    ]
+
+
+def test_busy_normal_holds_bulk_back() -> None:
+    states = {C: ClassState(open_remaining=64), N: ClassState(open_remaining=40)}
+    assert plan(states) == []
+
+
+def test_critical_has_its_own_pool_when_the_main_pool_is_full() -> None:
+    states = {N: ClassState(held=100)}
+    assert plan(states) == [PullPlan(C, 64, no_wait=False)]
+
+
+def test_no_small_requests_while_the_pool_is_busy() -> None:
+    states = {C: ClassState(open_remaining=64), N: ClassState(held=70)}
+    assert plan(states) == []  # 30 free < low water 50: wait for more room
+    states = {C: ClassState(open_remaining=64), N: ClassState(held=40)}
+    assert plan(states) == [PullPlan(N, 60, no_wait=True)]
+
+
+def test_throttled_bulk_gets_a_quarter_of_the_pool() -> None:
+    states = {C: ClassState(open_remaining=64), N: ClassState(idle=True, open_remaining=1)}
+    (bulk,) = plan(states, DegradationLevel.THROTTLE_BULK)
+    assert bulk.priority is B
+    assert bulk.batch == 25
+
+
+def test_shed_classes_are_not_pulled() -> None:
+    states = {N: ClassState(idle=True), B: ClassState(idle=True)}
+    assert [p.priority for p in plan(states, DegradationLevel.SHED_BULK)] == [C, N]
+    assert [p.priority for p in plan(states, DegradationLevel.CRITICAL_ONLY)] == [C]
+
+
+def test_a_worker_serving_only_bulk_pulls_bulk() -> None:
+    assert plan(served=(B,)) == [PullPlan(B, 64, no_wait=True)]
+
+
+def test_requests_never_exceed_capacity() -> None:
+    for held in range(0, 101, 7):
+        for idle in (False, True):
+            states = {N: ClassState(held=held, idle=idle), B: ClassState(held=0)}
+            main = [p.batch for p in plan(states) if p.priority is not C]
+            assert held + sum(main) <= 100

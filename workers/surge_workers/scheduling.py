@@ -1,0 +1,73 @@
+"""Pure pull planning: which pull requests a worker issues, given what it holds.
+
+The worker keeps at most one open pull request per priority. Critical has its own credit
+pool and always keeps a waiting request, so it is never queued behind other classes.
+Normal and bulk share the main pool with strict priority: a lower class is only asked
+for while every higher class is known to be drained ("idle"); a drained class is watched
+by a waiting 1-message probe. The degradation level caps each class's share of the pool.
+Small requests are avoided (below ``low_water``) unless the pool is empty, so a busy
+worker asks in batches rather than one message at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from surge_workers.contract import DegradationLevel, Priority, worker_share
+
+
+@dataclass(frozen=True)
+class ClassState:
+    held: int = 0  # received and not finished (buffered + running)
+    open_remaining: int | None = None  # credits of the open request; None = none open
+    idle: bool = False  # the last no_wait request found this class drained
+
+
+@dataclass(frozen=True)
+class PullPlan:
+    priority: Priority
+    batch: int
+    no_wait: bool  # answer now with what is there (learn "drained"); else wait up to expires
+    probe: bool = False  # a waiting 1-message request watching a drained class
+
+
+def plan_pulls(
+    states: Mapping[Priority, ClassState],
+    *,
+    served: Iterable[Priority],
+    level: DegradationLevel,
+    capacity: int,
+    low_water: int,
+    max_batch: int,
+) -> list[PullPlan]:
+    served = set(served)
+    plans: list[PullPlan] = []
+    crit = states.get(Priority.CRITICAL, ClassState())
+    if Priority.CRITICAL in served and crit.open_remaining is None:
+        free = capacity - crit.held
+        if free >= low_water or (free > 0 and crit.held == 0):
+            plans.append(PullPlan(Priority.CRITICAL, min(free, max_batch), no_wait=False))
+    main = (Priority.NORMAL, Priority.BULK)
+    pool_held = sum(states.get(p, ClassState()).held for p in main)
+    free = capacity - pool_held
+    for priority in main:
+        share = worker_share(level, priority)
+        if priority not in served or share <= 0:
+            continue
+        state = states.get(priority, ClassState())
+        if state.open_remaining is not None:
+            free -= state.open_remaining
+        else:
+            class_cap = max(1, int(capacity * share))
+            room = min(free, class_cap - state.held, max_batch)
+            if room > 0:
+                if state.idle:
+                    plans.append(PullPlan(priority, 1, no_wait=False, probe=True))
+                    free -= 1
+                elif room >= min(low_water, max(1, class_cap // 2)) or pool_held == 0:
+                    plans.append(PullPlan(priority, room, no_wait=True))
+                    free -= room
+        if not state.idle:
+            break  # strict priority: lower classes wait while this one has work
+    return plans

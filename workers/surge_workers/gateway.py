@@ -102,6 +102,35 @@ def load_tokens(path: str | Path) -> dict[str, str]:
     return tokens
 
 
+class TokenFile:
+    """The tokens file, re-read when it changes (a rotated Secret is picked up without a
+    restart); checked at most every ``interval`` seconds. A broken new version keeps the
+    previous tokens and is logged, rather than locking every tenant out."""
+
+    def __init__(self, path: str | Path, log: Any, interval: float = 5.0) -> None:
+        self.path = Path(path)
+        self.log = log
+        self.interval = interval
+        self._mtime = self.path.stat().st_mtime
+        self.tokens = load_tokens(self.path)
+        self._checked = time.monotonic()
+
+    def current(self) -> dict[str, str]:
+        now = time.monotonic()
+        if now - self._checked < self.interval:
+            return self.tokens
+        self._checked = now
+        try:
+            mtime = self.path.stat().st_mtime
+            if mtime != self._mtime:
+                self.tokens = load_tokens(self.path)
+                self._mtime = mtime
+                self.log.info("tokens_reloaded", tenants=len(set(self.tokens.values())))
+        except (OSError, ConfigError) as err:
+            self.log.error("tokens_reload_failed", error=str(err))
+        return self.tokens
+
+
 def _validation_detail(err: ValidationError) -> str:
     parts = []
     for item in err.errors()[:5]:
@@ -120,6 +149,7 @@ class Gateway:
     metrics: GatewayMetrics
     log: Any
     clock: Callable[[], float] = time.monotonic
+    token_file: TokenFile | None = None  # when set, replaces ``tokens`` as it changes
 
     def __post_init__(self) -> None:
         self.level = DegradationLevel.NORMAL
@@ -144,6 +174,8 @@ class Gateway:
             raise Refused(
                 401, "unauthorized", "bearer token required", {"WWW-Authenticate": "Bearer"}
             )
+        if self.token_file is not None:
+            self.tokens = self.token_file.current()
         tenant = self.tokens.get(token.strip())
         if tenant is None:
             raise Refused(401, "unauthorized", "unknown token", {"WWW-Authenticate": "Bearer"})
@@ -378,10 +410,18 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
     log = get_logger("gateway", stream=settings.pipeline.stream, cluster=settings.pipeline.cluster)
     if not settings.tokens_file:
         raise ConfigError("SURGE_TOKENS_FILE is required: the gateway never runs without auth")
-    tokens = load_tokens(settings.tokens_file)
+    token_file = TokenFile(settings.tokens_file, log)
+    tokens = token_file.tokens
     stop = stop or stop_event()
     nc = await connect(settings.nats, f"surge-gateway/{settings.pipeline.cluster}", log)
-    gateway = Gateway(settings=settings, tokens=tokens, nc=nc, metrics=GatewayMetrics(), log=log)
+    gateway = Gateway(
+        settings=settings,
+        tokens=tokens,
+        nc=nc,
+        metrics=GatewayMetrics(),
+        log=log,
+        token_file=token_file,
+    )
     watcher = DegradationWatcher(
         nc.jetstream(), settings.pipeline.stream, gateway.on_degradation, log=log
     )

@@ -156,3 +156,20 @@ def test_openapi_documents_every_refusal() -> None:
     post = openapi_document()["paths"]["/v1/messages"]["post"]
     assert {"202", "400", "401", "403", "413", "422", "429", "503"} <= set(post["responses"])
     assert "Retry-After" in post["responses"]["429"]["headers"]
+
+
+def test_rotated_tokens_file_is_picked_up_and_a_broken_one_ignored(tmp_path: Path) -> None:
+    import os
+
+    from surge_workers.gateway import TokenFile
+
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps({"acme": ["old"]}))
+    tokens = TokenFile(path, get_logger("test"), interval=0)
+    assert tokens.current() == {"old": "acme"}
+    path.write_text(json.dumps({"acme": ["new"]}))
+    os.utime(path, (1, 1))
+    assert tokens.current() == {"new": "acme"}
+    path.write_text("{broken")
+    os.utime(path, (2, 2))
+    assert tokens.current() == {"new": "acme"}

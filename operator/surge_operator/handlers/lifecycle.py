@@ -13,6 +13,7 @@ kopf.PermanentError (wait for the next spec change) here and only here.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import kopf
@@ -175,6 +176,9 @@ async def autoscaler(
     deps = deps_of(memo)
     ref = cluster_ref(body)
     tick_no = 0
+    # Spread the fleet's ticks over the period: after a restart every daemon starts at
+    # once, and 200 clusters reading NATS in the same millisecond is a burst, not a load.
+    await stopped.wait(random.uniform(0, 1.0))
     while not stopped:
         cs = deps.registry.get(ref.uid)
         period = 1.0

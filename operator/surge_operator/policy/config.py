@@ -27,7 +27,7 @@ class ScalingConfig:
     max_replicas: int = 20
     target_utilization: float = 0.7
     max_step: int = 10
-    scale_down_stabilization_s: float = 60.0
+    scale_down_stabilization_s: float = 30.0
     pod_startup_s: float = 5.0
     service_rate_hint: float | None = None
     tick_s: float = 1.0

@@ -125,7 +125,7 @@ def bench_operator(
 def bench_dataplane(
     messages: Annotated[int, typer.Option("--messages", min=100, help="Per round.")] = 20_000,
     size: Annotated[int, typer.Option("--size", min=16, help="Message bytes.")] = 1024,
-    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Best of N rounds.")] = 2,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Paired rounds.")] = 3,
     nats_url: Annotated[
         str | None, typer.Option("--nats-url", help="Use this server, not a fresh one.")
     ] = None,

@@ -361,8 +361,8 @@ class Worker:
             self._changed.clear()
             try:
                 await self._plan()
-            except nats.errors.Error as err:
-                self.log.warning("pull_request_failed", error=str(err))
+            except Exception as err:  # pulling must survive any one failure
+                self.log.warning("pull_request_failed", error=repr(err))
                 await asyncio.sleep(0.5)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=0.5)
@@ -374,22 +374,26 @@ class Worker:
         process = self._process
         while True:
             if critical:
-                lane.current = critical.popleft()
-                await process(lane.current, Priority.CRITICAL)
-                lane.current = None
+                msg, priority = critical.popleft(), Priority.CRITICAL
             elif normal:
-                lane.current = normal.popleft()
-                await process(lane.current, Priority.NORMAL)
-                lane.current = None
+                msg, priority = normal.popleft(), Priority.NORMAL
             elif bulk:
-                lane.current = bulk.popleft()
-                await process(lane.current, Priority.BULK)
-                lane.current = None
+                msg, priority = bulk.popleft(), Priority.BULK
             elif self._lanes_exit:
                 return
             else:
                 lane.wake.clear()
                 await lane.wake.wait()
+                continue
+            lane.current = msg
+            try:
+                await process(msg, priority)
+            except Exception as err:  # a lane must outlive any one message
+                # Typically the ack/nak could not be sent (connection lost): the message
+                # comes back after ack_wait and the idempotent handler absorbs the repeat.
+                self.log.warning("message_settle_failed", priority=priority.value, error=repr(err))
+            finally:
+                lane.current = None
 
     async def _process(self, msg: Msg, priority: Priority) -> None:
         metrics = self.metrics

@@ -42,8 +42,8 @@ class OperatorBench:
     rss_peak_mib: float
     rss_steady_mib: float
     idle_status_writes_per_s: float
-    reconciles: float
-    errors: float
+    reconciles: int
+    errors: int
     delete_s: float
     goal_converge_s: float = 60.0
     goal_rss_mib: float = 200.0
@@ -256,8 +256,8 @@ def run_bench(
             rss_peak_mib=round(peak, 1),
             rss_steady_mib=round(sum(steady) / len(steady), 1),
             idle_status_writes_per_s=round(idle_writes, 2),
-            reconciles=after.get("surge_operator_reconciles_total", 0),
-            errors=after.get("surge_operator_errors_total", 0),
+            reconciles=int(after.get("surge_operator_reconciles_total", 0)),
+            errors=int(after.get("surge_operator_errors_total", 0)),
             delete_s=round(delete_s, 2),
         )
 

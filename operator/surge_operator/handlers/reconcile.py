@@ -144,10 +144,16 @@ async def apply_owned(deps: Deps, ctx: BuildContext, cs: ClusterState) -> int:
                 # Create with the right size at once (no 1-replica blip), and let the
                 # autoscaler's manager co-own the count from the start.
                 n = initial_replicas(ctx.spec, cs.status)
-                obj = {**obj, "spec": {"replicas": n, **obj["spec"]}}
-                result = await deps.kube.apply(obj, field_manager=manager)
+                sized = {**obj, "spec": {"replicas": n, **obj["spec"]}}
+                await deps.kube.apply(sized, field_manager=manager)
                 await deps.kube.apply(scale_manifest(ctx, n), field_manager=scale_manager)
+                # Hand the field over now (the structural manager stops declaring it), so
+                # the first resync later is a true no-op instead of an ownership change.
+                result = await deps.kube.apply(obj, field_manager=manager)
                 cs.workers = figures_from_deployment(result, manager)
+                cs.resource_versions[("Deployment", meta["name"])] = (
+                    result.get("metadata") or {}
+                ).get("resourceVersion")
                 changed += 1
                 continue
             if figures.structural_owns_replicas:

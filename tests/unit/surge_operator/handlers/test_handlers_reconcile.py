@@ -71,7 +71,11 @@ async def test_new_worker_deployment_starts_at_min_and_the_autoscaler_co_owns_re
         for manager, obj in kube.applies
         if obj["metadata"]["name"] == "support-worker" and obj["kind"] == "Deployment"
     ]
-    assert worker_applies == [("surge-operator", 3), ("surge-autoscaler", 3)]
+    assert worker_applies == [
+        ("surge-operator", 3),  # created at the right size
+        ("surge-autoscaler", 3),  # the autoscaler's manager co-owns the count
+        ("surge-operator", None),  # and the structural manager lets go of it
+    ]
 
 
 async def test_a_second_reconcile_without_changes_writes_no_status_and_no_events() -> None:

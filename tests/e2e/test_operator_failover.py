@@ -1,6 +1,7 @@
 """Regional failover driven by the operator: two real nats-servers (east primary, west
 standby mirroring over a leafnode), the primary dies, the operator promotes west, records
-it on status and in an Event, and repoints the pods' configuration."""
+it on status and in an Event, and repoints the pods' configuration; the primary returns
+and an explicit failback (annotation) brings traffic home."""
 
 from __future__ import annotations
 
@@ -78,5 +79,42 @@ def test_primary_loss_promotes_the_standby_and_repoints_the_pods(
             "involvedObject.name=geo", "-o", "jsonpath={.items[*].type}",
         ).stdout  # fmt: skip
         assert "Warning" in events
+
+        # the old primary returns: it is fenced and becomes a mirror of west; an explicit
+        # failback (annotation) moves traffic home and the annotation is cleared
+        regions.servers["east"].restart()
+        kube_cluster.kubectl(
+            "annotate", "-n", kube_namespace, "mc/geo", "surge.dev/failback=requested"
+        )
+        back = eventually(
+            "activeRegion east again",
+            lambda: (
+                (s := (clusters.get("geo") or {}).get("status", {})).get("activeRegion") == "east"
+                and s
+            ),
+            timeout=120,
+        )
+        assert any(h["kind"] == "failback" for h in back["history"])
+        eventually(
+            "the failback annotation cleared",
+            lambda: (
+                "surge.dev/failback"
+                not in ((clusters.get("geo") or {})["metadata"].get("annotations") or {})
+            ),
+        )
+        eventually(
+            "FailedOver=False",
+            lambda: (c := clusters.condition("geo", "FailedOver")) and c["status"] == "False",
+        )
+        eventually(
+            "the pods' NATS URL back to east",
+            lambda: (
+                clusters.core.read_namespaced_config_map("geo-config", kube_namespace).data[
+                    "SURGE_NATS_URL"
+                ]
+                == east
+            ),
+            timeout=60,
+        )
     finally:
         op.stop()

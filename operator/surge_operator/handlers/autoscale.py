@@ -16,7 +16,13 @@ from surge_operator.handlers.state import ClusterState, gateway_pair
 from surge_operator.logs import get_logger
 from surge_operator.policy.config import PolicyConfig
 from surge_operator.policy.scaling import decide
-from surge_operator.policy.types import Decision, ScalingState, Snapshot
+from surge_operator.policy.types import (
+    Decision,
+    DegradationLevel,
+    DegradationState,
+    ScalingState,
+    Snapshot,
+)
 from surge_operator.resources.deployment import manual_replicas
 from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.labels import worker_deployment_name
@@ -63,7 +69,7 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
 
     decision: Decision | None = None
     if snapshot is not None:
-        state = cs.scaling if isinstance(cs.scaling, ScalingState) else ScalingState()
+        state = cs.scaling if isinstance(cs.scaling, ScalingState) else resumed_state(cs)
         decision, cs.scaling = decide(snapshot, PolicyConfig.from_spec(spec), state)
         deps.metrics.decisions.labels(reason=decision.reason.value).inc()
 
@@ -166,6 +172,14 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
     deps.metrics.tick_seconds.observe(deps.monotonic() - started)
     if problem is not None:
         log.warning("tick_degraded", tick=tick_no, reason=problem.reason, error=problem.message)
+
+
+def resumed_state(cs: ClusterState) -> ScalingState:
+    """Policy memory for a cluster this process has not ticked yet. The degradation level
+    survives an operator restart through status: starting again at level 0 would reopen
+    the floodgates in the middle of the overload that raised it."""
+    level = cs.status.degradation_level or 0
+    return ScalingState(degradation=DegradationState(level=DegradationLevel(level)))
 
 
 def _p95(snapshot: Snapshot) -> float | None:

@@ -82,3 +82,14 @@ async def test_live_figures_are_written_at_most_once_per_interval() -> None:
     await tick(deps, cs, 9)
     assert len(kube.status_patches) == writes + 1
     assert kube.status_patches[-1]["backlog"] == 9
+
+
+async def test_the_degradation_level_survives_an_operator_restart() -> None:
+    kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
+    deps, cs, clock = await _ready_cluster(kube, snaps, target)
+    cs.status = cs.status.model_copy(update={"degradation_level": 2})
+    cs.scaling = None  # a fresh process: no policy memory, only status
+    snaps.next = snapshot(clock.t, backlog=5, rate=1.0, current=1)
+    await tick(deps, cs, 1)
+    assert cs.status.degradation_level == 2
+    assert deps.js.levels[-1] == 2  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from surge_workers.contract import ID_PATTERN, Priority
 
@@ -51,6 +52,22 @@ class Accepted(BaseModel):
 
 class BatchAccepted(BaseModel):
     results: list[Accepted]
+
+
+class AcceptedDict(TypedDict):
+    """Same shape and JSON as :class:`Accepted` (the documented model): the gateway answers
+    from plain dicts, cheaper per message than a model instance each."""
+
+    id: str
+    stream: str
+    seq: int
+    duplicate: bool
+
+
+class BatchAcceptedDict(TypedDict):
+    """Same shape and JSON as :class:`BatchAccepted`."""
+
+    results: list[AcceptedDict]
 
 
 class TranscriptMessage(BaseModel):

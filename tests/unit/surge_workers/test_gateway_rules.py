@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from surge_workers.api_models import BatchIn, MessageIn
 from surge_workers.contract import DegradationLevel, DegradationState, Priority
 from surge_workers.errors import ConfigError
-from surge_workers.gateway import Gateway, Refused, load_tokens
+from surge_workers.gateway import Gateway, Refused, encode_payload, load_tokens, utf8_length
 from surge_workers.logs import get_logger
 from surge_workers.metrics import GatewayMetrics
 from surge_workers.openapi import committed_document, openapi_document, render
@@ -173,3 +175,60 @@ def test_rotated_tokens_file_is_picked_up_and_a_broken_one_ignored(tmp_path: Pat
     path.write_text("{broken")
     os.utime(path, (2, 2))
     assert tokens.current() == {"new": "acme"}
+
+
+@settings(max_examples=200)
+@given(
+    text=st.text(min_size=1),
+    language=st.sampled_from([None, "", "en", "de-AT"]),
+    channel=st.sampled_from([None, "", "web", "e-mail_2"]),
+)
+def test_stored_payload_is_exactly_what_json_dumps_gives(
+    text: str, language: str | None, channel: str | None
+) -> None:
+    message = MessageIn.model_construct(
+        id="m1", conversation_id="c1", text=text, language=language, channel=channel
+    )
+    expected: dict[str, Any] = {"text": text}
+    if language:
+        expected["language"] = language
+    if channel:
+        expected["channel"] = channel
+    assert encode_payload(message) == json.dumps(expected).encode()
+
+
+@given(st.text())
+def test_utf8_length(text: str) -> None:
+    assert utf8_length(text) == len(text.encode())
+
+
+def test_answers_serialize_like_the_documented_models() -> None:
+    from surge_workers.api_models import Accepted, AcceptedDict, BatchAccepted, BatchAcceptedDict
+    from surge_workers.gateway import _ACCEPTED_JSON, _BATCH_ACCEPTED_JSON
+
+    assert set(AcceptedDict.__annotations__) == set(Accepted.model_fields)
+    assert set(BatchAcceptedDict.__annotations__) == set(BatchAccepted.model_fields)
+    results: list[AcceptedDict] = [
+        {"id": "m1", "stream": "S", "seq": 7, "duplicate": False},
+        {"id": "m2", "stream": "S", "seq": 3, "duplicate": True},
+    ]
+    models = [Accepted(**r) for r in results]
+    assert _ACCEPTED_JSON.dump_json(results[0]).decode() == models[0].model_dump_json()
+    assert (
+        _BATCH_ACCEPTED_JSON.dump_json({"results": results}).decode()
+        == BatchAccepted(results=models).model_dump_json()
+    )
+
+
+def test_mixed_batch_is_shed_by_its_first_shed_priority_and_throttles_only_bulk() -> None:
+    gw, _ = gateway()
+    gw.on_degradation(DegradationState(level=DegradationLevel.CRITICAL_ONLY))
+    with pytest.raises(Refused) as shed:
+        gw.admit("acme", [msg(Priority.CRITICAL), msg(Priority.BULK), msg(Priority.NORMAL)])
+    assert "sheds bulk" in shed.value.detail
+    gw, _ = gateway()  # 10 msg/s, burst 10; bulk throttled to a tenth: burst 1
+    gw.on_degradation(DegradationState(level=DegradationLevel.THROTTLE_BULK))
+    gw.admit("acme", [msg(Priority.NORMAL), msg(Priority.BULK), msg(Priority.NORMAL)])
+    with pytest.raises(Refused) as throttled:
+        gw.admit("acme", [msg(Priority.BULK), msg(Priority.NORMAL), msg(Priority.BULK)])
+    assert throttled.value.error == "throttled"

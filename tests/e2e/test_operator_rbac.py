@@ -101,8 +101,15 @@ def test_the_operator_works_with_exactly_the_charts_permissions(
             )
             clusters.delete("least")
             eventually("finalized", lambda: clusters.get("least") is None, timeout=60)
-            assert "Forbidden" not in op.log(), op.log()[-3000:]
-            assert " 403 " not in op.log()
+            # RBAC denials read `... is forbidden: User "system:serviceaccount:..." cannot
+            # <verb> resource ...`. (A cluster-wide operator may also meet namespaces that
+            # other tests are tearing down: those "forbidden" messages are not RBAC.)
+            denials = [
+                line
+                for line in op.log().splitlines()
+                if "system:serviceaccount" in line and "cannot" in line
+            ]
+            assert denials == [], denials[:3]
         finally:
             op.stop()
     finally:

@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
 import nats.errors
+import nats.js.api
 import nats.js.errors
 from aiohttp import web
 from nats.aio.client import Client
-from nats.js.api import PubAck
+from nats.aio.msg import Msg
 from pydantic import TypeAdapter, ValidationError
 
 from surge_workers.api_models import (
@@ -163,6 +165,117 @@ def _validation_detail(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+Ack = dict[str, Any]  # a JetStream publish ack: {"stream": ..., "seq": ..., "duplicate"?: true}
+Publication = tuple[str, bytes, dict[str, str]]  # subject, payload, headers
+
+
+class _PendingBatch:
+    __slots__ = ("acks", "done", "missing")
+
+    def __init__(self, size: int) -> None:
+        self.acks: list[Ack | None] = [None] * size
+        self.missing = size
+        self.done: asyncio.Future[list[Ack]] = asyncio.get_running_loop().create_future()
+
+    def fail(self, error: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+
+
+class JetStreamPublisher:
+    """Pipelined JetStream publishing that waits once per batch.
+
+    Each message is a JetStream publish with its own reply subject and counts as stored only
+    once its own ack (stream + sequence) is back; a batch resolves when every one of its
+    acks is in and fails on the first error reply (no stream, JetStream API error) or after
+    ``timeout``. That is ``js.publish_async`` + ``gather`` without the per-message future,
+    semaphore, random token and PubAck dataclass, which cost the gateway more than the
+    publish itself. One reply subscription serves all batches. At most ``max_in_flight``
+    messages await their acks at once (publish_async's default pending limit); a batch
+    waits for room, and one larger than the limit goes alone.
+    """
+
+    def __init__(
+        self, nc: Client, timeout: float = PUBLISH_TIMEOUT, max_in_flight: int = 4000
+    ) -> None:
+        self.nc = nc
+        self.timeout = timeout
+        self.max_in_flight = max_in_flight
+        self._prefix = ""
+        self._subscribing = asyncio.Lock()
+        self._batches: dict[str, _PendingBatch] = {}
+        self._ids = itertools.count()
+        self._in_flight = 0
+        self._room = asyncio.Event()
+
+    async def publish(self, publications: Sequence[Publication]) -> list[Ack]:
+        """The acks, in order; raises a nats error or TimeoutError when any is missing."""
+        if not publications:
+            return []
+        if not self._prefix:
+            await self._subscribe()
+        count = len(publications)
+        while self._in_flight and self._in_flight + count > self.max_in_flight:
+            self._room.clear()
+            await self._room.wait()
+        self._in_flight += count
+        batch_id = str(next(self._ids))
+        batch = self._batches[batch_id] = _PendingBatch(count)
+        reply = f"{self._prefix}{batch_id}."
+        publish = self.nc.publish
+        try:
+            for index, (subject, payload, headers) in enumerate(publications):
+                await publish(subject, payload, reply=reply + str(index), headers=headers)
+            return await asyncio.wait_for(batch.done, self.timeout)
+        finally:
+            del self._batches[batch_id]
+            self._in_flight -= count
+            self._room.set()
+            if batch.done.done() and not batch.done.cancelled():
+                batch.done.exception()  # retrieved: an error reply during a failed send
+
+    async def _subscribe(self) -> None:
+        async with self._subscribing:
+            if not self._prefix:
+                prefix = self.nc.new_inbox() + "."
+                await self.nc.subscribe(prefix + "*.*", cb=self._on_reply)
+                self._prefix = prefix
+
+    async def _on_reply(self, msg: Msg) -> None:
+        batch_id, _, index = msg.subject[len(self._prefix) :].partition(".")
+        batch = self._batches.get(batch_id)
+        if batch is None or batch.done.done():
+            return  # late: its batch already failed or timed out
+        try:
+            position = int(index)
+            if batch.acks[position] is not None:
+                return
+        except (ValueError, IndexError):
+            return  # not a reply subject this publisher made
+        if msg.headers and msg.headers.get(nats.js.api.Header.STATUS) == "503":
+            batch.fail(nats.js.errors.NoStreamResponseError())
+            return
+        try:
+            ack = json.loads(msg.data)
+        except ValueError:
+            ack = None
+        if not isinstance(ack, dict) or "error" in ack or "seq" not in ack:
+            error = ack.get("error") if isinstance(ack, dict) else None
+            error = error if isinstance(error, dict) else {}
+            batch.fail(
+                nats.js.errors.APIError(
+                    code=error.get("code"),
+                    err_code=error.get("err_code"),
+                    description=str(error.get("description", f"unexpected ack {msg.data!r}")),
+                )
+            )
+            return
+        batch.acks[position] = ack
+        batch.missing -= 1
+        if not batch.missing:
+            batch.done.set_result(batch.acks)  # type: ignore[arg-type]  # all filled
+
+
 @dataclass
 class Gateway:
     """The API's state; ``nc`` is None only in unit tests of the refusal paths."""
@@ -181,6 +294,7 @@ class Gateway:
             self.settings.rate_limit, self.settings.rate_burst, THROTTLED_RATE_FRACTION
         )
         self.js = self.nc.jetstream() if self.nc is not None else None
+        self.publisher = JetStreamPublisher(self.nc) if self.nc is not None else None
 
     def on_degradation(self, state: DegradationState) -> None:
         self.level = state.level
@@ -267,50 +381,52 @@ class Gateway:
     # --- publishing ----------------------------------------------------------------------------
 
     async def publish(self, tenant: str, messages: list[MessageIn]) -> list[AcceptedDict]:
-        if self.js is None or self.nc is None or not self.nc.is_connected:
+        if self.publisher is None or self.nc is None or not self.nc.is_connected:
             raise Refused(503, "unavailable", "not connected to NATS", {"Retry-After": "1"})
         pipeline = self.settings.pipeline
         prefix, partitions = pipeline.subject_prefix, pipeline.partitions
         now = format_enqueued_at(time.time())
-        publish_async = self.js.publish_async
-        futures: list[asyncio.Future[PubAck]] = []
-        started = time.perf_counter()
-        try:
-            for message in messages:
-                priority = message.priority
-                headers = {
+        publications = [
+            (
+                message_subject(prefix, message.priority, message.conversation_id, partitions),
+                encode_payload(message),
+                {
                     Header.MSG_ID: message.id,
                     Header.CONVERSATION: message.conversation_id,
                     Header.TENANT: tenant,
-                    Header.PRIORITY: priority.value,
+                    Header.PRIORITY: message.priority.value,
                     Header.ENQUEUED_AT: now,
-                }
-                subject = message_subject(prefix, priority, message.conversation_id, partitions)
-                # Pipelined: send all, then wait for all acks (each is still confirmed).
-                futures.append(
-                    await publish_async(subject, encode_payload(message), headers=headers)
-                )
-            acks = await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT)
+                },
+            )
+            for message in messages
+        ]
+        started = time.perf_counter()
+        try:
+            # Pipelined: send all, then wait for all acks (each is still confirmed).
+            acks = await self.publisher.publish(publications)
         except (nats.errors.Error, TimeoutError) as err:
-            for future in futures:
-                future.cancel()
-            self.log.warning("publish_failed", tenant=tenant, error=str(err))
+            self.log.warning("publish_failed", tenant=tenant, error=str(err) or repr(err))
             raise Refused(
                 503, "unavailable", "stream did not confirm", {"Retry-After": "1"}
             ) from err
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         return self._accepted(messages, acks)
 
-    def _accepted(self, messages: list[MessageIn], acks: list[PubAck]) -> list[AcceptedDict]:
+    def _accepted(self, messages: list[MessageIn], acks: list[Ack]) -> list[AcceptedDict]:
         results: list[AcceptedDict] = []
         per_priority: dict[Priority, int] = {}
         duplicates = 0
         for message, ack in zip(messages, acks, strict=True):
             per_priority[message.priority] = per_priority.get(message.priority, 0) + 1
-            duplicate = bool(ack.duplicate)
+            duplicate = bool(ack.get("duplicate", False))
             duplicates += duplicate
             results.append(
-                {"id": message.id, "stream": ack.stream, "seq": ack.seq, "duplicate": duplicate}
+                {
+                    "id": message.id,
+                    "stream": ack["stream"],
+                    "seq": ack["seq"],
+                    "duplicate": duplicate,
+                }
             )
         # Counters once per request and priority: each inc() takes a lock.
         for priority, count in per_priority.items():

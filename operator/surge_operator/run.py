@@ -118,6 +118,17 @@ async def run(config: OperatorConfig) -> int:
 
 
 def main() -> None:
+    if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        from surge_operator import settings
+
+        print(__doc__)
+        print(settings.__doc__)
+        return
+    if "--version" in sys.argv[1:]:
+        from surge_operator import __version__
+
+        print(f"surge-operator {__version__}")
+        return
     config = OperatorConfig.from_env()
     configure(config.logs)
     sys.exit(asyncio.run(run(config)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -202,6 +203,29 @@ async def test_bad_input_gets_its_4xx_and_leaves_the_stream_unchanged(
     assert stored == 0
     if status == 401:
         assert single.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_a_message_the_stream_refuses_is_503_at_once_not_after_the_timeout(
+    nats_url: str, tmp_path: Path
+) -> None:
+    config = unique_pipeline(max_msg_size=256)  # below the gateway's text limit (1024)
+    nc, js = await provisioned(nats_url, config)
+    async with (
+        running_gateway(nats_url, config, tmp_path) as (base, _),
+        aiohttp.ClientSession(headers=ACME) as http,
+    ):
+        started = time.monotonic()
+        refused = await http.post(f"{base}/v1/messages", json=message(text="x" * 600))
+        elapsed = time.monotonic() - started
+        accepted = await http.post(f"{base}/v1/messages", json=message("m2"))
+    stored = await _last_seq(js, config)
+    await nc.close()
+
+    assert refused.status == 503
+    assert refused.headers["Retry-After"] == "1"
+    assert elapsed < 2.0  # the JetStream error reply fails the request, not the 5 s timeout
+    assert accepted.status == 202
+    assert stored == 1
 
 
 async def test_degradation_levels_answer_429_with_retry_after(

@@ -30,7 +30,7 @@ def _chart_rbac(cluster: KubeCluster, namespace: str) -> list[dict[str, Any]]:
         "template", "surge", str(ROOT / "charts" / "surge"), "--namespace", namespace,
         "--kube-version", "1.36.0", "--set", f"fullnameOverride=surge-{namespace}",
     ).stdout  # fmt: skip
-    kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
     return [d for d in yaml.safe_load_all(rendered) if d and d.get("kind") in kinds]
 
 
@@ -59,7 +59,13 @@ def test_the_operator_works_with_exactly_the_charts_permissions(
 ) -> None:
     install_crd(kube_cluster)
     docs = _chart_rbac(kube_cluster, kube_namespace)
-    assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    assert {d["kind"] for d in docs} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    }
     kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
     sa = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
     role = next(d for d in docs if d["kind"] == "ClusterRole")["metadata"]["name"]

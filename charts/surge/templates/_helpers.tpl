@@ -1,8 +1,10 @@
 {{/* Common names and labels. */}}
-{{- define "surge.name" -}}surge{{- end -}}
+{{- define "surge.name" -}}{{ default "surge" .Values.nameOverride | trunc 63 | trimSuffix "-" }}{{- end -}}
 
 {{- define "surge.fullname" -}}
-{{- if contains "surge" .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains "surge" .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
 {{- printf "%s-surge" .Release.Name | trunc 63 | trimSuffix "-" -}}

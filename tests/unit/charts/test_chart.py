@@ -91,7 +91,7 @@ def test_default_render_is_secure() -> None:
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["command"] == ["surge-operator"]
-    assert ("ClusterKopfPeering", "surge") in objects
+    assert ("Role", "surge-leader-election") in objects
 
 
 @pytest.mark.slow
@@ -104,13 +104,27 @@ def test_rbac_is_least_privilege() -> None:
             assert rule["verbs"] == ["get"], "secrets are read by name only"
         if "messagingclusters" in rule["resources"]:
             assert "delete" not in rule["verbs"]
+        assert "leases" not in rule["resources"], "leases only in the release namespace"
+
+
+@pytest.mark.slow
+def test_leader_election_is_confined_to_the_release_namespace() -> None:
+    roles = [o for o in render() if o["kind"] == "Role"]
+    assert [r["metadata"]["namespace"] for r in roles] == ["surge-system"]
+    assert roles[0]["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
 
 
 @pytest.mark.slow
 def test_namespaced_install_uses_a_role_not_a_cluster_role() -> None:
     kinds = {o["kind"] for o in render("operator.clusterWide=false")}
-    assert {"Role", "RoleBinding", "KopfPeering"} <= kinds
-    assert not {"ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"} & kinds
+    assert {"Role", "RoleBinding"} <= kinds
+    assert not {"ClusterRole", "ClusterRoleBinding"} & kinds
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ from tests.integration.dataplane_support import (
     worker_settings,
 )
 
-from surge_workers.contract import DegradationLevel
+from surge_workers.contract import DegradationLevel, Priority
 from surge_workers.degradation import DegradationWatcher, publish_degradation
 from surge_workers.gateway import Gateway, build_app
 from surge_workers.handlers import route_and_store
@@ -233,8 +233,12 @@ async def test_degradation_levels_answer_429_with_retry_after(
 ) -> None:
     config = unique_pipeline()
     nc, js = await provisioned(nats_url, config)
+    # 10 msg/s per tenant; throttled classes get a tenth of it (burst 1)
     async with (
-        running_gateway(nats_url, config, tmp_path) as (base, gateway),
+        running_gateway(nats_url, config, tmp_path, rate_limit=10, rate_burst=10) as (
+            base,
+            gateway,
+        ),
         aiohttp.ClientSession(headers=ACME) as http,
     ):
         await publish_degradation(js, config.stream, DegradationLevel.SHED_BULK, "test")
@@ -243,8 +247,20 @@ async def test_degradation_levels_answer_429_with_retry_after(
         normal = await http.post(f"{base}/v1/messages", json=message("n1"))
         await publish_degradation(js, config.stream, DegradationLevel.CRITICAL_ONLY, "test")
         await wait_until(lambda: _is(gateway.level, DegradationLevel.CRITICAL_ONLY), within=5)
+        # normal is not sheddable: throttled at level 3, not shed
         normal_at_3 = await http.post(f"{base}/v1/messages", json=message("n2"))
+        over_throttle = await http.post(f"{base}/v1/messages", json=message("n3"))
         critical = await http.post(f"{base}/v1/messages", json=message("c1", priority="critical"))
+        # ... unless the spec marks it sheddable: then it is shed like bulk
+        await publish_degradation(
+            js,
+            config.stream,
+            DegradationLevel.SHED_BULK,
+            "test",
+            sheddable=frozenset({Priority.NORMAL, Priority.BULK}),
+        )
+        await wait_until(lambda: _is(gateway.sheddable, {Priority.NORMAL, Priority.BULK}), 5)
+        normal_shed = await http.post(f"{base}/v1/messages", json=message("n4"))
     stored = await _last_seq(js, config)
     await nc.close()
 
@@ -252,9 +268,14 @@ async def test_degradation_levels_answer_429_with_retry_after(
     assert int(bulk.headers["Retry-After"]) > 0
     assert (await bulk.json())["error"] == "degraded"
     assert normal.status == 202
-    assert normal_at_3.status == 429
+    assert normal_at_3.status == 202
+    assert over_throttle.status == 429
+    assert (await over_throttle.json())["error"] == "throttled"
+    assert int(over_throttle.headers["Retry-After"]) >= 1
     assert critical.status == 202
-    assert stored == 2
+    assert normal_shed.status == 429
+    assert (await normal_shed.json())["error"] == "degraded"
+    assert stored == 3
 
 
 async def _is(value: object, expected: object) -> bool:

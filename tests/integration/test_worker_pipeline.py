@@ -28,7 +28,11 @@ from surge_workers.contract import (
     Priority,
     message_subject,
 )
-from surge_workers.degradation import DegradationWatcher, publish_degradation
+from surge_workers.degradation import (
+    DegradationWatcher,
+    publish_degradation,
+    read_degradation,
+)
 from surge_workers.delivery import Delivery, HandlerContext
 from surge_workers.errors import RetryableError
 from surge_workers.handlers import route_and_store
@@ -250,7 +254,7 @@ async def test_worker_obeys_the_degradation_level(nats_url: str) -> None:
         await asyncio.sleep(settings.pull_expires + 0.2)
         for p in (Priority.BULK, Priority.NORMAL, Priority.CRITICAL):
             await publish(js, config, msg_id=f"m-{p.value}", conversation=p.value, priority=p)
-        await wait_until(lambda: _true(Priority.CRITICAL in done), within=5)
+        await wait_until(lambda: _true(len(done) == 2), within=5)
         await asyncio.sleep(0.5)
         held_back = list(done)
         await publish_degradation(js, config.stream, DegradationLevel.NORMAL, "recovered")
@@ -258,8 +262,85 @@ async def test_worker_obeys_the_degradation_level(nats_url: str) -> None:
         await watcher.stop()
     await nc.close()
 
-    assert held_back == [Priority.CRITICAL]
+    # Level 3: critical and normal (not sheddable) are served, bulk (sheddable) waits.
+    assert sorted(held_back) == sorted([Priority.CRITICAL, Priority.NORMAL])
     assert sorted(done) == sorted(PRIORITIES)
+
+
+async def test_level_three_drains_a_normal_backlog_with_critical_first(nats_url: str) -> None:
+    """The observed failure: at level 3 workers left a normal backlog untouched although
+    they were idle. Now normal is drained within its share (a quarter of the handler
+    slots), while critical keeps the rest and never waits behind it."""
+    config = unique_pipeline()
+    nc, js = await provisioned(nats_url, config)
+    await publish_degradation(js, config.stream, DegradationLevel.CRITICAL_ONLY, "test")
+    running = {Priority.CRITICAL: 0, Priority.NORMAL: 0}
+    most_normal = 0
+    waits: dict[str, float] = {}
+    sent_at: dict[str, float] = {}
+
+    async def handler(delivery: Delivery, ctx: HandlerContext) -> None:
+        nonlocal most_normal
+        if delivery.priority is Priority.CRITICAL:
+            waits[delivery.msg_id] = time.monotonic() - sent_at[delivery.msg_id]
+        running[delivery.priority] += 1
+        most_normal = max(most_normal, running[Priority.NORMAL])
+        try:
+            await asyncio.sleep(0.01)
+        finally:
+            running[delivery.priority] -= 1
+
+    settings = worker_settings(config, concurrency=4)
+    async with running_worker(nats_url, settings, handler) as worker:
+        worker.on_degradation(await read_degradation(js, config.stream))
+        assert worker.level is DegradationLevel.CRITICAL_ONLY
+        # Pull requests issued at level 0 (before the level was known) end by then.
+        await asyncio.sleep(settings.pull_expires + 0.2)
+        for i in range(150):  # a normal backlog: 1.5 s of work for one handler slot
+            await publish(js, config, msg_id=f"n{i}", conversation=f"support{i % 30}")
+        for i in range(15):
+            msg_id = f"crit{i}"
+            sent_at[msg_id] = time.monotonic()
+            await publish(
+                js, config, msg_id=msg_id, conversation=f"vip{i}", priority=Priority.CRITICAL
+            )
+            await asyncio.sleep(0.03)
+        await wait_until(lambda: _drained(js, config), within=20)
+    await nc.close()
+
+    assert len(waits) == 15
+    worst = max(waits.values())
+    assert worst < 0.3, f"critical waited {worst:.3f}s behind normal"
+    assert most_normal == 1  # a quarter of 4 handler slots
+
+
+async def test_a_class_the_spec_marks_sheddable_is_not_pulled(nats_url: str) -> None:
+    config = unique_pipeline()
+    nc, js = await provisioned(nats_url, config)
+    sheddable = frozenset({Priority.NORMAL, Priority.BULK})
+    await publish_degradation(
+        js, config.stream, DegradationLevel.SHED_BULK, "test", sheddable=sheddable
+    )
+    done: list[Priority] = []
+
+    async def record(delivery: Delivery, ctx: HandlerContext) -> None:
+        done.append(delivery.priority)
+
+    settings = worker_settings(config)
+    async with running_worker(nats_url, settings, record) as worker:
+        worker.on_degradation(await read_degradation(js, config.stream))
+        assert worker.sheddable == sheddable
+        await asyncio.sleep(settings.pull_expires + 0.2)
+        for p in (Priority.NORMAL, Priority.CRITICAL):
+            await publish(js, config, msg_id=f"m-{p.value}", conversation=p.value, priority=p)
+        await wait_until(lambda: _true(Priority.CRITICAL in done), within=5)
+        await asyncio.sleep(0.5)
+        held_back = list(done)
+        pending = (await js.consumer_info(config.stream, "surge-normal")).num_pending
+    await nc.close()
+
+    assert held_back == [Priority.CRITICAL]
+    assert pending == 1  # queued, not dropped
 
 
 async def test_messages_waiting_behind_slow_handlers_are_kept_alive(nats_url: str) -> None:

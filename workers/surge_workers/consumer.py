@@ -9,10 +9,13 @@ at a time, so the credit accounting is exact:
  * normal and bulk share the main pool with strict priority: bulk is only asked for once a
    ``no_wait`` request found normal drained; a drained class is watched with a waiting
    1-message "probe" so new work is noticed without polling;
- * the degradation level caps each class's share of the pool (0 = not pulled at all; the
-   messages stay queued in the stream, nothing is dropped). A pull request already waiting
-   when the level rises cannot be recalled: for up to ``expires`` a shed class may still
-   deliver its 1-message probe, which is then processed (a nak would burn a delivery).
+ * the degradation level (with the cluster's sheddable classes) caps each class's share
+   of the worker's handler slots: at level 3 a class that is not sheddable still holds up
+   to a quarter of them, critical first; a shed class has share 0 and is not pulled at
+   all (its messages stay queued in the stream, nothing is dropped). A pull request
+   already waiting when the level rises cannot be recalled: for up to ``expires`` a shed
+   class may still deliver its 1-message probe, which is then processed (a nak would
+   burn a delivery).
 
 Processing. Messages go to ``concurrency`` lanes by crc32(conversation), each lane
 serving critical before normal before bulk. A lane runs one handler at a time, so the
@@ -51,6 +54,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from surge_workers.contract import (
+    DEFAULT_SHEDDABLE,
     PRIORITIES,
     DegradationLevel,
     DegradationState,
@@ -122,6 +126,7 @@ class Worker:
         self.stream = pipeline.stream
         self.log = log.bind(stream=self.stream, cluster=pipeline.cluster)
         self.level = DegradationLevel.NORMAL
+        self.sheddable = DEFAULT_SHEDDABLE
         self.ctx = HandlerContext(
             nc=nc, js=self.js, settings=settings, log=self.log, level=lambda: self.level
         )
@@ -192,6 +197,7 @@ class Worker:
 
     def on_degradation(self, state: DegradationState) -> None:
         self.level = state.level
+        self.sheddable = state.sheddable
         self.metrics.degradation_level.set(int(state.level))
         self._changed.set()
 
@@ -353,6 +359,8 @@ class Worker:
             capacity=self.capacity,
             low_water=self._low_water,
             max_batch=self.settings.max_batch,
+            slots=self.settings.concurrency,
+            sheddable=self.sheddable,
         ):
             await self._request(plan.priority, plan.batch, no_wait=plan.no_wait, probe=plan.probe)
 

@@ -17,9 +17,13 @@ KV buckets
     ``<stream>-degradation`` (key ``level``), ``<stream>-routing`` (sticky team per
     conversation) and ``<stream>-transcripts`` (one key per stored message).
 Degradation levels
-    0 normal · 1 throttle bulk · 2 shed bulk and non-essential features · 3 critical only.
-    :func:`admission` says what the gateway does with a write, :func:`worker_share` how
-    much of a worker's capacity a priority may use, :func:`features` what stays enabled.
+    0 normal · 1 throttle bulk · 2 shed bulk and non-essential features · 3 critical first.
+    "Bulk" stands for the *sheddable* classes of the MessagingCluster (``priorities[].
+    sheddable``; only bulk by default), published with the level. :func:`admission` says
+    what the gateway does with a write, :func:`worker_share` how much of a worker's slots a
+    priority may hold, :func:`features` what stays enabled. Critical is never throttled,
+    shed or capped; a non-sheddable class is never refused outright (at most throttled)
+    and never starved (at most held to a bounded share).
 """
 
 from __future__ import annotations
@@ -231,61 +235,104 @@ class Feature(StrEnum):
     TOPIC_ROUTING = "topic_routing"  # keyword analysis of the text to pick a team
 
 
-_ADMISSION: Final[dict[DegradationLevel, dict[Priority, Admission]]] = {
+class _Role(StrEnum):
+    """How a priority is treated when degraded: its row in the tables below."""
+
+    CRITICAL = "critical"  # what degradation protects: never throttled, shed or capped
+    PROTECTED = "protected"  # not sheddable: throttled and bounded at level 3, never shed
+    SHEDDABLE = "sheddable"  # may be throttled and shed (bulk by default)
+
+
+#: The classes that may be shed when the MessagingCluster does not say otherwise
+#: (``priorities[].sheddable`` defaults to true for bulk only).
+DEFAULT_SHEDDABLE: Final[frozenset[Priority]] = frozenset({Priority.BULK})
+
+
+def _role(priority: Priority, sheddable: frozenset[Priority]) -> _Role:
+    # Critical stays critical even if a spec marks it sheddable: shedding the one class
+    # the levels exist to protect would turn "degrade gracefully" into an outage.
+    if priority is Priority.CRITICAL:
+        return _Role.CRITICAL
+    return _Role.SHEDDABLE if priority in sheddable else _Role.PROTECTED
+
+
+_ADMISSION: Final[dict[DegradationLevel, dict[_Role, Admission]]] = {
     DegradationLevel.NORMAL: {
-        Priority.CRITICAL: Admission.ADMIT,
-        Priority.NORMAL: Admission.ADMIT,
-        Priority.BULK: Admission.ADMIT,
+        _Role.CRITICAL: Admission.ADMIT,
+        _Role.PROTECTED: Admission.ADMIT,
+        _Role.SHEDDABLE: Admission.ADMIT,
     },
     DegradationLevel.THROTTLE_BULK: {
-        Priority.CRITICAL: Admission.ADMIT,
-        Priority.NORMAL: Admission.ADMIT,
-        Priority.BULK: Admission.THROTTLE,
+        _Role.CRITICAL: Admission.ADMIT,
+        _Role.PROTECTED: Admission.ADMIT,
+        _Role.SHEDDABLE: Admission.THROTTLE,
     },
     DegradationLevel.SHED_BULK: {
-        Priority.CRITICAL: Admission.ADMIT,
-        Priority.NORMAL: Admission.ADMIT,
-        Priority.BULK: Admission.SHED,
+        _Role.CRITICAL: Admission.ADMIT,
+        _Role.PROTECTED: Admission.ADMIT,
+        _Role.SHEDDABLE: Admission.SHED,
     },
     DegradationLevel.CRITICAL_ONLY: {
-        Priority.CRITICAL: Admission.ADMIT,
-        Priority.NORMAL: Admission.SHED,
-        Priority.BULK: Admission.SHED,
+        _Role.CRITICAL: Admission.ADMIT,
+        _Role.PROTECTED: Admission.THROTTLE,
+        _Role.SHEDDABLE: Admission.SHED,
     },
 }
 
-# Fraction of a worker's pull capacity a priority may hold. Shed classes get 0: their queued
-# messages stay in the stream (nothing is dropped) until the level falls again.
-_WORKER_SHARE: Final[dict[DegradationLevel, dict[Priority, float]]] = {
-    DegradationLevel.NORMAL: {Priority.CRITICAL: 1.0, Priority.NORMAL: 1.0, Priority.BULK: 1.0},
+#: Share of a worker's slots a throttled class may hold (bulk at level 1, the protected
+#: classes at level 3): the rest stays reserved for the classes above it.
+THROTTLED_SHARE: Final = 0.25
+
+# Fraction of a worker's slots (its concurrent handlers) a priority may hold. Workers pull
+# in strict priority, so critical always comes first; a class with a share below 1 is
+# still served whenever there is room, but never holds more than its share, which keeps
+# the rest free for the classes above it. Shed classes get 0: their queued messages stay
+# in the stream (nothing is dropped) until the level falls again.
+_WORKER_SHARE: Final[dict[DegradationLevel, dict[_Role, float]]] = {
+    DegradationLevel.NORMAL: {_Role.CRITICAL: 1.0, _Role.PROTECTED: 1.0, _Role.SHEDDABLE: 1.0},
     DegradationLevel.THROTTLE_BULK: {
-        Priority.CRITICAL: 1.0,
-        Priority.NORMAL: 1.0,
-        Priority.BULK: 0.25,
+        _Role.CRITICAL: 1.0,
+        _Role.PROTECTED: 1.0,
+        _Role.SHEDDABLE: THROTTLED_SHARE,
     },
-    DegradationLevel.SHED_BULK: {Priority.CRITICAL: 1.0, Priority.NORMAL: 1.0, Priority.BULK: 0.0},
+    DegradationLevel.SHED_BULK: {_Role.CRITICAL: 1.0, _Role.PROTECTED: 1.0, _Role.SHEDDABLE: 0.0},
     DegradationLevel.CRITICAL_ONLY: {
-        Priority.CRITICAL: 1.0,
-        Priority.NORMAL: 0.0,
-        Priority.BULK: 0.0,
+        _Role.CRITICAL: 1.0,
+        _Role.PROTECTED: THROTTLED_SHARE,
+        _Role.SHEDDABLE: 0.0,
     },
 }
 
 THROTTLED_RATE_FRACTION: Final = 0.1  # of the tenant's normal rate, while THROTTLE applies
 
 
-def admission(level: DegradationLevel, priority: Priority) -> Admission:
-    return _ADMISSION[level][priority]
+def admission(
+    level: DegradationLevel,
+    priority: Priority,
+    sheddable: frozenset[Priority] = DEFAULT_SHEDDABLE,
+) -> Admission:
+    """What the gateway does with a new write of `priority` at `level`, given which
+    classes the MessagingCluster allows to be shed."""
+    return _ADMISSION[level][_role(priority, sheddable)]
 
 
-def worker_share(level: DegradationLevel, priority: Priority) -> float:
-    return _WORKER_SHARE[level][priority]
+def worker_share(
+    level: DegradationLevel,
+    priority: Priority,
+    sheddable: frozenset[Priority] = DEFAULT_SHEDDABLE,
+) -> float:
+    """Largest fraction of a worker's slots `priority` may hold at `level` (0: not pulled)."""
+    return _WORKER_SHARE[level][_role(priority, sheddable)]
 
 
-def retry_after_seconds(level: DegradationLevel, priority: Priority) -> int:
+def retry_after_seconds(
+    level: DegradationLevel,
+    priority: Priority,
+    sheddable: frozenset[Priority] = DEFAULT_SHEDDABLE,
+) -> int:
     """Retry-After for a refused write: short while throttled, longer when shed, so
     clients back off harder the deeper the degradation."""
-    decision = admission(level, priority)
+    decision = admission(level, priority, sheddable)
     if decision is Admission.ADMIT:
         return 0
     if decision is Admission.THROTTLE:
@@ -306,12 +353,29 @@ class DegradationState:
     level: DegradationLevel = DegradationLevel.NORMAL
     reason: str = ""
     at: float = 0.0
+    #: The classes the MessagingCluster allows to be shed (``priorities[].sheddable``).
+    sheddable: frozenset[Priority] = DEFAULT_SHEDDABLE
 
 
 def encode_degradation(state: DegradationState) -> bytes:
     return json.dumps(
-        {"level": int(state.level), "reason": state.reason, "at": state.at}, sort_keys=True
+        {
+            "level": int(state.level),
+            "reason": state.reason,
+            "at": state.at,
+            "sheddable": [p.value for p in PRIORITIES if p in state.sheddable],
+        },
+        sort_keys=True,
     ).encode()
+
+
+def _decode_sheddable(value: object) -> frozenset[Priority]:
+    """A list of priority names; anything else (absent: a publisher from before the field
+    existed) means the default. Unknown names are ignored."""
+    if not isinstance(value, list):
+        return DEFAULT_SHEDDABLE
+    known = {p.value: p for p in PRIORITIES}
+    return frozenset(known[v] for v in value if isinstance(v, str) and v in known)
 
 
 def decode_degradation(raw: bytes | None) -> DegradationState:
@@ -337,4 +401,5 @@ def decode_degradation(raw: bytes | None) -> DegradationState:
         level=level,
         reason=reason if isinstance(reason, str) else "",
         at=float(at) if isinstance(at, int | float) else 0.0,
+        sheddable=_decode_sheddable(doc.get("sheddable")),
     )

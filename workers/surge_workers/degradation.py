@@ -16,9 +16,11 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from surge_workers.contract import (
+    DEFAULT_SHEDDABLE,
     DEGRADATION_KEY,
     DegradationLevel,
     DegradationState,
+    Priority,
     decode_degradation,
     degradation_bucket,
     encode_degradation,
@@ -69,6 +71,7 @@ class DegradationWatcher:
                 level=int(state.level),
                 previous=int(previous.level),
                 reason=state.reason,
+                sheddable=sorted(p.value for p in state.sheddable),
             )
         if self._on_change is not None:
             self._on_change(state)
@@ -106,10 +109,17 @@ async def publish_degradation(
     reason: str,
     *,
     at: float | None = None,
+    sheddable: frozenset[Priority] = DEFAULT_SHEDDABLE,
 ) -> int:
-    """Set the level (operator, `surge demo`, tests). Returns the KV revision."""
+    """Set the level and the classes it may shed (operator, `surge demo`, tests). Returns
+    the KV revision."""
     kv = await js.key_value(degradation_bucket(stream))
-    state = DegradationState(level=level, reason=reason, at=time.time() if at is None else at)
+    state = DegradationState(
+        level=level,
+        reason=reason,
+        at=time.time() if at is None else at,
+        sheddable=frozenset(sheddable),
+    )
     return await kv.put(DEGRADATION_KEY, encode_degradation(state))
 
 

@@ -5,8 +5,9 @@ untouched when it refuses):
 
 1. bearer token -> tenant (401 missing/unknown token)
 2. body size (413), JSON (400), schema (422), text size (413), tenant match (403)
-3. degradation level: shed priorities get 429 + Retry-After; throttled ones share a
-   reduced per-tenant rate
+3. degradation level (with the cluster's sheddable classes, published with it): shed
+   priorities get 429 + Retry-After; throttled ones (sheddable at level 1, the others at
+   level 3) share a reduced per-tenant rate, 429 + Retry-After above it
 4. per-tenant rate limit (429 + Retry-After)
 5. publish with Nats-Msg-Id = client id (a retry is deduplicated by JetStream and answered
    ``duplicate: true`` with the original sequence) -> 202 with the stream sequence
@@ -46,6 +47,7 @@ from surge_workers.api_models import (
     TranscriptMessage,
 )
 from surge_workers.contract import (
+    DEFAULT_SHEDDABLE,
     THROTTLED_RATE_FRACTION,
     Admission,
     DegradationLevel,
@@ -290,6 +292,7 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.level = DegradationLevel.NORMAL
+        self.sheddable = DEFAULT_SHEDDABLE
         self.limiter = TenantLimiter(
             self.settings.rate_limit, self.settings.rate_burst, THROTTLED_RATE_FRACTION
         )
@@ -298,6 +301,7 @@ class Gateway:
 
     def on_degradation(self, state: DegradationState) -> None:
         self.level = state.level
+        self.sheddable = state.sheddable
         self.metrics.degradation_level.set(int(state.level))
 
     def ready(self) -> bool:
@@ -342,30 +346,33 @@ class Gateway:
                 )
 
     def admit(self, tenant: str, messages: list[MessageIn]) -> None:
-        level = self.level
+        level, sheddable = self.level, self.sheddable
         throttled = 0
+        throttled_classes: list[Priority] = []
         # One decision per priority present (in order of first appearance), not per message.
         for priority in dict.fromkeys(message.priority for message in messages):
-            decision = admission(level, priority)
+            decision = admission(level, priority, sheddable)
             if decision is Admission.SHED:
                 self.metrics.rejected(priority.value, "degraded")
                 raise Refused(
                     429,
                     "degraded",
                     f"degradation level {int(level)} sheds {priority.value} messages",
-                    {"Retry-After": str(retry_after_seconds(level, priority))},
+                    {"Retry-After": str(retry_after_seconds(level, priority, sheddable))},
                 )
             if decision is Admission.THROTTLE:
                 throttled += sum(1 for message in messages if message.priority is priority)
+                throttled_classes.append(priority)
         now = self.clock()
         if throttled:
             wait = self.limiter.take(tenant, throttled, now, throttled=True)
             if wait > 0:
-                self.metrics.rejected("bulk", "throttled")
+                self.metrics.rejected(throttled_classes[0].value, "throttled")
+                names = ", ".join(p.value for p in throttled_classes)
                 raise Refused(
                     429,
                     "throttled",
-                    f"degradation level {int(level)} throttles bulk messages",
+                    f"degradation level {int(level)} throttles {names} messages",
                     {"Retry-After": str(max(1, int(wait + 0.999)))},
                 )
         wait = self.limiter.take(tenant, len(messages), now)

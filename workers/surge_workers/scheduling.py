@@ -4,7 +4,10 @@ The worker keeps at most one open pull request per priority. Critical has its ow
 pool and always keeps a waiting request, so it is never queued behind other classes.
 Normal and bulk share the main pool with strict priority: a lower class is only asked
 for while every higher class is known to be drained ("idle"); a drained class is watched
-by a waiting 1-message probe. The degradation level caps each class's share of the pool.
+by a waiting 1-message probe. The degradation level caps each class's share of the
+worker's slots (its concurrent handlers): a class with share s holds at most s x ``slots``
+messages (running and buffered), so it never takes more than that share of the worker's
+throughput and the other slots stay free for critical; a class with share 0 is not pulled.
 Small requests are avoided (below ``low_water``) unless the pool is empty, so a busy
 worker asks in batches rather than one message at a time.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from surge_workers.contract import DegradationLevel, Priority, worker_share
+from surge_workers.contract import DEFAULT_SHEDDABLE, DegradationLevel, Priority, worker_share
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,13 @@ def plan_pulls(
     capacity: int,
     low_water: int,
     max_batch: int,
+    slots: int | None = None,
+    sheddable: frozenset[Priority] = DEFAULT_SHEDDABLE,
 ) -> list[PullPlan]:
+    """`capacity`: messages a worker may hold per pool (handlers + prefetch); `slots`: its
+    concurrent handlers (default `capacity`), the base of a degraded class's share."""
     served = set(served)
+    slots = capacity if slots is None else slots
     plans: list[PullPlan] = []
     crit = states.get(Priority.CRITICAL, ClassState())
     if Priority.CRITICAL in served and crit.open_remaining is None:
@@ -52,14 +60,15 @@ def plan_pulls(
     pool_held = sum(states.get(p, ClassState()).held for p in main)
     free = capacity - pool_held
     for priority in main:
-        share = worker_share(level, priority)
+        share = worker_share(level, priority, sheddable)
         if priority not in served or share <= 0:
             continue
         state = states.get(priority, ClassState())
         if state.open_remaining is not None:
             free -= state.open_remaining
         else:
-            class_cap = max(1, int(capacity * share))
+            # At least one message, so a class that is served is never starved.
+            class_cap = capacity if share >= 1 else min(capacity, max(1, int(slots * share)))
             room = min(free, class_cap - state.held, max_batch)
             if room > 0:
                 if state.idle:

@@ -107,36 +107,96 @@ def test_key_token_keeps_ids_from_the_id_alphabet() -> None:
         (DegradationLevel.NORMAL, ("admit", "admit", "admit")),
         (DegradationLevel.THROTTLE_BULK, ("admit", "admit", "throttle")),
         (DegradationLevel.SHED_BULK, ("admit", "admit", "shed")),
-        (DegradationLevel.CRITICAL_ONLY, ("admit", "shed", "shed")),
+        # Level 3 protects critical, but normal is not sheddable by default: throttled,
+        # never refused outright.
+        (DegradationLevel.CRITICAL_ONLY, ("admit", "throttle", "shed")),
     ],
 )
 def test_admission_per_level(level: DegradationLevel, expected: tuple[str, ...]) -> None:
     assert tuple(admission(level, p).value for p in PRIORITIES) == expected
 
 
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        (DegradationLevel.NORMAL, (1.0, 1.0, 1.0)),
+        (DegradationLevel.THROTTLE_BULK, (1.0, 1.0, 0.25)),
+        (DegradationLevel.SHED_BULK, (1.0, 1.0, 0.0)),
+        (DegradationLevel.CRITICAL_ONLY, (1.0, 0.25, 0.0)),
+    ],
+)
+def test_worker_share_per_level(level: DegradationLevel, expected: tuple[float, ...]) -> None:
+    assert tuple(worker_share(level, p) for p in PRIORITIES) == expected
+
+
+def test_the_sheddable_set_decides_who_is_shed_and_who_is_throttled() -> None:
+    everything = frozenset({Priority.NORMAL, Priority.BULK})
+    nothing: frozenset[Priority] = frozenset()
+    level3 = DegradationLevel.CRITICAL_ONLY
+    # normal marked sheddable: treated like bulk, throttled at 1 and shed from 2
+    assert admission(DegradationLevel.THROTTLE_BULK, Priority.NORMAL, everything) is (
+        Admission.THROTTLE
+    )
+    assert admission(DegradationLevel.SHED_BULK, Priority.NORMAL, everything) is Admission.SHED
+    assert worker_share(level3, Priority.NORMAL, everything) == 0.0
+    # bulk marked not sheddable: admitted until level 3, then throttled and bounded
+    assert admission(DegradationLevel.SHED_BULK, Priority.BULK, nothing) is Admission.ADMIT
+    assert worker_share(DegradationLevel.SHED_BULK, Priority.BULK, nothing) == 1.0
+    assert admission(level3, Priority.BULK, nothing) is Admission.THROTTLE
+    assert worker_share(level3, Priority.BULK, nothing) == 0.25
+
+
+def test_critical_stays_critical_even_if_marked_sheddable() -> None:
+    marked = frozenset(PRIORITIES)
+    for level in DegradationLevel:
+        assert admission(level, Priority.CRITICAL, marked) is Admission.ADMIT
+        assert worker_share(level, Priority.CRITICAL, marked) == 1.0
+
+
+sheddable_sets = st.frozensets(st.sampled_from(PRIORITIES))
+
+
 @pytest.mark.parametrize("level", list(DegradationLevel))
-def test_critical_is_never_refused_or_starved(level: DegradationLevel) -> None:
-    assert admission(level, Priority.CRITICAL) is Admission.ADMIT
-    assert worker_share(level, Priority.CRITICAL) == 1.0
-    assert retry_after_seconds(level, Priority.CRITICAL) == 0
+@given(sheddable=sheddable_sets)
+def test_critical_is_never_refused_or_starved(
+    level: DegradationLevel, sheddable: frozenset[Priority]
+) -> None:
+    assert admission(level, Priority.CRITICAL, sheddable) is Admission.ADMIT
+    assert worker_share(level, Priority.CRITICAL, sheddable) == 1.0
+    assert retry_after_seconds(level, Priority.CRITICAL, sheddable) == 0
 
 
 @pytest.mark.parametrize("level", list(DegradationLevel))
 @pytest.mark.parametrize("priority", PRIORITIES)
+@given(sheddable=sheddable_sets)
 def test_shed_means_not_pulled_and_a_retry_after(
-    level: DegradationLevel, priority: Priority
+    level: DegradationLevel, priority: Priority, sheddable: frozenset[Priority]
 ) -> None:
-    shed = admission(level, priority) is Admission.SHED
-    assert (worker_share(level, priority) == 0.0) == shed
-    if admission(level, priority) is not Admission.ADMIT:
-        assert retry_after_seconds(level, priority) >= 1
+    decision = admission(level, priority, sheddable)
+    assert (worker_share(level, priority, sheddable) == 0.0) == (decision is Admission.SHED)
+    if decision is not Admission.ADMIT:
+        assert retry_after_seconds(level, priority, sheddable) >= 1
 
 
-def test_levels_only_get_stricter() -> None:
+@pytest.mark.parametrize("level", list(DegradationLevel))
+@pytest.mark.parametrize("priority", PRIORITIES)
+@given(sheddable=sheddable_sets)
+def test_only_sheddable_classes_are_ever_shed(
+    level: DegradationLevel, priority: Priority, sheddable: frozenset[Priority]
+) -> None:
+    if priority not in sheddable:
+        assert admission(level, priority, sheddable) is not Admission.SHED
+        assert worker_share(level, priority, sheddable) > 0.0
+
+
+@given(sheddable=sheddable_sets)
+def test_levels_only_get_stricter(sheddable: frozenset[Priority]) -> None:
     order = {Admission.ADMIT: 0, Admission.THROTTLE: 1, Admission.SHED: 2}
     for priority in PRIORITIES:
-        steps = [order[admission(level, priority)] for level in DegradationLevel]
+        steps = [order[admission(level, priority, sheddable)] for level in DegradationLevel]
         assert steps == sorted(steps)
+        shares = [worker_share(level, priority, sheddable) for level in DegradationLevel]
+        assert shares == sorted(shares, reverse=True)
 
 
 def test_non_essential_features_go_from_level_two() -> None:
@@ -144,10 +204,42 @@ def test_non_essential_features_go_from_level_two() -> None:
     assert features(DegradationLevel.SHED_BULK) == frozenset()
 
 
-@given(level=st.sampled_from(list(DegradationLevel)), reason=st.text(max_size=50))
-def test_degradation_state_round_trips(level: DegradationLevel, reason: str) -> None:
-    state = DegradationState(level=level, reason=reason, at=1700000000.5)
+@given(
+    level=st.sampled_from(list(DegradationLevel)),
+    reason=st.text(max_size=50),
+    sheddable=sheddable_sets,
+)
+def test_degradation_state_round_trips(
+    level: DegradationLevel, reason: str, sheddable: frozenset[Priority]
+) -> None:
+    state = DegradationState(level=level, reason=reason, at=1700000000.5, sheddable=sheddable)
     assert decode_degradation(encode_degradation(state)) == state
+
+
+@pytest.mark.parametrize(
+    ("raw", "sheddable"),
+    [
+        # a publisher from before the field existed: the default
+        (b'{"level": 3, "reason": "", "at": 1.0}', {Priority.BULK}),
+        (b"3", {Priority.BULK}),
+        (b'{"level": 3, "sheddable": "bulk"}', {Priority.BULK}),
+        (b'{"level": 3, "sheddable": []}', set()),
+        (b'{"level": 3, "sheddable": ["normal", "bulk"]}', {Priority.NORMAL, Priority.BULK}),
+        (b'{"level": 3, "sheddable": ["normal", "urgent", 7]}', {Priority.NORMAL}),
+    ],
+)
+def test_sheddable_decoding_is_backward_compatible_and_lenient(
+    raw: bytes, sheddable: set[Priority]
+) -> None:
+    state = decode_degradation(raw)
+    assert state.level is DegradationLevel.CRITICAL_ONLY
+    assert state.sheddable == sheddable
+
+
+def test_encoded_state_lists_sheddable_classes_in_priority_order() -> None:
+    state = DegradationState(sheddable=frozenset({Priority.BULK, Priority.NORMAL}))
+    assert b'"sheddable": ["normal", "bulk"]' in encode_degradation(state)
+    assert frozenset({Priority.BULK}) == contract.DEFAULT_SHEDDABLE
 
 
 @pytest.mark.parametrize(

@@ -88,9 +88,41 @@ def test_shed_priorities_get_429_with_retry_after() -> None:
     gw.on_degradation(DegradationState(level=DegradationLevel.CRITICAL_ONLY))
     gw.admit("acme", [msg(Priority.CRITICAL)])
     with pytest.raises(Refused) as caught:
-        gw.admit("acme", [msg(Priority.NORMAL)])
-    assert caught.value.status == 429
+        gw.admit("acme", [msg(Priority.BULK)])
+    assert (caught.value.status, caught.value.error) == (429, "degraded")
     assert int(caught.value.headers["Retry-After"]) > 0
+
+
+def test_level_three_throttles_normal_instead_of_shedding_it() -> None:
+    gw, clock = gateway()  # 10 msg/s, burst 10; throttled to a tenth: burst 1
+    gw.on_degradation(DegradationState(level=DegradationLevel.CRITICAL_ONLY))
+    gw.admit("acme", [msg(Priority.NORMAL)])  # normal is not sheddable: still admitted
+    with pytest.raises(Refused) as caught:
+        gw.admit("acme", [msg(Priority.NORMAL)])
+    assert (caught.value.status, caught.value.error) == (429, "throttled")
+    assert "throttles normal" in caught.value.detail
+    assert int(caught.value.headers["Retry-After"]) >= 1
+    gw.admit("acme", [msg(Priority.CRITICAL)] * 5)  # critical is never throttled
+    clock.now = 1.0
+    gw.admit("acme", [msg(Priority.NORMAL)])
+
+
+def test_a_class_the_spec_marks_sheddable_is_shed() -> None:
+    gw, _ = gateway()
+    sheddable = frozenset({Priority.NORMAL, Priority.BULK})
+    gw.on_degradation(DegradationState(level=DegradationLevel.SHED_BULK, sheddable=sheddable))
+    with pytest.raises(Refused) as caught:
+        gw.admit("acme", [msg(Priority.NORMAL)])
+    assert (caught.value.status, caught.value.error) == (429, "degraded")
+    assert "sheds normal" in caught.value.detail
+    # ... and one it marks not sheddable is admitted at level 2, throttled at level 3
+    gw.on_degradation(DegradationState(level=DegradationLevel.SHED_BULK, sheddable=frozenset()))
+    gw.admit("acme", [msg(Priority.BULK)])
+    gw.on_degradation(DegradationState(level=DegradationLevel.CRITICAL_ONLY, sheddable=frozenset()))
+    gw.admit("acme", [msg(Priority.BULK)])
+    with pytest.raises(Refused) as throttled:
+        gw.admit("acme", [msg(Priority.BULK)])
+    assert throttled.value.error == "throttled"
 
 
 def test_throttled_bulk_runs_at_a_fraction_of_the_tenant_rate() -> None:
@@ -220,7 +252,7 @@ def test_answers_serialize_like_the_documented_models() -> None:
     )
 
 
-def test_mixed_batch_is_shed_by_its_first_shed_priority_and_throttles_only_bulk() -> None:
+def test_mixed_batch_is_shed_by_its_shed_priority_and_throttles_only_bulk() -> None:
     gw, _ = gateway()
     gw.on_degradation(DegradationState(level=DegradationLevel.CRITICAL_ONLY))
     with pytest.raises(Refused) as shed:

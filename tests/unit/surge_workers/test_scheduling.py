@@ -13,6 +13,7 @@ def plan(
     states: dict[Priority, ClassState] | None = None,
     level: DegradationLevel = DegradationLevel.NORMAL,
     served: tuple[Priority, ...] = PRIORITIES,
+    sheddable: frozenset[Priority] = frozenset({B}),
 ) -> list[PullPlan]:
     return plan_pulls(
         states or {},
@@ -21,6 +22,8 @@ def plan(
         capacity=100,
         low_water=50,
         max_batch=64,
+        slots=100,
+        sheddable=sheddable,
     )
 
 
@@ -66,7 +69,55 @@ def test_throttled_bulk_gets_a_quarter_of_the_pool() -> None:
 def test_shed_classes_are_not_pulled() -> None:
     states = {N: ClassState(idle=True), B: ClassState(idle=True)}
     assert [p.priority for p in plan(states, DegradationLevel.SHED_BULK)] == [C, N]
-    assert [p.priority for p in plan(states, DegradationLevel.CRITICAL_ONLY)] == [C]
+    assert [p.priority for p in plan(states, DegradationLevel.CRITICAL_ONLY)] == [C, N]
+    # a class the spec marks sheddable is shed like bulk
+    both = frozenset({N, B})
+    assert [p.priority for p in plan(states, DegradationLevel.SHED_BULK, sheddable=both)] == [C]
+    assert [p.priority for p in plan(states, DegradationLevel.CRITICAL_ONLY, sheddable=both)] == [C]
+
+
+def test_at_level_three_normal_is_still_pulled_up_to_a_quarter_of_the_slots() -> None:
+    level3 = DegradationLevel.CRITICAL_ONLY
+    # critical keeps its waiting request; normal (not sheddable) gets a quarter of the slots
+    assert plan({}, level3) == [PullPlan(C, 64, no_wait=False), PullPlan(N, 25, no_wait=True)]
+    # ... and no more while it holds them, even with the rest of the worker idle
+    assert plan({C: ClassState(open_remaining=64), N: ClassState(held=25)}, level3) == []
+    assert plan({C: ClassState(open_remaining=64), N: ClassState(held=10)}, level3) == [
+        PullPlan(N, 15, no_wait=True)
+    ]
+    # bulk (sheddable) is never asked for, even once normal is drained
+    assert plan({C: ClassState(open_remaining=64), N: ClassState(idle=True)}, level3) == [
+        PullPlan(N, 1, no_wait=False, probe=True)
+    ]
+
+
+def test_a_degraded_share_is_counted_in_handler_slots_not_prefetch() -> None:
+    # 16 handlers + 64 prefetch: a quarter of the slots is 4 messages, not 20, so normal
+    # takes at most a quarter of the worker's throughput at level 3.
+    def level3(held: int) -> list[PullPlan]:
+        return plan_pulls(
+            {C: ClassState(open_remaining=64), N: ClassState(held=held)},
+            served=PRIORITIES,
+            level=DegradationLevel.CRITICAL_ONLY,
+            capacity=80,
+            low_water=40,
+            max_batch=64,
+            slots=16,
+        )
+
+    assert level3(0) == [PullPlan(N, 4, no_wait=True)]
+    assert level3(4) == []
+    # one handler slot still gets one message: a served class is never starved
+    tiny = plan_pulls(
+        {},
+        served=PRIORITIES,
+        level=DegradationLevel.CRITICAL_ONLY,
+        capacity=1,
+        low_water=1,
+        max_batch=64,
+        slots=1,
+    )
+    assert [(p.priority, p.batch) for p in tiny] == [(C, 1), (N, 1)]
 
 
 def test_a_worker_serving_only_bulk_pulls_bulk() -> None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,9 +40,11 @@ from surge_operator.resources.jetstream import (
 )
 from surge_workers import provision
 from surge_workers.contract import (
+    DEFAULT_SHEDDABLE,
     DEGRADATION_KEY,
     DegradationLevel,
     DegradationState,
+    Priority,
     degradation_bucket,
     encode_degradation,
 )
@@ -116,8 +118,19 @@ class JetStreamOps(Protocol):
     async def delete(self, url: str, auth: NatsAuth, config: PipelineConfig) -> tuple[str, ...]: ...
 
     async def publish_level(
-        self, url: str, auth: NatsAuth, stream: str, level: int, reason: str, at: float
-    ) -> None: ...
+        self,
+        url: str,
+        auth: NatsAuth,
+        stream: str,
+        level: int,
+        reason: str,
+        at: float,
+        *,
+        sheddable: Collection[str] | None = None,
+    ) -> None:
+        """Publish the level with the classes it may shed (`spec.sheddable()`; None: the
+        contract's default, bulk only)."""
+        ...
 
     async def jetstream(self, url: str, auth: NatsAuth) -> JetStreamContext: ...
 
@@ -213,10 +226,27 @@ class NatsJetStreamOps:
             raise _unavailable(url, exc) from None
 
     async def publish_level(
-        self, url: str, auth: NatsAuth, stream: str, level: int, reason: str, at: float
+        self,
+        url: str,
+        auth: NatsAuth,
+        stream: str,
+        level: int,
+        reason: str,
+        at: float,
+        *,
+        sheddable: Collection[str] | None = None,
     ) -> None:
         js = await self.jetstream(url, auth)
-        state = DegradationState(level=DegradationLevel(level), reason=reason, at=at)
+        state = DegradationState(
+            level=DegradationLevel(level),
+            reason=reason,
+            at=at,
+            sheddable=(
+                DEFAULT_SHEDDABLE
+                if sheddable is None
+                else frozenset(Priority(name) for name in sheddable)
+            ),
+        )
         try:
             kv = await js.key_value(degradation_bucket(stream))
             await kv.put(DEGRADATION_KEY, encode_degradation(state))

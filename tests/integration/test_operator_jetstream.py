@@ -42,6 +42,13 @@ async def test_provision_is_idempotent_and_delete_removes_everything(
         entry = await kv.get(DEGRADATION_KEY)
         assert entry.value is not None
         assert json.loads(entry.value)["level"] == 2
+        assert json.loads(entry.value)["sheddable"] == ["bulk"]  # the default
+        await ops.publish_level(
+            nats_server.url, NatsAuth(), "OPS_ONE", 3, "spec", 2.0, sheddable={"bulk", "normal"}
+        )
+        entry = await kv.get(DEGRADATION_KEY)
+        assert entry.value is not None
+        assert json.loads(entry.value)["sheddable"] == ["normal", "bulk"]
         deleted = await ops.delete(nats_server.url, NatsAuth(), config)
         assert "OPS_ONE" in deleted
         assert await ops.delete(nats_server.url, NatsAuth(), config) == ()

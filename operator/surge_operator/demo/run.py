@@ -173,13 +173,18 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         target = LocalProcessTarget(worker_env(server.url, options), port_factory=free_port)
         await target.scale(options.min_replicas)
 
+        policy = options.policy()
+        sheddable = frozenset(contract.Priority(p.value) for p in policy.degradation.sheddable)
+
         async def publish_level(level: DegradationLevel, reason: str) -> None:
-            await publish_degradation(js, STREAM, contract.DegradationLevel(int(level)), reason)
+            await publish_degradation(
+                js, STREAM, contract.DegradationLevel(int(level)), reason, sheddable=sheddable
+            )
 
         autoscaler = Autoscaler(
             source=JetStreamMetricsSource(js, pipeline),
             target=target,
-            config=options.policy(),
+            config=policy,
             publish_level=publish_level,
         )
         spec = options.load()

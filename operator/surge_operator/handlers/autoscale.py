@@ -112,13 +112,17 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
             new_level = int(decision.degradation_level)
         elif not spec.degradation.enabled:
             new_level = 0
-        if new_level != cs.published_level:
+        # Workers and the gateway read which classes may be shed from the published state,
+        # so a spec change of priorities[].sheddable is published even at the same level.
+        sheddable = frozenset(p.value for p in spec.sheddable())
+        if new_level != cs.published_level or sheddable != cs.published_sheddable:
             try:
                 await deps.js.publish_level(
                     cs.nats_url, cs.auth, cs.status.stream or "", new_level,
-                    decision.message if decision else "", deps.wall(),
+                    decision.message if decision else "", deps.wall(), sheddable=sheddable,
                 )  # fmt: skip
                 cs.published_level = new_level
+                cs.published_sheddable = sheddable
             except SurgeError as exc:
                 problem = problem or exc
         if new_level != level:

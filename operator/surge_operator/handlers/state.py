@@ -59,6 +59,8 @@ class ClusterState:
     failover: Any = None
     next_probe: float = 0.0
     published_level: int | None = None
+    #: the sheddable classes published with that level (spec.sheddable())
+    published_sheddable: frozenset[str] | None = None
     gateway_warned: bool = False
     #: NATS connection of the active region, once the stream was provisioned
     nats_url: str | None = None

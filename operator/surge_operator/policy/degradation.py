@@ -3,7 +3,12 @@
     0 NORMAL         everything accepted and served
     1 THROTTLE_BULK  the gateway answers part of the sheddable traffic with 429
     2 SHED_BULK      sheddable traffic rejected and not served; non-essential features off
-    3 CRITICAL_ONLY  only critical is served; other classes wait (or are rejected if sheddable)
+    3 CRITICAL_ONLY  critical first, with the workers' slots reserved for it; classes that
+                     are not sheddable are throttled at the gateway and held to a bounded
+                     share of the workers, but still served; sheddable ones stay shed
+
+"Sheddable" is the MessagingCluster's `priorities[].sheddable` (bulk by default); critical
+is never shed. The data plane applies the same tables (`surge_workers.contract`).
 
 The level rises one step after overload has lasted `enter_after_s` (and again after each
 further `enter_after_s`), and falls one step only after the demand that the lower level
@@ -24,13 +29,15 @@ from surge_operator.policy.types import DegradationLevel, DegradationState
 def served_priorities(
     level: DegradationLevel, sheddable: frozenset[Priority]
 ) -> frozenset[Priority]:
-    """The priorities workers still serve at `level` (what latency targets apply to)."""
+    """The priorities workers still serve at `level`: those that consume capacity.
+
+    Sheddable classes stop from level 2. At level 3 the others are throttled and held to a
+    bounded share, but they are still served (after critical), so they still count.
+    """
     every = frozenset(Priority)
     if level <= DegradationLevel.THROTTLE_BULK:
         return every
-    if level == DegradationLevel.SHED_BULK:
-        return every - sheddable
-    return frozenset({Priority.CRITICAL})
+    return every - (sheddable - {Priority.CRITICAL})
 
 
 @dataclass(frozen=True, slots=True)

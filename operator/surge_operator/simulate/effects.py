@@ -1,12 +1,18 @@
 """What a degradation level does to traffic in the simulator: the data-plane contract.
 
 The gateway's admission (admit / throttle / shed) and the workers' capacity share per
-priority come from `surge_workers.contract`, so the simulator degrades exactly as the
-real pipeline does. Simplification: a write refused with 429 is counted once (as
-throttled or shed) and its client's retries are not replayed.
+priority come from `surge_workers.contract`, with the cluster's sheddable classes, so the
+simulator degrades exactly as the real pipeline does: a class with share s never takes
+more than s of the pool's throughput (the workers cap it at s of their handler slots) and
+is served in strict priority after the classes above it. Simplifications: a throttled
+class is admitted at `THROTTLED_RATE_FRACTION` of what is offered (the gateway applies it
+to each tenant's rate limit), and a write refused with 429 is counted once (as throttled
+or shed) and its client's retries are not replayed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from surge_operator.api import Priority
 from surge_operator.policy.types import DegradationLevel
@@ -17,10 +23,18 @@ def _wire(priority: Priority) -> contract.Priority:
     return contract.Priority(priority.value)
 
 
-def admission(level: DegradationLevel, priority: Priority) -> tuple[float, bool]:
+def _wire_set(sheddable: Iterable[Priority]) -> frozenset[contract.Priority]:
+    return frozenset(_wire(p) for p in sheddable)
+
+
+def admission(
+    level: DegradationLevel, priority: Priority, sheddable: frozenset[Priority]
+) -> tuple[float, bool]:
     """(fraction of offered writes admitted, whether the refused rest counts as throttled
     rather than shed)."""
-    decision = contract.admission(contract.DegradationLevel(int(level)), _wire(priority))
+    decision = contract.admission(
+        contract.DegradationLevel(int(level)), _wire(priority), _wire_set(sheddable)
+    )
     if decision is contract.Admission.ADMIT:
         return 1.0, False
     if decision is contract.Admission.THROTTLE:
@@ -28,6 +42,10 @@ def admission(level: DegradationLevel, priority: Priority) -> tuple[float, bool]
     return 0.0, False
 
 
-def worker_share(level: DegradationLevel, priority: Priority) -> float:
+def worker_share(
+    level: DegradationLevel, priority: Priority, sheddable: frozenset[Priority]
+) -> float:
     """Largest fraction of worker capacity this priority may use at this level."""
-    return contract.worker_share(contract.DegradationLevel(int(level)), _wire(priority))
+    return contract.worker_share(
+        contract.DegradationLevel(int(level)), _wire(priority), _wire_set(sheddable)
+    )

@@ -222,6 +222,7 @@ def run(
     steps = max(1, round(1 / sim.dt))
     dt = 1.0 / steps
     targets = policy.scaling.latency_targets
+    sheddable = policy.degradation.sheddable
     queues: dict[Priority, deque[list[float]]] = {p: deque() for p in PRIORITY_ORDER}
     backlog = dict.fromkeys(PRIORITY_ORDER, 0.0)
 
@@ -270,7 +271,7 @@ def run(
         accepted_sec = dict.fromkeys(PRIORITY_ORDER, 0.0)
         offered_sec = dict.fromkeys(PRIORITY_ORDER, 0.0)
         served_sec = 0.0
-        shares = {p: worker_share(level, p) for p in PRIORITY_ORDER}
+        shares = {p: worker_share(level, p, sheddable) for p in PRIORITY_ORDER}
         for step in range(steps):
             now = second + step * dt
             for p in PRIORITY_ORDER:
@@ -278,7 +279,7 @@ def run(
                 if offered <= 0:
                     continue
                 offered_sec[p] += offered
-                accept, throttling = admission(level, p)
+                accept, throttling = admission(level, p, sheddable)
                 took = offered * accept
                 if measuring and offered > took:
                     (throttled if throttling else shed)[p] += offered - took

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,6 +88,7 @@ class FakeJetStream:
         self.provisioned: list[PipelineConfig] = []
         self.deleted: list[str] = []
         self.levels: list[int] = []
+        self.sheddable: list[frozenset[str] | None] = []
         self.fail: SurgeError | None = None
 
     async def provision(self, url: str, auth: NatsAuth, config: PipelineConfig) -> str:
@@ -104,9 +105,18 @@ class FakeJetStream:
         return (config.stream,)
 
     async def publish_level(
-        self, url: str, auth: NatsAuth, stream: str, level: int, reason: str, at: float
+        self,
+        url: str,
+        auth: NatsAuth,
+        stream: str,
+        level: int,
+        reason: str,
+        at: float,
+        *,
+        sheddable: Collection[str] | None = None,
     ) -> None:
         self.levels.append(level)
+        self.sheddable.append(None if sheddable is None else frozenset(sheddable))
 
     async def jetstream(self, url: str, auth: NatsAuth) -> Any:
         raise AssertionError("not used by handlers directly")

@@ -6,7 +6,7 @@ from types import MappingProxyType
 
 from handler_fakes import REF, SPEC, Clock, FakeKube, FakeScaleTarget, FakeSnapshots, make_deps
 
-from surge_operator.api import ConditionType, Priority
+from surge_operator.api import ConditionType, Priority, PriorityClass
 from surge_operator.errors import NatsUnavailableError
 from surge_operator.handlers.autoscale import tick
 from surge_operator.handlers.reconcile import reconcile
@@ -93,3 +93,28 @@ async def test_the_degradation_level_survives_an_operator_restart() -> None:
     await tick(deps, cs, 1)
     assert cs.status.degradation_level == 2
     assert deps.js.levels[-1] == 2  # type: ignore[attr-defined]
+
+
+async def test_the_spec_sheddable_classes_are_published_with_the_level() -> None:
+    kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
+    deps, cs, clock = await _ready_cluster(kube, snaps, target)
+    snaps.next = snapshot(clock.t, backlog=5, rate=1.0, current=1)
+    await tick(deps, cs, 1)
+    assert deps.js.sheddable[-1] == {"bulk"}  # type: ignore[attr-defined]
+    published = len(deps.js.levels)  # type: ignore[attr-defined]
+    clock.t += 1
+    await tick(deps, cs, 2)
+    assert len(deps.js.levels) == published  # type: ignore[attr-defined]  # nothing changed
+    # normal marked sheddable: republished at the same level for workers and gateway
+    cs.spec = cs.spec.model_copy(  # type: ignore[union-attr]
+        update={
+            "priorities": [
+                PriorityClass(name=Priority.NORMAL, latency_target_seconds=10.0, sheddable=True)
+            ]
+        }
+    )
+    clock.t += 1
+    snaps.next = snapshot(clock.t, backlog=5, rate=1.0, current=1)
+    await tick(deps, cs, 3)
+    assert deps.js.sheddable[-1] == {"normal", "bulk"}  # type: ignore[attr-defined]
+    assert deps.js.levels[-1] == 0  # type: ignore[attr-defined]

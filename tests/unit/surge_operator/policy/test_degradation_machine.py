@@ -3,6 +3,10 @@ recovery, one level at a time."""
 
 from __future__ import annotations
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from surge_operator.api import Priority
 from surge_operator.policy import DegradationConfig, DegradationLevel, DegradationState
 from surge_operator.policy.degradation import (
@@ -10,6 +14,7 @@ from surge_operator.policy.degradation import (
     next_degradation,
     served_priorities,
 )
+from surge_workers import contract
 
 CONFIG = DegradationConfig(enter_after_s=3.0, exit_after_s=30.0)
 OVERLOAD = DegradationInputs(
@@ -100,4 +105,46 @@ def test_served_priorities_follow_the_levels() -> None:
     shed = frozenset({Priority.BULK})
     assert served_priorities(DegradationLevel.THROTTLE_BULK, shed) == frozenset(Priority)
     assert Priority.BULK not in served_priorities(DegradationLevel.SHED_BULK, shed)
-    assert served_priorities(DegradationLevel.CRITICAL_ONLY, shed) == {Priority.CRITICAL}
+    # level 3 protects critical, but normal (not sheddable) is still served after it
+    assert served_priorities(DegradationLevel.CRITICAL_ONLY, shed) == {
+        Priority.CRITICAL,
+        Priority.NORMAL,
+    }
+    both = frozenset({Priority.NORMAL, Priority.BULK})
+    assert served_priorities(DegradationLevel.CRITICAL_ONLY, both) == {Priority.CRITICAL}
+    # critical is what the levels protect: never dropped, even if a spec marks it
+    assert Priority.CRITICAL in served_priorities(
+        DegradationLevel.CRITICAL_ONLY, frozenset(Priority)
+    )
+
+
+@pytest.mark.parametrize("level", list(DegradationLevel))
+@given(sheddable=st.frozensets(st.sampled_from(list(Priority))))
+def test_served_priorities_are_what_the_workers_pull(
+    level: DegradationLevel, sheddable: frozenset[Priority]
+) -> None:
+    """The policy's demand model and the data plane agree on who consumes capacity."""
+    wire = frozenset(contract.Priority(p.value) for p in sheddable)
+    pulled = {
+        p
+        for p in Priority
+        if contract.worker_share(
+            contract.DegradationLevel(int(level)), contract.Priority(p.value), wire
+        )
+        > 0
+    }
+    assert served_priorities(level, sheddable) == pulled
+
+
+def test_shedding_and_throttling_at_the_top_level_is_not_recovery() -> None:
+    # At level 3 the gateway throttles normal, so its accepted rate (and the served demand)
+    # fits; the offered rate level 2 would let back in does not: the level holds.
+    throttled = DegradationInputs(
+        demand_replicas=15,
+        restored_demand_replicas=55,
+        max_replicas=40,
+        ready_replicas=40,
+        latency_breached=False,
+    )
+    levels = walk(throttled, DegradationState(level=DegradationLevel.CRITICAL_ONLY), 0.0, 120)
+    assert set(levels) == {DegradationLevel.CRITICAL_ONLY}

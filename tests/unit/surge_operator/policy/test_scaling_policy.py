@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,8 @@ from surge_operator.policy import (
     Snapshot,
     decide,
 )
+from surge_operator.policy.degradation import served_priorities
+from surge_operator.policy.scaling import demand_replicas
 
 CONFIG = PolicyConfig().with_scaling(service_rate_hint=50.0, max_replicas=40)
 
@@ -232,8 +235,9 @@ def test_stale_or_missing_data_always_holds(
 
 
 def test_a_paused_class_backlog_does_not_keep_degradation_up_forever() -> None:
-    # At CRITICAL_ONLY normal is not served, so its backlog only grows old; once the
-    # arrivals fit again the level must come down so that backlog can drain.
+    # At CRITICAL_ONLY bulk is not served and normal only within a bounded share, so their
+    # backlogs grow old; once the arrivals fit again the level must come down so that
+    # those backlogs can drain at full speed.
     state = ScalingState(
         degradation=replace(ScalingState().degradation, level=DegradationLevel.CRITICAL_ONLY)
     )
@@ -245,3 +249,38 @@ def test_a_paused_class_backlog_does_not_keep_degradation_up_forever() -> None:
         decision, state = decide(snap, CONFIG, state)
         levels.append(decision.degradation_level)
     assert levels[-1] < DegradationLevel.CRITICAL_ONLY
+
+
+def test_level_three_counts_normal_after_critical_and_holds_while_its_offer_is_too_big() -> None:
+    # Level 3: critical alone fits easily; normal (not sheddable) is still served, throttled
+    # at the gateway to 250/s of the 2500/s offered. Leaving level 3 would let 2500/s back in,
+    # more than 40 replicas x 50/s serve: the level must hold, not flap.
+    served = served_priorities(DegradationLevel.CRITICAL_ONLY, CONFIG.degradation.sheddable)
+    rates = {Priority.CRITICAL: 70.0, Priority.NORMAL: 1000.0, Priority.BULK: 5000.0}
+    # critical at the target utilisation, then critical + normal at full; bulk is shed
+    assert demand_replicas(rates, 50.0, CONFIG.scaling, only=served) == pytest.approx(21.4)
+
+    state = ScalingState(
+        degradation=replace(ScalingState().degradation, level=DegradationLevel.CRITICAL_ONLY)
+    )
+    per = {
+        Priority.CRITICAL: PriorityMetrics(backlog=0, arrival_rate=70.0, offered_rate=70.0),
+        Priority.NORMAL: PriorityMetrics(
+            backlog=5000, arrival_rate=250.0, offered_rate=2500.0, oldest_unacked_age=30.0
+        ),
+        Priority.BULK: PriorityMetrics(backlog=0, arrival_rate=0.0, offered_rate=800.0),
+    }
+    levels = []
+    for t in range(120):
+        snap = Snapshot(
+            at=float(t),
+            observed_at=float(t),
+            priorities=per,
+            current_replicas=40,
+            ready_replicas=40,
+            completion_rate=2000.0,
+            waiting=5000,
+        )
+        decision, state = decide(snap, CONFIG, state)
+        levels.append(decision.degradation_level)
+    assert set(levels) == {DegradationLevel.CRITICAL_ONLY}

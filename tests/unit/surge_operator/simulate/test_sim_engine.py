@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from surge_operator.api import Priority
 from surge_operator.policy import DegradationLevel, Snapshot
 from surge_operator.simulate.compare import compare, default_policy, scenario_policy
-from surge_operator.simulate.engine import SimConfig, run, weighted_p95
+from surge_operator.simulate.engine import SimConfig, SurgeController, run, weighted_p95
 from surge_operator.simulate.traffic import PROFILES, Arrivals, draw_arrivals
 
 
@@ -68,3 +69,53 @@ def test_shedding_level_refuses_bulk_and_counts_it() -> None:
 def test_surge_meets_the_goals_on_every_bundled_profile(name: str) -> None:
     comparison = compare(draw_arrivals(PROFILES[name], 1), SimConfig(seed=1))
     assert comparison.goals() == dict.fromkeys(comparison.goals(), True)
+
+
+def test_level_three_serves_critical_first_and_normal_within_its_share() -> None:
+    # 2 replicas x 50 msg/s = 100 msg/s. Normal is offered 600/s: the gateway throttles it
+    # to a tenth (60/s) and the workers give it at most a quarter of the pool (25/s), after
+    # critical. Bulk (sheddable) is shed. Nothing is refused outright but bulk.
+    seconds = 120
+    arrivals = steady({Priority.CRITICAL: 20, Priority.NORMAL: 600, Priority.BULK: 50}, seconds)
+    policy = scenario_policy(arrivals, SIM, default_policy())
+    result = run(arrivals, Fixed(2, DegradationLevel.CRITICAL_ONLY), SIM, policy)
+    assert result.violation_minutes["critical"] == 0
+    assert result.shed == {"critical": 0, "normal": 0, "bulk": 50 * seconds}
+    assert result.throttled["normal"] == pytest.approx(540 * seconds, rel=0.01)
+    assert result.processed == pytest.approx((20 + 25) * seconds, rel=0.02)
+
+
+def test_level_three_drains_a_small_normal_load_completely() -> None:
+    # With idle capacity the throttled normal traffic is served, not left to pile up.
+    arrivals = steady({Priority.CRITICAL: 20, Priority.NORMAL: 100, Priority.BULK: 0}, 120)
+    policy = scenario_policy(arrivals, SIM, default_policy())
+    result = run(arrivals, Fixed(2, DegradationLevel.CRITICAL_ONLY), SIM, policy)
+    assert result.processed == pytest.approx(result.accepted, abs=5)
+    assert result.violation_minutes["normal"] == 0
+
+
+def test_a_class_the_spec_marks_sheddable_is_shed_at_level_three() -> None:
+    arrivals = steady({Priority.CRITICAL: 20, Priority.NORMAL: 30, Priority.BULK: 10}, 60)
+    base = scenario_policy(arrivals, SIM, default_policy())
+    policy = replace(
+        base,
+        degradation=replace(
+            base.degradation, sheddable=frozenset({Priority.NORMAL, Priority.BULK})
+        ),
+    )
+    result = run(arrivals, Fixed(2, DegradationLevel.CRITICAL_ONLY), SIM, policy)
+    assert result.shed == {"critical": 0, "normal": 30 * 60, "bulk": 10 * 60}
+    assert result.processed == pytest.approx(20 * 60, abs=5)
+
+
+def test_capped_pool_at_level_three_keeps_serving_normal() -> None:
+    # A flash surge into a pool capped at a third of what it needs: the level reaches 3,
+    # critical stays within target, and normal is still processed while at level 3.
+    arrivals = draw_arrivals(PROFILES["flash-surge"], 1)
+    arrivals = Arrivals(arrivals.name, arrivals.counts, max(2, arrivals.max_replicas // 3))
+    policy = scenario_policy(arrivals, SimConfig(seed=1), default_policy())
+    result = run(arrivals, SurgeController(policy), SimConfig(seed=1), policy)
+    assert int(DegradationLevel.CRITICAL_ONLY) in result.series.level
+    assert result.violation_minutes["critical"] == 0
+    assert result.shed["normal"] == 0
+    assert result.throttled["normal"] > 0

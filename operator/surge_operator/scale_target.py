@@ -21,6 +21,8 @@ from typing import Protocol
 
 import structlog
 
+from surge_workers.lifetime import die_with_parent
+
 log = structlog.get_logger("surge.scale")
 
 
@@ -59,18 +61,6 @@ def worker_command() -> tuple[str, ...]:
     if script.exists():
         return (str(script),)
     return (sys.executable, "-c", "from surge_workers.cli import worker_main; worker_main()")
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the worker gets SIGTERM if the demo dies without cleaning up (no orphans)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 async def _probe_ready(port: int) -> bool:
@@ -160,7 +150,7 @@ class LocalProcessTarget:
                 # Own process group: a Ctrl-C in the terminal reaches us, and we drain the
                 # workers in order instead of them dying mid-message.
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=die_with_parent(),
             )
         except OSError as err:
             raise ScaleTargetError(f"cannot start worker: {err}") from err

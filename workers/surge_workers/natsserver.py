@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from surge_workers.errors import ConfigError
+from surge_workers.lifetime import die_with_parent
 
 
 def find_nats_server() -> str:
@@ -82,7 +83,11 @@ class NatsServer:
             *self.extra_args,
         ]
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         self._wait_ready(timeout)
         return self

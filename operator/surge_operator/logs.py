@@ -9,7 +9,6 @@ format.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import structlog
 
 from surge_operator.settings import LogSettings
+from surge_workers.logs import apply_logging
 
 _configured = False
 
@@ -28,45 +28,9 @@ def configure(settings: LogSettings | None = None) -> None:
         return
     _configured = True
     settings = settings or LogSettings()
-    level = logging.getLevelNamesMapping().get(settings.level.upper(), logging.INFO)
-    json_output = settings.format == "json" or (
-        settings.format == "auto" and not sys.stderr.isatty()
-    )
-    shared: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
-        if json_output
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
-    )
-    # kopf and aiohttp log through stdlib: render them with the same processors.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        )
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    level = apply_logging(settings.level, settings.format)
     # kopf is chatty at INFO about every handler it runs; keep its warnings and errors.
     logging.getLogger("kopf").setLevel(max(level, logging.WARNING))
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def get_logger(**context: Any) -> Any:

@@ -22,6 +22,15 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     if _configured:
         return
     _configured = True
+    apply_logging(level, fmt)
+
+
+def apply_logging(level: str, fmt: str) -> int:
+    """Route structlog and stdlib logging (aiohttp, kopf, nats) through one renderer.
+
+    Shared by every Surge process so one deployment writes one format; returns the
+    numeric level for callers that tune third-party loggers.
+    """
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     shared: list[structlog.types.Processor] = [
@@ -35,7 +44,12 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
@@ -51,6 +65,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    return numeric
 
 
 def get_logger(component: str, **context: Any) -> Any:

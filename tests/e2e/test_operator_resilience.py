@@ -102,9 +102,8 @@ def test_worker_replicas_follow_a_surge_within_seconds(
                 "concurrency": 2,
                 "env": [{"name": "SURGE_WORK_MS", "value": "40"}],
             },
-            # This test is about replicas following the queue; degradation (which holds
-            # back normal traffic at level 3) is exercised by the policy's own tests.
-            degradation={"enabled": False},
+            # Degradation stays on: 3000 normal messages outgrow maxReplicas, the level
+            # rises, and normal (not sheddable) must still drain at level 3.
         )
     )
     eventually("Ready", lambda: clusters.is_true("surgey", "Ready"), timeout=90)
@@ -146,6 +145,54 @@ def test_worker_replicas_follow_a_surge_within_seconds(
             lambda: clusters.deployment("surgey-worker").spec.replicas == 1,
             timeout=90,
         )
+
+
+async def _publish_for(url: str, prefix: str, rate: int, seconds: int) -> None:
+    """An open-loop flood: `rate` normal messages a second for `seconds`."""
+    for _ in range(seconds):
+        started = time.monotonic()
+        await _publish(url, prefix, rate)
+        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+def test_level_three_still_drains_normal_messages(
+    operators: list[OperatorProcess],
+    clusters: Clusters,
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    nats_server: NatsServer,
+    tmp_path: Path,
+) -> None:
+    """At maxReplicas under a sustained flood the level reaches 3; normal is not sheddable,
+    so the workers keep draining it there (a quarter of their slots) instead of idling."""
+    if not kube_cluster.local:
+        pytest.skip("needs worker processes behind the pods (local control plane)")
+    op = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    operators.append(op)
+    clusters.create(
+        manifest(
+            "deep",
+            nats_server.url,
+            autoscaling={"minReplicas": 1, "maxReplicas": 2, "serviceRateHint": 50},
+            workers={
+                "handler": "surge_workers.handlers:simulated",
+                "concurrency": 2,
+                "env": [{"name": "SURGE_WORK_MS", "value": "40"}],
+            },
+            # Up fast, down slowly: the drain below happens while the level is still 3.
+            degradation={"enterAfterSeconds": 1, "exitAfterSeconds": 120},
+        )
+    )
+    eventually("Ready", lambda: clusters.is_true("deep", "Ready"), timeout=90)
+
+    def status() -> dict[str, object]:
+        return dict((clusters.get("deep") or {}).get("status", {}))
+
+    # 300 msg/s against 2 x 50 msg/s for 8 s: overload long enough to climb to level 3.
+    asyncio.run(_publish_for(nats_server.url, "deep", 300, 8))
+    eventually("degradation level 3", lambda: status().get("degradationLevel") == 3, timeout=30)
+    eventually("the normal backlog to drain", lambda: status().get("backlog") == 0, timeout=150)
+    assert status().get("degradationLevel") == 3, "drained only after the level fell"
 
 
 def test_a_killed_operator_is_replaced_and_the_successor_converges(

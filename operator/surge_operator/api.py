@@ -368,7 +368,16 @@ class MessagingClusterSpec(_Model):
         min_length=1,
         max_length=3,
         description="Latency target and sheddability per priority class.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.all(p, !(p.name == 'critical' && p.sheddable))",
+                    "spec.priorities: critical may not be sheddable",
+                )
+            ],
+        },
     )
     workers: WorkersSpec = Field(default_factory=WorkersSpec, description="Worker pods.")
     gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="HTTP ingest.")
@@ -398,6 +407,8 @@ class MessagingClusterSpec(_Model):
         names = [p.name for p in priorities]
         if len(set(names)) != len(names):
             raise ValueError("spec.priorities names must be unique")
+        if any(p.name is Priority.CRITICAL and p.sheddable for p in priorities):
+            raise ValueError("spec.priorities: critical may not be sheddable")
         return priorities
 
     # -- derived values, so callers never re-implement defaults

@@ -32,6 +32,7 @@ def test_every_example_loads_through_the_models(path: Path) -> None:
         ("min-above-max.yaml", "spec.autoscaling", "minReplicas (10) must be less than or equal"),
         ("two-primaries.yaml", "spec.regions", "exactly one region with role primary, found 2"),
         ("unknown-priority.yaml", "spec.priorities.0.name", "'critical', 'normal' or 'bulk'"),
+        ("critical-sheddable.yaml", "spec.priorities", "critical may not be sheddable"),
     ],
 )
 def test_invalid_examples_are_rejected_naming_the_field(name: str, field: str, words: str) -> None:
@@ -101,3 +102,13 @@ def test_status_round_trips_in_camel_case() -> None:
     assert wire["desiredReplicas"] == 4
     assert wire["history"][0]["from"] == "2"
     assert api.MessagingClusterStatus.model_validate(wire) == status
+
+
+def test_critical_may_not_be_sheddable() -> None:
+    with pytest.raises(ValidationError, match="critical may not be sheddable"):
+        api.parse_spec(
+            {
+                "regions": [primary()],
+                "priorities": [{"name": "critical", "latencyTargetSeconds": 1, "sheddable": True}],
+            }
+        )

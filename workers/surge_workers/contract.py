@@ -14,7 +14,8 @@ Consumers
     one durable pull consumer per priority, ``surge-<priority>``, filtering
     ``<prefix>.<priority>.>``.
 KV buckets
-    ``<stream>-degradation`` (key ``level``), ``<stream>-routing`` (sticky team per
+    ``<stream>-degradation`` (key ``level``; keys ``offered.<instance>``: each gateway's
+    cumulative offered-write counters), ``<stream>-routing`` (sticky team per
     conversation) and ``<stream>-transcripts`` (one key per stored message).
 Degradation levels
     0 normal · 1 throttle bulk · 2 shed bulk and non-essential features · 3 critical first.
@@ -77,6 +78,7 @@ _STREAM_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 
 DLQ_TOKEN: Final = "dlq"
 DEGRADATION_KEY: Final = "level"
+OFFERED_KEY_PREFIX: Final = "offered"
 
 
 # --- naming -------------------------------------------------------------------------------
@@ -403,3 +405,53 @@ def decode_degradation(raw: bytes | None) -> DegradationState:
         at=float(at) if isinstance(at, int | float) else 0.0,
         sheddable=_decode_sheddable(doc.get("sheddable")),
     )
+
+
+# --- offered demand -----------------------------------------------------------------------
+
+
+def offered_key(instance: str) -> str:
+    """Key of one gateway instance's offered counters in the degradation bucket."""
+    return f"{OFFERED_KEY_PREFIX}.{key_token(instance)}"
+
+
+def offered_filter() -> str:
+    return f"{OFFERED_KEY_PREFIX}.*"
+
+
+@dataclass(frozen=True)
+class OfferedCounts:
+    """What one gateway instance was offered since it started: every write a valid,
+    authenticated client tried, accepted or refused by degradation or rate limit.
+    Totals only grow (a restart starts again from 0); ``at`` is unix seconds."""
+
+    at: float
+    counts: dict[Priority, int]
+
+
+def encode_offered(offered: OfferedCounts) -> bytes:
+    return json.dumps(
+        {"at": offered.at, "counts": {p.value: offered.counts.get(p, 0) for p in PRIORITIES}},
+        sort_keys=True,
+    ).encode()
+
+
+def decode_offered(raw: bytes | None) -> OfferedCounts | None:
+    """None for anything that is not a well-formed counters document."""
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    at, counts = doc.get("at"), doc.get("counts")
+    if isinstance(at, bool) or not isinstance(at, int | float) or not isinstance(counts, dict):
+        return None
+    known = {p.value: p for p in PRIORITIES}
+    parsed: dict[Priority, int] = {}
+    for name, value in counts.items():
+        if name in known and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            parsed[known[name]] = value
+    return OfferedCounts(at=float(at), counts=parsed)

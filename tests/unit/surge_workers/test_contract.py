@@ -254,3 +254,26 @@ def test_enqueued_at_round_trips() -> None:
     assert contract.parse_enqueued_at(contract.format_enqueued_at(1.5)) == 1.5
     assert contract.parse_enqueued_at("nope") is None
     assert contract.parse_enqueued_at(None) is None
+
+
+def test_offered_counters_round_trip_and_garbage_decodes_to_none() -> None:
+    from surge_workers.contract import (
+        OfferedCounts,
+        decode_offered,
+        encode_offered,
+        offered_filter,
+        offered_key,
+    )
+
+    counts = OfferedCounts(at=1700000000.5, counts={Priority.NORMAL: 7, Priority.BULK: 3})
+    decoded = decode_offered(encode_offered(counts))
+    assert decoded == OfferedCounts(
+        at=1700000000.5, counts={Priority.CRITICAL: 0, Priority.NORMAL: 7, Priority.BULK: 3}
+    )
+    assert offered_key("gateway-7f9c-abc") == "offered.gateway-7f9c-abc"
+    assert offered_key("host.local-12").startswith("offered.h")  # a dot would be a new token
+    assert offered_filter() == "offered.*"
+    for raw in (None, b"", b"garbage", b"3", b"[]", b'{"at": "x", "counts": {}}', b'{"at": 1}'):
+        assert decode_offered(raw) is None
+    lenient = decode_offered(b'{"at": 5, "counts": {"normal": -1, "bulk": true, "urgent": 2}}')
+    assert lenient == OfferedCounts(at=5.0, counts={})

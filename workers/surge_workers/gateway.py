@@ -9,6 +9,11 @@ untouched when it refuses):
    priorities get 429 + Retry-After; throttled ones (sheddable at level 1, the others at
    level 3) share a reduced per-tenant rate, 429 + Retry-After above it
 4. per-tenant rate limit (429 + Retry-After)
+
+Every write that reaches step 3 counts as *offered* (per priority, accepted or not); an
+:class:`OfferedReporter` publishes the cumulative counts to the degradation bucket about
+once a second so the operator can tell demand the gateway is refusing from demand that
+went away.
 5. publish with Nats-Msg-Id = client id (a retry is deduplicated by JetStream and answered
    ``duplicate: true`` with the original sequence) -> 202 with the stream sequence
 
@@ -22,6 +27,8 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -48,15 +55,20 @@ from surge_workers.api_models import (
 )
 from surge_workers.contract import (
     DEFAULT_SHEDDABLE,
+    PRIORITIES,
     THROTTLED_RATE_FRACTION,
     Admission,
     DegradationLevel,
     DegradationState,
     Header,
+    OfferedCounts,
     Priority,
     admission,
+    degradation_bucket,
+    encode_offered,
     format_enqueued_at,
     message_subject,
+    offered_key,
     retry_after_seconds,
 )
 from surge_workers.degradation import DegradationWatcher
@@ -293,6 +305,8 @@ class Gateway:
     def __post_init__(self) -> None:
         self.level = DegradationLevel.NORMAL
         self.sheddable = DEFAULT_SHEDDABLE
+        #: Writes offered per priority since start (accepted or refused at admission).
+        self.offered: dict[Priority, int] = dict.fromkeys(PRIORITIES, 0)
         self.limiter = TenantLimiter(
             self.settings.rate_limit, self.settings.rate_burst, THROTTLED_RATE_FRACTION
         )
@@ -346,6 +360,12 @@ class Gateway:
                 )
 
     def admit(self, tenant: str, messages: list[MessageIn]) -> None:
+        offered = self.offered
+        if len(messages) == 1:
+            offered[messages[0].priority] += 1
+        else:
+            for message in messages:
+                offered[message.priority] += 1
         level, sheddable = self.level, self.sheddable
         throttled = 0
         throttled_classes: list[Priority] = []
@@ -504,6 +524,73 @@ class Gateway:
         return web.Response(body=transcript.model_dump_json(), content_type="application/json")
 
 
+def instance_name() -> str:
+    """This gateway's name among its replicas: the pod name when set, else host-pid."""
+    for variable in ("POD_NAME", "SURGE_INSTANCE"):
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return value
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class OfferedReporter:
+    """Publishes the gateway's cumulative offered counts to ``offered.<instance>`` in the
+    degradation bucket every ``interval`` seconds. A failed put is logged and retried on
+    the next round; it never touches ingest."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        instance: str | None = None,
+        interval: float = 1.0,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.gateway = gateway
+        self.key = offered_key(instance or instance_name())
+        self.interval = interval
+        self.wall_clock = wall_clock
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self.run(), name=f"report-{self.key}")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def report_once(self) -> None:
+        js = self.gateway.js
+        if js is None:
+            return
+        offered = OfferedCounts(at=self.wall_clock(), counts=dict(self.gateway.offered))
+        kv = await js.key_value(degradation_bucket(self.gateway.settings.pipeline.stream))
+        await kv.put(self.key, encode_offered(offered))
+
+    async def run(self) -> None:
+        log = self.gateway.log
+        while True:
+            try:
+                await asyncio.wait_for(self.report_once(), timeout=max(self.interval, 1.0))
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # reporting must never stop ingest
+                (log.debug if self._failing else log.warning)(
+                    "offered_report_failed", key=self.key, error=str(err) or repr(err)
+                )
+                self._failing = True
+            else:
+                if self._failing:
+                    log.info("offered_report_recovered", key=self.key)
+                self._failing = False
+            await asyncio.sleep(self.interval)
+
+
 def _parse(model: Any, body: bytes) -> Any:
     try:
         return model.model_validate_json(body)
@@ -573,6 +660,8 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
         nc.jetstream(), settings.pipeline.stream, gateway.on_degradation, log=log
     )
     watcher.start()
+    reporter = OfferedReporter(gateway)
+    reporter.start()
     runner = web.AppRunner(build_app(gateway), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
@@ -584,6 +673,7 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
     finally:
         log.info("gateway_stopping")
         await runner.cleanup()  # stops accepting, lets in-flight requests finish
+        await reporter.stop()
         await watcher.stop()
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await nc.drain()

@@ -264,3 +264,15 @@ def test_mixed_batch_is_shed_by_its_shed_priority_and_throttles_only_bulk() -> N
     with pytest.raises(Refused) as throttled:
         gw.admit("acme", [msg(Priority.BULK), msg(Priority.NORMAL), msg(Priority.BULK)])
     assert throttled.value.error == "throttled"
+
+
+def test_offered_counts_accepted_and_refused_writes_per_priority() -> None:
+    gw, _ = gateway()
+    gw.on_degradation(DegradationState(level=DegradationLevel.CRITICAL_ONLY))
+    gw.admit("acme", [msg(Priority.NORMAL)])  # admitted
+    for _ in range(3):
+        with pytest.raises(Refused):
+            gw.admit("acme", [msg(Priority.NORMAL)])  # throttled
+    with pytest.raises(Refused):
+        gw.admit("acme", [msg(Priority.BULK), msg(Priority.CRITICAL)])  # bulk shed
+    assert gw.offered == {Priority.CRITICAL: 1, Priority.NORMAL: 4, Priority.BULK: 1}

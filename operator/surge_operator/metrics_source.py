@@ -8,6 +8,11 @@ This is the only place that turns wire data into a policy `Snapshot`:
   per-subject counts are unavailable (split by backlog share);
 * completions = arrivals - backlog growth, i.e. ack progress, per priority and in total;
 * oldest unacked age from the first message after each consumer's ack floor;
+* offered rate per priority (accepted + what the gateway throttled or shed) from the
+  gateways' cumulative counters under ``offered.<instance>`` in the degradation bucket:
+  per-instance deltas between two reads, instances whose counters are older than
+  `OFFERED_MAX_AGE` ignored, a decrease (restarted gateway) taken as a new baseline; never
+  below the accepted arrival rate, and None when no gateway reports;
 * optional p95 queue wait and error ratio from Prometheus (prometheus-api-client, run in a
   thread because it is synchronous).
 
@@ -31,12 +36,22 @@ from nats.js import JetStreamContext
 
 from surge_operator.api import Priority, PrometheusSpec
 from surge_operator.policy.types import PRIORITY_ORDER, PriorityMetrics, Snapshot
+from surge_workers.contract import (
+    OFFERED_KEY_PREFIX,
+    OfferedCounts,
+    decode_offered,
+    degradation_bucket,
+    priority_filter,
+)
 from surge_workers.contract import Priority as WirePriority
-from surge_workers.contract import priority_filter
 from surge_workers.pipeline import PipelineConfig
 from surge_workers.queue_state import QueueState, QueueStateUnavailable, read_queue_state
 
 log = structlog.get_logger("surge.metrics")
+
+#: Gateway counters older than this (unix seconds, by the operator's wall clock) belong to
+#: a gateway that stopped reporting and are ignored.
+OFFERED_MAX_AGE = 10.0
 
 
 class MetricsSource(Protocol):
@@ -113,6 +128,8 @@ class _Reading:
     at: float
     state: QueueState
     per_subject: Mapping[Priority, int] | None
+    #: Fresh gateway counters by KV key; None when they could not be read.
+    offered: Mapping[str, OfferedCounts] | None = None
 
 
 class JetStreamMetricsSource:
@@ -169,7 +186,29 @@ class JetStreamMetricsSource:
             counts[priority] = sum((info.state.subjects or {}).values())
         # Per-subject counts only measure arrivals while acked messages stay stored.
         per_subject = counts if self.pipeline.retention == "limits" else None
-        return _Reading(at=at, state=state, per_subject=per_subject)
+        offered = await self._read_offered()
+        return _Reading(at=at, state=state, per_subject=per_subject, offered=offered)
+
+    async def _read_offered(self) -> Mapping[str, OfferedCounts] | None:
+        """The gateways' fresh counters; None when the bucket cannot be read (the offered
+        rate is then unknown and the policy falls back to accepted arrivals)."""
+        try:
+            kv = await self.js.key_value(degradation_bucket(self.pipeline.stream))
+            try:
+                keys = await kv.keys()
+            except nats.js.errors.NoKeysError:
+                return {}
+            raw: dict[str, bytes | None] = {}
+            for key in keys:
+                if key.startswith(OFFERED_KEY_PREFIX + "."):
+                    try:
+                        raw[key] = (await kv.get(key)).value
+                    except nats.js.errors.KeyNotFoundError:
+                        continue  # deleted between listing and reading
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as err:
+            self.log.debug("offered_read_failed", error=str(err) or repr(err))
+            return None
+        return fresh_offered(raw, now=self.wall_clock())
 
     async def _read_prometheus(self) -> PrometheusReading | None:
         if self.prometheus is None:
@@ -214,12 +253,20 @@ def build_snapshot(
         }
         done = sum(arrived[p] - (backlog[p] - prev_backlog[p]) for p in PRIORITY_ORDER)
         completion_rate = max(0.0, done / span)
+    offered: dict[Priority, float] | None = None
+    if previous is not None and reading.at > previous.at:
+        offered = offered_rates(previous.offered, reading.offered, reading.at - previous.at)
     priorities = {
         p: PriorityMetrics(
             backlog=backlog[p],
             arrival_rate=None if arrivals is None else arrivals[p],
             oldest_unacked_age=_age(state, p),
             p95_wait=prometheus.p95_wait.get(p) if prometheus else None,
+            offered_rate=(
+                None
+                if offered is None
+                else max(offered[p], arrivals[p] if arrivals is not None else 0.0)
+            ),
         )
         for p in PRIORITY_ORDER
     }
@@ -255,3 +302,44 @@ def _arrived(
     if weight <= 0:
         return {p: total / len(PRIORITY_ORDER) for p in PRIORITY_ORDER}
     return {p: total * backlog[p] / weight for p in PRIORITY_ORDER}
+
+
+def fresh_offered(
+    raw: Mapping[str, bytes | None], *, now: float, max_age: float = OFFERED_MAX_AGE
+) -> dict[str, OfferedCounts]:
+    """Pure: decoded gateway counters by key, without garbage and dead gateways."""
+    fresh: dict[str, OfferedCounts] = {}
+    for key, value in raw.items():
+        counts = decode_offered(value)
+        if counts is not None and now - counts.at <= max_age:
+            fresh[key] = counts
+    return fresh
+
+
+def offered_rates(
+    previous: Mapping[str, OfferedCounts] | None,
+    current: Mapping[str, OfferedCounts] | None,
+    span: float,
+) -> dict[Priority, float] | None:
+    """Pure: offered writes per second per priority between two reads of the gateways'
+    counters, `span` seconds apart. Only instances present (and fresh) in both reads
+    count; an instance whose total fell restarted, and its new totals are a baseline.
+    None when no instance was seen twice (no gateway data)."""
+    if previous is None or current is None or span <= 0:
+        return None
+    totals = dict.fromkeys(PRIORITY_ORDER, 0)
+    seen = False
+    for key, now in current.items():
+        before = previous.get(key)
+        if before is None:
+            continue
+        seen = True
+        for p in PRIORITY_ORDER:
+            wire = WirePriority(p.value)
+            delta = now.counts.get(wire, 0) - before.counts.get(wire, 0)
+            if delta > 0:
+                totals[p] += delta
+            # delta < 0: the gateway restarted; its counts are the new baseline (0 now).
+    if not seen:
+        return None
+    return {p: totals[p] / span for p in PRIORITY_ORDER}

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
 
 from surge_operator.api import Priority
-from surge_operator.metrics_source import PrometheusReading, _Reading, build_snapshot
+from surge_operator.metrics_source import (
+    PrometheusReading,
+    _Reading,
+    build_snapshot,
+    fresh_offered,
+    offered_rates,
+)
 from surge_workers import contract
+from surge_workers.contract import OfferedCounts
 from surge_workers.queue_state import PriorityQueueState, QueueState
 
 
@@ -105,3 +113,89 @@ def test_prometheus_queries_come_from_the_spec_only_when_there_is_a_query() -> N
     )
     assert queries is not None
     assert queries.p95_wait_query == "vector(1)"
+
+
+def _offered(at: float, critical: int = 0, normal: int = 0, bulk: int = 0) -> OfferedCounts:
+    counts = {
+        contract.Priority.CRITICAL: critical,
+        contract.Priority.NORMAL: normal,
+        contract.Priority.BULK: bulk,
+    }
+    return OfferedCounts(at=at, counts=counts)
+
+
+def test_offered_rates_sum_instance_deltas_and_restarts_are_a_new_baseline() -> None:
+    before = {"offered.a": _offered(100.0, 10, 100, 50), "offered.b": _offered(100.0, 0, 900)}
+    after = {
+        "offered.a": _offered(102.0, 30, 500, 50),  # +20 critical, +400 normal
+        "offered.b": _offered(102.0, 0, 40),  # restarted: counts fell, no rate from it
+        "offered.c": _offered(102.0, 0, 9999),  # new instance: only a baseline
+    }
+    assert offered_rates(before, after, 2.0) == {
+        Priority.CRITICAL: 10.0,
+        Priority.NORMAL: 200.0,
+        Priority.BULK: 0.0,
+    }
+    # The restarted and new instances count from their new baselines on the next read.
+    later = {
+        "offered.a": _offered(104.0, 30, 500, 50),
+        "offered.b": _offered(104.0, 0, 60),
+        "offered.c": _offered(104.0, 0, 10019),
+    }
+    assert offered_rates(after, later, 2.0) == {
+        Priority.CRITICAL: 0.0,
+        Priority.NORMAL: 20.0,
+        Priority.BULK: 0.0,
+    }
+
+
+def test_offered_rates_are_none_without_gateway_data() -> None:
+    some = {"offered.a": _offered(1.0, 1, 1, 1)}
+    assert offered_rates(None, some, 1.0) is None
+    assert offered_rates(some, None, 1.0) is None
+    assert offered_rates({}, {}, 1.0) is None
+    assert offered_rates({"offered.x": _offered(0.0)}, some, 1.0) is None  # none seen twice
+    assert offered_rates(some, some, 0.0) is None
+
+
+def test_stale_and_garbage_gateway_counters_are_ignored() -> None:
+    raw = {
+        "offered.live": contract.encode_offered(_offered(995.0, 1, 2, 3)),
+        "offered.dead": contract.encode_offered(_offered(980.0, 1, 2, 3)),
+        "offered.junk": b"not json",
+        "offered.none": None,
+    }
+    assert fresh_offered(raw, now=1000.0) == {"offered.live": _offered(995.0, 1, 2, 3)}
+
+
+def test_snapshot_offered_rate_is_at_least_the_accepted_rate_and_none_without_gateways() -> None:
+    pending = {"critical": 0, "normal": 0, "bulk": 0}
+    before = replace(
+        reading(0.0, 0, pending, {"critical": 0, "normal": 0, "bulk": 0}),
+        offered={"offered.a": _offered(100.0, 0, 0, 0)},
+    )
+    after = replace(
+        reading(2.0, 0, pending, {"critical": 10, "normal": 20, "bulk": 0}),
+        offered={"offered.a": _offered(102.0, 4, 200, 100)},  # critical lags the stream
+    )
+    snap = build_snapshot(
+        before, after, at=2.0, current_replicas=1, ready_replicas=1, prometheus=None
+    )
+    assert snap.priorities[Priority.NORMAL].arrival_rate == 10.0
+    assert snap.priorities[Priority.NORMAL].offered_rate == 100.0
+    assert snap.priorities[Priority.BULK].offered_rate == 50.0
+    assert snap.priorities[Priority.CRITICAL].offered_rate == 5.0  # max(2/s offered, 5/s in)
+
+    plain = build_snapshot(
+        replace(before, offered=None),
+        replace(after, offered=None),
+        at=2.0,
+        current_replicas=1,
+        ready_replicas=1,
+        prometheus=None,
+    )
+    assert all(m.offered_rate is None for m in plain.priorities.values())
+    first = build_snapshot(
+        None, after, at=2.0, current_replicas=1, ready_replicas=1, prometheus=None
+    )
+    assert all(m.offered_rate is None for m in first.priorities.values())

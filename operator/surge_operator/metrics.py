@@ -69,7 +69,7 @@ class OperatorMetrics:
             "surge_operator_backlog_messages", "Pending + unacked messages.", _LABELS, registry=r
         )
         self.degradation_level = Gauge(
-            "surge_operator_degradation_level", "0 normal .. 3 critical only.", _LABELS, registry=r
+            "surge_operator_degradation_level", "0 normal .. 3 critical first.", _LABELS, registry=r
         )
         self.clusters = Gauge(
             "surge_operator_managed_clusters", "MessagingClusters in memory.", registry=r

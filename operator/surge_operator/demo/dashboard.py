@@ -12,7 +12,7 @@ from rich.text import Text
 from surge_operator.demo.loop import Tick
 from surge_operator.policy import PRIORITY_ORDER
 
-_LEVELS = ("normal", "throttle bulk", "shed bulk", "critical only")
+_LEVELS = ("normal", "throttle bulk", "shed bulk", "critical first")
 
 
 def _fmt(value: float | None, unit: str = "s") -> str:

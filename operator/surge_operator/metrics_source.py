@@ -192,19 +192,22 @@ class JetStreamMetricsSource:
     async def _read_offered(self) -> Mapping[str, OfferedCounts] | None:
         """The gateways' fresh counters; None when the bucket cannot be read (the offered
         rate is then unknown and the policy falls back to accepted arrivals)."""
+        bucket = degradation_bucket(self.pipeline.stream)
+        prefix = f"$KV.{bucket}."
         try:
-            kv = await self.js.key_value(degradation_bucket(self.pipeline.stream))
-            try:
-                keys = await kv.keys()
-            except nats.js.errors.NoKeysError:
-                return {}
+            kv = await self.js.key_value(bucket)
+            # List keys from the stream's per-subject state: one request, where kv.keys()
+            # would create an ordered consumer per cluster per tick (and can end early).
+            info = await self.js.stream_info(
+                f"KV_{bucket}", subjects_filter=f"{prefix}{OFFERED_KEY_PREFIX}.>"
+            )
             raw: dict[str, bytes | None] = {}
-            for key in keys:
-                if key.startswith(OFFERED_KEY_PREFIX + "."):
-                    try:
-                        raw[key] = (await kv.get(key)).value
-                    except nats.js.errors.KeyNotFoundError:
-                        continue  # deleted between listing and reading
+            for subject in info.state.subjects or {}:
+                key = subject[len(prefix) :]
+                try:
+                    raw[key] = (await kv.get(key)).value
+                except nats.js.errors.KeyNotFoundError:
+                    continue  # deleted (or purged) since it was listed
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as err:
             self.log.debug("offered_read_failed", error=str(err) or repr(err))
             return None

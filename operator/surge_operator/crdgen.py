@@ -91,8 +91,6 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out["x-kubernetes-preserve-unknown-fields"] = True
     elif kind == "array":
         out["items"] = _convert(node.get("items", {}), defs)
-        if "default" in out:
-            out["default"] = _plain(out["default"])
     elif kind is None and not out.get("x-kubernetes-int-or-string"):
         raise SchemaConversionError(f"schema node without a type: {sorted(node)}")
     return out
@@ -117,11 +115,6 @@ def _convert_any_of(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any
         if out.get("default") is None:
             out.pop("default", None)
     return out
-
-
-def _plain(value: Any) -> Any:
-    """Defaults as plain YAML data (enums and models already arrive as JSON values)."""
-    return value
 
 
 def _exclusive_bounds_to_openapi_v3_0(out: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from surge_operator.api import MessagingClusterSpec, PrometheusSpec
+from surge_operator.api import MessagingClusterSpec
 from surge_operator.jetstream import JetStreamOps, NatsAuth
 from surge_operator.kube import ClusterObject
 from surge_operator.metrics_source import JetStreamMetricsSource, PrometheusQueries
@@ -62,7 +62,7 @@ class JetStreamSnapshots:
                 JetStreamMetricsSource(
                     js,
                     pipeline,
-                    prometheus=_queries(prom),
+                    prometheus=PrometheusQueries.from_spec(prom),
                     clock=self._clock,
                     wall_clock=self._wall,
                 ),
@@ -74,9 +74,3 @@ class JetStreamSnapshots:
 
     def forget(self, cluster: ClusterObject) -> None:
         self._sources.pop(cluster.uid, None)
-
-
-def _queries(prom: PrometheusSpec | None) -> PrometheusQueries | None:
-    if prom is None or not (prom.p95_wait_query or prom.error_rate_query):
-        return None
-    return PrometheusQueries(prom.url, prom.p95_wait_query, prom.error_rate_query)

@@ -4,39 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from surge_workers.errors import ConfigError
 from surge_workers.logs import configure, get_logger
 from surge_workers.settings import GatewaySettings, WorkerSettings
 
+_S = TypeVar("_S", WorkerSettings, GatewaySettings)
+
 
 def worker_main() -> None:
     from surge_workers.runtime import run_worker
 
-    try:
-        settings = WorkerSettings.from_env()
-    except ConfigError as err:
-        print(f"surge-worker: {err}", file=sys.stderr)
-        raise SystemExit(2) from err
-    configure(settings.log.level, settings.log.format)
-    try:
-        asyncio.run(run_worker(settings))
-    except ConfigError as err:
-        get_logger("worker").error("config_error", error=str(err))
-        raise SystemExit(2) from err
+    _serve("worker", WorkerSettings, run_worker)
 
 
 def gateway_main() -> None:
     from surge_workers.gateway import run_gateway
 
+    _serve("gateway", GatewaySettings, run_gateway)
+
+
+def _serve(
+    component: str,
+    settings_type: type[_S],
+    run: Callable[[_S], Coroutine[Any, Any, None]],
+) -> None:
+    """Settings from env (exit 2 naming the bad variable), logging once, then run."""
     try:
-        settings = GatewaySettings.from_env()
+        settings = settings_type.from_env()
     except ConfigError as err:
-        print(f"surge-gateway: {err}", file=sys.stderr)
+        print(f"surge-{component}: {err}", file=sys.stderr)
         raise SystemExit(2) from err
     configure(settings.log.level, settings.log.format)
     try:
-        asyncio.run(run_gateway(settings))
+        asyncio.run(run(settings))
     except ConfigError as err:
-        get_logger("gateway").error("config_error", error=str(err))
+        get_logger(component).error("config_error", error=str(err))
         raise SystemExit(2) from err

@@ -151,8 +151,9 @@ class TokenFile:
         self.path = Path(path)
         self.log = log
         self.interval = interval
-        self._mtime = self.path.stat().st_mtime
+        # Load first: a missing or broken file is a ConfigError naming the path.
         self.tokens = load_tokens(self.path)
+        self._mtime = self.path.stat().st_mtime
         self._checked = time.monotonic()
 
     def current(self) -> dict[str, str]:

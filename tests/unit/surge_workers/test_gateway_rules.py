@@ -276,3 +276,12 @@ def test_offered_counts_accepted_and_refused_writes_per_priority() -> None:
     with pytest.raises(Refused):
         gw.admit("acme", [msg(Priority.BULK), msg(Priority.CRITICAL)])  # bulk shed
     assert gw.offered == {Priority.CRITICAL: 1, Priority.NORMAL: 4, Priority.BULK: 1}
+
+
+def test_a_missing_tokens_file_is_a_config_error_naming_the_path(tmp_path: Path) -> None:
+    from surge_workers.errors import ConfigError
+    from surge_workers.gateway import TokenFile
+
+    missing = tmp_path / "tokens.json"
+    with pytest.raises(ConfigError, match=r"tokens\.json"):
+        TokenFile(missing, log=None)

@@ -231,8 +231,14 @@ class Resources(_Model):
 
 
 class WorkersSpec(_Model):
-    image: str = Field(
-        default="surge:0.1.0", min_length=1, max_length=512, description="Worker image."
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description=(
+            "Worker and gateway image. Unset: the operator's data-plane image"
+            " (the chart's image values, SURGE_IMAGE)."
+        ),
     )
     handler: str = Field(
         default="surge_workers.handlers:route_and_store",

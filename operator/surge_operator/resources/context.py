@@ -13,6 +13,7 @@ from surge_operator.api import (
     Region,
     stream_name,
 )
+from surge_operator.resources.nats.names import region_url
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class BuildContext:
                 if region.name == self.active_region:
                     return region
         return self.spec.primary_region()
+
+    @property
+    def nats_url(self) -> str:
+        """Where the pods reach the active region's NATS (external URL or managed Service)."""
+        return region_url(self.name, self.namespace, self.region)
 
 
 def owner_reference(ctx: BuildContext) -> dict[str, object]:

@@ -18,12 +18,12 @@ from typing import Any
 
 from surge_operator.api import ConditionStatus, ConditionType, MessagingClusterSpec
 from surge_operator.errors import SurgeError
+from surge_operator.failover import FailoverController, RegionEndpoint
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.reconcile import _flush, emit, region_auth
 from surge_operator.handlers.state import ClusterState
 from surge_operator.logs import get_logger
 from surge_operator.policy.failover import FailoverConfig
-from surge_operator.regions import FailoverController, RegionEndpoint
 from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.nats.names import region_url
 from surge_operator.status import ConditionUpdate, append_history, apply_updates, phase_of

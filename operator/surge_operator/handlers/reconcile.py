@@ -75,6 +75,7 @@ def build_context(
         spec=spec,
         active_region=status.active_region,
         extra_pod_labels=deps.config.apply.extra_pod_labels,
+        default_image=deps.config.apply.data_plane_image,
     )
 
 

@@ -14,6 +14,7 @@ from surge_operator.api import (
     stream_name,
 )
 from surge_operator.resources.nats.names import region_url
+from surge_operator.settings import DEFAULT_IMAGE
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,16 @@ class BuildContext:
     active_region: str | None = None
     #: labels added to every pod template (e.g. the local pod runner's opt-in label)
     extra_pod_labels: Mapping[str, str] = field(default_factory=dict)
+    #: worker and gateway image when the spec names none (the operator's SURGE_IMAGE)
+    default_image: str = DEFAULT_IMAGE
 
     @property
     def stream(self) -> str:
         return stream_name(self.namespace, self.name, self.spec)
+
+    @property
+    def data_plane_image(self) -> str:
+        return self.spec.workers.image or self.default_image
 
     @property
     def region(self) -> Region:

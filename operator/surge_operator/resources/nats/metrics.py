@@ -29,10 +29,10 @@ def scrape_annotations(managed: ManagedNats) -> dict[str, str]:
     }
 
 
-def exporter_container(managed: ManagedNats) -> dict[str, Any]:
+def exporter_container(image: str) -> dict[str, Any]:
     return {
         "name": "exporter",
-        "image": managed.image,
+        "image": image,
         "command": [
             "surge-nats-exporter",
             f"--monitor-url=http://127.0.0.1:{MONITOR_PORT}",

@@ -71,7 +71,7 @@ def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def _nats_container(managed: ManagedNats, tls: bool) -> dict[str, Any]:
+def _nats_container(managed: ManagedNats, image: str, tls: bool) -> dict[str, Any]:
     mounts = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "data", "mountPath": DATA_DIR},
@@ -84,7 +84,7 @@ def _nats_container(managed: ManagedNats, tls: bool) -> dict[str, Any]:
         ]
     container: dict[str, Any] = {
         "name": "nats",
-        "image": managed.image,
+        "image": image,
         "command": ["nats-server", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "ports": [
@@ -138,9 +138,10 @@ def build_statefulset(ctx: BuildContext, region: Region) -> dict[str, Any]:
     if managed is None:
         raise ValueError(f"region {region.name} is not managed")
     tls = tls_enabled(region)
-    containers = [_nats_container(managed, tls)]
+    image = managed.image or ctx.default_image
+    containers = [_nats_container(managed, image, tls)]
     if managed.metrics:
-        containers.append(exporter_container(managed))
+        containers.append(exporter_container(image))
     selector = nats_selector(ctx, region)
     template = {
         "metadata": {

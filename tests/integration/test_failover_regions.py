@@ -21,13 +21,13 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from tests.fixtures.nats_regions import Regions, running_regions
 
-from surge_operator.policy.failover import FailoverConfig, FailoverReason
-from surge_operator.regions import (
+from surge_operator.failover import (
     FailoverController,
     MirrorAction,
     TickOutcome,
     pipeline_streams,
 )
+from surge_operator.policy.failover import FailoverConfig, FailoverReason
 from surge_workers import provision
 from surge_workers.contract import (
     PRIORITIES,

@@ -45,7 +45,7 @@ async def publish(js: JetStreamContext, ids: range, *, prefix: str = "m") -> lis
     duplicates = []
     for i in ids:
         priority = PRIORITIES[i % len(PRIORITIES)]
-        subject = message_subject(PIPELINE.subject_prefix, priority, f"conv-{i % 7}", 4)
+        subject = message_subject(PIPELINE.subject_prefix, priority, f"conv-{i % 7}", 4, tenant="")
         ack = await js.publish(
             subject, f"hello {i}".encode(), headers={Header.MSG_ID: f"{prefix}{i}"}
         )

@@ -48,18 +48,21 @@ def _rules(ctx: HandlerContext) -> RoutingRules:
     return rules
 
 
-async def sticky_team(ctx: HandlerContext, conversation_id: str, proposed: str) -> str:
-    """The conversation's team: the first one ever assigned wins, even across workers.
+async def sticky_team(ctx: HandlerContext, tenant: str, conversation_id: str, proposed: str) -> str:
+    """The tenant's conversation's team: the first one ever assigned wins, even across
+    workers.
 
     Assignments are create-only, so a team once seen never changes: it is cached in the
     process (bounded) and the KV bucket is read once per conversation, not per message.
+    Both the cache and the key are scoped by tenant: another tenant's conversation with
+    the same id never pins this one.
     """
+    key = sticky_key(tenant, conversation_id)
     cache: OrderedDict[str, str] = ctx.cache.setdefault(_STICKY, OrderedDict())
-    team = cache.get(conversation_id)
+    team = cache.get(key)
     if team is not None:
         return team
     kv = await ctx.kv(routing_bucket(ctx.settings.pipeline.stream))
-    key = sticky_key(conversation_id)
     try:
         team = (await kv.get(key)).value.decode()  # type: ignore[union-attr]
     except nats.js.errors.KeyNotFoundError:
@@ -69,7 +72,7 @@ async def sticky_team(ctx: HandlerContext, conversation_id: str, proposed: str) 
         except nats.js.errors.KeyWrongLastSequenceError:
             # Another worker assigned it between our get and create: theirs wins.
             team = (await kv.get(key)).value.decode()  # type: ignore[union-attr]
-    cache[conversation_id] = team
+    cache[key] = team
     if len(cache) > _STICKY_CACHE:
         cache.popitem(last=False)
     return team
@@ -97,7 +100,7 @@ async def route_and_store(delivery: Delivery, ctx: HandlerContext) -> None:
             text=text,
             topic_routing=Feature.TOPIC_ROUTING in features(ctx.level()),
         )
-        team = await sticky_team(ctx, conversation, proposed)
+        team = await sticky_team(ctx, delivery.tenant, conversation, proposed)
         entry = TranscriptEntry(
             msg_id=delivery.msg_id,
             seq=delivery.seq,

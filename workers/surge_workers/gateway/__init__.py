@@ -9,8 +9,9 @@ untouched when it refuses):
    priorities get 429 + Retry-After; throttled ones (sheddable at level 1, the others at
    level 3) share a reduced per-tenant rate, 429 + Retry-After above it
 4. per-tenant rate limit (429 + Retry-After)
-5. publish with Nats-Msg-Id = client id (a retry is deduplicated by JetStream and answered
-   ``duplicate: true`` with the original sequence) -> 202 with the stream sequence
+5. publish with Nats-Msg-Id = the client id scoped by tenant (a retry is deduplicated by
+   JetStream and answered ``duplicate: true`` with the original sequence; another tenant's
+   message with the same id is a different message) -> 202 with the stream sequence
 
 Every write that reaches step 3 counts as *offered* (per priority, accepted or not); an
 :class:`OfferedReporter` publishes the cumulative counts to the degradation bucket about

@@ -23,10 +23,10 @@ from surge_workers.contract import (
     Admission,
     DegradationLevel,
     DegradationState,
-    Header,
     Priority,
     admission,
     format_enqueued_at,
+    message_headers,
     message_subject,
     retry_after_seconds,
 )
@@ -155,15 +155,17 @@ class Gateway:
         now = format_enqueued_at(time.time())
         publications = [
             (
-                message_subject(prefix, message.priority, message.conversation_id, partitions),
+                message_subject(
+                    prefix, message.priority, message.conversation_id, partitions, tenant=tenant
+                ),
                 encode_payload(message),
-                {
-                    Header.MSG_ID: message.id,
-                    Header.CONVERSATION: message.conversation_id,
-                    Header.TENANT: tenant,
-                    Header.PRIORITY: message.priority.value,
-                    Header.ENQUEUED_AT: now,
-                },
+                message_headers(
+                    tenant=tenant,
+                    msg_id=message.id,
+                    conversation_id=message.conversation_id,
+                    priority=message.priority,
+                    enqueued_at=now,
+                ),
             )
             for message in messages
         ]

@@ -23,6 +23,9 @@ Environment variables (all optional; the names match charts/surge/templates/depl
     SURGE_POD_LABELS        extra labels for every pod, k=v,k=v (e.g. the local pod
                             runner's opt-in label `surge.dev/run-local=true` in e2e tests)
     SURGE_NATS_TIMEOUT      seconds to wait for a NATS connection (default 2)
+    SURGE_IMAGE             image of the worker and gateway pods when a MessagingCluster
+                            does not name one (default surge:<version>; the chart sets
+                            its own image values here, so one `helm upgrade` moves both)
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from surge_operator import __version__
+
+#: The data-plane image when neither SURGE_IMAGE nor the MessagingCluster names one.
+DEFAULT_IMAGE = f"surge:{__version__}"
 
 LogFormat = Literal["json", "console", "auto"]
 
@@ -63,6 +71,9 @@ class ApplySettings:
     # (someone edited or deleted a child). Server-side apply makes the no-op free.
     resync_seconds: float = 60.0
     extra_pod_labels: Mapping[str, str] = field(default_factory=dict)
+    # Worker and gateway image unless spec.workers.image overrides it: the operator's own
+    # image by default, so the data plane moves with every upgrade of the chart.
+    data_plane_image: str = DEFAULT_IMAGE
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,7 @@ class OperatorConfig:
                 field_manager=get("FIELD_MANAGER", "surge-operator"),
                 resync_seconds=float(get("RESYNC_SECONDS", "60")),
                 extra_pod_labels=_pairs(get("POD_LABELS", "")),
+                data_plane_image=get("IMAGE", "").strip() or DEFAULT_IMAGE,
             ),
             status=StatusSettings(interval_seconds=float(get("STATUS_INTERVAL", "5"))),
             leader=LeaderSettings(

@@ -49,18 +49,21 @@ def _rules(ctx: HandlerContext) -> RoutingRules:
     return rules
 
 
-async def sticky_team(ctx: HandlerContext, conversation_id: str, proposed: str) -> str:
-    """The conversation's team: the first one ever assigned wins, even across workers.
+async def sticky_team(ctx: HandlerContext, tenant: str, conversation_id: str, proposed: str) -> str:
+    """The tenant's conversation's team: the first one ever assigned wins, even across
+    workers.
 
     Assignments are create-only, so a team once seen never changes: it is cached in the
     process (bounded) and the KV bucket is read once per conversation, not per message.
+    Both the cache and the key are scoped by tenant: another tenant's conversation with
+    the same id never pins this one.
     """
+    key = sticky_key(tenant, conversation_id)
     cache: OrderedDict[str, str] = ctx.cache.setdefault(_STICKY, OrderedDict())
-    team = cache.get(conversation_id)
+    team = cache.get(key)
     if team is not None:
         return team
     kv = await ctx.kv(routing_bucket(ctx.settings.pipeline.stream))
-    key = sticky_key(conversation_id)
     try:
         team = (await kv.get(key)).value.decode()  # type: ignore[union-attr]
     except nats.js.errors.KeyNotFoundError:
@@ -70,7 +73,7 @@ async def sticky_team(ctx: HandlerContext, conversation_id: str, proposed: str) 
         except nats.js.errors.KeyWrongLastSequenceError:
             # Another worker assigned it between our get and create: theirs wins.
             team = (await kv.get(key)).value.decode()  # type: ignore[union-attr]
-    cache[conversation_id] = team
+    cache[key] = team
     if len(cache) > _STICKY_CACHE:
         cache.popitem(last=False)
     return team
@@ -99,7 +102,7 @@ async def _route(delivery: Delivery, ctx: HandlerContext, payload: dict[str, Any
         text=payload.get("text", ""),
         topic_routing=Feature.TOPIC_ROUTING in features(ctx.level()),
     )
-    return await sticky_team(ctx, delivery.conversation_id, proposed)
+    return await sticky_team(ctx, delivery.tenant, delivery.conversation_id, proposed)
 
 
 async def route_and_store(delivery: Delivery, ctx: HandlerContext) -> None:

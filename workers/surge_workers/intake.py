@@ -95,7 +95,12 @@ def parse_intake(msg: Msg, prefix: str) -> Intake | None:
         priority, _ = parse_subject(prefix, msg.subject)
     except ValueError:
         return None
-    msg_id = headers.get(Header.MSG_ID) or f"seq-{msg.metadata.sequence.stream}"
+    # The client's id (Surge-Msg-Id): replies name it; scoping is by tenant everywhere.
+    msg_id = (
+        headers.get(Header.CLIENT_ID)
+        or headers.get(Header.MSG_ID)
+        or f"seq-{msg.metadata.sequence.stream}"
+    )
     return Intake(
         tenant=headers.get(Header.TENANT, ""),
         conversation_id=conversation,

@@ -45,6 +45,8 @@ from surge_operator.resources import (
 from surge_operator.resources.deployment import manual_replicas
 from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.labels import selector_labels, selector_string, worker_name
+from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.credentials import credentials_ref
 from surge_operator.status import (
     ConditionUpdate,
     apply_updates,
@@ -73,6 +75,7 @@ def build_context(
         spec=spec,
         active_region=status.active_region,
         extra_pod_labels=deps.config.apply.extra_pod_labels,
+        default_image=deps.config.apply.data_plane_image,
     )
 
 
@@ -178,8 +181,10 @@ async def apply_owned(deps: Deps, ctx: BuildContext, cs: ClusterState) -> int:
     return changed
 
 
-async def region_auth(deps: Deps, namespace: str, region: Region) -> NatsAuth:
-    ref = region.nats.credentials_secret
+async def region_auth(deps: Deps, namespace: str, cluster: str, region: Region) -> NatsAuth:
+    """The operator's own credentials in `region` (the managed operator user, or the
+    Secret the spec names for an external NATS)."""
+    ref = credentials_ref(cluster, region, Role.OPERATOR)
     if ref is None:
         return NatsAuth()
     data = await deps.kube.read_secret(namespace, ref.name)
@@ -187,7 +192,7 @@ async def region_auth(deps: Deps, namespace: str, region: Region) -> NatsAuth:
 
 
 async def resolve_auth(deps: Deps, ctx: BuildContext) -> NatsAuth:
-    return await region_auth(deps, ctx.namespace, ctx.region)
+    return await region_auth(deps, ctx.namespace, ctx.name, ctx.region)
 
 
 async def emit(deps: Deps, ref: ClusterObject, type_: str, reason: str, message: str) -> None:
@@ -288,16 +293,16 @@ async def _reconcile_locked(
 
     pipeline = None
     try:
-        pipeline = pipeline_config(ctx.stream, spec)
+        pipeline = pipeline_config(ctx.stream, spec, ctx.region)
     except ValueError as exc:  # surge_workers ConfigError (e.g. stream replicas 2)
         fail(InvalidSpecError(str(exc)), stream_failed(InvalidSpecError.reason, str(exc)))
     if pipeline is not None:
         try:
             auth = await resolve_auth(deps, ctx)
-            summary = await deps.js.provision(ctx.region.nats.url, auth, pipeline)
+            summary = await deps.js.provision(ctx.nats_url, auth, pipeline)
             cs.stream_ready = True
             cs.auth = auth
-            cs.nats_url = ctx.region.nats.url
+            cs.nats_url = ctx.nats_url
             updates.append(stream_ready(ctx.stream))
             if summary:
                 log.info("stream_provisioned", stream=ctx.stream, changes=summary)
@@ -402,7 +407,7 @@ async def finalize(
         result = f"stream {ctx.stream} retained (deletionPolicy: retain)"
     else:
         auth = await resolve_auth(deps, ctx)
-        deleted = await deps.js.delete(ctx.region.nats.url, auth, pipeline_config(ctx.stream, spec))
+        deleted = await deps.js.delete(ctx.nats_url, auth, pipeline_config(ctx.stream, spec))
         result = (
             f"deleted {', '.join(deleted) or 'nothing (already gone)'} (deletionPolicy: delete)"
         )

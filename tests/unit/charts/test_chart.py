@@ -136,3 +136,12 @@ def test_monitoring_objects_render_when_enabled() -> None:
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert "SurgeCriticalLatencyHigh" in alerts
     assert "SurgeDegraded" in alerts
+
+
+@pytest.mark.slow
+def test_image_values_reach_the_operator_and_its_data_plane_image() -> None:
+    deployment = next(o for o in render("image.tag=0.1.0-b") if o["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "surge:0.1.0-b"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SURGE_IMAGE"] == "surge:0.1.0-b", "workers and gateways follow the chart's image"

@@ -60,9 +60,7 @@ class FakeJetStream:
     async def consumer_info(self, stream: str, name: str) -> Any:
         return SimpleNamespace(num_pending=self.pending, num_ack_pending=0)
 
-    async def publish(
-        self, subject: str, data: bytes, headers: dict[str, str], **_: float
-    ) -> Any:
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str], **_: float) -> Any:
         msg_id = headers[Header.MSG_ID]
         if msg_id in self.ids:  # JetStream's duplicate window
             return SimpleNamespace(seq=self.ids[msg_id], duplicate=True)
@@ -86,7 +84,7 @@ def stage(js: FakeJetStream, level: DegradationLevel = DegradationLevel.NORMAL) 
 
 
 def message(msg_id: str, conversation: str = "c-1", delivered: int = 1) -> Msg:
-    subject = message_subject(PREFIX, Priority.NORMAL, conversation, 16)
+    subject = message_subject(PREFIX, Priority.NORMAL, conversation, 16, tenant="acme")
     return Msg(
         _client=None,  # type: ignore[arg-type]
         subject=subject,

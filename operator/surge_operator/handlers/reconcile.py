@@ -32,6 +32,7 @@ from surge_operator.errors import (
     is_permanent,
 )
 from surge_operator.handlers.deps import Deps
+from surge_operator.handlers.nats import apply_managed_nats
 from surge_operator.handlers.state import ClusterState, WorkerFigures, gateway_pair
 from surge_operator.jetstream import NatsAuth, auth_from_secret
 from surge_operator.kube import ClusterObject
@@ -283,6 +284,11 @@ async def _reconcile_locked(
         updates.append(update)
         if _changed(cs, update):  # report each new problem once, not on every retry
             fresh_errors.append(exc)
+
+    try:
+        await apply_managed_nats(deps, ctx, cs)
+    except KubeApiError as exc:
+        fail(exc, stream_failed(exc.reason, f"managed NATS: {exc.message}"))
 
     try:
         changed = await apply_owned(deps, ctx, cs)

@@ -6,6 +6,7 @@ new credentials."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from surge_operator.api import Region, SecretKeyRef
@@ -13,6 +14,7 @@ from surge_operator.resources.context import BuildContext
 from surge_operator.resources.jetstream import PASSWORD_KEY, USER_KEY
 from surge_operator.resources.labels import metadata
 from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.config import Passwords
 
 
 def credentials_secret_name(cluster: str, role: Role) -> str:
@@ -35,3 +37,16 @@ def credentials_ref(cluster: str, region: Region, role: Role) -> SecretKeyRef | 
     if region.nats.managed is None:
         return region.nats.credentials_secret
     return SecretKeyRef(name=credentials_secret_name(cluster, role), key=PASSWORD_KEY)
+
+
+def passwords_from_secrets(
+    existing: Mapping[Role, Mapping[str, bytes] | None], generate: Callable[[], str]
+) -> Passwords:
+    """Keep every password a Secret already holds (rotating one would lock out running
+    pods); `generate` only the missing ones. Pure apart from `generate`."""
+    by_role: dict[Role, str] = {}
+    for role in Role:
+        data = existing.get(role)
+        stored = data.get(PASSWORD_KEY) if data else None
+        by_role[role] = stored.decode() if stored else generate()
+    return Passwords(by_role)

@@ -173,8 +173,8 @@ def dead_letter_subject(prefix: str, priority: Priority) -> str:
 
 
 def dead_letter_msg_id(stream: str, seq: int) -> str:
-    """Dedup id of a dead letter: two workers (or a worker and the advisory listener)
-    dead-lettering the same stream message produce one dead letter."""
+    """Dedup id of a dead letter: two deliveries of the same stream message (a term lost
+    after its dead-letter copy was confirmed) produce one dead letter."""
     return f"dlq-{stream}-{seq}"
 
 
@@ -226,10 +226,6 @@ def completion_subject(stream: str) -> str:
     """Core-NATS subject on which workers (optionally) announce finished messages so an
     open-loop load generator can measure end-to-end latency without polling."""
     return f"_SURGE.done.{stream}"
-
-
-def max_deliveries_advisory(stream: str, consumer: str) -> str:
-    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
 
 
 # --- timestamps ---------------------------------------------------------------------------

@@ -78,6 +78,19 @@ async def failover_tick(
         controller.update(endpoints=endpoints, primary=primary, pipeline=pipeline, config=config)
     requested = (annotations or {}).get(FAILBACK_ANNOTATION) == "requested"
     outcome = await controller.tick(failback_requested=requested)
+    labels = (cs.ref.namespace, cs.ref.name)
+    if outcome.promotion is not None and outcome.history_entry is not None:
+        deps.metrics.failovers.labels(*labels, outcome.history_entry.kind).inc()
+        if outcome.rpo is not None:
+            deps.metrics.failover_rpo.labels(*labels).set(outcome.rpo)
+    for change in outcome.mirrors:
+        for kind, count in (
+            ("republished", change.recovered),
+            ("duplicate", change.duplicates),
+            ("superseded", change.superseded),
+        ):
+            if count:
+                deps.metrics.failover_recovered.labels(*labels, kind).inc(count)
 
     async with cs.lock:
         now = deps.now()
@@ -97,6 +110,11 @@ async def failover_tick(
                 "conditions": conditions,
                 "active_region": outcome.active_region,
                 "failover_epoch": outcome.epoch,
+                **(
+                    {"failover_rpo": outcome.rpo}
+                    if outcome.promotion is not None and outcome.rpo is not None
+                    else {}
+                ),
                 "history": history,
                 "phase": outcome.phase_hint or phase_of(conditions),
             }
@@ -110,8 +128,23 @@ async def failover_tick(
             cs.auth = None
             cs.stream_ready = False
             cs.last_reconcile = -1e9
+            # Republish the level into the new writer: what it holds may be older.
+            cs.published_level = None
+            cs.published_sheddable = None
             deps.snapshots.forget(cs.ref)
         await _flush(deps, cs, force=moved or outcome.event is not None)
+    for change in outcome.mirrors:
+        if change.recoveries:
+            await emit(
+                deps,
+                cs.ref,
+                "Normal",
+                "TailRecovered",
+                f"{change.region} rejoined as a mirror of {change.source}: "
+                f"{change.recovered} messages of its unmirrored tail republished, "
+                f"{change.duplicates} already present by id, {change.superseded} KV "
+                "entries superseded by newer values",
+            )
     if outcome.event is not None:
         log.warning(
             "failover_event", reason=outcome.event.reason, active=outcome.active_region,

@@ -27,6 +27,9 @@ Environment variables (all optional; the names match charts/surge/templates/depl
                             template (chart dataPlane.podTemplate; default none)
     SURGE_IMAGE_PULL_POLICY imagePullPolicy of data-plane containers (chart image.pullPolicy)
     SURGE_NETWORK_POLICY    true | false: own a NetworkPolicy per cluster (default true)
+    SURGE_IMAGE             image of the worker and gateway pods when a MessagingCluster
+                            does not name one (default surge:<version>; the chart sets
+                            its own image values here, so one `helm upgrade` moves both)
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ from typing import Literal
 from pydantic import ValidationError
 
 from surge_operator.api_pods import PodTemplate
+from surge_operator import __version__
+
+#: The data-plane image when neither SURGE_IMAGE nor the MessagingCluster names one.
+DEFAULT_IMAGE = f"surge:{__version__}"
 
 LogFormat = Literal["json", "console", "auto"]
 
@@ -72,6 +79,9 @@ class ApplySettings:
     # (someone edited or deleted a child). Server-side apply makes the no-op free.
     resync_seconds: float = 60.0
     extra_pod_labels: Mapping[str, str] = field(default_factory=dict)
+    # Worker and gateway image unless spec.workers.image overrides it: the operator's own
+    # image by default, so the data plane moves with every upgrade of the chart.
+    data_plane_image: str = DEFAULT_IMAGE
 
 
 @dataclass(frozen=True)
@@ -178,6 +188,7 @@ class OperatorConfig:
                 field_manager=get("FIELD_MANAGER", "surge-operator"),
                 resync_seconds=float(get("RESYNC_SECONDS", "60")),
                 extra_pod_labels=_pairs(get("POD_LABELS", "")),
+                data_plane_image=get("IMAGE", "").strip() or DEFAULT_IMAGE,
             ),
             status=StatusSettings(interval_seconds=float(get("STATUS_INTERVAL", "5"))),
             leader=LeaderSettings(

@@ -34,7 +34,8 @@ async def test_provisioning_twice_creates_then_changes_nothing(nats_url: str) ->
     await nc.close()
 
     assert {c.action for c in first.changes} == {Action.CREATED}
-    assert len(first.changes) == 1 + len(PRIORITIES) + 1 + 3
+    # stream, consumers, dead letters, replies stream + intake consumer, KV buckets
+    assert len(first.changes) == 1 + len(PRIORITIES) + 1 + 2 + 3
     assert not second.changed, second.summary()
 
 
@@ -105,7 +106,7 @@ async def test_delete_pipeline_removes_everything_and_is_idempotent(nats_url: st
         await read_queue_state(js, config)
     await nc.close()
 
-    assert len(deleted) == 5
+    assert len(deleted) == 6  # stream, dead letters, replies, three KV buckets
     assert again == ()
 
 

@@ -21,13 +21,13 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from tests.fixtures.nats_regions import Regions, running_regions
 
-from surge_operator.policy.failover import FailoverConfig, FailoverReason
-from surge_operator.regions import (
+from surge_operator.failover import (
     FailoverController,
     MirrorAction,
     TickOutcome,
     pipeline_streams,
 )
+from surge_operator.policy.failover import FailoverConfig, FailoverReason
 from surge_workers import provision
 from surge_workers.contract import (
     PRIORITIES,
@@ -85,7 +85,7 @@ async def publish(js: JetStreamContext, ids: range, *, prefix: str = "m") -> lis
     duplicates = []
     for i in ids:
         priority = PRIORITIES[i % len(PRIORITIES)]
-        subject = message_subject(PIPELINE.subject_prefix, priority, f"conv-{i % 7}", 4)
+        subject = message_subject(PIPELINE.subject_prefix, priority, f"conv-{i % 7}", 4, tenant="")
         ack = await js.publish(
             subject, f"hello {i}".encode(), headers={Header.MSG_ID: f"{prefix}{i}"}
         )

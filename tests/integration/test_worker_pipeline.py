@@ -73,7 +73,7 @@ async def test_conversation_order_survives_partitions_and_redeliveries(nats_url:
         running_worker(nats_url, settings, recorder),
     ):
         await wait_until(lambda: _drained(js, config), within=30)
-    transcripts = {c: await read_transcript(js, config.stream, c) for c in conversations}
+    transcripts = {c: await read_transcript(js, config.stream, "acme", c) for c in conversations}
     await nc.close()
 
     assert any(n > 1 for _, _, n in recorder.calls), "the test must exercise redeliveries"
@@ -94,7 +94,9 @@ async def test_critical_latency_stays_low_while_a_bulk_flood_is_queued(nats_url:
     futures = []
     for i in range(3000):
         conv = f"bulk{i % 50}"
-        subject = message_subject(config.subject_prefix, Priority.BULK, conv, config.partitions)
+        subject = message_subject(
+            config.subject_prefix, Priority.BULK, conv, config.partitions, tenant=""
+        )
         headers = {Header.MSG_ID: f"b{i}", Header.CONVERSATION: conv}
         futures.append(await js.publish_async(subject, b'{"text": "newsletter"}', headers=headers))
     await asyncio.gather(*futures)
@@ -143,7 +145,7 @@ async def test_poison_message_goes_to_dead_letter_with_reason(nats_url: str) -> 
     async with running_worker(nats_url, worker_settings(config), route_and_store):
         await wait_until(lambda: _drained(js, config), within=10)
     letters = await dead_letters(js, config)
-    transcript = await read_transcript(js, config.stream, "c1")
+    transcript = await read_transcript(js, config.stream, "acme", "c1")
     await nc.close()
 
     assert len(letters) == 1
@@ -151,7 +153,8 @@ async def test_poison_message_goes_to_dead_letter_with_reason(nats_url: str) -> 
     assert isinstance(headers, dict)
     assert "not JSON" in headers["Surge-Dead-Reason"]
     assert headers["Surge-Dead-Seq"] == str(poison_seq)
-    assert headers["Surge-Original-Msg-Id"] == "bad"
+    assert headers["Surge-Original-Msg-Id"] == "acme.bad"  # the tenant-scoped dedup id
+    assert headers["Surge-Msg-Id"] == "bad"  # the client's own id travels with it
     assert letters[0]["data"] == b"{not json"
     assert [e.msg_id for e in transcript] == ["good"]
 

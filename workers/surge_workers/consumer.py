@@ -266,6 +266,7 @@ class Worker:
         held = self._held
         changed = self._changed
         conversation_header = Header.CONVERSATION
+        tenant_header = Header.TENANT
 
         async def on_message(msg: Msg) -> None:
             headers = msg.headers
@@ -279,8 +280,18 @@ class Worker:
                     pull.open = False
                     changed.set()
             held[priority] += 1
-            conversation = headers.get(conversation_header, "") if headers else ""
-            lane = lanes[zlib.crc32(conversation.encode()) % n_lanes] if n_lanes > 1 else lanes[0]
+            if n_lanes > 1:
+                # The lane of a conversation within its tenant (two tenants' "c1" differ).
+                key = (
+                    ""
+                    if not headers
+                    else (
+                        headers.get(tenant_header, "") + "\0" + headers.get(conversation_header, "")
+                    )
+                )
+                lane = lanes[zlib.crc32(key.encode()) % n_lanes]
+            else:
+                lane = lanes[0]
             lane.queues[rank].append(msg)
             lane.wake.set()
 
@@ -412,7 +423,8 @@ class Worker:
         outcome = "ok"
         try:
             headers = msg.headers
-            msg_id = headers.get(Header.MSG_ID) if headers else None
+            # Idempotency within the tenant: another tenant may reuse the same client id.
+            msg_id = delivery.scoped_id if headers and Header.MSG_ID in headers else None
             enqueued = headers.get(Header.ENQUEUED_AT) if headers else None
             if enqueued:
                 with contextlib.suppress(ValueError):

@@ -11,15 +11,22 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 
+from surge_workers.composer import load_composer
 from surge_workers.consumer import Worker
+from surge_workers.contract import Priority
 from surge_workers.degradation import DegradationWatcher
-from surge_workers.delivery import load_handler
+from surge_workers.delivery import Delivery, load_handler
+from surge_workers.handlers import route
 from surge_workers.health import start_health_server
+from surge_workers.honesty import METRICS_KEY
+from surge_workers.intake import IntakeStage
 from surge_workers.logs import get_logger
 from surge_workers.metrics import WorkerMetrics
 from surge_workers.pipeline import PipelineConfig
 from surge_workers.provision import provision_pipeline
+from surge_workers.reply_metrics import ComposerMetrics
 from surge_workers.settings import NatsSettings, PipelineSettings, WorkerSettings
+from surge_workers.templates import TemplateStore
 
 
 async def connect(settings: NatsSettings, name: str, log: Any) -> Client:
@@ -84,6 +91,53 @@ async def _start_when_consumers_exist(worker: Worker, stop: asyncio.Event, log: 
     return False
 
 
+def mean_handling_seconds(metrics: WorkerMetrics, priority: Priority) -> float:
+    """This worker's mean handler time for a priority so far (0 before the first)."""
+    labels = {"priority": priority.value}
+    total = metrics.registry.get_sample_value("surge_worker_handling_seconds_sum", labels)
+    count = metrics.registry.get_sample_value("surge_worker_handling_seconds_count", labels)
+    return total / count if total is not None and count else 0.0
+
+
+def intake_stage(
+    nc: Client, settings: WorkerSettings, worker: Worker, watcher: DegradationWatcher, log: Any
+) -> IntakeStage | None:
+    """The composer's stage (None when SURGE_COMPOSER=none)."""
+    if settings.composer is None:
+        return None
+    composer = load_composer(settings.composer)
+    metrics = ComposerMetrics(worker.metrics.registry)
+    worker.ctx.cache[METRICS_KEY] = metrics
+
+    async def route_message(msg: Any, priority: Priority) -> str:
+        return await route(Delivery(msg, priority), worker.ctx)
+
+    return IntakeStage(
+        nc,
+        settings,
+        composer,
+        TemplateStore(settings.templates_dir, log=log),
+        log=log,
+        state=lambda: watcher.state,
+        service_time=lambda p: mean_handling_seconds(worker.metrics, p),
+        route=route_message,
+        on_reply=metrics.replied,
+    )
+
+
+async def _start_intake(intake: IntakeStage, stop: asyncio.Event, log: Any) -> None:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await intake.start()
+            return
+        except nats.js.errors.NotFoundError:
+            log.info("waiting_for_intake_consumer", retry_in=delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, 10.0)
+
+
 async def run_worker(settings: WorkerSettings, stop: asyncio.Event | None = None) -> None:
     log = get_logger("worker", stream=settings.pipeline.stream, cluster=settings.pipeline.cluster)
     stop = stop or stop_event()
@@ -103,14 +157,21 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event | None = None
         nc.jetstream(), settings.pipeline.stream, worker.on_degradation, log=log
     )
     watcher.start()
+    intake = intake_stage(nc, settings, worker, watcher, log)
     try:
         if settings.provision:
             result = await provision_pipeline(nc.jetstream(), pipeline_config(settings.pipeline))
             log.info("pipeline_provisioned", summary=result.summary())
         if await _start_when_consumers_exist(worker, stop, log):
+            if intake is not None:
+                await _start_intake(intake, stop, log)
             await stop.wait()
+            if intake is not None:
+                await intake.stop()
             await worker.drain()
     finally:
+        if intake is not None:
+            await intake.stop()
         await watcher.stop()
         await worker.stop_background()
         with contextlib.suppress(nats.errors.Error, TimeoutError):

@@ -79,15 +79,22 @@ rules:
   - apiGroups: [apps]
     resources: [deployments/scale]
     verbs: [get, patch, update]
+  # Managed NATS (spec.regions[].nats.managed): one StatefulSet per region. Its update
+  # strategy is OnDelete, so the operator deletes one server pod at a time itself.
+  - apiGroups: [apps]
+    resources: [statefulsets]
+    verbs: [get, list, watch, create, patch, update, delete]
   - apiGroups: [""]
     resources: [services, serviceaccounts, configmaps]
     verbs: [get, list, watch, create, patch, update, delete]
+  # get: NATS credentials a MessagingCluster names; create/patch: the generated NATS
+  # credentials, server configuration and certificates of managed NATS.
   - apiGroups: [""]
     resources: [secrets]
-    verbs: [get]
+    verbs: [get, create, patch, update]
   - apiGroups: [""]
     resources: [pods]
-    verbs: [get, list, watch]
+    verbs: [get, list, watch, delete]
   - apiGroups: [policy]
     resources: [poddisruptionbudgets]
     verbs: [get, list, watch, create, patch, update, delete]

@@ -18,13 +18,14 @@ from typing import Any
 
 from surge_operator.api import ConditionStatus, ConditionType, MessagingClusterSpec
 from surge_operator.errors import SurgeError
+from surge_operator.failover import FailoverController, RegionEndpoint
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.reconcile import _flush, emit, region_auth
 from surge_operator.handlers.state import ClusterState
 from surge_operator.logs import get_logger
 from surge_operator.policy.failover import FailoverConfig
-from surge_operator.regions import FailoverController, RegionEndpoint
 from surge_operator.resources.jetstream import pipeline_config
+from surge_operator.resources.nats.names import region_url
 from surge_operator.status import ConditionUpdate, append_history, apply_updates, phase_of
 
 FAILBACK_ANNOTATION = "surge.dev/failback"
@@ -41,8 +42,9 @@ async def _endpoints(
 ) -> list[RegionEndpoint]:
     out = []
     for region in spec.regions:
-        auth = await region_auth(deps, cs.ref.namespace, region)
-        out.append(RegionEndpoint.from_region(region, auth.connect_options()))
+        auth = await region_auth(deps, cs.ref.namespace, cs.ref.name, region)
+        url = region_url(cs.ref.name, cs.ref.namespace, region)
+        out.append(RegionEndpoint.from_region(region, auth.connect_options(), url=url))
     return out
 
 

@@ -32,6 +32,7 @@ from surge_operator.errors import (
     is_permanent,
 )
 from surge_operator.handlers.deps import Deps
+from surge_operator.handlers.nats import apply_managed_nats
 from surge_operator.handlers.state import ClusterState, WorkerFigures, gateway_pair
 from surge_operator.jetstream import NatsAuth, auth_from_secret
 from surge_operator.kube import ClusterObject
@@ -45,6 +46,8 @@ from surge_operator.resources import (
 from surge_operator.resources.deployment import manual_replicas
 from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.labels import selector_labels, selector_string, worker_name
+from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.credentials import credentials_ref
 from surge_operator.status import (
     ConditionUpdate,
     apply_updates,
@@ -76,6 +79,7 @@ def build_context(
         pod_defaults=deps.config.data_plane.pod_template,
         image_pull_policy=deps.config.data_plane.image_pull_policy,
         network_policy=deps.config.data_plane.network_policy,
+        default_image=deps.config.apply.data_plane_image,
     )
 
 
@@ -181,8 +185,10 @@ async def apply_owned(deps: Deps, ctx: BuildContext, cs: ClusterState) -> int:
     return changed
 
 
-async def region_auth(deps: Deps, namespace: str, region: Region) -> NatsAuth:
-    ref = region.nats.credentials_secret
+async def region_auth(deps: Deps, namespace: str, cluster: str, region: Region) -> NatsAuth:
+    """The operator's own credentials in `region` (the managed operator user, or the
+    Secret the spec names for an external NATS)."""
+    ref = credentials_ref(cluster, region, Role.OPERATOR)
     if ref is None:
         return NatsAuth()
     data = await deps.kube.read_secret(namespace, ref.name)
@@ -190,7 +196,7 @@ async def region_auth(deps: Deps, namespace: str, region: Region) -> NatsAuth:
 
 
 async def resolve_auth(deps: Deps, ctx: BuildContext) -> NatsAuth:
-    return await region_auth(deps, ctx.namespace, ctx.region)
+    return await region_auth(deps, ctx.namespace, ctx.name, ctx.region)
 
 
 async def emit(deps: Deps, ref: ClusterObject, type_: str, reason: str, message: str) -> None:
@@ -283,6 +289,11 @@ async def _reconcile_locked(
             fresh_errors.append(exc)
 
     try:
+        await apply_managed_nats(deps, ctx, cs)
+    except KubeApiError as exc:
+        fail(exc, stream_failed(exc.reason, f"managed NATS: {exc.message}"))
+
+    try:
         changed = await apply_owned(deps, ctx, cs)
         if changed:
             log.info("owned_objects_applied", changed=changed)
@@ -291,16 +302,16 @@ async def _reconcile_locked(
 
     pipeline = None
     try:
-        pipeline = pipeline_config(ctx.stream, spec)
+        pipeline = pipeline_config(ctx.stream, spec, ctx.region)
     except ValueError as exc:  # surge_workers ConfigError (e.g. stream replicas 2)
         fail(InvalidSpecError(str(exc)), stream_failed(InvalidSpecError.reason, str(exc)))
     if pipeline is not None:
         try:
             auth = await resolve_auth(deps, ctx)
-            summary = await deps.js.provision(ctx.region.nats.url, auth, pipeline)
+            summary = await deps.js.provision(ctx.nats_url, auth, pipeline)
             cs.stream_ready = True
             cs.auth = auth
-            cs.nats_url = ctx.region.nats.url
+            cs.nats_url = ctx.nats_url
             updates.append(stream_ready(ctx.stream))
             if summary:
                 log.info("stream_provisioned", stream=ctx.stream, changes=summary)
@@ -405,7 +416,7 @@ async def finalize(
         result = f"stream {ctx.stream} retained (deletionPolicy: retain)"
     else:
         auth = await resolve_auth(deps, ctx)
-        deleted = await deps.js.delete(ctx.region.nats.url, auth, pipeline_config(ctx.stream, spec))
+        deleted = await deps.js.delete(ctx.nats_url, auth, pipeline_config(ctx.stream, spec))
         result = (
             f"deleted {', '.join(deleted) or 'nothing (already gone)'} (deletionPolicy: delete)"
         )

@@ -4,7 +4,7 @@ Inputs are probe results (one per region per probe interval, each stamped with t
 `at` it was taken), a `FailoverConfig` and the `FailoverState` carried from the previous
 tick. The output is a `FailoverDecision`: do nothing, promote a standby, or fail back to
 the original primary, with a CamelCase reason, a sentence for humans and the next state.
-No I/O and no clock reads: the caller (`surge_operator.regions.FailoverController`)
+No I/O and no clock reads: the caller (`surge_operator.failover.FailoverController`)
 probes, decides, acts, and only then keeps `decision.state`.
 
 Rules

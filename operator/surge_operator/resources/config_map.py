@@ -31,7 +31,7 @@ def config_data(ctx: BuildContext) -> dict[str, str]:
         "SURGE_CLUSTER": ctx.name,
         "SURGE_NAMESPACE": ctx.namespace,
         "SURGE_REGION": region.name,
-        "SURGE_NATS_URL": region.nats.url,
+        "SURGE_NATS_URL": ctx.nats_url,
         "SURGE_STREAM": ctx.stream,
         "SURGE_SUBJECT_PREFIX": spec.stream.subject_prefix,
         "SURGE_PARTITIONS": str(spec.stream.partitions),

@@ -14,6 +14,8 @@ from surge_operator.api import (
     stream_name,
 )
 from surge_operator.api_pods import PodTemplate
+from surge_operator.resources.nats.names import region_url
+from surge_operator.settings import DEFAULT_IMAGE
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,16 @@ class BuildContext:
     @property
     def owns_network_policy(self) -> bool:
         return self.network_policy and self.spec.network_policy.enabled
+    #: worker and gateway image when the spec names none (the operator's SURGE_IMAGE)
+    default_image: str = DEFAULT_IMAGE
 
     @property
     def stream(self) -> str:
         return stream_name(self.namespace, self.name, self.spec)
+
+    @property
+    def data_plane_image(self) -> str:
+        return self.spec.workers.image or self.default_image
 
     @property
     def region(self) -> Region:
@@ -50,6 +58,11 @@ class BuildContext:
                 if region.name == self.active_region:
                     return region
         return self.spec.primary_region()
+
+    @property
+    def nats_url(self) -> str:
+        """Where the pods reach the active region's NATS (external URL or managed Service)."""
+        return region_url(self.name, self.namespace, self.region)
 
 
 def owner_reference(ctx: BuildContext) -> dict[str, object]:

@@ -25,7 +25,7 @@ def manual_replicas(spec: MessagingClusterSpec) -> int:
 def build_worker_deployment(ctx: BuildContext) -> dict[str, Any]:
     container = {
         "name": "worker",
-        "image": ctx.spec.workers.image,
+        "image": ctx.data_plane_image,
         "command": ["surge-worker"],
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "readinessProbe": {

@@ -13,7 +13,7 @@ from surge_operator.resources.pods import pod_template
 def build_gateway_deployment(ctx: BuildContext) -> dict[str, Any]:
     container = {
         "name": "gateway",
-        "image": ctx.spec.workers.image,
+        "image": ctx.data_plane_image,
         "command": ["surge-gateway"],
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},

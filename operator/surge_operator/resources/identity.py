@@ -12,6 +12,8 @@ from typing import Any
 
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.labels import config_name, identity_name, metadata
+from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.credentials import credentials_secret_name
 
 
 def secret_names(ctx: BuildContext) -> list[str]:
@@ -20,6 +22,8 @@ def secret_names(ctx: BuildContext) -> list[str]:
         for r in ctx.spec.regions
         if r.nats.credentials_secret is not None
     }
+    if any(r.nats.managed is not None for r in ctx.spec.regions):
+        names |= {credentials_secret_name(ctx.name, role) for role in (Role.WORKER, Role.GATEWAY)}
     if ctx.spec.gateway.tokens_secret is not None:
         names.add(ctx.spec.gateway.tokens_secret.name)
     return sorted(names)

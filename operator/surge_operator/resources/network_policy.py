@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from surge_operator.resources.config_map import GATEWAY_PORT, METRICS_PORT
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.labels import label_value, metadata
+from surge_operator.resources.nats.names import region_url
 
 NATS_DEFAULT_PORT = 4222
 
@@ -22,7 +23,8 @@ NATS_DEFAULT_PORT = 4222
 def nats_ports(ctx: BuildContext) -> list[int]:
     ports: set[int] = set()
     for region in ctx.spec.regions:
-        for url in region.nats.url.split(","):
+        url_list = region_url(ctx.name, ctx.namespace, region)
+        for url in url_list.split(","):
             try:
                 port = urlsplit(url.strip()).port
             except ValueError:

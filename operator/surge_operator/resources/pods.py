@@ -29,6 +29,8 @@ from surge_operator.resources.labels import (
     selector_labels,
 )
 from surge_operator.resources.overrides import apply_overrides, merge_templates
+from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.credentials import credentials_ref
 
 RUN_AS = 65532  # the conventional "nonroot" uid of distroless images
 REGION_LABEL = "topology.kubernetes.io/region"
@@ -58,7 +60,11 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def env(ctx: BuildContext) -> list[dict[str, Any]]:
+def _role(component: Component) -> Role:
+    return Role.GATEWAY if component == "gateway" else Role.WORKER
+
+
+def env(ctx: BuildContext, component: Component = "worker") -> list[dict[str, Any]]:
     """Downward-API identity, secret references, then the user's variables (which win)."""
     out: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -68,7 +74,9 @@ def env(ctx: BuildContext) -> list[dict[str, Any]]:
         {"name": "SURGE_HTTP_HOST", "value": "$(POD_IP)"},
         {"name": "SURGE_METRICS_HOST", "value": "$(POD_IP)"},
     ]
-    creds = ctx.region.nats.credentials_secret
+    # Each component gets only its own role's credentials (managed NATS), never the
+    # operator's; an external NATS uses the one Secret the spec names.
+    creds = credentials_ref(ctx.name, ctx.region, _role(component))
     if creds is not None and credentials_kind(creds) == "token":
         out.append(_secret_env("SURGE_NATS_TOKEN", creds.name, TOKEN_KEY))
     elif creds is not None and credentials_kind(creds) == "userpass":
@@ -144,7 +152,7 @@ def pod_template(
     container = {
         **container,
         "envFrom": [{"configMapRef": {"name": config_name(ctx)}}],
-        "env": env(ctx),
+        "env": env(ctx, component),
         "securityContext": container_security_context(),
         "volumeMounts": volume_mounts(ctx, with_tokens=with_tokens),
     }

@@ -103,7 +103,8 @@ def test_rbac_is_least_privilege() -> None:
         assert "*" not in rule["verbs"], rule
         assert "*" not in rule["resources"], rule
         if "secrets" in rule["resources"]:
-            assert rule["verbs"] == ["get"], "secrets are read by name only"
+            # read by name (never listed or watched); written only for managed NATS
+            assert not {"list", "watch", "delete"} & set(rule["verbs"]), rule
         if "messagingclusters" in rule["resources"]:
             assert "delete" not in rule["verbs"]
         assert "leases" not in rule["resources"], "leases only in the release namespace"
@@ -146,3 +147,12 @@ def test_monitoring_objects_render_when_enabled() -> None:
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert "SurgeCriticalLatencyHigh" in alerts
     assert "SurgeDegraded" in alerts
+
+
+@pytest.mark.slow
+def test_image_values_reach_the_operator_and_its_data_plane_image() -> None:
+    deployment = next(o for o in render("image.tag=0.1.0-b") if o["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "surge:0.1.0-b"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SURGE_IMAGE"] == "surge:0.1.0-b", "workers and gateways follow the chart's image"

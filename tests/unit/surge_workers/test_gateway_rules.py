@@ -236,7 +236,8 @@ def test_utf8_length(text: str) -> None:
 
 def test_answers_serialize_like_the_documented_models() -> None:
     from surge_workers.api_models import Accepted, AcceptedDict, BatchAccepted, BatchAcceptedDict
-    from surge_workers.gateway import _ACCEPTED_JSON, _BATCH_ACCEPTED_JSON
+    from surge_workers.gateway.encoding import ACCEPTED_JSON as _ACCEPTED_JSON
+    from surge_workers.gateway.encoding import BATCH_ACCEPTED_JSON as _BATCH_ACCEPTED_JSON
 
     assert set(AcceptedDict.__annotations__) == set(Accepted.model_fields)
     assert set(BatchAcceptedDict.__annotations__) == set(BatchAccepted.model_fields)

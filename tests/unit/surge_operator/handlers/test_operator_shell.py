@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import kopf
 import pytest
 
+from surge_operator import __version__
 from surge_operator.api import MessagingClusterStatus, SecretKeyRef, parse_spec
 from surge_operator.errors import (
     CredentialsSecretMissingError,
@@ -35,6 +36,7 @@ def test_settings_read_the_chart_env_names() -> None:
             "SURGE_PEERING": "surge",
             "SURGE_METRICS_PORT": "9191",
             "SURGE_POD_LABELS": "surge.dev/run-local=true",
+            "SURGE_IMAGE": "surge:1.2.3-rc1",
             "POD_NAME": "op-0",
             "POD_NAMESPACE": "surge-system",
         }
@@ -46,6 +48,7 @@ def test_settings_read_the_chart_env_names() -> None:
     assert config.leader.identity == "op-0"
     assert config.server.metrics_port == 9191
     assert dict(config.apply.extra_pod_labels) == {"surge.dev/run-local": "true"}
+    assert config.apply.data_plane_image == "surge:1.2.3-rc1"
 
 
 def test_settings_defaults() -> None:
@@ -54,6 +57,7 @@ def test_settings_defaults() -> None:
     assert config.apply.field_manager == "surge-operator"
     assert config.leader.enabled is True
     assert config.status.interval_seconds == 5.0
+    assert config.apply.data_plane_image == f"surge:{__version__}"
 
 
 def test_bad_log_format_is_refused() -> None:

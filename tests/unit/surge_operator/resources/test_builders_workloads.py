@@ -32,6 +32,16 @@ def test_worker_runs_surge_worker_with_config_from_the_config_map() -> None:
     }
 
 
+def test_data_plane_pods_run_the_operator_image_unless_the_spec_names_one() -> None:
+    ctx = make_ctx(default_image="surge:9.9.9")
+    assert _container(build_worker_deployment(ctx))["image"] == "surge:9.9.9"
+    assert _container(build_gateway_deployment(ctx))["image"] == "surge:9.9.9"
+    pinned = {**MINIMAL, "workers": {"image": "acme/support-worker:2"}}
+    ctx = make_ctx(pinned, default_image="surge:9.9.9")
+    assert _container(build_worker_deployment(ctx))["image"] == "acme/support-worker:2"
+    assert _container(build_gateway_deployment(ctx))["image"] == "acme/support-worker:2"
+
+
 def test_worker_replicas_are_left_to_the_autoscaler_when_autoscaling_is_on() -> None:
     assert "replicas" not in build_worker_deployment(make_ctx())["spec"]
 

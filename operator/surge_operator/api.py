@@ -511,6 +511,16 @@ class FailoverSpec(_Model):
     automatic_failback: bool = Field(
         default=False, description="Return to the original primary once it is healthy again."
     )
+    max_promotion_lag: int | None = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000_000,
+        description=(
+            "Largest estimated RPO (messages the dead primary was last seen to hold beyond "
+            "the standby) an automatic promotion accepts; null: no limit. Those messages "
+            "are recovered when the old primary heals."
+        ),
+    )
 
 
 class MessagingClusterSpec(_Model):
@@ -724,6 +734,14 @@ class MessagingClusterStatus(_Model):
     degradation_level: int | None = Field(default=None, ge=0, le=3, description="0 normal .. 3.")
     active_region: str | None = Field(default=None, description="Region serving traffic.")
     failover_epoch: int | None = Field(default=None, ge=0, description="Promotions so far.")
+    failover_rpo: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Estimated RPO of the last promotion, in messages: what the dead primary was last "
+            "seen to hold beyond the standby. Recovered (counted in events) when it heals."
+        ),
+    )
     stream: str | None = Field(default=None, description="JetStream stream name in use.")
     mirror_lag: int | None = Field(
         default=None, ge=0, description="Messages the most-behind standby mirror lacks."

@@ -43,8 +43,8 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from surge_operator.api_pods import PodTemplate
 from surge_operator import __version__
+from surge_operator.api_pods import PodTemplate
 
 #: The data-plane image when neither SURGE_IMAGE nor the MessagingCluster names one.
 DEFAULT_IMAGE = f"surge:{__version__}"

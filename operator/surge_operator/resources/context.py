@@ -40,6 +40,7 @@ class BuildContext:
     @property
     def owns_network_policy(self) -> bool:
         return self.network_policy and self.spec.network_policy.enabled
+
     #: worker and gateway image when the spec names none (the operator's SURGE_IMAGE)
     default_image: str = DEFAULT_IMAGE
 

@@ -28,9 +28,9 @@ from surge_operator.resources.labels import (
     pod_labels,
     selector_labels,
 )
-from surge_operator.resources.overrides import apply_overrides, merge_templates
 from surge_operator.resources.nats.accounts import Role
 from surge_operator.resources.nats.credentials import credentials_ref
+from surge_operator.resources.overrides import apply_overrides, merge_templates
 
 RUN_AS = 65532  # the conventional "nonroot" uid of distroless images
 REGION_LABEL = "topology.kubernetes.io/region"

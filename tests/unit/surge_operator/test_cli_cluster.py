@@ -192,3 +192,26 @@ def test_the_failback_annotation_is_the_one_the_operator_reads() -> None:
 def test_json_output_is_machine_readable() -> None:
     view = ClusterView.from_object(OBJ)
     assert json.loads(json.dumps(view.as_dict()))["name"] == "support"
+
+
+def test_mirror_lag_is_the_worst_healthy_mirror() -> None:
+    from surge_operator.failover.probe import RegionProbe, StreamView
+    from surge_operator.handlers.failover import worst_mirror_lag
+    from surge_operator.policy.failover import ProbeResult
+
+    def probe(region: str, ok: bool, role: str, lag: int | None) -> RegionProbe:
+        result = ProbeResult.success(region, 1.0) if ok else ProbeResult.failure(region, 1.0, "x")
+        return RegionProbe(
+            result=result,
+            streams={"S": StreamView(role, mirror_lag=lag)},  # type: ignore[arg-type]
+            main="S",
+        )
+
+    probes = {
+        "east": probe("east", True, "source", None),
+        "west": probe("west", True, "mirror", 7),
+        "north": probe("north", True, "mirror", 40),
+        "south": probe("south", False, "mirror", 900),
+    }
+    assert worst_mirror_lag(probes) == 40
+    assert worst_mirror_lag({"east": probes["east"]}) is None

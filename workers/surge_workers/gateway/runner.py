@@ -47,9 +47,7 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
     runner = web.AppRunner(build_app(gateway), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
-    log.info(
-        "gateway_started", host=settings.host, port=settings.port, tenants=len(set(tokens.values()))
-    )
+    log.info("gateway_started", host=settings.host, port=settings.port, tenants=len(tokens.tenants))
     try:
         await stop.wait()
     finally:

@@ -30,7 +30,7 @@ from surge_workers.contract import (
     message_subject,
     retry_after_seconds,
 )
-from surge_workers.gateway.auth import TokenFile, authenticate
+from surge_workers.gateway.auth import TokenFile, TokenTable, authenticate
 from surge_workers.gateway.encoding import encode_payload, utf8_length
 from surge_workers.gateway.publisher import Ack, JetStreamPublisher
 from surge_workers.gateway.refusals import Refused
@@ -44,7 +44,7 @@ class Gateway:
     """The API's state; ``nc`` is None only in unit tests of the refusal paths."""
 
     settings: GatewaySettings
-    tokens: dict[str, str]
+    tokens: TokenTable
     nc: Client | None
     metrics: GatewayMetrics
     log: Any

@@ -59,6 +59,27 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
+def http_probes(port: str) -> dict[str, Any]:
+    """Probes of a data-plane container. The health server starts before the NATS
+    connection, so /healthz answers within seconds of start-up: the startup probe gives a
+    slow start (image pull done, Python importing) up to a minute before liveness applies,
+    and readiness stays false until NATS is connected, with no restarts while NATS is down.
+    """
+    return {
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": port},
+            "periodSeconds": 2,
+            "failureThreshold": 30,
+        },
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 5},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": port},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+    }
+
+
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 

@@ -38,12 +38,17 @@ class RegionEndpoint:
         connect_options: Mapping[str, Any] | None = None,
         *,
         domain: str | None = None,
+        url: str | None = None,
     ) -> RegionEndpoint:
         """From the spec's Region; credentials (and a TLS context when
-        `region.nats.tls`) come in `connect_options`, resolved by the caller."""
+        `region.nats.tls`) come in `connect_options`, resolved by the caller. `url`
+        overrides the spec's (a managed region's URL is derived from the cluster)."""
+        resolved = url or region.nats.url
+        if resolved is None:
+            raise ValueError(f"region {region.name}: no NATS URL (managed: pass url=)")
         return cls(
             name=region.name,
-            url=region.nats.url,
+            url=resolved,
             domain=domain or region.jetstream_domain,
             connect_options=dict(connect_options or {}),
         )

@@ -9,8 +9,9 @@ untouched when it refuses):
    priorities get 429 + Retry-After; throttled ones (sheddable at level 1, the others at
    level 3) share a reduced per-tenant rate, 429 + Retry-After above it
 4. per-tenant rate limit (429 + Retry-After)
-5. publish with Nats-Msg-Id = client id (a retry is deduplicated by JetStream and answered
-   ``duplicate: true`` with the original sequence) -> 202 with the stream sequence
+5. publish with Nats-Msg-Id = the client id scoped by tenant (a retry is deduplicated by
+   JetStream and answered ``duplicate: true`` with the original sequence; another tenant's
+   message with the same id is a different message) -> 202 with the stream sequence
 
 Every write that reaches step 3 counts as *offered* (per priority, accepted or not); an
 :class:`OfferedReporter` publishes the cumulative counts to the degradation bucket about
@@ -29,7 +30,13 @@ refusal steps), ``handlers`` (HTTP handlers), ``app`` (routes + middleware), ``o
 from __future__ import annotations
 
 from surge_workers.gateway.app import build_app
-from surge_workers.gateway.auth import TokenFile, authenticate, load_tokens
+from surge_workers.gateway.auth import (
+    TokenFile,
+    TokenTable,
+    authenticate,
+    hash_token,
+    load_tokens,
+)
 from surge_workers.gateway.encoding import encode_payload, utf8_length
 from surge_workers.gateway.offered import OfferedReporter, instance_name
 from surge_workers.gateway.publisher import PUBLISH_TIMEOUT, Ack, JetStreamPublisher, Publication
@@ -46,9 +53,11 @@ __all__ = [
     "Publication",
     "Refused",
     "TokenFile",
+    "TokenTable",
     "authenticate",
     "build_app",
     "encode_payload",
+    "hash_token",
     "instance_name",
     "load_tokens",
     "problem",

@@ -48,7 +48,7 @@ async def get_transcript(gateway: Gateway, request: web.Request) -> web.Response
         raise Refused(503, "unavailable", "not connected to NATS", {"Retry-After": "1"})
     try:
         entries = await read_transcript(
-            gateway.js, gateway.settings.pipeline.stream, conversation_id
+            gateway.js, gateway.settings.pipeline.stream, tenant, conversation_id
         )
     except (nats.errors.Error, TimeoutError) as err:
         raise Refused(503, "unavailable", str(err), {"Retry-After": "1"}) from err

@@ -190,6 +190,21 @@ base_rootfs() { # base_rootfs DIR MIRROR
   find "$1/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -exec rm -rf {} +
 }
 
+# Every entry point's imports work as the non-root user, before any cluster sees the image.
+SMOKE='import os, surge_operator.run, surge_workers.cli, kopf, kubernetes.config, nats
+assert os.getuid() == 65532, os.getuid()'
+smoke_test() { # smoke_test NAME:TAG
+  if [[ "$builder" == docker ]]; then
+    docker run --rm --read-only --user 65532:65532 "$1" python3 -c "$SMOKE"
+  else
+    local ctr
+    ctr="$("${B[@]}" from --quiet "$1")"
+    "${B[@]}" run --isolation chroot --user 65532:65532 "$ctr" -- python3 -c "$SMOKE" \
+      || { "${B[@]}" rm "$ctr" >/dev/null; die "$1 does not import its entry points"; }
+    "${B[@]}" rm "$ctr" >/dev/null
+  fi
+}
+
 # --- surge:<version> from the Dockerfile.
 build_surge() {
   local base hash archive="$out/surge-$version.tar" start=$SECONDS
@@ -208,6 +223,7 @@ build_surge() {
       ca=(-v "$bundle:/run/build-ca.crt:ro" --build-arg BUILD_CA_BUNDLE=/run/build-ca.crt)
     fi
     build_image "$repo/Dockerfile" "$repo" "surge:$version" "${ca[@]}" --build-arg "BASE=$base"
+    smoke_test "surge:$version"
     export_archive "surge:$version" "$archive" "$hash"
     log "surge:$version: built in $((SECONDS - start)) s"
   fi

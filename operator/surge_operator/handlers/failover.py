@@ -19,6 +19,7 @@ from typing import Any
 from surge_operator.api import ConditionStatus, ConditionType, MessagingClusterSpec
 from surge_operator.errors import SurgeError
 from surge_operator.failover import FailoverController, RegionEndpoint
+from surge_operator.failover.probe import RegionProbe
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.reconcile import _flush, emit, region_auth
 from surge_operator.handlers.state import ClusterState
@@ -31,6 +32,16 @@ from surge_operator.status import ConditionUpdate, append_history, apply_updates
 FAILBACK_ANNOTATION = "surge.dev/failback"
 
 log = get_logger()
+
+
+def worst_mirror_lag(probes: Mapping[str, RegionProbe]) -> int | None:
+    """Messages the most-behind standby mirror lacks (status.mirrorLag; `surge status`)."""
+    lags = [
+        view.mirror_lag
+        for probe in probes.values()
+        if probe.ok and (view := probe.stream()).role == "mirror" and view.mirror_lag is not None
+    ]
+    return max(lags) if lags else None
 
 
 def multi_region(spec: MessagingClusterSpec) -> bool:
@@ -111,6 +122,7 @@ async def failover_tick(
                 "conditions": conditions,
                 "active_region": outcome.active_region,
                 "failover_epoch": outcome.epoch,
+                "mirror_lag": worst_mirror_lag(outcome.probes),
                 **(
                     {"failover_rpo": outcome.rpo}
                     if outcome.promotion is not None and outcome.rpo is not None

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from surge_operator.api_pods import PodTemplate
 
 GROUP = "surge.dev"
 VERSION = "v1alpha1"
@@ -367,6 +369,13 @@ class WorkersSpec(_Model):
     )
     resources: Resources | None = Field(default=None, description="Container resources.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra env vars.")
+    template: PodTemplate | None = Field(
+        default=None,
+        description=(
+            "Worker pod overrides: placement, resources, labels, volumes, env, pull secrets "
+            "(over the chart's dataPlane.podTemplate)."
+        ),
+    )
 
 
 class GatewaySpec(_Model):
@@ -377,6 +386,51 @@ class GatewaySpec(_Model):
     )
     rate_limit_per_tenant: float = Field(
         default=500.0, gt=0, description="Sustained messages per second per tenant."
+    )
+    template: PodTemplate | None = Field(
+        default=None, description="Gateway pod overrides (same fields as workers.template)."
+    )
+
+
+class NetworkPeer(_Model):
+    """One peer of an egress rule (a subset of networking.k8s.io/v1 NetworkPolicyPeer)."""
+
+    ip_block: dict[str, Any] | None = Field(
+        default=None, description="cidr and optional except, e.g. {cidr: 10.0.0.0/8}."
+    )
+    namespace_selector: dict[str, Any] | None = Field(
+        default=None, description="A LabelSelector for namespaces ({} = all)."
+    )
+    pod_selector: dict[str, Any] | None = Field(
+        default=None, description="A LabelSelector for pods."
+    )
+
+
+class NetworkPort(_Model):
+    protocol: Literal["TCP", "UDP", "SCTP"] = Field(default="TCP", description="Protocol.")
+    port: int | str | None = Field(default=None, description="Port number or name.")
+    end_port: int | None = Field(default=None, ge=1, le=65535, description="Range end.")
+
+
+class EgressRule(_Model):
+    to: list[NetworkPeer] | None = Field(
+        default=None, description="Destinations; empty = anywhere."
+    )
+    ports: list[NetworkPort] | None = Field(default=None, description="Ports; empty = all.")
+
+
+class NetworkPolicySpec(_Model):
+    enabled: bool = Field(
+        default=True,
+        description=(
+            "Own a default-deny NetworkPolicy for the pods (DNS and NATS egress only). Turn "
+            "off when another policy engine governs the namespace."
+        ),
+    )
+    extra_egress: list[EgressRule] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Egress a custom handler needs (HTTPS to an API, a database...).",
     )
 
 
@@ -457,6 +511,16 @@ class FailoverSpec(_Model):
     automatic_failback: bool = Field(
         default=False, description="Return to the original primary once it is healthy again."
     )
+    max_promotion_lag: int | None = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000_000,
+        description=(
+            "Largest estimated RPO (messages the dead primary was last seen to hold beyond "
+            "the standby) an automatic promotion accepts; null: no limit. Those messages "
+            "are recovered when the old primary heals."
+        ),
+    )
 
 
 class MessagingClusterSpec(_Model):
@@ -467,6 +531,17 @@ class MessagingClusterSpec(_Model):
                     "self.regions.filter(r, r.role == 'primary').size() == 1",
                     "spec.regions must contain exactly one region with role primary",
                     ".regions",
+                ),
+                _cel(
+                    "!has(self.drainedRegions) || "
+                    "self.drainedRegions.all(d, self.regions.exists(r, r.name == d))",
+                    "spec.drainedRegions must name regions of spec.regions",
+                    ".drainedRegions",
+                ),
+                _cel(
+                    "!has(self.drainedRegions) || self.drainedRegions.size() < self.regions.size()",
+                    "spec.drainedRegions may not drain every region",
+                    ".drainedRegions",
                 ),
                 _cel(
                     "!has(self.stream) || !has(self.stream.replicas) || self.regions.all(r, "
@@ -514,6 +589,20 @@ class MessagingClusterSpec(_Model):
         default_factory=DegradationSpec, description="Graceful degradation."
     )
     failover: FailoverSpec = Field(default_factory=FailoverSpec, description="Region failover.")
+    network_policy: NetworkPolicySpec = Field(
+        default_factory=NetworkPolicySpec, description="The pods' NetworkPolicy."
+    )
+    drained_regions: list[Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=list,
+        max_length=MAX_REGIONS - 1,
+        description=(
+            "Regions taken out of service (`surge drain-region`): no pod is scheduled on "
+            "nodes labelled with them, and the active role moves to a healthy region."
+        ),
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+        },
+    )
 
     @field_validator("regions")
     @classmethod
@@ -528,6 +617,16 @@ class MessagingClusterSpec(_Model):
         if len(set(names)) != len(names):
             raise ValueError("spec.regions names must be unique")
         return regions
+
+    @model_validator(mode="after")
+    def _drained_regions_exist(self) -> Self:
+        names = {r.name for r in self.regions}
+        unknown = sorted(set(self.drained_regions) - names)
+        if unknown:
+            raise ValueError(f"spec.drainedRegions names unknown regions: {unknown}")
+        if names and names <= set(self.drained_regions):
+            raise ValueError("spec.drainedRegions may not drain every region")
+        return self
 
     @field_validator("priorities")
     @classmethod
@@ -635,7 +734,18 @@ class MessagingClusterStatus(_Model):
     degradation_level: int | None = Field(default=None, ge=0, le=3, description="0 normal .. 3.")
     active_region: str | None = Field(default=None, description="Region serving traffic.")
     failover_epoch: int | None = Field(default=None, ge=0, description="Promotions so far.")
+    failover_rpo: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Estimated RPO of the last promotion, in messages: what the dead primary was last "
+            "seen to hold beyond the standby. Recovered (counted in events) when it heals."
+        ),
+    )
     stream: str | None = Field(default=None, description="JetStream stream name in use.")
+    mirror_lag: int | None = Field(
+        default=None, ge=0, description="Messages the most-behind standby mirror lacks."
+    )
     history: list[HistoryEntry] = Field(
         default_factory=list,
         max_length=HISTORY_LIMIT,

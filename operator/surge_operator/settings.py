@@ -23,6 +23,10 @@ Environment variables (all optional; the names match charts/surge/templates/depl
     SURGE_POD_LABELS        extra labels for every pod, k=v,k=v (e.g. the local pod
                             runner's opt-in label `surge.dev/run-local=true` in e2e tests)
     SURGE_NATS_TIMEOUT      seconds to wait for a NATS connection (default 2)
+    SURGE_POD_TEMPLATE      JSON PodTemplate applied under every managed pod's own
+                            template (chart dataPlane.podTemplate; default none)
+    SURGE_IMAGE_PULL_POLICY imagePullPolicy of data-plane containers (chart image.pullPolicy)
+    SURGE_NETWORK_POLICY    true | false: own a NetworkPolicy per cluster (default true)
     SURGE_IMAGE             image of the worker and gateway pods when a MessagingCluster
                             does not name one (default surge:<version>; the chart sets
                             its own image values here, so one `helm upgrade` moves both)
@@ -30,13 +34,17 @@ Environment variables (all optional; the names match charts/surge/templates/depl
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pydantic import ValidationError
+
 from surge_operator import __version__
+from surge_operator.api_pods import PodTemplate
 
 #: The data-plane image when neither SURGE_IMAGE nor the MessagingCluster names one.
 DEFAULT_IMAGE = f"surge:{__version__}"
@@ -117,6 +125,37 @@ class NatsSettings:
 
 
 @dataclass(frozen=True)
+class DataPlaneSettings:
+    """Operator-wide defaults for the pods every MessagingCluster gets (from the chart)."""
+
+    pod_template: PodTemplate | None = None
+    image_pull_policy: str | None = None
+    network_policy: bool = True
+
+    @classmethod
+    def parse(cls, template_json: str, pull_policy: str, network_policy: str) -> DataPlaneSettings:
+        template = None
+        if template_json.strip():
+            try:
+                template = PodTemplate.model_validate(json.loads(template_json))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first.get("loc", ()))
+                raise ValueError(f"SURGE_POD_TEMPLATE.{where}: {first['msg']}") from None
+            except ValueError as exc:
+                raise ValueError(f"SURGE_POD_TEMPLATE is not JSON: {exc}") from None
+        if pull_policy not in ("", "Always", "IfNotPresent", "Never"):
+            raise ValueError(
+                f"SURGE_IMAGE_PULL_POLICY must be Always, IfNotPresent or Never: {pull_policy!r}"
+            )
+        return cls(
+            pod_template=template,
+            image_pull_policy=pull_policy or None,
+            network_policy=_bool(network_policy),
+        )
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     apply: ApplySettings = field(default_factory=ApplySettings)
@@ -125,6 +164,7 @@ class OperatorConfig:
     server: ServerSettings = field(default_factory=ServerSettings)
     logs: LogSettings = field(default_factory=LogSettings)
     nats: NatsSettings = field(default_factory=NatsSettings)
+    data_plane: DataPlaneSettings = field(default_factory=DataPlaneSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -164,4 +204,9 @@ class OperatorConfig:
             ),
             logs=LogSettings(format=fmt, level=get("LOG_LEVEL", "info")),  # type: ignore[arg-type]
             nats=NatsSettings(connect_timeout_seconds=float(get("NATS_TIMEOUT", "2"))),
+            data_plane=DataPlaneSettings.parse(
+                get("POD_TEMPLATE", ""),
+                get("IMAGE_PULL_POLICY", ""),
+                get("NETWORK_POLICY", "true"),
+            ),
         )

@@ -14,7 +14,7 @@ from aiohttp import web
 from tests.integration.dataplane_support import connect
 
 from surge_workers.degradation import DegradationWatcher
-from surge_workers.gateway import Gateway, build_app
+from surge_workers.gateway import Gateway, TokenTable, build_app
 from surge_workers.logs import get_logger
 from surge_workers.metrics import GatewayMetrics
 from surge_workers.natsserver import free_port
@@ -64,7 +64,9 @@ async def running_gateway(
     settings = replace(settings, **overrides)
     nc = await connect(url)
     by_token = {t: tenant for tenant, ts in by_tenant.items() for t in ts}
-    gateway = Gateway(settings, by_token, nc, GatewayMetrics(), get_logger("test-gateway"))
+    gateway = Gateway(
+        settings, TokenTable.from_tokens(by_token), nc, GatewayMetrics(), get_logger("test-gateway")
+    )
     watcher = DegradationWatcher(nc.jetstream(), config.stream, gateway.on_degradation)
     watcher.start()
     runner = web.AppRunner(build_app(gateway), access_log=None)

@@ -55,10 +55,12 @@ async def test_changed_spec_updates_stream_and_consumer_fields(nats_url: str) ->
 
     updated = {c.name: c.fields for c in result.changes if c.action is Action.UPDATED}
     assert set(updated[config.stream]) == {"max_age", "duplicate_window"}
-    assert "max_deliver" in updated[consumer_name(Priority.BULK)]
+    assert "metadata.surge.dev/max-deliver" in updated[consumer_name(Priority.BULK)]
     assert stream.config.max_age == pytest.approx(3600.0)
-    assert bulk.config.max_deliver == 9
+    # The budget is the worker's to count; the server never stops redelivering on its own.
+    assert bulk.config.max_deliver == -1
     assert bulk.config.metadata is not None
+    assert bulk.config.metadata["surge.dev/max-deliver"] == "9"
     assert bulk.config.metadata["surge.dev/nak-backoff"] == "2"
 
 

@@ -23,8 +23,10 @@ Consumers
     ``<prefix>.<priority>.>``.
 KV buckets
     ``<stream>-degradation`` (key ``level``; keys ``offered.<instance>``: each gateway's
-    cumulative offered-write counters), ``<stream>-routing`` (sticky team per
-    conversation) and ``<stream>-transcripts`` (one key per stored message).
+    cumulative offered-write counters; key ``failover.epoch``: the failover epoch, the
+    region that is the writer in it and the consumers' last ack floors there),
+    ``<stream>-routing`` (sticky team per conversation) and ``<stream>-transcripts`` (one
+    key per stored message).
 Degradation levels
     0 normal · 1 throttle bulk · 2 shed bulk and non-essential features · 3 critical first.
     "Bulk" stands for the *sheddable* classes of the MessagingCluster (``priorities[].
@@ -171,8 +173,8 @@ def dead_letter_subject(prefix: str, priority: Priority) -> str:
 
 
 def dead_letter_msg_id(stream: str, seq: int) -> str:
-    """Dedup id of a dead letter: two workers (or a worker and the advisory listener)
-    dead-lettering the same stream message produce one dead letter."""
+    """Dedup id of a dead letter: two deliveries of the same stream message (a term lost
+    after its dead-letter copy was confirmed) produce one dead letter."""
     return f"dlq-{stream}-{seq}"
 
 
@@ -224,10 +226,6 @@ def completion_subject(stream: str) -> str:
     """Core-NATS subject on which workers (optionally) announce finished messages so an
     open-loop load generator can measure end-to-end latency without polling."""
     return f"_SURGE.done.{stream}"
-
-
-def max_deliveries_advisory(stream: str, consumer: str) -> str:
-    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
 
 
 # --- timestamps ---------------------------------------------------------------------------
@@ -488,3 +486,70 @@ def decode_offered(raw: bytes | None) -> OfferedCounts | None:
         if name in known and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             parsed[known[name]] = value
     return OfferedCounts(at=float(at), counts=parsed)
+
+
+# --- failover epoch -----------------------------------------------------------------------
+
+#: Key in the degradation bucket: which region is the writer, in which failover epoch.
+FAILOVER_KEY: Final = "failover.epoch"
+
+
+@dataclass(frozen=True)
+class FailoverRecord:
+    """Written by the operator's leader into the active region's degradation bucket (and
+    so mirrored into every standby). The data plane can fence on ``epoch``: a region whose
+    record names another region, or an older epoch, is not the writer. ``floors`` are the
+    per-priority consumer ack floors last seen in ``region``: after an operator restart
+    mid-outage, promotion resumes from them instead of replaying the whole stream."""
+
+    epoch: int
+    region: str
+    at: float
+    floors: dict[Priority, int]
+
+
+def encode_failover(record: FailoverRecord) -> bytes:
+    return json.dumps(
+        {
+            "epoch": record.epoch,
+            "region": record.region,
+            "at": record.at,
+            "floors": {p.value: s for p, s in record.floors.items()},
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def decode_failover(raw: bytes | None) -> FailoverRecord | None:
+    """None for anything that is not a well-formed record."""
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    epoch, region, at, floors = (
+        doc.get("epoch"),
+        doc.get("region"),
+        doc.get("at"),
+        doc.get("floors"),
+    )
+    if (
+        isinstance(epoch, bool)
+        or not isinstance(epoch, int)
+        or epoch < 0
+        or not isinstance(region, str)
+        or isinstance(at, bool)
+        or not isinstance(at, int | float)
+        or not isinstance(floors, dict)
+    ):
+        return None
+    known = {p.value: p for p in PRIORITIES}
+    parsed = {
+        known[name]: seq
+        for name, seq in floors.items()
+        if name in known and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0
+    }
+    return FailoverRecord(epoch=epoch, region=region, at=float(at), floors=parsed)

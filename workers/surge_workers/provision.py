@@ -53,6 +53,11 @@ from surge_workers.replies import replies_stream, replies_subjects
 # the pipeline spec is the single source of truth for retry timing.
 META_BACKOFF = "surge.dev/nak-backoff"
 META_PRIORITY = "surge.dev/priority"
+# The delivery budget lives in metadata, not in the consumer's MaxDeliver: a server-side
+# MaxDeliver stops redelivering after the last attempt, and if that attempt's dead-letter
+# publish failed (or its core-NATS advisory was missed) the message would be stranded,
+# neither processed nor dead-lettered. The worker counts deliveries itself instead.
+META_MAX_DELIVER = "surge.dev/max-deliver"
 
 
 class Action(StrEnum):
@@ -201,9 +206,13 @@ def desired_consumer_config(config: PipelineConfig, priority: Priority) -> Consu
         ack_policy=AckPolicy.EXPLICIT,
         filter_subject=priority_filter(config.subject_prefix, priority),
         ack_wait=policy.ack_wait,
-        max_deliver=policy.max_deliver,
+        max_deliver=-1,  # unlimited: see META_MAX_DELIVER
         max_ack_pending=policy.max_ack_pending,
-        metadata={META_BACKOFF: _backoff_text(policy), META_PRIORITY: priority.value},
+        metadata={
+            META_BACKOFF: _backoff_text(policy),
+            META_PRIORITY: priority.value,
+            META_MAX_DELIVER: str(policy.max_deliver),
+        },
     )
 
 

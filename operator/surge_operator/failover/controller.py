@@ -29,7 +29,7 @@ from surge_operator.policy.failover import (
     FailoverState,
     decide,
 )
-from surge_workers.contract import Priority
+from surge_workers.contract import FailoverRecord, Priority
 from surge_workers.pipeline import PipelineConfig
 
 
@@ -60,6 +60,13 @@ class TickOutcome:
     history_entry: HistoryEntry | None = None
     event: Event | None = None
     error: FailoverError | None = None
+    #: Estimated RPO of this tick's promotion, or of the one refused for lag (messages).
+    rpo: int | None = None
+
+    @property
+    def recovered(self) -> int:
+        """Messages of old primaries' tails merged into the active region this tick."""
+        return sum(m.recovered for m in self.mirrors)
 
     @property
     def moved(self) -> bool:
@@ -111,6 +118,8 @@ class FailoverController:
         self.clock = clock
         #: Last ack floors seen per region, so a promotion resumes where workers were.
         self.ack_floors: dict[str, Mapping[Priority, int]] = {}
+        #: The failover record last written into the active region (None: not yet).
+        self.written: FailoverRecord | None = None
         self.cluster = cluster
 
     def _logger(self, **context: Any) -> Any:
@@ -164,6 +173,7 @@ class FailoverController:
         for name, p in probes.items():
             if p.ok and p.role == "source" and p.ack_floors and name == before.active:
                 self.ack_floors[name] = p.ack_floors
+        floors = self._floors_for(decision, probes) if decision.acts else None
         promotion: PromotionResult | None = None
         error: FailoverError | None = None
         if decision.acts:
@@ -176,7 +186,7 @@ class FailoverController:
                 detail=decision.message,
             )
             try:
-                promotion = await self._carry_out(decision)
+                promotion = await self._carry_out(decision, floors)
             except FailoverError as exc:
                 error = exc
                 self.state = decision.observed
@@ -189,26 +199,101 @@ class FailoverController:
                     new_epoch=decision.epoch,
                     stream=promotion.stream,
                     messages=promotion.messages,
+                    rpo=decision.rpo,
                     start_seqs={p.value: s for p, s in promotion.start_seqs.items()},
                 )
         else:
             self.state = decision.state
+        await self._publish_record(at, probes, floors if promotion is not None else None)
         mirrors = await self._reconcile_mirrors(probes)
         return self._outcome(at, decision, probes, promotion, mirrors, error)
 
-    async def _carry_out(self, decision: FailoverDecision) -> PromotionResult:
+    def _floors_for(
+        self, decision: FailoverDecision, probes: Mapping[str, RegionProbe]
+    ) -> Mapping[Priority, int] | None:
+        """Where the source region's workers were: this process's memory, else the record
+        mirrored into the target (it survives an operator restart mid-outage), but only
+        when that record is the source's own in the current epoch."""
+        assert decision.source is not None
+        assert decision.target is not None
+        floors = self.ack_floors.get(decision.source)
+        if floors:
+            return floors
+        target = probes.get(decision.target)
+        record = target.record if target is not None else None
+        if (
+            record is not None
+            and record.region == decision.source
+            and record.epoch == decision.observed.epoch
+        ):
+            self._logger(region=decision.target).info(
+                "failover.floors_from_record",
+                source=decision.source,
+                floors={p.value: s for p, s in record.floors.items()},
+            )
+            return record.floors
+        return None
+
+    async def _publish_record(
+        self,
+        at: float,
+        probes: Mapping[str, RegionProbe],
+        promoted_floors: Mapping[Priority, int] | None,
+    ) -> None:
+        """Keep the active region's failover record current: epoch, writer, ack floors.
+        Written only when it changed, and never over a newer epoch's record."""
+        active = self.state.active
+        p = probes.get(active)
+        if promoted_floors is not None:
+            floors: Mapping[Priority, int] = promoted_floors
+        elif p is not None and p.ok and p.role == "source":
+            floors = p.ack_floors
+        else:
+            return
+        if p is not None and p.record is not None and p.record.epoch > self.state.epoch:
+            self._logger(region=active, epoch=self.state.epoch).error(
+                "failover.record_newer", record_epoch=p.record.epoch
+            )
+            return
+        record = FailoverRecord(self.state.epoch, active, at, dict(floors))
+        last = self.written
+        if last is not None and (last.epoch, last.region, last.floors) == (
+            record.epoch,
+            record.region,
+            record.floors,
+        ):
+            return
+        try:
+            await self.edge.publish_record(
+                self.endpoints[active], self.pipeline, record, request_timeout=self.action_timeout
+            )
+        except FailoverError as exc:
+            self._logger(region=active, epoch=self.state.epoch).warning(
+                "failover.record_failed", error=exc.message
+            )
+            return
+        self.written = record
+
+    async def _carry_out(
+        self, decision: FailoverDecision, floors: Mapping[Priority, int] | None
+    ) -> PromotionResult:
         assert decision.target is not None
         assert decision.source is not None
         target = self.endpoints[decision.target]
         source = self.endpoints[decision.source]
         if decision.action is Action.FAILBACK:
             return await self.edge.failback(
-                target, source, self.pipeline, request_timeout=self.action_timeout
+                target,
+                source,
+                self.pipeline,
+                epoch=decision.epoch,
+                request_timeout=self.action_timeout,
             )
         return await self.edge.promote(
             target,
             self.pipeline,
-            ack_floors=self.ack_floors.get(decision.source),
+            ack_floors=floors,
+            epoch=decision.epoch,
             request_timeout=self.action_timeout,
         )
 
@@ -319,4 +404,5 @@ class FailoverController:
             history_entry=history,
             event=event,
             error=error,
+            rpo=decision.rpo,
         )

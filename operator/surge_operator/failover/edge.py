@@ -10,9 +10,9 @@ from typing import Protocol
 
 from surge_operator.failover.endpoints import RegionEndpoint
 from surge_operator.failover.mirrors import MirrorChange, ensure_mirror
-from surge_operator.failover.probe import RegionProbe, probe
+from surge_operator.failover.probe import RegionProbe, probe, publish_record
 from surge_operator.failover.promotion import PromotionResult, failback, promote
-from surge_workers.contract import Priority
+from surge_workers.contract import FailoverRecord, Priority
 from surge_workers.pipeline import PipelineConfig
 
 
@@ -30,6 +30,7 @@ class RegionEdge(Protocol):
         pipeline: PipelineConfig,
         *,
         ack_floors: Mapping[Priority, int] | None,
+        epoch: int,
         request_timeout: float,
     ) -> PromotionResult: ...
 
@@ -39,6 +40,7 @@ class RegionEdge(Protocol):
         current: RegionEndpoint,
         pipeline: PipelineConfig,
         *,
+        epoch: int,
         request_timeout: float,
     ) -> PromotionResult: ...
 
@@ -50,6 +52,15 @@ class RegionEdge(Protocol):
         *,
         request_timeout: float,
     ) -> MirrorChange: ...
+
+    async def publish_record(
+        self,
+        endpoint: RegionEndpoint,
+        pipeline: PipelineConfig,
+        record: FailoverRecord,
+        *,
+        request_timeout: float,
+    ) -> None: ...
 
 
 class NatsRegionEdge:
@@ -66,10 +77,11 @@ class NatsRegionEdge:
         pipeline: PipelineConfig,
         *,
         ack_floors: Mapping[Priority, int] | None,
+        epoch: int,
         request_timeout: float,
     ) -> PromotionResult:
         return await promote(
-            endpoint, pipeline, ack_floors=ack_floors, request_timeout=request_timeout
+            endpoint, pipeline, ack_floors=ack_floors, epoch=epoch, request_timeout=request_timeout
         )
 
     async def failback(
@@ -78,9 +90,12 @@ class NatsRegionEdge:
         current: RegionEndpoint,
         pipeline: PipelineConfig,
         *,
+        epoch: int,
         request_timeout: float,
     ) -> PromotionResult:
-        return await failback(target, current, pipeline, request_timeout=request_timeout)
+        return await failback(
+            target, current, pipeline, epoch=epoch, request_timeout=request_timeout
+        )
 
     async def ensure_mirror(
         self,
@@ -91,3 +106,13 @@ class NatsRegionEdge:
         request_timeout: float,
     ) -> MirrorChange:
         return await ensure_mirror(standby, active, pipeline, request_timeout=request_timeout)
+
+    async def publish_record(
+        self,
+        endpoint: RegionEndpoint,
+        pipeline: PipelineConfig,
+        record: FailoverRecord,
+        *,
+        request_timeout: float,
+    ) -> None:
+        await publish_record(endpoint, pipeline, record, request_timeout=request_timeout)

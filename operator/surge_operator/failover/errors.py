@@ -40,3 +40,9 @@ class UnsupportedStreamError(FailoverError):
     where the mirror's own consumer would remove messages from the origin)."""
 
     reason = "FailoverUnsupported"
+
+
+class RecordError(FailoverError):
+    """The failover record (epoch, writer, ack floors) could not be written."""
+
+    reason = "FailoverRecordNotWritten"

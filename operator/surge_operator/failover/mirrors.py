@@ -20,9 +20,10 @@ from surge_operator.failover.endpoints import (
     stream_info,
 )
 from surge_operator.failover.errors import MirrorError, UnsupportedStreamError
-from surge_operator.failover.recovery import recover_tail
-from surge_operator.failover.streams import pipeline_streams, writable_subjects
+from surge_operator.failover.recovery import TailRecovery, recover_tail
+from surge_operator.failover.streams import kv_stream, pipeline_streams, writable_subjects
 from surge_workers import provision
+from surge_workers.contract import degradation_bucket
 from surge_workers.pipeline import PipelineConfig
 
 #: Mirror metadata: the origin's allow_direct, restored when the mirror is promoted.
@@ -92,6 +93,16 @@ class MirrorChange:
     streams: tuple[str, ...] = ()
     #: Messages of an old primary's tails re-published to the active region.
     recovered: int = 0
+    #: Per stream: how each tail was merged (republished, duplicates, superseded).
+    recoveries: tuple[TailRecovery, ...] = ()
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.duplicates for r in self.recoveries)
+
+    @property
+    def superseded(self) -> int:
+        return sum(r.superseded for r in self.recoveries)
 
 
 def is_mirror_of(info: StreamInfo, source: RegionEndpoint, stream: str) -> bool:
@@ -124,8 +135,11 @@ async def ensure_mirror(
     )
     main = mirror_config(pipeline, active)
     changed: list[str] = []
-    recovered = 0
+    recoveries: list[TailRecovery] = []
     recreated = False
+    # Operator- and gateway-owned keys (level, failover record, offered counters) are
+    # republished live by their writers; replaying an old epoch's copy would regress them.
+    live = kv_stream(degradation_bucket(pipeline.stream))
     try:
         async with (
             connect(standby, request_timeout=request_timeout) as standby_client,
@@ -154,16 +168,30 @@ async def ensure_mirror(
                 if info is not None:
                     if info.config.mirror is None:
                         await fence(js, name)
-                    tail = await recover_tail(js, origin_js, name)
+                    tail = TailRecovery(name)
+                    if name != live:
+                        tail = await recover_tail(js, origin_js, name)
+                    if not tail.complete:
+                        # Never delete a copy whose tail is not fully merged.
+                        raise MirrorError(
+                            f"tail of {name} in {standby.name} not fully recovered "
+                            f"({tail.examined} examined, {tail.republished} republished, "
+                            f"{tail.duplicates} duplicates, {tail.superseded} superseded); "
+                            "keeping it and retrying"
+                        )
                     await js.delete_stream(name)
                     log.warning(
                         "mirror.recreating",
                         mirrored_stream=name,
                         was="mirror" if info.config.mirror is not None else "source",
                         messages=info.state.messages,
-                        recovered=tail,
+                        fork_seq=tail.fork_seq,
+                        tail=tail.examined,
+                        recovered=tail.republished,
+                        duplicates=tail.duplicates,
+                        superseded=tail.superseded,
                     )
-                    recovered += tail
+                    recoveries.append(tail)
                     recreated = True
                 await js.add_stream(desired)
                 changed.append(name)
@@ -177,8 +205,11 @@ async def ensure_mirror(
     if not changed:
         return MirrorChange(standby.name, active.name, MirrorAction.UNCHANGED)
     action = MirrorAction.RECREATED if recreated else MirrorAction.CREATED
+    recovered = sum(r.republished for r in recoveries)
     log.info("mirror.established", action=action.value, streams=changed, recovered=recovered)
-    return MirrorChange(standby.name, active.name, action, tuple(changed), recovered)
+    return MirrorChange(
+        standby.name, active.name, action, tuple(changed), recovered, tuple(recoveries)
+    )
 
 
 async def _check_link(

@@ -20,8 +20,20 @@ from surge_operator.failover.endpoints import (
     describe_exc,
     stream_info,
 )
+from surge_operator.failover.errors import RecordError
+from surge_operator.failover.streams import kv_stream
 from surge_operator.policy.failover import ProbeResult
-from surge_workers.contract import PRIORITIES, Priority, consumer_name
+from surge_workers.contract import (
+    FAILOVER_KEY,
+    PRIORITIES,
+    FailoverRecord,
+    Priority,
+    consumer_name,
+    decode_failover,
+    degradation_bucket,
+    encode_failover,
+)
+from surge_workers.pipeline import PipelineConfig
 
 StreamRole = Literal["missing", "source", "mirror"]
 
@@ -55,6 +67,8 @@ class RegionProbe:
     ack_floors: Mapping[Priority, int] = field(default_factory=dict)
     #: The JetStream domain the server reports (mirrors address regions by it).
     domain: str | None = None
+    #: The failover record held here (written in the active region, mirrored to standbys).
+    record: FailoverRecord | None = None
 
     @property
     def ok(self) -> bool:
@@ -103,14 +117,37 @@ async def probe(
                 views[name] = _view(await stream_info(js, name))
             if streams and views[streams[0]].role == "source":
                 ack_floors = await ack_floors_of(js, streams[0])
+            record = await read_record(js, streams[0]) if streams else None
     except NatsUnavailableError as exc:
         return RegionProbe(ProbeResult.failure(endpoint.name, at, exc.message))
     except (TimeoutError, nats.errors.Error, OSError) as exc:
         reason = f"JetStream in {endpoint.name} not answering: {describe_exc(exc)}"
         return RegionProbe(ProbeResult.failure(endpoint.name, at, reason))
-    result = ProbeResult.success(endpoint.name, at, latency=time.monotonic() - started)
     main = streams[0] if streams else None
-    return RegionProbe(result, views, main=main, ack_floors=ack_floors, domain=account.domain)
+    view = views.get(main) if main else None
+    result = ProbeResult.success(
+        endpoint.name,
+        at,
+        latency=time.monotonic() - started,
+        last_seq=view.last_seq if view is not None and view.role != "missing" else None,
+        mirror_lag=view.mirror_lag if view is not None and view.role == "mirror" else None,
+    )
+    return RegionProbe(
+        result, views, main=main, ack_floors=ack_floors, domain=account.domain, record=record
+    )
+
+
+def record_subject(stream: str) -> str:
+    return f"$KV.{degradation_bucket(stream)}.{FAILOVER_KEY}"
+
+
+async def read_record(js: JetStreamContext, stream: str) -> FailoverRecord | None:
+    """The failover record in this region's degradation bucket (None when absent)."""
+    try:
+        msg = await js.get_last_msg(kv_stream(degradation_bucket(stream)), record_subject(stream))
+    except nats.js.errors.NotFoundError:
+        return None
+    return decode_failover(msg.data)
 
 
 def _seconds_since(active_ns: int | None) -> float | None:
@@ -142,3 +179,24 @@ async def ack_floors_of(js: JetStreamContext, stream: str) -> dict[Priority, int
         if info.ack_floor is not None:
             floors[priority] = info.ack_floor.stream_seq
     return floors
+
+
+async def publish_record(
+    endpoint: RegionEndpoint,
+    pipeline: PipelineConfig,
+    record: FailoverRecord,
+    *,
+    request_timeout: float,
+) -> None:
+    """Write the failover record into `endpoint`'s degradation bucket (mirrored from there
+    into every standby). Raises RecordError."""
+    try:
+        async with connect(endpoint, request_timeout=request_timeout) as client:
+            js = client.jetstream(timeout=request_timeout)
+            await js.publish(record_subject(pipeline.stream), encode_failover(record))
+    except NatsUnavailableError as exc:
+        raise RecordError(exc.message) from None
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise RecordError(
+            f"writing the failover record into {endpoint.name} failed: {describe_exc(exc)}"
+        ) from None

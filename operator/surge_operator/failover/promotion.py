@@ -13,7 +13,7 @@ from typing import Literal
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 
 from surge_operator.errors import NatsUnavailableError
 from surge_operator.failover.endpoints import (
@@ -25,6 +25,7 @@ from surge_operator.failover.endpoints import (
 from surge_operator.failover.errors import FailbackNotReadyError, PromotionError
 from surge_operator.failover.mirrors import META_ALLOW_DIRECT, fence, is_mirror_of, unfence
 from surge_operator.failover.probe import ack_floors_of
+from surge_operator.failover.recovery import META_EPOCH, META_FORK_SEQ
 from surge_operator.failover.streams import pipeline_streams, writable_subjects
 from surge_workers import provision
 from surge_workers.contract import PRIORITIES, Priority, consumer_name
@@ -50,9 +51,14 @@ async def promote(
     pipeline: PipelineConfig,
     *,
     ack_floors: Mapping[Priority, int] | None = None,
+    epoch: int = 0,
     request_timeout: float = 5.0,
 ) -> PromotionResult:
     """Make `endpoint`'s pipeline streams the writable ones. Idempotent.
+
+    Each promoted stream is stamped with its fork sequence (the last sequence it shares
+    with the old origin) and the new `epoch`, which is what tail recovery merges against
+    when the old primary heals (see `recovery`).
 
     Drops the mirror config (nats-server >= 2.12) and sets the subjects, message stream
     first so writes resume as early as possible; creates the per-priority consumers
@@ -71,7 +77,7 @@ async def promote(
                 await js.add_stream(desired)
                 kind = "created"
             elif info.config.mirror is not None:
-                info = await js.update_stream(desired)
+                info = await js.update_stream(stamped(desired, info.state.last_seq, epoch))
                 if info.config.mirror is not None:
                     raise PromotionError(
                         f"{endpoint.name}: the server kept the mirror config of "
@@ -83,7 +89,7 @@ async def promote(
                 kind = "already"
             created, starts = await _ensure_consumers(js, pipeline, ack_floors or {})
             for name in pipeline_streams(pipeline)[1:]:
-                if await _promote_aux(js, pipeline, name):
+                if await _promote_aux(js, pipeline, name, epoch):
                     promoted.append(name)
             await provision.provision_pipeline(js, pipeline)
             info = await js.stream_info(pipeline.stream)
@@ -104,21 +110,28 @@ async def promote(
     )
 
 
-async def _promote_aux(js: JetStreamContext, pipeline: PipelineConfig, name: str) -> bool:
+def stamped(config: StreamConfig, fork_seq: int, epoch: int) -> StreamConfig:
+    metadata = {k: v for k, v in (config.metadata or {}).items() if not k.startswith("_nats.")}
+    metadata.update({META_FORK_SEQ: str(fork_seq), META_EPOCH: str(epoch)})
+    return replace(config, metadata=metadata)
+
+
+async def _promote_aux(
+    js: JetStreamContext, pipeline: PipelineConfig, name: str, epoch: int
+) -> bool:
     info = await stream_info(js, name)
     if info is None or info.config.mirror is None:
         return False
     metadata = dict(info.config.metadata or {})
     allow_direct = metadata.pop(META_ALLOW_DIRECT, "false") == "true"
-    await js.update_stream(
-        replace(
-            info.config,
-            mirror=None,
-            subjects=writable_subjects(pipeline, name),
-            allow_direct=allow_direct,
-            metadata={k: v for k, v in metadata.items() if not k.startswith("_nats.")},
-        )
+    config = replace(
+        info.config,
+        mirror=None,
+        subjects=writable_subjects(pipeline, name),
+        allow_direct=allow_direct,
+        metadata=metadata,
     )
+    await js.update_stream(stamped(config, info.state.last_seq, epoch))
     return True
 
 
@@ -152,6 +165,7 @@ async def failback(
     *,
     max_behind: int = 1000,
     catch_up: float = 5.0,
+    epoch: int = 0,
     request_timeout: float = 5.0,
 ) -> PromotionResult:
     """Move the writer from `current` back to `target`, losing nothing.
@@ -210,4 +224,6 @@ async def failback(
         raise FailbackNotReadyError(exc.message) from None
     except (TimeoutError, nats.errors.Error) as exc:
         raise PromotionError(f"failback to {target.name} failed: {describe_exc(exc)}") from None
-    return await promote(target, pipeline, ack_floors=floors, request_timeout=request_timeout)
+    return await promote(
+        target, pipeline, ack_floors=floors, epoch=epoch, request_timeout=request_timeout
+    )

@@ -76,6 +76,9 @@ def build_context(
         spec=spec,
         active_region=status.active_region,
         extra_pod_labels=deps.config.apply.extra_pod_labels,
+        pod_defaults=deps.config.data_plane.pod_template,
+        image_pull_policy=deps.config.data_plane.image_pull_policy,
+        network_policy=deps.config.data_plane.network_policy,
         default_image=deps.config.apply.data_plane_image,
     )
 

@@ -13,6 +13,7 @@ from surge_operator.api import (
     Region,
     stream_name,
 )
+from surge_operator.api_pods import PodTemplate
 from surge_operator.resources.nats.names import region_url
 from surge_operator.settings import DEFAULT_IMAGE
 
@@ -27,6 +28,19 @@ class BuildContext:
     active_region: str | None = None
     #: labels added to every pod template (e.g. the local pod runner's opt-in label)
     extra_pod_labels: Mapping[str, str] = field(default_factory=dict)
+    #: operator-wide pod template under every component's own (chart dataPlane.podTemplate)
+    pod_defaults: PodTemplate | None = None
+    #: imagePullPolicy of data-plane containers (chart image.pullPolicy); None = the
+    #: Kubernetes default for the tag
+    image_pull_policy: str | None = None
+    #: operator-wide switch (chart dataPlane.networkPolicy.enabled); the spec can only
+    #: turn a policy off, never force one on where the SRE switched them off
+    network_policy: bool = True
+
+    @property
+    def owns_network_policy(self) -> bool:
+        return self.network_policy and self.spec.network_policy.enabled
+
     #: worker and gateway image when the spec names none (the operator's SURGE_IMAGE)
     default_image: str = DEFAULT_IMAGE
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from surge_operator.api_pods import PodTemplate
 from surge_operator.resources.config_map import (
     CREDS_DIR,
     CREDS_FILE,
@@ -25,9 +26,11 @@ from surge_operator.resources.labels import (
     config_name,
     identity_name,
     pod_labels,
+    selector_labels,
 )
 from surge_operator.resources.nats.accounts import Role
 from surge_operator.resources.nats.credentials import credentials_ref
+from surge_operator.resources.overrides import apply_overrides, merge_templates
 
 RUN_AS = 65532  # the conventional "nonroot" uid of distroless images
 REGION_LABEL = "topology.kubernetes.io/region"
@@ -50,6 +53,27 @@ def container_security_context() -> dict[str, Any]:
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def http_probes(port: str) -> dict[str, Any]:
+    """Probes of a data-plane container. The health server starts before the NATS
+    connection, so /healthz answers within seconds of start-up: the startup probe gives a
+    slow start (image pull done, Python importing) up to a minute before liveness applies,
+    and readiness stays false until NATS is connected, with no restarts while NATS is down.
+    """
+    return {
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": port},
+            "periodSeconds": 2,
+            "failureThreshold": 30,
+        },
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 5},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": port},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
     }
 
 
@@ -129,6 +153,15 @@ def volume_mounts(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[
     return out
 
 
+def component_template(ctx: BuildContext, component: Component) -> PodTemplate | None:
+    """The MessagingCluster's own override for one component's pods."""
+    if component == "worker":
+        return ctx.spec.workers.template
+    if component == "gateway":
+        return ctx.spec.gateway.template
+    return None
+
+
 def pod_template(
     ctx: BuildContext,
     component: Component,
@@ -144,10 +177,12 @@ def pod_template(
         "securityContext": container_security_context(),
         "volumeMounts": volume_mounts(ctx, with_tokens=with_tokens),
     }
+    if ctx.image_pull_policy:
+        container["imagePullPolicy"] = ctx.image_pull_policy
     resources = ctx.spec.workers.resources
     if resources is not None:
         container["resources"] = resources.model_dump(exclude_none=True)
-    return {
+    template = {
         "metadata": {
             "labels": pod_labels(ctx, component),
             "annotations": {CONFIG_HASH_ANNOTATION: config_hash(ctx)},
@@ -182,3 +217,25 @@ def pod_template(
             "volumes": volumes(ctx, with_tokens=with_tokens),
         },
     }
+    override = merge_templates(ctx.pod_defaults, component_template(ctx, component))
+    template = apply_overrides(template, override, selector=selector_labels(ctx, component))
+    return avoid_drained_regions(template, ctx.spec.drained_regions)
+
+
+def avoid_drained_regions(template: dict[str, Any], drained: list[str]) -> dict[str, Any]:
+    """Never schedule on nodes of a drained region: `NotIn` ANDed into every required node
+    selector term (after overrides, so a template's own nodeAffinity cannot undo a drain).
+    Nodes without the region label still qualify."""
+    if not drained:
+        return template
+    avoid = {"key": REGION_LABEL, "operator": "NotIn", "values": sorted(drained)}
+    spec = template["spec"]
+    node = dict(spec.get("affinity", {}).get("nodeAffinity", {}))
+    required = dict(node.get("requiredDuringSchedulingIgnoredDuringExecution", {}))
+    terms = required.get("nodeSelectorTerms") or [{}]
+    required["nodeSelectorTerms"] = [
+        {**term, "matchExpressions": [*term.get("matchExpressions", []), avoid]} for term in terms
+    ]
+    node["requiredDuringSchedulingIgnoredDuringExecution"] = required
+    spec["affinity"] = {**spec.get("affinity", {}), "nodeAffinity": node}
+    return template

@@ -338,3 +338,24 @@ def test_offered_counters_round_trip_and_garbage_decodes_to_none() -> None:
         assert decode_offered(raw) is None
     lenient = decode_offered(b'{"at": 5, "counts": {"normal": -1, "bulk": true, "urgent": 2}}')
     assert lenient == OfferedCounts(at=5.0, counts={})
+
+
+def test_failover_record_round_trips_and_rejects_garbage() -> None:
+    from surge_workers.contract import FailoverRecord, decode_failover, encode_failover
+
+    record = FailoverRecord(epoch=3, region="west", at=12.5, floors={Priority.CRITICAL: 41})
+    assert decode_failover(encode_failover(record)) == record
+    for raw in (
+        None,
+        b"",
+        b"[]",
+        b"{",
+        b'{"epoch": -1, "region": "x", "at": 1, "floors": {}}',
+        b'{"epoch": true, "region": "x", "at": 1, "floors": {}}',
+    ):
+        assert decode_failover(raw) is None
+    odd = decode_failover(
+        b'{"epoch": 1, "region": "x", "at": 1, "floors": {"critical": -3, "vip": 2}}'
+    )
+    assert odd is not None
+    assert odd.floors == {}

@@ -30,7 +30,13 @@ refusal steps), ``handlers`` (HTTP handlers), ``app`` (routes + middleware), ``o
 from __future__ import annotations
 
 from surge_workers.gateway.app import build_app
-from surge_workers.gateway.auth import TokenFile, authenticate, load_tokens
+from surge_workers.gateway.auth import (
+    TokenFile,
+    TokenTable,
+    authenticate,
+    hash_token,
+    load_tokens,
+)
 from surge_workers.gateway.encoding import encode_payload, utf8_length
 from surge_workers.gateway.offered import OfferedReporter, instance_name
 from surge_workers.gateway.publisher import PUBLISH_TIMEOUT, Ack, JetStreamPublisher, Publication
@@ -47,9 +53,11 @@ __all__ = [
     "Publication",
     "Refused",
     "TokenFile",
+    "TokenTable",
     "authenticate",
     "build_app",
     "encode_payload",
+    "hash_token",
     "instance_name",
     "load_tokens",
     "problem",

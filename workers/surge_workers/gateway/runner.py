@@ -23,7 +23,7 @@ from surge_workers.settings import GatewaySettings
 
 
 async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = None) -> None:
-    from surge_workers.runtime import connect, stop_event
+    from surge_workers.runtime import connect_when_available, stop_event
 
     log = get_logger("gateway", stream=settings.pipeline.stream, cluster=settings.pipeline.cluster)
     if not settings.tokens_file:
@@ -31,28 +31,35 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
     token_file = TokenFile(settings.tokens_file, log)
     tokens = token_file.tokens
     stop = stop or stop_event()
-    nc = await connect(settings.nats, f"surge-gateway/{settings.pipeline.cluster}", log)
     gateway = Gateway(
         settings=settings,
         tokens=tokens,
-        nc=nc,
+        nc=None,
         metrics=GatewayMetrics(),
         log=log,
         token_file=token_file,
     )
+    # HTTP first: /healthz answers and /readyz says "not ready" (writes get 503) while
+    # NATS is unreachable, instead of a crash loop.
+    events = ConversationEvents(gateway, SseMetrics(gateway.metrics.registry))
+    runner = web.AppRunner(build_app(gateway, events), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    log.info("gateway_started", host=settings.host, port=settings.port, tenants=len(tokens.tenants))
+    nc = await connect_when_available(
+        settings.nats, f"surge-gateway/{settings.pipeline.cluster}", log, stop
+    )
+    if nc is None:
+        await runner.cleanup()
+        return
+    gateway.attach(nc)
+    log.info("gateway_connected")
     watcher = DegradationWatcher(
         nc.jetstream(), settings.pipeline.stream, gateway.on_degradation, log=log
     )
     watcher.start()
     reporter = OfferedReporter(gateway)
     reporter.start()
-    events = ConversationEvents(gateway, SseMetrics(gateway.metrics.registry))
-    runner = web.AppRunner(build_app(gateway, events), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
-    log.info(
-        "gateway_started", host=settings.host, port=settings.port, tenants=len(set(tokens.values()))
-    )
     try:
         await stop.wait()
     finally:

@@ -14,6 +14,7 @@ from typing import Any
 import nats.errors
 from aiohttp import web
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from surge_workers.api_models import AcceptedDict, MessageIn
 from surge_workers.contract import (
@@ -30,7 +31,7 @@ from surge_workers.contract import (
     message_subject,
     retry_after_seconds,
 )
-from surge_workers.gateway.auth import TokenFile, authenticate
+from surge_workers.gateway.auth import TokenFile, TokenTable, authenticate
 from surge_workers.gateway.encoding import encode_payload, utf8_length
 from surge_workers.gateway.publisher import Ack, JetStreamPublisher
 from surge_workers.gateway.refusals import Refused
@@ -44,7 +45,7 @@ class Gateway:
     """The API's state; ``nc`` is None only in unit tests of the refusal paths."""
 
     settings: GatewaySettings
-    tokens: dict[str, str]
+    tokens: TokenTable
     nc: Client | None
     metrics: GatewayMetrics
     log: Any
@@ -59,8 +60,16 @@ class Gateway:
         self.limiter = TenantLimiter(
             self.settings.rate_limit, self.settings.rate_burst, THROTTLED_RATE_FRACTION
         )
-        self.js = self.nc.jetstream() if self.nc is not None else None
-        self.publisher = JetStreamPublisher(self.nc) if self.nc is not None else None
+        self.js: JetStreamContext | None = None
+        self.publisher: JetStreamPublisher | None = None
+        if self.nc is not None:
+            self.attach(self.nc)
+
+    def attach(self, nc: Client) -> None:
+        """Start publishing through ``nc`` (the HTTP side runs, not ready, before this)."""
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.publisher = JetStreamPublisher(nc)
 
     def on_degradation(self, state: DegradationState) -> None:
         self.level = state.level

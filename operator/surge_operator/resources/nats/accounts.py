@@ -31,7 +31,6 @@ from surge_workers.contract import (
     consumer_name,
     dead_letter_stream,
     degradation_bucket,
-    max_deliveries_advisory,
     priority_filter,
     routing_bucket,
     transcripts_bucket,
@@ -126,10 +125,6 @@ def worker_permissions(stream: str, prefix: str) -> Permissions:
             *(f"$JS.API.CONSUMER.INFO.{stream}.{c}" for c in consumers),
             *(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{c}" for c in consumers),
             f"$JS.ACK.{stream}.>",
-            # the advisory path re-reads a dead message by sequence before dead-lettering it
-            f"$JS.API.STREAM.MSG.GET.{stream}",
-            f"$JS.API.DIRECT.GET.{stream}",
-            f"$JS.API.DIRECT.GET.{stream}.>",
             f"{prefix}.dlq.>",
             completion_subject(stream),
             *_kv_read(level),
@@ -139,7 +134,8 @@ def worker_permissions(stream: str, prefix: str) -> Permissions:
             *_kv_read(transcripts_bucket(stream)),
             *_kv_write(transcripts_bucket(stream)),
         ),
-        subscribe=(INBOX, max_deliveries_advisory(stream, "*")),
+        # No MAX_DELIVERIES advisory: workers count the delivery budget themselves.
+        subscribe=(INBOX,),
     )
 
 

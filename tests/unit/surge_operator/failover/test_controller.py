@@ -22,7 +22,7 @@ from surge_operator.failover import (
     StreamView,
 )
 from surge_operator.policy.failover import FailoverConfig, ProbeResult
-from surge_workers.contract import Priority
+from surge_workers.contract import FailoverRecord, Priority
 from surge_workers.pipeline import PipelineConfig
 
 PIPELINE = PipelineConfig(stream="ORDERS", subject_prefix="support")
@@ -42,6 +42,9 @@ class FakeEdge:
         self.mirrored: list[tuple[str, str]] = []
         self.fail_promotion = False
         self.domains: dict[str, str] = {}
+        self.records: list[tuple[str, FailoverRecord]] = []
+        self.mirrored_record: dict[str, FailoverRecord] = {}
+        self.last_seq = {"east": 100, "west": 100}
 
     async def probe(
         self,
@@ -57,11 +60,12 @@ class FakeEdge:
         view = StreamView(role, mirror_api=self.mirror_api.get(endpoint.name))  # type: ignore[arg-type]
         floors = {Priority.CRITICAL: 41} if role == "source" else {}
         return RegionProbe(
-            ProbeResult.success(endpoint.name, at),
+            ProbeResult.success(endpoint.name, at, last_seq=self.last_seq[endpoint.name]),
             {name: view for name in streams},
             main=streams[0],
             ack_floors=floors,
             domain=self.domains.get(endpoint.name, endpoint.js_domain),
+            record=self.mirrored_record.get(endpoint.name),
         )
 
     async def promote(
@@ -70,6 +74,7 @@ class FakeEdge:
         pipeline: PipelineConfig,
         *,
         ack_floors: Mapping[Priority, int] | None,
+        epoch: int,
         request_timeout: float,
     ) -> PromotionResult:
         if self.fail_promotion:
@@ -84,6 +89,16 @@ class FakeEdge:
         self.promotions.append((target.name, None))
         self.roles[target.name] = "source"
         return PromotionResult(target.name, "promoted", messages=100, last_seq=100)
+
+    async def publish_record(
+        self,
+        endpoint: RegionEndpoint,
+        pipeline: PipelineConfig,
+        record: FailoverRecord,
+        *,
+        request_timeout: float,
+    ) -> None:
+        self.records.append((endpoint.name, record))
 
     async def ensure_mirror(
         self, standby: RegionEndpoint, active: RegionEndpoint, pipeline: PipelineConfig, **_: Any
@@ -230,3 +245,69 @@ async def test_log_lines_carry_cluster_region_and_epoch(edge: FakeEdge) -> None:
     assert promote["region"] == "east"
     assert promote["epoch"] == 0
     assert promote["target"] == "west"
+
+
+async def test_promotion_reports_the_estimated_rpo(edge: FakeEdge) -> None:
+    ctl = controller(edge)
+    edge.last_seq.update(east=130, west=100)
+    await ctl.tick()
+    edge.up["east"] = False
+    await ctl.tick()
+    outcome = await ctl.tick()
+    assert outcome.moved
+    assert outcome.rpo == 30
+    assert "RPO 30 messages" in outcome.condition_message
+
+
+async def test_a_standby_too_far_behind_is_not_promoted(edge: FakeEdge) -> None:
+    ctl = FailoverController(
+        edge=edge,
+        cluster="support/acme",
+        endpoints=[EAST, WEST],
+        primary="east",
+        pipeline=PIPELINE,
+        config=FailoverConfig(probe_interval=1.0, failure_threshold=2, max_promotion_lag=10),
+        clock=Clock(),
+    )
+    edge.last_seq.update(east=150, west=100)
+    await ctl.tick()
+    edge.up["east"] = False
+    for _ in range(4):
+        outcome = await ctl.tick()
+        assert not outcome.moved
+    assert outcome.condition_reason == "StandbyTooFarBehind"
+    assert outcome.rpo == 50
+    assert edge.promotions == []
+
+
+async def test_the_active_region_gets_a_record_of_epoch_and_floors_once(edge: FakeEdge) -> None:
+    ctl = controller(edge)
+    await ctl.tick()
+    await ctl.tick()
+    assert [(r, rec.epoch, rec.region, rec.floors) for r, rec in edge.records] == [
+        ("east", 0, "east", {Priority.CRITICAL: 41})
+    ]
+    edge.up["east"] = False
+    await ctl.tick()
+    await ctl.tick()
+    assert edge.records[-1][0] == "west"
+    assert (edge.records[-1][1].epoch, edge.records[-1][1].region) == (1, "west")
+
+
+async def test_after_a_restart_promotion_resumes_from_the_mirrored_record(edge: FakeEdge) -> None:
+    edge.mirrored_record["west"] = FailoverRecord(0, "east", 1.0, {Priority.NORMAL: 77})
+    edge.up["east"] = False
+    ctl = controller(edge)  # a fresh process: nothing in memory
+    await ctl.tick()
+    outcome = await ctl.tick()
+    assert outcome.moved
+    assert edge.promotions == [("west", {Priority.NORMAL: 77})]
+
+
+async def test_a_record_of_another_epoch_is_not_trusted(edge: FakeEdge) -> None:
+    edge.mirrored_record["west"] = FailoverRecord(3, "east", 1.0, {Priority.NORMAL: 77})
+    edge.up["east"] = False
+    ctl = controller(edge)
+    await ctl.tick()
+    await ctl.tick()
+    assert edge.promotions == [("west", None)]

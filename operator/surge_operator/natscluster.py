@@ -12,9 +12,12 @@ paths and the server name. Tests (permissions, TLS, exact metrics, rolling resta
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+import time
+import urllib.request
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,10 +139,30 @@ class LocalNatsCluster:
     def monitor_url(self, i: int) -> str:
         return f"http://127.0.0.1:{self.ports[i].monitor}"
 
-    def start(self) -> LocalNatsCluster:
+    def start(self, timeout: float = 30.0) -> LocalNatsCluster:
         for server in self.servers:
             server.start(timeout=20)
+        self.wait_healthy(timeout)
         return self
+
+    def healthy(self, i: int) -> bool:
+        """/healthz of server i says ok: JetStream enabled, meta leader known, current."""
+        try:
+            with urllib.request.urlopen(f"{self.monitor_url(i)}/healthz", timeout=1) as resp:
+                return bool(json.loads(resp.read()).get("status") == "ok")
+        except (OSError, ValueError):
+            return False
+
+    def wait_healthy(self, timeout: float = 30.0, only: Iterable[int] | None = None) -> None:
+        """Until every (running) server is healthy: a JetStream API request made before a
+        meta leader exists gets no answer at all, so callers would wait out a timeout."""
+        indexes = list(range(len(self.servers))) if only is None else list(only)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self.healthy(i) for i in indexes):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"nats cluster {self.name} not healthy within {timeout}s")
 
     def cleanup(self) -> None:
         for server in self.servers:

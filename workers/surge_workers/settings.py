@@ -10,6 +10,7 @@ Connection (both)
     ``SURGE_NATS_USER``         user name (with SURGE_NATS_PASSWORD)     unset
     ``SURGE_NATS_PASSWORD``     password — secret, never logged          unset
     ``SURGE_NATS_TOKEN``        auth token — secret, never logged        unset
+    ``SURGE_NATS_CA_FILE``      CA certificate to trust (TLS to NATS)    unset
     ``SURGE_CLUSTER``           MessagingCluster name (logs, metrics)    ``local``
     ``SURGE_REGION``            region name (logs, metrics)              ``""``
 
@@ -58,6 +59,7 @@ Logging (both)
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +120,9 @@ class NatsSettings:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    #: PEM file of the CA that signed the servers' certificates (managed NATS: the
+    #: operator's CA); with it every connection is TLS and verifies the server
+    ca_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NatsSettings:
@@ -132,6 +137,7 @@ class NatsSettings:
             user=user,
             password=password,
             token=env.get("SURGE_NATS_TOKEN") or None,
+            ca_file=env.get("SURGE_NATS_CA_FILE") or None,
         )
 
     def connect_options(self) -> dict[str, Any]:
@@ -144,6 +150,8 @@ class NatsSettings:
             options["password"] = self.password or ""
         if self.token:
             options["token"] = self.token
+        if self.ca_file:
+            options["tls"] = ssl.create_default_context(cafile=self.ca_file)
         return options
 
 

@@ -9,9 +9,12 @@ from surge_operator.api_pods import PodTemplate
 from surge_operator.resources.config_map import (
     CREDS_DIR,
     CREDS_FILE,
+    NATS_CA_DIR,
+    NATS_CA_FILE,
     TOKENS_DIR,
     TOKENS_FILE,
     config_hash,
+    nats_ca_secret,
 )
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.jetstream import (
@@ -128,6 +131,18 @@ def volumes(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[str, A
                 },
             }
         )
+    ca = nats_ca_secret(ctx)
+    if ca is not None:
+        out.append(
+            {
+                "name": "nats-ca",
+                "secret": {
+                    "secretName": ca,
+                    "items": [{"key": NATS_CA_FILE, "path": NATS_CA_FILE}],
+                    "defaultMode": 0o444,
+                },
+            }
+        )
     tokens = ctx.spec.gateway.tokens_secret
     if with_tokens and tokens is not None:
         out.append(
@@ -148,6 +163,8 @@ def volume_mounts(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[
     creds = ctx.region.nats.credentials_secret
     if creds is not None and credentials_kind(creds) == "creds":
         out.append({"name": "nats-creds", "mountPath": CREDS_DIR, "readOnly": True})
+    if nats_ca_secret(ctx) is not None:
+        out.append({"name": "nats-ca", "mountPath": NATS_CA_DIR, "readOnly": True})
     if with_tokens and ctx.spec.gateway.tokens_secret is not None:
         out.append({"name": "tenant-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,3 +123,29 @@ def test_helm_test_hooks_check_the_install() -> None:
     assert pod["spec"]["restartPolicy"] == "Never"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"ServiceAccount", "Role", "RoleBinding"} <= {o["kind"] for o in hooks}
+
+
+VALUES = [None, *sorted((CHART / "ci").glob("*-values.yaml"))]
+
+
+@pytest.mark.parametrize("values", VALUES, ids=lambda v: v.stem if v else "defaults")
+def test_helm_lint_strict(values: Path | None) -> None:
+    args = [str(helm_binary()), "lint", "--strict", str(CHART)]
+    if values is not None:
+        args += ["--values", str(values)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_chart_readme_is_generated_from_the_current_values() -> None:
+    helm_docs = helm_binary().parent / "helm-docs"
+    if not helm_docs.exists():
+        pytest.fail(f"helm-docs missing at {helm_docs}: run tools/build-chart-tools.sh")
+    result = subprocess.run(
+        [str(helm_docs), "--chart-search-root", str(CHART.parent), "--sort-values-order",
+         "file", "--dry-run"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    committed = (CHART / "README.md").read_text()
+    assert result.stdout.strip() == committed.strip(), "chart README stale: run make chart-docs"
+    assert "| dataPlane.podTemplate | object |" in committed

@@ -12,9 +12,13 @@ paths and the server name. Tests (permissions, TLS, exact metrics, rolling resta
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+import time
+import urllib.request
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,17 +66,31 @@ class LocalNatsCluster:
             Ports(free_port(), free_port(), free_port(), free_port()) for _ in range(servers)
         ]
         self.servers: list[NatsServer] = []
+        self._overrides = dict(overrides or {})
+        self._tls_dir = tls_dir
+        self._hub = hub_leaf_port
         for i, ports in enumerate(self.ports):
             store = self.root / f"{name}-{i}"
             store.mkdir(parents=True, exist_ok=True)
             conf = store / "nats.conf"
-            text = render(self._server_config(dict(config), i, store, tls_dir, hub_leaf_port))
-            conf.write_text(text)
-            if overrides:
-                conf.write_text(text + render(dict(overrides)))
+            merged = {**dict(config), **dict(overrides or {})}
+            conf.write_text(render(self._server_config(merged, i, store, tls_dir, hub_leaf_port)))
             self.servers.append(
                 NatsServer(store_dir=store, port=ports.client, extra_args=("-c", str(conf)))
             )
+
+    def config_path(self, i: int) -> Path:
+        return self.servers[i].store_dir / "nats.conf"
+
+    def rewrite_config(self, config: Mapping[str, Any], i: int) -> str:
+        """Write a new configuration for server i (what a changed Secret does in a pod);
+        returns the digest nats-server will report once it has loaded it."""
+        merged = {**dict(config), **dict(self._overrides)}
+        text = render(
+            self._server_config(merged, i, self.servers[i].store_dir, self._tls_dir, self._hub)
+        )
+        self.config_path(i).write_text(text)
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     def server_name(self, i: int) -> str:
         return f"{self.name}-{i}"
@@ -136,10 +154,30 @@ class LocalNatsCluster:
     def monitor_url(self, i: int) -> str:
         return f"http://127.0.0.1:{self.ports[i].monitor}"
 
-    def start(self) -> LocalNatsCluster:
+    def start(self, timeout: float = 30.0) -> LocalNatsCluster:
         for server in self.servers:
             server.start(timeout=20)
+        self.wait_healthy(timeout)
         return self
+
+    def healthy(self, i: int) -> bool:
+        """/healthz of server i says ok: JetStream enabled, meta leader known, current."""
+        try:
+            with urllib.request.urlopen(f"{self.monitor_url(i)}/healthz", timeout=1) as resp:
+                return bool(json.loads(resp.read()).get("status") == "ok")
+        except (OSError, ValueError):
+            return False
+
+    def wait_healthy(self, timeout: float = 30.0, only: Iterable[int] | None = None) -> None:
+        """Until every (running) server is healthy: a JetStream API request made before a
+        meta leader exists gets no answer at all, so callers would wait out a timeout."""
+        indexes = list(range(len(self.servers))) if only is None else list(only)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self.healthy(i) for i in indexes):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"nats cluster {self.name} not healthy within {timeout}s")
 
     def cleanup(self) -> None:
         for server in self.servers:

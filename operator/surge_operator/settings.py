@@ -18,7 +18,12 @@ Environment variables (all optional; the names match charts/surge/templates/depl
                             replica (default surge-operator); replicas sharing it coordinate
     SURGE_LEADER_ELECTION   true | false (default true)
     SURGE_LEASE_NAMESPACE   Lease namespace (default: POD_NAMESPACE, else `default`)
-    SURGE_LEASE_SECONDS     lease duration (default 15)
+    SURGE_LEASE_SECONDS     lease duration (default 15, as client-go)
+    SURGE_RENEW_DEADLINE    seconds a leader keeps acting without a successful renewal
+                            (default 10, i.e. 2/3 of the lease); below the lease duration
+    SURGE_RETRY_SECONDS     seconds between acquire/renew attempts (default 2, 2/15 of it)
+    SURGE_SHUTDOWN_SECONDS  seconds kopf gets to stop after SIGTERM or leadership loss
+                            before the process exits anyway (default 5)
     SURGE_IDENTITY          holder identity (default: POD_NAME, else hostname-pid)
     SURGE_POD_LABELS        extra labels for every pod, k=v,k=v (e.g. the local pod
                             runner's opt-in label `surge.dev/run-local=true` in e2e tests)
@@ -100,7 +105,20 @@ class LeaderSettings:
     lease_name: str = "surge-operator"
     lease_namespace: str = "default"
     lease_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_seconds: float = 2.0
     identity: str = ""
+    #: kopf's grace after a stop or leadership loss before the process exits anyway.
+    shutdown_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        # client-go's invariants: a leader must give up acting before a standby may take
+        # over, and must get at least one retry in before the deadline.
+        if not 0 < self.retry_seconds < self.renew_deadline_seconds < self.lease_seconds:
+            raise ValueError(
+                "leader election needs 0 < retry < renew deadline < lease duration, got "
+                f"{self.retry_seconds} / {self.renew_deadline_seconds} / {self.lease_seconds}"
+            )
 
 
 @dataclass(frozen=True)
@@ -182,6 +200,7 @@ class OperatorConfig:
             or e.get("POD_NAME", "")
             or (f"{socket.gethostname()}-{os.getpid()}")
         )
+        lease = float(get("LEASE_SECONDS", "15"))
         return cls(
             namespaces=namespaces,
             apply=ApplySettings(
@@ -195,8 +214,11 @@ class OperatorConfig:
                 enabled=_bool(get("LEADER_ELECTION", "true")),
                 lease_name=get("PEERING", "") or "surge-operator",
                 lease_namespace=get("LEASE_NAMESPACE", e.get("POD_NAMESPACE", "default")),
-                lease_seconds=float(get("LEASE_SECONDS", "15")),
+                lease_seconds=lease,
+                renew_deadline_seconds=float(get("RENEW_DEADLINE", str(lease * 2 / 3))),
+                retry_seconds=float(get("RETRY_SECONDS", str(lease * 2 / 15))),
                 identity=identity,
+                shutdown_seconds=float(get("SHUTDOWN_SECONDS", "5")),
             ),
             server=ServerSettings(
                 health_port=int(get("HEALTH_PORT", "8080")),

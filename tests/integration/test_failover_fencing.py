@@ -36,7 +36,15 @@ from tests.integration.failover_support import (
     tick_until_moved,
 )
 
-from surge_operator.failover import FailoverController, MirrorAction, recovery
+from surge_operator.failover import (
+    FailoverController,
+    MirrorAction,
+    MirrorError,
+    PromotionError,
+    ensure_mirror,
+    promote,
+    recovery,
+)
 from surge_operator.failover.probe import read_record
 from surge_operator.policy.failover import FailoverConfig, FailoverReason
 from surge_workers import provision
@@ -223,6 +231,7 @@ async def test_ack_floors_survive_an_operator_restart_mid_outage(
             await client.close()
 
     await eventually(record_mirrored)
+    await eventually(lambda: mirror_holds(regions, "west", N))  # mirrors run independently
     regions.servers["east"].kill()
     restarted = controller_for(regions)  # the operator restarted: nothing in memory
     outcome, _ = await tick_until_moved(restarted)
@@ -236,3 +245,23 @@ async def test_ack_floors_survive_an_operator_restart_mid_outage(
         assert info.num_pending == sum(1 for i in range(N) if i % 3 == 0) - 20
     finally:
         await west.close()
+
+
+async def test_a_deposed_leader_cannot_promote_or_delete(
+    regions: Regions, east_js: JetStreamContext
+) -> None:
+    """The newer leader (Lease token 2) promoted west; a stale one (token 1) that has not
+    noticed yet is refused by the stamps on the streams, in both directions."""
+    await provision.provision_pipeline(east_js, PIPELINE)
+    await controller_for(regions).tick()  # west mirrors east
+    await publish(east_js, range(10))
+    await eventually(lambda: mirror_holds(regions, "west", 10))
+    west, east = regions.endpoint("west"), regions.endpoint("east")
+    await promote(west, PIPELINE, epoch=1, leader_token=2)
+    with pytest.raises(PromotionError, match="fenced"):
+        await promote(west, PIPELINE, epoch=1, leader_token=1)
+    with pytest.raises(MirrorError, match="fenced"):
+        await ensure_mirror(east, west, PIPELINE, leader_token=1)
+    assert (await east_js.stream_info(PIPELINE.stream)).config.mirror is None  # untouched
+    change = await ensure_mirror(east, west, PIPELINE, leader_token=2)
+    assert change.action is MirrorAction.RECREATED

@@ -100,7 +100,7 @@ async def test_gateway_publishes_and_worker_processes_with_their_own_users(
         finally:
             await worker.drain(grace=5)
     async with connected(server, Role.OPERATOR) as nc:
-        stored = await read_transcript(nc.jetstream(), pipeline.stream, "c1")
+        stored = await read_transcript(nc.jetstream(), pipeline.stream, "acme", "c1")
     assert len(stored) == 5
 
 

@@ -58,6 +58,24 @@ async def connect(settings: NatsSettings, name: str, log: Any) -> Client:
     return client
 
 
+async def connect_when_available(
+    settings: NatsSettings, name: str, log: Any, stop: asyncio.Event
+) -> Client | None:
+    """Connect, retrying with back-off while NATS is unreachable (the health server is
+    already up, not ready: no crash loop while NATS is down at start-up). None when
+    ``stop`` is set first."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return await connect(settings, name, log)
+        except (OSError, TimeoutError, nats.errors.Error) as err:
+            log.warning("nats_unavailable", retry_in=delay, error=str(err) or repr(err))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, 10.0)
+    return None
+
+
 def stop_event() -> asyncio.Event:
     """Set on SIGTERM/SIGINT: the signal starts a drain instead of killing the process."""
     event = asyncio.Event()
@@ -142,17 +160,26 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event | None = None
     log = get_logger("worker", stream=settings.pipeline.stream, cluster=settings.pipeline.cluster)
     stop = stop or stop_event()
     handler = load_handler(settings.handler)
-    nc = await connect(settings.nats, f"surge-worker/{settings.pipeline.cluster}", log)
     metrics = WorkerMetrics()
-    worker = Worker(nc, settings, handler, metrics, log=log)
+    worker: Worker | None = None
     health = None
     if settings.metrics_port:
+        # Health first: alive (and not ready) while NATS is still unreachable.
         health = await start_health_server(
             settings.metrics_host,
             settings.metrics_port,
             metrics.registry,
-            lambda: worker.ready and nc.is_connected,
+            lambda: worker is not None and worker.ready and worker.nc.is_connected,
         )
+    nc = await connect_when_available(
+        settings.nats, f"surge-worker/{settings.pipeline.cluster}", log, stop
+    )
+    if nc is None:
+        if health is not None:
+            await health.cleanup()
+        log.info("worker_exited", connected=False)
+        return
+    worker = Worker(nc, settings, handler, metrics, log=log)
     watcher = DegradationWatcher(
         nc.jetstream(), settings.pipeline.stream, worker.on_degradation, log=log
     )

@@ -10,6 +10,7 @@ Connection (both)
     ``SURGE_NATS_USER``         user name (with SURGE_NATS_PASSWORD)     unset
     ``SURGE_NATS_PASSWORD``     password — secret, never logged          unset
     ``SURGE_NATS_TOKEN``        auth token — secret, never logged        unset
+    ``SURGE_NATS_CA_FILE``      CA certificate to trust (TLS to NATS)    unset
     ``SURGE_CLUSTER``           MessagingCluster name (logs, metrics)    ``local``
     ``SURGE_REGION``            region name (logs, metrics)              ``""``
 
@@ -47,6 +48,7 @@ Gateway
     ``SURGE_MAX_BODY_BYTES``    largest request body (413 above)         ``1048576``
     ``SURGE_MAX_TEXT_BYTES``    largest message text (413 above)         ``16384``
     ``SURGE_MAX_BATCH_MESSAGES`` messages per batch request              ``500``
+    ``SURGE_MAX_MSG_SIZE``      the stream's max_msg_size (413 above)    ``0`` (unknown)
     ``SURGE_RATE_LIMIT``        per-tenant messages/s (0 = unlimited)    ``2000``
     ``SURGE_RATE_BURST``        per-tenant burst                         ``= 2 * rate``
 
@@ -58,6 +60,7 @@ Logging (both)
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +121,9 @@ class NatsSettings:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    #: PEM file of the CA that signed the servers' certificates (managed NATS: the
+    #: operator's CA); with it every connection is TLS and verifies the server
+    ca_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NatsSettings:
@@ -132,6 +138,7 @@ class NatsSettings:
             user=user,
             password=password,
             token=env.get("SURGE_NATS_TOKEN") or None,
+            ca_file=env.get("SURGE_NATS_CA_FILE") or None,
         )
 
     def connect_options(self) -> dict[str, Any]:
@@ -144,6 +151,8 @@ class NatsSettings:
             options["password"] = self.password or ""
         if self.token:
             options["token"] = self.token
+        if self.ca_file:
+            options["tls"] = ssl.create_default_context(cafile=self.ca_file)
         return options
 
 
@@ -265,6 +274,9 @@ class GatewaySettings:
     max_body_bytes: int = 1 << 20
     max_text_bytes: int = 16 * 1024
     max_batch_messages: int = 500
+    #: The stream's max_msg_size (spec.stream.maxMsgSize): larger messages get 413 before
+    #: publishing. 0 = unknown (the stream's own refusal is still answered with 413).
+    max_msg_size: int = 0
     rate_limit: float = 2000.0
     rate_burst: float = 4000.0
 
@@ -284,6 +296,7 @@ class GatewaySettings:
             max_batch_messages=_int(
                 env, "SURGE_MAX_BATCH_MESSAGES", cls.max_batch_messages, minimum=1
             ),
+            max_msg_size=_int(env, "SURGE_MAX_MSG_SIZE", cls.max_msg_size, minimum=0),
             rate_limit=rate,
             rate_burst=_float(env, "SURGE_RATE_BURST", 2 * rate),
         )

@@ -16,11 +16,12 @@ import structlog
 from surge_operator.api import HistoryEntry, Phase
 from surge_operator.failover.edge import NatsRegionEdge, RegionEdge
 from surge_operator.failover.endpoints import RegionEndpoint
-from surge_operator.failover.errors import FailoverError
+from surge_operator.failover.errors import FailoverError, NotLeaderError
 from surge_operator.failover.mirrors import MirrorChange
 from surge_operator.failover.probe import RegionProbe
 from surge_operator.failover.promotion import PromotionResult
 from surge_operator.failover.streams import pipeline_streams
+from surge_operator.leader import Leadership, Unfenced
 from surge_operator.policy.failover import (
     Action,
     FailoverConfig,
@@ -104,8 +105,11 @@ class FailoverController:
         action_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
         edge: RegionEdge | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.edge: RegionEdge = edge or NatsRegionEdge()
+        #: Destructive actions (promote, fence, merge, delete, record) only while it holds.
+        self.leadership: Leadership = leadership or Unfenced()
         self.endpoints = {e.name: e for e in endpoints}
         self.pipeline = pipeline
         self.config = config
@@ -176,6 +180,20 @@ class FailoverController:
         floors = self._floors_for(decision, probes) if decision.acts else None
         promotion: PromotionResult | None = None
         error: FailoverError | None = None
+        if decision.acts and not self.leadership.holds():
+            log.warning("failover.not_leader", action=decision.action.value)
+            self.state = decision.observed
+            return self._outcome(
+                at,
+                decision,
+                probes,
+                None,
+                (),
+                NotLeaderError(
+                    f"{decision.action.value} to {decision.target} decided but not carried out: "
+                    "this operator does not hold the leader Lease"
+                ),
+            )
         if decision.acts:
             assert decision.target is not None
             assert decision.source is not None
@@ -257,6 +275,8 @@ class FailoverController:
             return
         record = FailoverRecord(self.state.epoch, active, at, dict(floors))
         last = self.written
+        if not self.leadership.holds():
+            return
         if last is not None and (last.epoch, last.region, last.floors) == (
             record.epoch,
             record.region,
@@ -287,6 +307,7 @@ class FailoverController:
                 source,
                 self.pipeline,
                 epoch=decision.epoch,
+                leader_token=self.leadership.token,
                 request_timeout=self.action_timeout,
             )
         return await self.edge.promote(
@@ -294,6 +315,7 @@ class FailoverController:
             self.pipeline,
             ack_floors=floors,
             epoch=decision.epoch,
+            leader_token=self.leadership.token,
             request_timeout=self.action_timeout,
         )
 
@@ -325,8 +347,14 @@ class FailoverController:
                 continue
             log = self._logger(region=name, epoch=self.state.epoch)
             try:
+                if not self.leadership.holds():
+                    return tuple(changes)
                 change = await self.edge.ensure_mirror(
-                    endpoint, active, self.pipeline, request_timeout=self.action_timeout
+                    endpoint,
+                    active,
+                    self.pipeline,
+                    leader_token=self.leadership.token,
+                    request_timeout=self.action_timeout,
                 )
             except FailoverError as exc:
                 log.error("mirror.failed", source=active.name, error=exc.message)

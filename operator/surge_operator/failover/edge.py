@@ -31,6 +31,7 @@ class RegionEdge(Protocol):
         *,
         ack_floors: Mapping[Priority, int] | None,
         epoch: int,
+        leader_token: int,
         request_timeout: float,
     ) -> PromotionResult: ...
 
@@ -41,6 +42,7 @@ class RegionEdge(Protocol):
         pipeline: PipelineConfig,
         *,
         epoch: int,
+        leader_token: int,
         request_timeout: float,
     ) -> PromotionResult: ...
 
@@ -50,6 +52,7 @@ class RegionEdge(Protocol):
         active: RegionEndpoint,
         pipeline: PipelineConfig,
         *,
+        leader_token: int,
         request_timeout: float,
     ) -> MirrorChange: ...
 
@@ -78,10 +81,16 @@ class NatsRegionEdge:
         *,
         ack_floors: Mapping[Priority, int] | None,
         epoch: int,
+        leader_token: int,
         request_timeout: float,
     ) -> PromotionResult:
         return await promote(
-            endpoint, pipeline, ack_floors=ack_floors, epoch=epoch, request_timeout=request_timeout
+            endpoint,
+            pipeline,
+            ack_floors=ack_floors,
+            epoch=epoch,
+            leader_token=leader_token,
+            request_timeout=request_timeout,
         )
 
     async def failback(
@@ -91,10 +100,16 @@ class NatsRegionEdge:
         pipeline: PipelineConfig,
         *,
         epoch: int,
+        leader_token: int,
         request_timeout: float,
     ) -> PromotionResult:
         return await failback(
-            target, current, pipeline, epoch=epoch, request_timeout=request_timeout
+            target,
+            current,
+            pipeline,
+            epoch=epoch,
+            leader_token=leader_token,
+            request_timeout=request_timeout,
         )
 
     async def ensure_mirror(
@@ -103,9 +118,12 @@ class NatsRegionEdge:
         active: RegionEndpoint,
         pipeline: PipelineConfig,
         *,
+        leader_token: int,
         request_timeout: float,
     ) -> MirrorChange:
-        return await ensure_mirror(standby, active, pipeline, request_timeout=request_timeout)
+        return await ensure_mirror(
+            standby, active, pipeline, leader_token=leader_token, request_timeout=request_timeout
+        )
 
     async def publish_record(
         self,

@@ -46,3 +46,9 @@ class RecordError(FailoverError):
     """The failover record (epoch, writer, ack floors) could not be written."""
 
     reason = "FailoverRecordNotWritten"
+
+
+class NotLeaderError(FailoverError):
+    """A decided action was not carried out: the leader Lease is not held (fenced)."""
+
+    reason = "NotLeader"

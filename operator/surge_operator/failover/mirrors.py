@@ -20,7 +20,7 @@ from surge_operator.failover.endpoints import (
     stream_info,
 )
 from surge_operator.failover.errors import MirrorError, UnsupportedStreamError
-from surge_operator.failover.recovery import TailRecovery, recover_tail
+from surge_operator.failover.recovery import TailRecovery, recover_tail, token_of
 from surge_operator.failover.streams import kv_stream, pipeline_streams, writable_subjects
 from surge_workers import provision
 from surge_workers.contract import degradation_bucket
@@ -120,9 +120,14 @@ async def ensure_mirror(
     active: RegionEndpoint,
     pipeline: PipelineConfig,
     *,
+    leader_token: int = 0,
     request_timeout: float = 5.0,
 ) -> MirrorChange:
     """Make every pipeline stream in `standby` a mirror of `active`'s. Idempotent.
+
+    Fenced: nothing is fenced, merged or deleted when the active region's stream, or the
+    standby's own, carries the stamp of a leader with a higher Lease token than
+    `leader_token` (a newer operator leader acted; this one is stale).
 
     A stream that is not already that mirror (an old primary that came back, or a mirror
     of a region that is no longer active) is fenced, its tail recovered into the active
@@ -159,6 +164,16 @@ async def ensure_mirror(
                 info = await stream_info(js, name)
                 if info is not None and is_mirror_of(info, active, name):
                     continue
+                if info is not None and not link_checked:
+                    newest = max(
+                        token_of(info),
+                        token_of(await stream_info(origin_js, pipeline.stream)),
+                    )
+                    if newest > leader_token:
+                        raise MirrorError(
+                            f"fenced: a newer leader (token {newest}) acted on "
+                            f"{pipeline.stream}; this one (token {leader_token}) does not"
+                        )
                 if not link_checked:
                     # Check the link before touching anything: a mirror created while the
                     # leafnode is down backs off for many seconds, and an old primary's

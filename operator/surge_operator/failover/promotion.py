@@ -25,7 +25,12 @@ from surge_operator.failover.endpoints import (
 from surge_operator.failover.errors import FailbackNotReadyError, PromotionError
 from surge_operator.failover.mirrors import META_ALLOW_DIRECT, fence, is_mirror_of, unfence
 from surge_operator.failover.probe import ack_floors_of
-from surge_operator.failover.recovery import META_EPOCH, META_FORK_SEQ
+from surge_operator.failover.recovery import (
+    META_EPOCH,
+    META_FORK_SEQ,
+    META_LEADER_TOKEN,
+    token_of,
+)
 from surge_operator.failover.streams import pipeline_streams, writable_subjects
 from surge_workers import provision
 from surge_workers.contract import PRIORITIES, Priority, consumer_name
@@ -52,9 +57,14 @@ async def promote(
     *,
     ack_floors: Mapping[Priority, int] | None = None,
     epoch: int = 0,
+    leader_token: int = 0,
     request_timeout: float = 5.0,
 ) -> PromotionResult:
     """Make `endpoint`'s pipeline streams the writable ones. Idempotent.
+
+    Fenced: refused (PromotionError) when the stream already carries the stamp of a leader
+    with a higher Lease token, i.e. a newer operator leader has acted since this one
+    last held the Lease.
 
     Each promoted stream is stamped with its fork sequence (the last sequence it shares
     with the old origin) and the new `epoch`, which is what tail recovery merges against
@@ -72,12 +82,19 @@ async def promote(
         async with connect(endpoint, request_timeout=request_timeout) as client:
             js = client.jetstream(timeout=request_timeout)
             info = await stream_info(js, pipeline.stream)
+            if token_of(info) > leader_token:
+                raise PromotionError(
+                    f"fenced: {pipeline.stream} in {endpoint.name} was promoted by a newer "
+                    f"leader (token {token_of(info)} > ours {leader_token}); not acting"
+                )
             kind: Literal["promoted", "created", "already"]
             if info is None:
-                await js.add_stream(desired)
+                await js.add_stream(stamped(desired, 0, epoch, leader_token))
                 kind = "created"
             elif info.config.mirror is not None:
-                info = await js.update_stream(stamped(desired, info.state.last_seq, epoch))
+                info = await js.update_stream(
+                    stamped(desired, info.state.last_seq, epoch, leader_token)
+                )
                 if info.config.mirror is not None:
                     raise PromotionError(
                         f"{endpoint.name}: the server kept the mirror config of "
@@ -89,7 +106,7 @@ async def promote(
                 kind = "already"
             created, starts = await _ensure_consumers(js, pipeline, ack_floors or {})
             for name in pipeline_streams(pipeline)[1:]:
-                if await _promote_aux(js, pipeline, name, epoch):
+                if await _promote_aux(js, pipeline, name, epoch, leader_token):
                     promoted.append(name)
             await provision.provision_pipeline(js, pipeline)
             info = await js.stream_info(pipeline.stream)
@@ -110,14 +127,20 @@ async def promote(
     )
 
 
-def stamped(config: StreamConfig, fork_seq: int, epoch: int) -> StreamConfig:
+def stamped(config: StreamConfig, fork_seq: int, epoch: int, leader_token: int) -> StreamConfig:
     metadata = {k: v for k, v in (config.metadata or {}).items() if not k.startswith("_nats.")}
-    metadata.update({META_FORK_SEQ: str(fork_seq), META_EPOCH: str(epoch)})
+    metadata.update(
+        {
+            META_FORK_SEQ: str(fork_seq),
+            META_EPOCH: str(epoch),
+            META_LEADER_TOKEN: str(leader_token),
+        }
+    )
     return replace(config, metadata=metadata)
 
 
 async def _promote_aux(
-    js: JetStreamContext, pipeline: PipelineConfig, name: str, epoch: int
+    js: JetStreamContext, pipeline: PipelineConfig, name: str, epoch: int, leader_token: int
 ) -> bool:
     info = await stream_info(js, name)
     if info is None or info.config.mirror is None:
@@ -131,7 +154,7 @@ async def _promote_aux(
         allow_direct=allow_direct,
         metadata=metadata,
     )
-    await js.update_stream(stamped(config, info.state.last_seq, epoch))
+    await js.update_stream(stamped(config, info.state.last_seq, epoch, leader_token))
     return True
 
 
@@ -166,6 +189,7 @@ async def failback(
     max_behind: int = 1000,
     catch_up: float = 5.0,
     epoch: int = 0,
+    leader_token: int = 0,
     request_timeout: float = 5.0,
 ) -> PromotionResult:
     """Move the writer from `current` back to `target`, losing nothing.
@@ -184,6 +208,11 @@ async def failback(
         ):
             cur = cur_client.jetstream(timeout=request_timeout)
             tgt = tgt_client.jetstream(timeout=request_timeout)
+            if token_of(await stream_info(cur, pipeline.stream)) > leader_token:
+                raise PromotionError(
+                    f"fenced: {pipeline.stream} in {current.name} was promoted by a newer "
+                    f"leader than ours (token {leader_token}); not failing back"
+                )
             mirror = await stream_info(tgt, pipeline.stream)
             if mirror is None or not is_mirror_of(mirror, current, pipeline.stream):
                 raise FailbackNotReadyError(
@@ -225,5 +254,10 @@ async def failback(
     except (TimeoutError, nats.errors.Error) as exc:
         raise PromotionError(f"failback to {target.name} failed: {describe_exc(exc)}") from None
     return await promote(
-        target, pipeline, ack_floors=floors, epoch=epoch, request_timeout=request_timeout
+        target,
+        pipeline,
+        ack_floors=floors,
+        epoch=epoch,
+        leader_token=leader_token,
+        request_timeout=request_timeout,
     )

@@ -40,6 +40,8 @@ from surge_workers.contract import Header
 META_FORK_SEQ = "surge.dev/fork-seq"
 #: Stream metadata stamped by `promote`: the failover epoch the stream became writable in.
 META_EPOCH = "surge.dev/epoch"
+#: Stream metadata stamped by `promote`: the Lease fencing token of the leader that did it.
+META_LEADER_TOKEN = "surge.dev/leader-token"
 #: Messages per page when reading a tail or the active region's post-fork writes.
 PAGE = 256
 
@@ -151,3 +153,9 @@ async def recover_tail(
         if on_page is not None:
             on_page(result)
     return result
+
+
+def token_of(info: StreamInfo | None) -> int:
+    """The leader token stamped on a stream by the promotion that made it writable."""
+    raw = ((info.config.metadata or {}) if info is not None else {}).get(META_LEADER_TOKEN, "")
+    return int(raw) if raw.isdigit() else 0

@@ -83,6 +83,7 @@ async def failover_tick(
             config=config,
             active=cs.status.active_region,
             epoch=cs.status.failover_epoch or 0,
+            leadership=deps.leadership,
         )
         cs.failover = controller
     else:

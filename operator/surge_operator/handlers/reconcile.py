@@ -12,6 +12,7 @@ from what both steps learned. A failure in one step does not skip the other.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,6 +27,7 @@ from surge_operator.api import (
     parse_spec,
 )
 from surge_operator.errors import (
+    CredentialsSecretMissingError,
     InvalidSpecError,
     KubeApiError,
     SurgeError,
@@ -48,6 +50,7 @@ from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.labels import selector_labels, selector_string, worker_name
 from surge_operator.resources.nats.accounts import Role
 from surge_operator.resources.nats.credentials import credentials_ref
+from surge_operator.resources.nats.tls import CA_KEY, ca_secret_for_clients
 from surge_operator.status import (
     ConditionUpdate,
     apply_updates,
@@ -187,12 +190,21 @@ async def apply_owned(deps: Deps, ctx: BuildContext, cs: ClusterState) -> int:
 
 async def region_auth(deps: Deps, namespace: str, cluster: str, region: Region) -> NatsAuth:
     """The operator's own credentials in `region` (the managed operator user, or the
-    Secret the spec names for an external NATS)."""
+    Secret the spec names for an external NATS), plus the CA to trust with `nats.tls`."""
     ref = credentials_ref(cluster, region, Role.OPERATOR)
-    if ref is None:
-        return NatsAuth()
-    data = await deps.kube.read_secret(namespace, ref.name)
-    return auth_from_secret(ref, data)
+    auth = NatsAuth()
+    if ref is not None:
+        data = await deps.kube.read_secret(namespace, ref.name)
+        auth = auth_from_secret(ref, data)
+    ca_secret = ca_secret_for_clients(cluster, region) if region.nats.tls else None
+    if ca_secret is not None:
+        data = await deps.kube.read_secret(namespace, ca_secret)
+        if data is None or CA_KEY not in data:
+            raise CredentialsSecretMissingError(
+                f"Secret {ca_secret} has no {CA_KEY} (spec.regions[{region.name}].nats.tls)"
+            )
+        auth = replace(auth, ca_pem=data[CA_KEY].decode())
+    return auth
 
 
 async def resolve_auth(deps: Deps, ctx: BuildContext) -> NatsAuth:

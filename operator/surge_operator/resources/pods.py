@@ -9,9 +9,12 @@ from surge_operator.api_pods import PodTemplate
 from surge_operator.resources.config_map import (
     CREDS_DIR,
     CREDS_FILE,
+    NATS_CA_DIR,
+    NATS_CA_FILE,
     TOKENS_DIR,
     TOKENS_FILE,
     config_hash,
+    nats_ca_secret,
 )
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.jetstream import (
@@ -53,6 +56,27 @@ def container_security_context() -> dict[str, Any]:
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def http_probes(port: str) -> dict[str, Any]:
+    """Probes of a data-plane container. The health server starts before the NATS
+    connection, so /healthz answers within seconds of start-up: the startup probe gives a
+    slow start (image pull done, Python importing) up to a minute before liveness applies,
+    and readiness stays false until NATS is connected, with no restarts while NATS is down.
+    """
+    return {
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": port},
+            "periodSeconds": 2,
+            "failureThreshold": 30,
+        },
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 5},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": port},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
     }
 
 
@@ -107,6 +131,18 @@ def volumes(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[str, A
                 },
             }
         )
+    ca = nats_ca_secret(ctx)
+    if ca is not None:
+        out.append(
+            {
+                "name": "nats-ca",
+                "secret": {
+                    "secretName": ca,
+                    "items": [{"key": NATS_CA_FILE, "path": NATS_CA_FILE}],
+                    "defaultMode": 0o444,
+                },
+            }
+        )
     tokens = ctx.spec.gateway.tokens_secret
     if with_tokens and tokens is not None:
         out.append(
@@ -127,6 +163,8 @@ def volume_mounts(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[
     creds = ctx.region.nats.credentials_secret
     if creds is not None and credentials_kind(creds) == "creds":
         out.append({"name": "nats-creds", "mountPath": CREDS_DIR, "readOnly": True})
+    if nats_ca_secret(ctx) is not None:
+        out.append({"name": "nats-ca", "mountPath": NATS_CA_DIR, "readOnly": True})
     if with_tokens and ctx.spec.gateway.tokens_secret is not None:
         out.append({"name": "tenant-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
     return out

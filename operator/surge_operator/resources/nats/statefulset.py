@@ -117,8 +117,8 @@ def _volumes(ctx: BuildContext, region: Region, tls: bool) -> list[dict[str, Any
     ]
     if tls:
         volumes += [
-            {"name": "tls-client", "secret": {"secretName": client_tls_secret(ctx, region)}},
-            {"name": "tls-route", "secret": {"secretName": route_tls_secret(ctx, region)}},
+            {"name": "tls-client", "secret": {"secretName": client_tls_secret(ctx.name, region)}},
+            {"name": "tls-route", "secret": {"secretName": route_tls_secret(ctx.name, region)}},
         ]
     return volumes
 

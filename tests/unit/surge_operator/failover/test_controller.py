@@ -43,6 +43,7 @@ class FakeEdge:
         self.fail_promotion = False
         self.domains: dict[str, str] = {}
         self.records: list[tuple[str, FailoverRecord]] = []
+        self.tokens: list[int] = []
         self.mirrored_record: dict[str, FailoverRecord] = {}
         self.last_seq = {"east": 100, "west": 100}
 
@@ -75,11 +76,13 @@ class FakeEdge:
         *,
         ack_floors: Mapping[Priority, int] | None,
         epoch: int,
+        leader_token: int,
         request_timeout: float,
     ) -> PromotionResult:
         if self.fail_promotion:
             raise PromotionError(f"promoting in {endpoint.name} failed: timeout")
         self.promotions.append((endpoint.name, ack_floors))
+        self.tokens.append(leader_token)
         self.roles[endpoint.name] = "source"
         return PromotionResult(endpoint.name, "promoted", messages=100, last_seq=100)
 
@@ -311,3 +314,36 @@ async def test_a_record_of_another_epoch_is_not_trusted(edge: FakeEdge) -> None:
     await ctl.tick()
     await ctl.tick()
     assert edge.promotions == [("west", None)]
+
+
+class Lease:
+    def __init__(self, token: int) -> None:
+        self.token = token
+        self.held = True
+
+    def holds(self) -> bool:
+        return self.held
+
+
+async def test_no_destructive_action_without_the_lease(edge: FakeEdge) -> None:
+    lease = Lease(token=4)
+    ctl = controller(edge, leadership=lease)
+    await ctl.tick()
+    written = len(edge.records)
+    lease.held = False
+    edge.up["east"] = False
+    for _ in range(4):
+        outcome = await ctl.tick()
+        assert not outcome.moved
+    assert outcome.condition_reason == "NotLeader"
+    assert edge.promotions == []
+    assert len(edge.records) == written
+    lease.held = True
+    moved = await ctl.tick()
+    assert moved.moved
+    assert edge.tokens == [4]  # the fencing token travels with the promotion
+    edge.up["east"] = True
+    lease.held = False
+    for _ in range(3):
+        await ctl.tick()
+    assert edge.mirrored == []  # the old primary is not fenced or deleted without the lease

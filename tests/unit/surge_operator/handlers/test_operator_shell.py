@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import kopf
 import pytest
@@ -22,7 +22,6 @@ from surge_operator.handlers.lifecycle import configure_kopf, to_kopf
 from surge_operator.handlers.reconcile import figures_from_deployment, initial_replicas
 from surge_operator.jetstream import NatsAuth, auth_from_secret, redact_url
 from surge_operator.kube import _error, object_path
-from surge_operator.leader import LeaseView, can_take, view
 from surge_operator.settings import OperatorConfig
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -114,24 +113,6 @@ def test_credentials_from_secrets() -> None:
 def test_secrets_never_show_in_repr_or_messages() -> None:
     assert "s3cret" not in repr(NatsAuth(password="s3cret", token="s3cret", creds="s3cret"))
     assert redact_url("nats://a:s3cret@h:4222,nats://h2:4222") == "nats://***@h:4222,nats://h2:4222"
-
-
-def test_lease_can_be_taken_when_free_ours_or_expired() -> None:
-    fresh = LeaseView(holder="other", renewed=NOW, duration=15, transitions=0)
-    assert not can_take(fresh, "me", NOW + timedelta(seconds=5))
-    assert can_take(fresh, "me", NOW + timedelta(seconds=16))
-    assert can_take(LeaseView("", NOW, 15, 0), "me", NOW)
-    assert can_take(LeaseView("me", NOW, 15, 0), "me", NOW)
-    parsed = view(
-        {
-            "spec": {
-                "holderIdentity": "x",
-                "renewTime": "2026-01-01T00:00:00.000000Z",
-                "leaseDurationSeconds": 4,
-            }
-        }
-    )
-    assert parsed == LeaseView("x", NOW, 4.0, 0)
 
 
 def test_kopf_errors_permanent_vs_temporary() -> None:

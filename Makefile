@@ -30,9 +30,11 @@ $(STAMP): pyproject.toml
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || tools/install-prometheus.sh
 
-# kube-apiserver, controller-manager, scheduler, etcd, kwok, kubectl, helm from Go modules.
+# kube-apiserver, controller-manager, scheduler, etcd, kwok, kubectl, helm from Go modules,
+# and the chart's validation tools (kubeconform, helm-docs).
 k8s:
 	tools/build-k8s.sh
+	tools/build-chart-tools.sh
 
 lint: venv
 	$(BIN)/ruff check .
@@ -52,7 +54,10 @@ e2e: venv k8s
 
 crds: venv
 	$(BIN)/surge crds > crds/messagingcluster.yaml
-	cp crds/messagingcluster.yaml charts/surge/crds/messagingcluster.yaml
+	$(BIN)/python -c "import pathlib; from surge_operator.crdgen import CHART_CRD_TEMPLATE as t, \
+		render_chart_crd_template as r; pathlib.Path(t).write_text(r())"
+	$(BIN)/python -c "import pathlib; from surge_operator.chart_values import render_values_schema as r; \
+		pathlib.Path('charts/surge/values.schema.json').write_text(r())"
 	$(BIN)/python -c "import pathlib; from surge_operator.crdgen import embed_reference as e; \
 		p = pathlib.Path('README.md'); p.write_text(e(p.read_text()))"
 

@@ -10,6 +10,7 @@ Connection (both)
     ``SURGE_NATS_USER``         user name (with SURGE_NATS_PASSWORD)     unset
     ``SURGE_NATS_PASSWORD``     password — secret, never logged          unset
     ``SURGE_NATS_TOKEN``        auth token — secret, never logged        unset
+    ``SURGE_NATS_CA_FILE``      CA certificate to trust (TLS to NATS)    unset
     ``SURGE_CLUSTER``           MessagingCluster name (logs, metrics)    ``local``
     ``SURGE_REGION``            region name (logs, metrics)              ``""``
 
@@ -21,6 +22,11 @@ Pipeline (both)
 Worker
     ``SURGE_HANDLER``           handler as ``module:function``
                                                   ``surge_workers.handlers:route_and_store``
+    ``SURGE_COMPOSER``          composer as ``module:function``, or ``none``: what the
+                                intake stage says to a customer at once (acknowledgements,
+                                high-volume notices)   ``surge_workers.composer:acknowledge``
+    ``SURGE_TEMPLATES_DIR``     per-tenant reply templates ``<tenant>.<kind>.j2`` (a mounted
+                                ConfigMap)                               built-in defaults
     ``SURGE_CONCURRENCY``       handlers running at once (lanes)         ``16``
     ``SURGE_PREFETCH``          messages buffered beyond concurrency     ``= concurrency * 4``
     ``SURGE_MAX_BATCH``         largest pull request                     ``256``
@@ -53,6 +59,7 @@ Logging (both)
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +68,8 @@ from surge_workers.contract import PRIORITIES, Priority, is_valid_prefix, is_val
 from surge_workers.errors import ConfigError
 
 DEFAULT_HANDLER = "surge_workers.handlers:route_and_store"
+DEFAULT_COMPOSER = "surge_workers.composer:acknowledge"
+NO_COMPOSER = "none"
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -111,6 +120,9 @@ class NatsSettings:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    #: PEM file of the CA that signed the servers' certificates (managed NATS: the
+    #: operator's CA); with it every connection is TLS and verifies the server
+    ca_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NatsSettings:
@@ -125,6 +137,7 @@ class NatsSettings:
             user=user,
             password=password,
             token=env.get("SURGE_NATS_TOKEN") or None,
+            ca_file=env.get("SURGE_NATS_CA_FILE") or None,
         )
 
     def connect_options(self) -> dict[str, Any]:
@@ -137,6 +150,8 @@ class NatsSettings:
             options["password"] = self.password or ""
         if self.token:
             options["token"] = self.token
+        if self.ca_file:
+            options["tls"] = ssl.create_default_context(cafile=self.ca_file)
         return options
 
 
@@ -197,6 +212,9 @@ class WorkerSettings:
     pipeline: PipelineSettings = PipelineSettings()
     log: LogSettings = LogSettings()
     handler: str = DEFAULT_HANDLER
+    #: ``module:function`` of the composer, or None: no intake stage, no replies.
+    composer: str | None = DEFAULT_COMPOSER
+    templates_dir: str | None = None
     concurrency: int = 16
     prefetch: int = 64
     max_batch: int = 256
@@ -217,11 +235,18 @@ class WorkerSettings:
         if ":" not in handler:
             raise ConfigError(f"SURGE_HANDLER: {handler!r} must be module:function")
         concurrency = _int(env, "SURGE_CONCURRENCY", cls.concurrency, minimum=1)
+        composer: str | None = _str(env, "SURGE_COMPOSER", DEFAULT_COMPOSER)
+        if composer is not None and composer.lower() in (NO_COMPOSER, "off", "false"):
+            composer = None
+        elif composer is not None and ":" not in composer:
+            raise ConfigError(f"SURGE_COMPOSER: {composer!r} must be module:function or none")
         return cls(
             nats=NatsSettings.from_env(env),
             pipeline=PipelineSettings.from_env(env),
             log=LogSettings.from_env(env),
             handler=handler,
+            composer=composer,
+            templates_dir=env.get("SURGE_TEMPLATES_DIR") or None,
             concurrency=concurrency,
             prefetch=_int(env, "SURGE_PREFETCH", concurrency * 4, minimum=0),
             max_batch=_int(env, "SURGE_MAX_BATCH", cls.max_batch, minimum=1),

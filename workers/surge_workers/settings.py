@@ -48,6 +48,7 @@ Gateway
     ``SURGE_MAX_BODY_BYTES``    largest request body (413 above)         ``1048576``
     ``SURGE_MAX_TEXT_BYTES``    largest message text (413 above)         ``16384``
     ``SURGE_MAX_BATCH_MESSAGES`` messages per batch request              ``500``
+    ``SURGE_MAX_MSG_SIZE``      the stream's max_msg_size (413 above)    ``0`` (unknown)
     ``SURGE_RATE_LIMIT``        per-tenant messages/s (0 = unlimited)    ``2000``
     ``SURGE_RATE_BURST``        per-tenant burst                         ``= 2 * rate``
 
@@ -273,6 +274,9 @@ class GatewaySettings:
     max_body_bytes: int = 1 << 20
     max_text_bytes: int = 16 * 1024
     max_batch_messages: int = 500
+    #: The stream's max_msg_size (spec.stream.maxMsgSize): larger messages get 413 before
+    #: publishing. 0 = unknown (the stream's own refusal is still answered with 413).
+    max_msg_size: int = 0
     rate_limit: float = 2000.0
     rate_burst: float = 4000.0
 
@@ -292,6 +296,7 @@ class GatewaySettings:
             max_batch_messages=_int(
                 env, "SURGE_MAX_BATCH_MESSAGES", cls.max_batch_messages, minimum=1
             ),
+            max_msg_size=_int(env, "SURGE_MAX_MSG_SIZE", cls.max_msg_size, minimum=0),
             rate_limit=rate,
             rate_burst=_float(env, "SURGE_RATE_BURST", 2 * rate),
         )

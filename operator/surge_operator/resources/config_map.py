@@ -43,6 +43,8 @@ def config_data(ctx: BuildContext) -> dict[str, str]:
         "SURGE_METRICS_PORT": str(METRICS_PORT),
         "SURGE_HTTP_PORT": str(GATEWAY_PORT),
         "SURGE_RATE_LIMIT": f"{spec.gateway.rate_limit_per_tenant:g}",
+        # The gateway answers 413 for what the stream could never store.
+        "SURGE_MAX_MSG_SIZE": str(spec.stream.max_msg_size),
         "SURGE_LOG_FORMAT": "json",
     }
     creds = region.nats.credentials_secret

@@ -196,7 +196,7 @@ def test_committed_openapi_document_is_current() -> None:
 
 def test_openapi_documents_every_refusal() -> None:
     post = openapi_document()["paths"]["/v1/messages"]["post"]
-    assert {"202", "400", "401", "403", "413", "422", "429", "503"} <= set(post["responses"])
+    assert {"202", "400", "401", "403", "413", "422", "429", "503", "507"} <= set(post["responses"])
     assert "Retry-After" in post["responses"]["429"]["headers"]
 
 

@@ -26,6 +26,21 @@ def encode_payload(message: MessageIn) -> bytes:
     return (body + "}").encode()
 
 
+# The most bytes encode_payload spends on one character of text: an astral character
+# becomes a \\uXXXX\\uXXXX surrogate pair.
+MAX_BYTES_PER_CHAR = 12
+_HEADER_LINE = len("NATS/1.0\r\n") + len("\r\n")
+
+
+def stored_size(payload: bytes, headers: dict[str, str]) -> int:
+    """What a stream's max_msg_size is compared with: payload plus the encoded headers
+    (``NATS/1.0`` line, one ``key: value`` line each, blank line)."""
+    size = len(payload) + _HEADER_LINE
+    for key, value in headers.items():
+        size += len(key) + len(value.encode()) + 4  # ": " and "\r\n"
+    return size
+
+
 def utf8_length(text: str) -> int:
     # isascii() is O(1) on CPython (a flag of the str object): no encode for ASCII text.
     return len(text) if text.isascii() else len(text.encode())

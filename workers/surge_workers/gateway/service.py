@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 from aiohttp import web
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -32,12 +33,67 @@ from surge_workers.contract import (
     retry_after_seconds,
 )
 from surge_workers.gateway.auth import TokenFile, TokenTable, authenticate
-from surge_workers.gateway.encoding import encode_payload, utf8_length
-from surge_workers.gateway.publisher import Ack, JetStreamPublisher
+from surge_workers.gateway.encoding import (
+    MAX_BYTES_PER_CHAR,
+    encode_payload,
+    stored_size,
+    utf8_length,
+)
+from surge_workers.gateway.publisher import Ack, JetStreamPublisher, Publication
 from surge_workers.gateway.refusals import Refused
 from surge_workers.metrics import GatewayMetrics
 from surge_workers.ratelimit import TenantLimiter
 from surge_workers.settings import GatewaySettings
+
+# Same width as format_enqueued_at(now) until the year 2286: sizes computed before the
+# publish match the stored ones byte for byte.
+_ENQUEUED_AT_WIDTH = format_enqueued_at(2_000_000_000.0)
+
+
+def publication(
+    prefix: str, partitions: int, tenant: str, message: MessageIn, enqueued_at: str
+) -> Publication:
+    """Subject, payload and headers of one accepted message."""
+    return (
+        message_subject(
+            prefix, message.priority, message.conversation_id, partitions, tenant=tenant
+        ),
+        encode_payload(message),
+        message_headers(
+            tenant=tenant,
+            msg_id=message.id,
+            conversation_id=message.conversation_id,
+            priority=message.priority,
+            enqueued_at=enqueued_at,
+        ),
+    )
+
+
+# JetStream's answers that are not "try again in a second" (nats-server err_code).
+_TOO_LARGE = 10054  # message size exceeds maximum allowed
+_STREAM_FULL = 10077  # maximum bytes / messages exceeded (discard: new)
+STREAM_FULL_RETRY_AFTER = 30
+
+
+def refusal_for(err: Exception) -> Refused:
+    """The HTTP answer to a publish the stream did not confirm."""
+    if not isinstance(err, nats.js.errors.APIError):
+        return Refused(503, "unavailable", "stream did not confirm", {"Retry-After": "1"})
+    code = err.err_code
+    if code == _TOO_LARGE:
+        return Refused(
+            413, "too_large", "message above the stream's limit (spec.stream.maxMsgSize)"
+        )
+    if code == _STREAM_FULL:
+        # Nothing queued is dropped to make room: new writes wait until workers catch up.
+        return Refused(
+            507,
+            "stream_full",
+            f"the stream is full ({err.description}); new writes are refused until the "
+            "backlog drains, nothing queued was dropped",
+            {"Retry-After": str(STREAM_FULL_RETRY_AFTER)},
+        )
+    return Refused(503, "unavailable", "stream did not confirm", {"Retry-After": "1"})
 
 
 @dataclass
@@ -100,6 +156,7 @@ class Gateway:
 
     def check_messages(self, tenant: str, messages: list[MessageIn]) -> None:
         limit = self.settings.max_text_bytes
+        stream_limit = self.settings.max_msg_size
         for message in messages:
             if utf8_length(message.text) > limit:
                 raise Refused(413, "too_large", f"message {message.id}: text above {limit} bytes")
@@ -107,6 +164,23 @@ class Gateway:
                 raise Refused(
                     403, "wrong_tenant", f"message {message.id}: token is not for that tenant"
                 )
+            # Exact size only when the text could possibly reach the stream's limit.
+            if stream_limit and len(message.text) * MAX_BYTES_PER_CHAR + 1024 > stream_limit:
+                size = self._stored_size(tenant, message)
+                if size > stream_limit:
+                    raise Refused(
+                        413,
+                        "too_large",
+                        f"message {message.id}: {size} bytes as stored, above the stream's "
+                        f"limit of {stream_limit} (spec.stream.maxMsgSize)",
+                    )
+
+    def _stored_size(self, tenant: str, message: MessageIn) -> int:
+        pipeline = self.settings.pipeline
+        _, payload, headers = publication(
+            pipeline.subject_prefix, pipeline.partitions, tenant, message, _ENQUEUED_AT_WIDTH
+        )
+        return stored_size(payload, headers)
 
     def admit(self, tenant: str, messages: list[MessageIn]) -> None:
         offered = self.offered
@@ -163,20 +237,7 @@ class Gateway:
         prefix, partitions = pipeline.subject_prefix, pipeline.partitions
         now = format_enqueued_at(time.time())
         publications = [
-            (
-                message_subject(
-                    prefix, message.priority, message.conversation_id, partitions, tenant=tenant
-                ),
-                encode_payload(message),
-                message_headers(
-                    tenant=tenant,
-                    msg_id=message.id,
-                    conversation_id=message.conversation_id,
-                    priority=message.priority,
-                    enqueued_at=now,
-                ),
-            )
-            for message in messages
+            publication(prefix, partitions, tenant, message, now) for message in messages
         ]
         started = time.perf_counter()
         try:
@@ -184,9 +245,7 @@ class Gateway:
             acks = await self.publisher.publish(publications)
         except (nats.errors.Error, TimeoutError) as err:
             self.log.warning("publish_failed", tenant=tenant, error=str(err) or repr(err))
-            raise Refused(
-                503, "unavailable", "stream did not confirm", {"Retry-After": "1"}
-            ) from err
+            raise refusal_for(err) from err
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         return self._accepted(messages, acks)
 

@@ -329,7 +329,27 @@ class StreamSpec(_Model):
     )
     storage: StorageType = Field(default=StorageType.FILE, description="Stream storage backend.")
     max_age_seconds: int = Field(
-        default=7 * 24 * 3600, ge=60, description="Drop messages older than this."
+        default=7 * 24 * 3600,
+        ge=60,
+        description=(
+            "Drop messages older than this, processed or not: a backlog older than this "
+            "is lost. Size the stream with maxBytes to refuse writes instead."
+        ),
+    )
+    max_bytes: int | None = Field(
+        default=None,
+        ge=1024 * 1024,
+        description=(
+            "Bytes the stream may hold. When full, new writes are refused (the gateway "
+            "answers 507 with Retry-After); queued messages are never discarded for room. "
+            "Unset: no byte limit."
+        ),
+    )
+    transcript_ttl_seconds: int = Field(
+        default=30 * 24 * 3600,
+        ge=60,
+        le=10 * 365 * 24 * 3600,
+        description="How long a stored transcript message is kept (a per-key TTL).",
     )
     duplicate_window_seconds: int = Field(
         default=120, ge=1, le=86400, description="Nats-Msg-Id deduplication window."

@@ -30,8 +30,10 @@ $(STAMP): pyproject.toml
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || tools/install-prometheus.sh
 
-# kube-apiserver, controller-manager, scheduler, etcd, kwok, kubectl, helm from Go modules.
+# Debian's containerd/runc/CNI plugins for real nodes, then kube-apiserver, controller-manager,
+# scheduler, kubelet, kube-proxy, etcd, CoreDNS, kube-router, kwok, kubectl, helm from Go modules.
 k8s:
+	tools/install-node-deps.sh
 	tools/build-k8s.sh
 
 lint: venv

@@ -18,6 +18,7 @@ from kubernetes import client, config
 from surge_cluster.cluster import LocalCluster
 from surge_cluster.images import BUSYBOX_IMAGE
 from surge_cluster.netplan import cluster_id
+from surge_cluster.nodepool import NODE_STATE_ROOT
 from surge_cluster.testing import eventually
 from surge_cluster.versions import bin_dir
 from tests.fixtures.kube import node_prerequisites
@@ -96,4 +97,4 @@ def test_down_leaves_no_process_mount_netns_link_rule_cgroup_or_state(
     assert ident not in _ruleset()
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(own_cluster.root) not in mounts
-    assert not (own_cluster.root / "nodes").exists()
+    assert not (NODE_STATE_ROOT / ident).exists()

@@ -268,6 +268,8 @@ class LocalCluster:
         pool.load_images(archives)
         kernelknobs.save_baseline()
         pool.start_agents(spawn)
+        self._wait_nodes_ready(rest, state, timeout)
+        pool.start_policy(spawn)
         for obj in addons.coredns(images.coredns_ref()):
             rest.create(addons.collection_path(obj), obj)
 
@@ -328,10 +330,7 @@ class LocalCluster:
         save_state(layout, state)
         log.info("started %s (pid %d)", name, record.pid)
 
-    def _wait_cluster_ready(self, rest: Rest, state: State, timeout: float) -> None:
-        def all_alive() -> bool:
-            return all(procs.record_alive(p) for p in state.processes)
-
+    def _wait_nodes_ready(self, rest: Rest, state: State, timeout: float) -> None:
         names = [n.name for n in self.nodes] + [n.name for n in self.real_nodes]
 
         def nodes_ready() -> bool:
@@ -344,11 +343,22 @@ class LocalCluster:
             }
             return all(name in ready for name in names)
 
+        wait_until(
+            "nodes Ready",
+            nodes_ready,
+            timeout=timeout,
+            alive=lambda: all(procs.record_alive(p) for p in state.processes),
+        )
+
+    def _wait_cluster_ready(self, rest: Rest, state: State, timeout: float) -> None:
+        def all_alive() -> bool:
+            return all(procs.record_alive(p) for p in state.processes)
+
         def dns_ready() -> bool:
             dep = rest.get("/apis/apps/v1/namespaces/kube-system/deployments/coredns")
             return int((dep.get("status") or {}).get("readyReplicas") or 0) >= 1
 
-        wait_until("nodes Ready", nodes_ready, timeout=timeout, alive=all_alive)
+        self._wait_nodes_ready(rest, state, timeout)
         if self.real_nodes:
             wait_until("CoreDNS ready", dns_ready, timeout=timeout, alive=all_alive)
         wait_until(

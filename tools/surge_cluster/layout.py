@@ -50,13 +50,6 @@ class Layout:
         return self.root / "podrunner"
 
     @property
-    def nodes(self) -> Path:
-        return self.root / "nodes"
-
-    def node(self, name: str) -> Path:
-        return self.nodes / name
-
-    @property
     def state_file(self) -> Path:
         return self.root / "state.json"
 

@@ -22,6 +22,7 @@ from surge_cluster.readiness import wait_until
 log = logging.getLogger("surge_cluster")
 
 Spawn = Callable[[Component], ProcessRecord]
+NODE_STATE_ROOT = Path("/var/lib/surge-cluster")
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,15 @@ class NodePool:
     ) -> NodePool:
         return cls(layout, plan(layout.root, subnet, specs), binaries)
 
+    @property
+    def state_dir(self) -> Path:
+        """Where the nodes keep their state: short paths, because containerd and kubelet
+        sockets live below it and a unix socket path must stay under 104 bytes (a pytest
+        tmp dir is too long for that)."""
+        return NODE_STATE_ROOT / self.net.cluster_id
+
     def paths(self, node: NodeNet) -> NodePaths:
-        return NodePaths(self.layout.node(node.name))
+        return NodePaths(self.state_dir / node.name)
 
     # ----------------------------------------------------------------- up
     def create_network(self, api_port: int) -> None:
@@ -76,7 +84,11 @@ class NodePool:
             paths = self.paths(node)
             spawn(nodes.kubelet(node, paths, self.binaries))
             spawn(nodes.kube_proxy(node, paths, self.binaries))
-            spawn(nodes.kube_router(node, paths, self.binaries))
+
+    def start_policy(self, spawn: Spawn) -> None:
+        """kube-router reads its node's InternalIP at start: only once the kubelets report it."""
+        for node in self.net.nodes:
+            spawn(nodes.kube_router(node, self.paths(node), self.binaries))
 
     # ----------------------------------------------------------------- down
     def remove(self) -> list[str]:
@@ -85,12 +97,12 @@ class NodePool:
         for node in self.net.nodes:
             problems += nodes.remove(node, self.paths(node))
         problems += hostnet.remove(self.net)
-        if self.layout.nodes.is_dir() and not any(self.layout.nodes.iterdir()):
-            self.layout.nodes.rmdir()
+        if self.state_dir.is_dir() and not any(self.state_dir.iterdir()):
+            self.state_dir.rmdir()
         return problems
 
     def leftovers(self) -> list[str]:
-        found: list[str] = []
+        found: list[str] = [f"node state {self.state_dir}"] if self.state_dir.exists() else []
         for node in self.net.nodes:
             found += nodes.leftovers(node, self.paths(node))
         return found + hostnet.leftovers(self.net)

@@ -30,11 +30,13 @@ $(STAMP): pyproject.toml
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || tools/install-prometheus.sh
 
-# Debian's containerd/runc/CNI plugins for real nodes, then kube-apiserver, controller-manager,
-# scheduler, kubelet, kube-proxy, etcd, CoreDNS, kube-router, kwok, kubectl, helm from Go modules.
+# Debian's containerd/runc/CNI plugins for real nodes; kube-apiserver, controller-manager,
+# scheduler, kubelet, kube-proxy, etcd, CoreDNS, kube-router, kwok, kubectl, helm from Go
+# modules; and the chart's validation tools (kubeconform, helm-docs).
 k8s:
 	tools/install-node-deps.sh
 	tools/build-k8s.sh
+	tools/build-chart-tools.sh
 
 lint: venv
 	$(BIN)/ruff check .
@@ -54,7 +56,10 @@ e2e: venv k8s
 
 crds: venv
 	$(BIN)/surge crds > crds/messagingcluster.yaml
-	cp crds/messagingcluster.yaml charts/surge/crds/messagingcluster.yaml
+	$(BIN)/python -c "import pathlib; from surge_operator.crdgen import CHART_CRD_TEMPLATE as t, \
+		render_chart_crd_template as r; pathlib.Path(t).write_text(r())"
+	$(BIN)/python -c "import pathlib; from surge_operator.chart_values import render_values_schema as r; \
+		pathlib.Path('charts/surge/values.schema.json').write_text(r())"
 	$(BIN)/python -c "import pathlib; from surge_operator.crdgen import embed_reference as e; \
 		p = pathlib.Path('README.md'); p.write_text(e(p.read_text()))"
 

@@ -1,5 +1,9 @@
 """The `surge` command line: parse arguments, call library code, render output. No logic here.
 
+Local commands (demo, simulate, load, bench, crds) live here; the commands that talk to a
+cluster (status, failback, drain-region, check-install) in `cli_cluster`. Exit codes are
+the same everywhere: 0 ok, 1 failure, 2 usage.
+
 Each command imports its implementation lazily so `surge --help` stays fast and the
 commands that need no cluster never import kopf or kubernetes.
 """
@@ -12,6 +16,7 @@ from typing import Annotated
 import typer
 
 from surge_operator import __version__
+from surge_operator.cli_cluster import register as register_cluster_commands
 
 app = typer.Typer(
     name="surge",
@@ -23,6 +28,7 @@ bench_app = typer.Typer(
     help="Benchmarks that print ratios against a baseline measured in the same run."
 )
 app.add_typer(bench_app, name="bench")
+register_cluster_commands(app)
 
 
 def _version(value: bool) -> None:

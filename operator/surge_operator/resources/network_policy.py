@@ -1,8 +1,10 @@
 """NetworkPolicy for the cluster's pods: default-deny with the few flows the pipeline needs.
 
 Ingress: the gateway's HTTP port from anywhere (it authenticates tenants itself), the
-metrics port of both components from anywhere (Prometheus). Egress: DNS and the NATS ports
-named in the spec's region URLs; nothing else.
+metrics port of both components from anywhere (Prometheus). Egress: DNS, the NATS ports
+named in the spec's region URLs, and the `spec.networkPolicy.extraEgress` rules a custom
+handler needs for its outbound calls; nothing else. `spec.networkPolicy.enabled: false`
+(or the chart's `dataPlane.networkPolicy.enabled: false`) removes the policy.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from urllib.parse import urlsplit
 from surge_operator.resources.config_map import GATEWAY_PORT, METRICS_PORT
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.labels import label_value, metadata
+from surge_operator.resources.nats.names import region_url
 
 NATS_DEFAULT_PORT = 4222
 
@@ -20,13 +23,18 @@ NATS_DEFAULT_PORT = 4222
 def nats_ports(ctx: BuildContext) -> list[int]:
     ports: set[int] = set()
     for region in ctx.spec.regions:
-        for url in region.nats.url.split(","):
+        url_list = region_url(ctx.name, ctx.namespace, region)
+        for url in url_list.split(","):
             try:
                 port = urlsplit(url.strip()).port
             except ValueError:
                 port = None
             ports.add(port or NATS_DEFAULT_PORT)
     return sorted(ports)
+
+
+def policy_name(ctx: BuildContext) -> str:
+    return f"{ctx.name}-surge"
 
 
 def build_network_policy(ctx: BuildContext) -> dict[str, Any]:
@@ -36,7 +44,7 @@ def build_network_policy(ctx: BuildContext) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(ctx, f"{ctx.name}-surge", "network"),
+        "metadata": metadata(ctx, policy_name(ctx), "network"),
         "spec": {
             # Both components of this cluster (instance label), nothing else.
             "podSelector": {
@@ -50,6 +58,10 @@ def build_network_policy(ctx: BuildContext) -> dict[str, Any]:
             "egress": [
                 {"ports": [{"protocol": "UDP", "port": 53}, tcp(53)]},
                 {"ports": [tcp(p) for p in nats_ports(ctx)]},
+                *(
+                    rule.model_dump(by_alias=True, exclude_none=True)
+                    for rule in ctx.spec.network_policy.extra_egress
+                ),
             ],
         },
     }

@@ -10,12 +10,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit integration e2e venv prometheus k8s crds clean
+.PHONY: demo test lint typecheck unit integration e2e venv prometheus k8s s3-server crds clean
 
 demo: venv
 	$(BIN)/surge demo $(DEMO_ARGS)
 
-test: venv prometheus k8s lint typecheck
+test: venv prometheus k8s s3-server lint typecheck
 	SURGE_REQUIRE_E2E=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -29,6 +29,11 @@ $(STAMP): pyproject.toml
 # Debian's Prometheus, for the integration tier (the tests start their own on loopback).
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || tools/install-prometheus.sh
+
+# An S3-compatible server (versitygw, checks SigV4) for the backup tests and `surge bench backup`.
+S3_SERVER_VERSION ?= v1.8.0
+s3-server:
+	tools/go-tool.sh versitygw github.com/versity/versitygw $(S3_SERVER_VERSION) ./cmd/versitygw >/dev/null
 
 # kube-apiserver, controller-manager, scheduler, etcd, kwok, kubectl, helm from Go modules.
 k8s:

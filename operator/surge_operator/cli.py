@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 
 from surge_operator import __version__
+from surge_operator.backup.cli import backup_app, bench_backup
+from surge_operator.backup.cli import restore as backup_restore
 
 app = typer.Typer(
     name="surge",
@@ -23,6 +25,9 @@ bench_app = typer.Typer(
     help="Benchmarks that print ratios against a baseline measured in the same run."
 )
 app.add_typer(bench_app, name="bench")
+app.add_typer(backup_app, name="backup")
+app.command("restore")(backup_restore)
+bench_app.command("backup")(bench_backup)
 
 
 def _version(value: bool) -> None:

@@ -35,9 +35,11 @@ S3_SERVER_VERSION ?= v1.8.0
 s3-server:
 	tools/go-tool.sh versitygw github.com/versity/versitygw $(S3_SERVER_VERSION) ./cmd/versitygw >/dev/null
 
-# kube-apiserver, controller-manager, scheduler, etcd, kwok, kubectl, helm from Go modules.
+# kube-apiserver, controller-manager, scheduler, etcd, kwok, kubectl, helm from Go modules,
+# and the chart's validation tools (kubeconform, helm-docs).
 k8s:
 	tools/build-k8s.sh
+	tools/build-chart-tools.sh
 
 lint: venv
 	$(BIN)/ruff check .
@@ -57,7 +59,10 @@ e2e: venv k8s
 
 crds: venv
 	$(BIN)/surge crds > crds/messagingcluster.yaml
-	cp crds/messagingcluster.yaml charts/surge/crds/messagingcluster.yaml
+	$(BIN)/python -c "import pathlib; from surge_operator.crdgen import CHART_CRD_TEMPLATE as t, \
+		render_chart_crd_template as r; pathlib.Path(t).write_text(r())"
+	$(BIN)/python -c "import pathlib; from surge_operator.chart_values import render_values_schema as r; \
+		pathlib.Path('charts/surge/values.schema.json').write_text(r())"
 	$(BIN)/python -c "import pathlib; from surge_operator.crdgen import embed_reference as e; \
 		p = pathlib.Path('README.md'); p.write_text(e(p.read_text()))"
 

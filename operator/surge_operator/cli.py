@@ -1,5 +1,9 @@
 """The `surge` command line: parse arguments, call library code, render output. No logic here.
 
+Local commands (demo, simulate, load, bench, crds) live here; the commands that talk to a
+cluster (status, failback, drain-region, check-install) in `cli_cluster`. Exit codes are
+the same everywhere: 0 ok, 1 failure, 2 usage.
+
 Each command imports its implementation lazily so `surge --help` stays fast and the
 commands that need no cluster never import kopf or kubernetes.
 """
@@ -14,6 +18,7 @@ import typer
 from surge_operator import __version__
 from surge_operator.backup.cli import backup_app, bench_backup
 from surge_operator.backup.cli import restore as backup_restore
+from surge_operator.cli_cluster import register as register_cluster_commands
 
 app = typer.Typer(
     name="surge",
@@ -28,6 +33,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(backup_app, name="backup")
 app.command("restore")(backup_restore)
 bench_app.command("backup")(bench_backup)
+register_cluster_commands(app)
 
 
 def _version(value: bool) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import math
+import ssl
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -77,9 +78,13 @@ class NatsAuth:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    #: PEM of the CA to trust (`nats.tls`: the managed cluster's CA or `nats.caSecret`);
+    #: None with TLS means the system's roots (a `tls://` URL)
+    ca_pem: str | None = field(default=None, repr=False)
 
     def digest(self) -> str:
-        blob = "\0".join(x or "" for x in (self.creds, self.user, self.password, self.token))
+        parts = (self.creds, self.user, self.password, self.token, self.ca_pem)
+        blob = "\0".join(x or "" for x in parts)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def connect_options(self) -> dict[str, Any]:
@@ -91,6 +96,8 @@ class NatsAuth:
             options["password"] = self.password or ""
         if self.token:
             options["token"] = self.token
+        if self.ca_pem:
+            options["tls"] = ssl.create_default_context(cadata=self.ca_pem)
         return options
 
 

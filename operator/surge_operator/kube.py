@@ -106,10 +106,18 @@ class KubeApi(Protocol):
 class HttpKubeApi:
     """KubeApi over aiohttp. Create with `await HttpKubeApi.connect()`; `close()` at exit."""
 
-    def __init__(self, session: aiohttp.ClientSession, server: str, component: str) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        server: str,
+        component: str,
+        default_namespace: str | None = None,
+    ) -> None:
         self._session = session
         self._server = server.rstrip("/")
         self._component = component
+        #: the kubeconfig context's namespace (the CLI's default for -n)
+        self.default_namespace = default_namespace
 
     @classmethod
     async def connect(cls, component: str = "surge-operator") -> HttpKubeApi:
@@ -125,7 +133,7 @@ class HttpKubeApi:
             headers={**info.as_http_headers(), "User-Agent": component},
             timeout=aiohttp.ClientTimeout(total=30),
         )
-        return cls(session, info.server, component)
+        return cls(session, info.server, component, info.default_namespace)
 
     async def close(self) -> None:
         await self._session.close()

@@ -112,6 +112,26 @@ class OperatorMetrics:
             (*_LABELS, "outcome"),
             registry=r,
         )
+        self.failover_rpo = Gauge(
+            "surge_operator_failover_rpo_messages",
+            "Estimated RPO of the last promotion: messages the dead primary was last seen to "
+            "hold beyond the promoted standby (recovered when it heals).",
+            _LABELS,
+            registry=r,
+        )
+        self.failover_recovered = Counter(
+            "surge_operator_failover_recovered_messages",
+            "Messages of an old primary's tail merged into the active region, by outcome "
+            "(republished, duplicate: already there by id, superseded: newer KV value kept).",
+            (*_LABELS, "outcome"),
+            registry=r,
+        )
+        self.failovers = Counter(
+            "surge_operator_failovers",
+            "Promotions and failbacks carried out.",
+            (*_LABELS, "kind"),
+            registry=r,
+        )
 
     def forget(self, namespace: str, cluster: str) -> None:
         for gauge in (
@@ -124,6 +144,7 @@ class OperatorMetrics:
             self.ready_replicas,
             self.backlog,
             self.degradation_level,
+            self.failover_rpo,
         ):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, cluster)

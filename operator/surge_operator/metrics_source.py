@@ -72,18 +72,29 @@ class PrometheusReading:
     error_rate: float | None
 
 
+#: Seconds one Prometheus query may take (connect + read) before the tick goes on without it.
+PROMETHEUS_TIMEOUT = 2.0
+
+
 class PrometheusQueries:
     """p95 queue wait (per `priority` label, or one value for all) and error ratio."""
 
     def __init__(
-        self, url: str, p95_wait_query: str | None, error_rate_query: str | None = None
+        self,
+        url: str,
+        p95_wait_query: str | None,
+        error_rate_query: str | None = None,
+        *,
+        timeout: float = PROMETHEUS_TIMEOUT,
     ) -> None:
         from prometheus_api_client import PrometheusConnect
 
         self.url = url
         self.p95_wait_query = p95_wait_query
         self.error_rate_query = error_rate_query
-        self._client = PrometheusConnect(url=url, disable_ssl=True)
+        # Certificates are verified (disable_ssl=False) and every query is bounded: a hung
+        # or impersonated Prometheus must not stall or steer the autoscaler.
+        self._client = PrometheusConnect(url=url, disable_ssl=False, timeout=timeout)
 
     @classmethod
     def from_spec(cls, spec: PrometheusSpec | None) -> PrometheusQueries | None:

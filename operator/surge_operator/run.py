@@ -4,20 +4,25 @@ kopf. The only place that wires globals (structlog config, kopf's handler regist
     KUBECONFIG=... surge-operator            # or in-cluster with a service account
 
 Exit codes: 0 on SIGTERM/SIGINT, 1 when leadership is lost (restart as a standby).
+Either way the process is gone within SURGE_SHUTDOWN_SECONDS (+ ~3 s for releasing the
+Lease and closing clients), even with NATS and the API server both unreachable; a second
+signal exits at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from surge_operator.kube import HttpKubeApi
-from surge_operator.leader import LeaseElector
+from surge_operator.leader import Leadership, LeaseElector, Unfenced
 from surge_operator.logs import configure, get_logger
 from surge_operator.metrics import OperatorMetrics
 from surge_operator.settings import OperatorConfig
@@ -63,14 +68,24 @@ async def run(config: OperatorConfig) -> int:
     kube = await HttpKubeApi.connect()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            # A second signal: whatever is still running gets no more time.
+            log.error("exiting_now_on_second_signal")
+            os._exit(1)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
 
     elector = LeaseElector(kube, config.leader)
+    leadership: Leadership = elector if config.leader.enabled else Unfenced()
     lost = asyncio.Event()
     keeper: asyncio.Task[None] | None = None
     exit_code = 0
+    grace = config.leader.shutdown_seconds
     try:
         if config.leader.enabled:
             if not await elector.acquire(stop):
@@ -80,41 +95,61 @@ async def run(config: OperatorConfig) -> int:
         kopf_stop = asyncio.Event()
         ready = asyncio.Event()
 
-        async def relay() -> None:
-            waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
-            kopf_stop.set()
-
         async def mark_ready() -> None:
             await ready.wait()
             state["ready"] = True
 
-        relay_task = asyncio.create_task(relay())
         ready_task = asyncio.create_task(mark_ready())
         namespaces = list(config.namespaces)
-        await kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            standalone=True,  # leadership is the Lease's job (see leader.py)
-            stop_flag=kopf_stop,
-            ready_flag=ready,
-            memo=kopf.Memo(config=config, metrics=metrics, kube=kube),
+        operator = asyncio.create_task(
+            kopf.operator(
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                standalone=True,  # leadership is the Lease's job (see leader.py)
+                stop_flag=kopf_stop,
+                ready_flag=ready,
+                memo=kopf.Memo(config=config, metrics=metrics, kube=kube, leadership=leadership),
+            )
         )
-        relay_task.cancel()
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+        await asyncio.wait([operator, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        for w in waiters:
+            w.cancel()
         ready_task.cancel()
         if lost.is_set():
             log.error("exiting_after_leadership_loss")
             exit_code = 1
+        state["leader"] = False
+        kopf_stop.set()
+        await _bounded_stop(operator, grace, log)
     finally:
         stop.set()
         if keeper is not None:
-            await keeper
-        await elector.release()
-        await kube.close()
-        await runner.cleanup()
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeper
+        await elector.release(within=min(2.0, grace))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(kube.close(), timeout=1.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(runner.cleanup(), timeout=1.0)
     return exit_code
+
+
+async def _bounded_stop(operator: asyncio.Task[None], grace: float, log: Any) -> None:
+    """Give kopf `grace` seconds to stop (its own cleanup retries for up to 10 minutes
+    when the API server or NATS is gone), then cancel it; the process exits either way."""
+    done, _ = await asyncio.wait([operator], timeout=grace)
+    if done:
+        with contextlib.suppress(Exception):
+            operator.result()
+        return
+    log.warning("kopf_stop_timed_out", grace=grace)
+    operator.cancel()
+    done, _ = await asyncio.wait([operator], timeout=1.0)
+    if not done:
+        log.error("kopf_would_not_stop")
+        os._exit(1)
 
 
 def main() -> None:

@@ -23,10 +23,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from surge_workers.consumer import Worker
 from surge_workers.contract import (
     PRIORITIES,
-    Header,
     Priority,
     dead_letter_stream,
     format_enqueued_at,
+    message_headers,
     message_subject,
 )
 from surge_workers.delivery import Delivery, Handler, HandlerContext
@@ -106,14 +106,16 @@ async def publish(
     tenant: str = "acme",
     data: bytes | None = None,
 ) -> int:
-    headers = {
-        Header.MSG_ID: msg_id,
-        Header.CONVERSATION: conversation,
-        Header.TENANT: tenant,
-        Header.PRIORITY: priority.value,
-        Header.ENQUEUED_AT: format_enqueued_at(time.time()),
-    }
-    subject = message_subject(config.subject_prefix, priority, conversation, config.partitions)
+    headers = message_headers(
+        tenant=tenant,
+        msg_id=msg_id,
+        conversation_id=conversation,
+        priority=priority,
+        enqueued_at=format_enqueued_at(time.time()),
+    )
+    subject = message_subject(
+        config.subject_prefix, priority, conversation, config.partitions, tenant=tenant
+    )
     payload = data if data is not None else json.dumps({"text": text}).encode()
     ack = await js.publish(subject, payload, headers=headers)
     return ack.seq

@@ -35,7 +35,7 @@ from surge_operator.errors import (
     BackupTargetFullError,
     RestoreConflictError,
 )
-from surge_workers.contract import PRIORITIES
+from surge_workers.contract import PRIORITIES, scoped_id
 from surge_workers.handlers import route_and_store
 from surge_workers.natsserver import NatsServer
 from surge_workers.pipeline import PipelineConfig
@@ -54,18 +54,19 @@ def _env(s3: LocalS3) -> Mapping[str, str]:
 
 
 async def _publish_many(js: object, config: PipelineConfig, count: int, tag: str) -> set[str]:
+    """Publish `count` messages over two tenants; returns their tenant-scoped ids."""
     ids = set()
     for i in range(count):
-        msg_id = f"{tag}-{i:05d}"
+        msg_id, tenant = f"{tag}-{i:05d}", f"tenant-{i % 2}"
         await publish(
             js,  # type: ignore[arg-type]
             config,
             msg_id=msg_id,
             conversation=f"conv-{i % 17}",
             priority=PRIORITIES[i % 3],
-            tenant=f"tenant-{i % 2}",
+            tenant=tenant,
         )
-        ids.add(msg_id)
+        ids.add(scoped_id(tenant, msg_id))
     return ids
 
 
@@ -171,13 +172,13 @@ async def test_a_backup_taken_mid_surge_restores_consistently(
         async with running_worker(fresh.url, worker_settings(config), route_and_store):
             await wait_until(lambda: _drained(js2, config), within=60)
         entries = await transcripts(js2, config.stream)
-        by_id = Counter(e.msg_id for e in entries)
+        by_id = Counter(scoped_id(e.tenant, e.msg_id) for e in entries)
         assert set(restored) <= set(by_id), "a restored message was never processed"
         assert set(by_id.values()) == {1}, "a message was processed twice"
         # A transcript without its message in the backup belongs to a message accepted
         # after the message stream's snapshot point (its effect survived, so it is no loss).
         cut = manifest.part(PartRole.MESSAGES).last_seq  # type: ignore[union-attr]
-        assert all(e.seq > cut for e in entries if e.msg_id not in restored)
+        assert all(e.seq > cut for e in entries if scoped_id(e.tenant, e.msg_id) not in restored)
         await nc2.close()
     finally:
         fresh.cleanup()

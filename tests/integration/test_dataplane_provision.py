@@ -34,7 +34,8 @@ async def test_provisioning_twice_creates_then_changes_nothing(nats_url: str) ->
     await nc.close()
 
     assert {c.action for c in first.changes} == {Action.CREATED}
-    assert len(first.changes) == 1 + len(PRIORITIES) + 1 + 3
+    # stream, consumers, dead letters, replies stream + intake consumer, KV buckets
+    assert len(first.changes) == 1 + len(PRIORITIES) + 1 + 2 + 3
     assert not second.changed, second.summary()
 
 
@@ -54,10 +55,12 @@ async def test_changed_spec_updates_stream_and_consumer_fields(nats_url: str) ->
 
     updated = {c.name: c.fields for c in result.changes if c.action is Action.UPDATED}
     assert set(updated[config.stream]) == {"max_age", "duplicate_window"}
-    assert "max_deliver" in updated[consumer_name(Priority.BULK)]
+    assert "metadata.surge.dev/max-deliver" in updated[consumer_name(Priority.BULK)]
     assert stream.config.max_age == pytest.approx(3600.0)
-    assert bulk.config.max_deliver == 9
+    # The budget is the worker's to count; the server never stops redelivering on its own.
+    assert bulk.config.max_deliver == -1
     assert bulk.config.metadata is not None
+    assert bulk.config.metadata["surge.dev/max-deliver"] == "9"
     assert bulk.config.metadata["surge.dev/nak-backoff"] == "2"
 
 
@@ -105,7 +108,7 @@ async def test_delete_pipeline_removes_everything_and_is_idempotent(nats_url: st
         await read_queue_state(js, config)
     await nc.close()
 
-    assert len(deleted) == 5
+    assert len(deleted) == 6  # stream, dead letters, replies, three KV buckets
     assert again == ()
 
 

@@ -4,89 +4,31 @@ degradation and rate limits answer 429 + Retry-After, transcripts read back in o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from tests.integration.dataplane_support import (
     backlog,
-    connect,
     provisioned,
     running_worker,
     unique_pipeline,
     wait_until,
     worker_settings,
 )
+from tests.integration.gateway_support import ACME, message, running_gateway
 
+from surge_workers.api_models import MessageIn
 from surge_workers.contract import DegradationLevel, Priority
-from surge_workers.degradation import DegradationWatcher, publish_degradation
-from surge_workers.gateway import Gateway, build_app
+from surge_workers.degradation import publish_degradation
 from surge_workers.handlers import route_and_store
-from surge_workers.logs import get_logger
-from surge_workers.metrics import GatewayMetrics
-from surge_workers.natsserver import free_port
 from surge_workers.openapi import committed_document, openapi_document
 from surge_workers.pipeline import PipelineConfig
-from surge_workers.settings import GatewaySettings, PipelineSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-TOKENS = {"acme": ["acme-token"], "globex": ["globex-token"]}
-ACME = {"Authorization": "Bearer acme-token"}
-
-
-def message(msg_id: str = "m1", **fields: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": msg_id,
-        "conversation_id": "conv1",
-        "tenant": "acme",
-        "priority": "normal",
-        "text": "my invoice is wrong",
-        "language": "en",
-    }
-    body.update(fields)
-    return body
-
-
-@contextlib.asynccontextmanager
-async def running_gateway(
-    url: str, config: PipelineConfig, tmp_path: Path, **overrides: Any
-) -> AsyncIterator[tuple[str, Gateway]]:
-    tokens_file = tmp_path / "tokens.json"
-    tokens_file.write_text(json.dumps(TOKENS))
-    settings = GatewaySettings(
-        pipeline=PipelineSettings(
-            stream=config.stream, subject_prefix=config.subject_prefix, partitions=config.partitions
-        ),
-        host="127.0.0.1",
-        port=free_port(),
-        tokens_file=str(tokens_file),
-        max_body_bytes=8192,
-        max_text_bytes=1024,
-        rate_limit=0,
-    )
-    settings = replace(settings, **overrides)
-    nc = await connect(url)
-    tokens = {t: tenant for tenant, ts in TOKENS.items() for t in ts}
-    gateway = Gateway(settings, tokens, nc, GatewayMetrics(), get_logger("test-gateway"))
-    watcher = DegradationWatcher(nc.jetstream(), config.stream, gateway.on_degradation)
-    watcher.start()
-    runner = web.AppRunner(build_app(gateway), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
-    try:
-        yield f"http://127.0.0.1:{settings.port}", gateway
-    finally:
-        await runner.cleanup()
-        await watcher.stop()
-        await nc.close()
 
 
 async def _last_seq(js: Any, config: PipelineConfig) -> int:
@@ -205,9 +147,10 @@ async def test_bad_input_gets_its_4xx_and_leaves_the_stream_unchanged(
         assert single.headers["WWW-Authenticate"] == "Bearer"
 
 
-async def test_a_message_the_stream_refuses_is_503_at_once_not_after_the_timeout(
+async def test_a_message_the_stream_refuses_as_too_large_is_413_at_once(
     nats_url: str, tmp_path: Path
 ) -> None:
+    # The gateway does not know the stream's limit here: the stream's refusal is a 413.
     config = unique_pipeline(max_msg_size=256)  # below the gateway's text limit (1024)
     nc, js = await provisioned(nats_url, config)
     async with (
@@ -221,11 +164,70 @@ async def test_a_message_the_stream_refuses_is_503_at_once_not_after_the_timeout
     stored = await _last_seq(js, config)
     await nc.close()
 
-    assert refused.status == 503
-    assert refused.headers["Retry-After"] == "1"
+    assert refused.status == 413
+    assert "maxMsgSize" in (await refused.json())["detail"]
     assert elapsed < 2.0  # the JetStream error reply fails the request, not the 5 s timeout
     assert accepted.status == 202
     assert stored == 1
+
+
+async def test_the_stream_limit_from_the_spec_refuses_exactly_what_the_stream_would(
+    nats_url: str, tmp_path: Path
+) -> None:
+    limit = 1024
+    config = unique_pipeline(max_msg_size=limit)
+    nc, js = await provisioned(nats_url, config)
+    async with (
+        running_gateway(nats_url, config, tmp_path, max_msg_size=limit, max_text_bytes=4096) as (
+            base,
+            gateway,
+        ),
+        aiohttp.ClientSession(headers=ACME) as http,
+    ):
+        # Find the text length whose stored message is exactly at the limit.
+        probe = gateway._stored_size("acme", MessageIn.model_validate(message("fit", text="x")))
+        fits = "x" * (1 + limit - probe)
+        at_limit = await http.post(f"{base}/v1/messages", json=message("fit", text=fits))
+        over = await http.post(f"{base}/v1/messages", json=message("ovr", text=fits + "x"))
+        astral = await http.post(f"{base}/v1/messages", json=message("emoji", text="😀" * 90))
+        over_body, astral_body = await over.json(), await astral.json()
+    stored = await _last_seq(js, config)
+    await nc.close()
+
+    assert at_limit.status == 202, "a message the stream can hold must be accepted"
+    assert over.status == 413
+    assert "spec.stream.maxMsgSize" in over_body["detail"]
+    assert astral.status == 413  # 90 characters, but 1080 bytes as JSON escapes
+    assert "limit of 1024" in astral_body["detail"]
+    assert stored == 1  # the refused ones were never sent
+
+
+async def test_a_full_stream_refuses_new_writes_with_507_and_keeps_the_queued_ones(
+    nats_url: str, tmp_path: Path
+) -> None:
+    config = unique_pipeline(max_bytes=4096)  # discard: new when a byte limit is set
+    nc, js = await provisioned(nats_url, config)
+    statuses: list[int] = []
+    async with (
+        running_gateway(nats_url, config, tmp_path) as (base, _),
+        aiohttp.ClientSession(headers=ACME) as http,
+    ):
+        for i in range(40):
+            resp = await http.post(f"{base}/v1/messages", json=message(f"f{i}", text="y" * 200))
+            statuses.append(resp.status)
+            if resp.status != 202:
+                full, full_body = resp, await resp.json()
+                break
+    info = await js.stream_info(config.stream)
+    await nc.close()
+
+    accepted = statuses.count(202)
+    assert statuses[-1] == 507
+    assert full.headers["Retry-After"] == "30"
+    assert full_body["error"] == "stream_full"
+    assert "nothing queued was dropped" in full_body["detail"]
+    assert info.state.messages == accepted  # every accepted message is still there
+    assert info.state.first_seq == 1
 
 
 async def test_degradation_levels_answer_429_with_retry_after(
@@ -359,3 +361,43 @@ async def test_openapi_document_served_is_the_committed_one(nats_url: str, tmp_p
     assert served == committed_document() == json.loads(json.dumps(openapi_document()))
     assert health.status == ready.status == 200
     assert "surge_gateway_requests_total" in metrics
+
+
+async def test_transcript_pages_follow_the_cursor_and_the_page_size_is_bounded(
+    nats_url: str, tmp_path: Path
+) -> None:
+    config = unique_pipeline()
+    nc, js = await provisioned(nats_url, config)
+    url = "/v1/conversations/conv1/transcript"
+    async with (
+        running_gateway(nats_url, config, tmp_path) as (base, _),
+        aiohttp.ClientSession(headers=ACME) as http,
+    ):
+        batch = {"messages": [message(f"p{i}", text=f"n{i}") for i in range(7)]}
+        assert (await http.post(f"{base}/v1/messages/batch", json=batch)).status == 202
+        async with running_worker(nats_url, worker_settings(config), route_and_store):
+            await wait_until(lambda: _drained(js, config), within=10)
+        pages: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            query = f"?limit=3&cursor={cursor}" if cursor else "?limit=3"
+            resp = await http.get(f"{base}{url}{query}")
+            assert resp.status == 200
+            pages.append(await resp.json())
+            cursor = pages[-1]["next_cursor"]
+            if cursor is None:
+                break
+        whole = await (await http.get(f"{base}{url}")).json()
+        bad = {
+            q: (await http.get(f"{base}{url}?{q}")).status
+            for q in ("limit=0", "limit=501", "limit=x", "cursor=-1", "cursor=abc")
+        }
+        largest = await http.get(f"{base}{url}?limit=500")
+    await nc.close()
+
+    assert [len(p["messages"]) for p in pages] == [3, 3, 1]
+    paged = [m["id"] for p in pages for m in p["messages"]]
+    assert paged == [f"p{i}" for i in range(7)] == [m["id"] for m in whole["messages"]]
+    assert whole["next_cursor"] is None
+    assert bad == dict.fromkeys(bad, 422)
+    assert largest.status == 200

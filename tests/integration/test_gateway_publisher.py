@@ -22,7 +22,7 @@ def publications(
 ) -> list[Publication]:
     return [
         (
-            message_subject(prefix, Priority.NORMAL, f"conv-{i}", 8),
+            message_subject(prefix, Priority.NORMAL, f"conv-{i}", 8, tenant=""),
             payload,
             {Header.MSG_ID: msg_id, Header.CONVERSATION: f"conv-{i}"},
         )

@@ -52,7 +52,9 @@ async def publish(
     for i in range(count):
         conversation = f"c{i % 7}"
         await js.publish(
-            contract.message_subject(config.subject_prefix, wire, conversation, config.partitions),
+            contract.message_subject(
+                config.subject_prefix, wire, conversation, config.partitions, tenant=""
+            ),
             b"{}",
             headers={contract.Header.MSG_ID: uuid.uuid4().hex},
         )

@@ -18,7 +18,7 @@ from surge_operator.api import Priority
 from surge_operator.metrics_source import JetStreamMetricsSource
 from surge_workers.contract import DegradationLevel
 from surge_workers.degradation import DegradationWatcher, publish_degradation
-from surge_workers.gateway import Gateway, OfferedReporter, build_app
+from surge_workers.gateway import Gateway, OfferedReporter, TokenTable, build_app
 from surge_workers.logs import get_logger
 from surge_workers.metrics import GatewayMetrics
 from surge_workers.natsserver import free_port
@@ -46,7 +46,13 @@ async def test_throttled_normal_traffic_shows_as_offered_above_accepted(
         rate_burst=20,
     )
     gw_nc = await connect(nats_url)
-    gateway = Gateway(settings, {"acme-token": "acme"}, gw_nc, GatewayMetrics(), get_logger("t"))
+    gateway = Gateway(
+        settings,
+        TokenTable.from_tokens({"acme-token": "acme"}),
+        gw_nc,
+        GatewayMetrics(),
+        get_logger("t"),
+    )
     watcher = DegradationWatcher(gw_nc.jetstream(), config.stream, gateway.on_degradation)
     watcher.start()
     reporter = OfferedReporter(gateway, instance=f"gw-{uuid.uuid4().hex[:6]}", interval=0.1)

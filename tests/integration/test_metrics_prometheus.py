@@ -66,7 +66,9 @@ async def test_p95_wait_per_priority_comes_from_a_real_prometheus(
             for priority in contract.PRIORITIES:
                 for i in range(20):
                     await js.publish(
-                        contract.message_subject(config.subject_prefix, priority, f"c{i}", 4),
+                        contract.message_subject(
+                            config.subject_prefix, priority, f"c{i}", 4, tenant=""
+                        ),
                         b'{"text": "hi"}',
                         headers={
                             contract.Header.MSG_ID: uuid.uuid4().hex,

@@ -5,7 +5,6 @@ degradation. Workers run in-process here; crash and signal tests use real proces
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import pytest
@@ -26,6 +25,7 @@ from surge_workers.contract import (
     DegradationLevel,
     Header,
     Priority,
+    dead_letter_stream,
     message_subject,
 )
 from surge_workers.degradation import (
@@ -37,6 +37,7 @@ from surge_workers.delivery import Delivery, HandlerContext
 from surge_workers.errors import RetryableError
 from surge_workers.handlers import route_and_store
 from surge_workers.pipeline import PriorityPolicy
+from surge_workers.provision import provision_pipeline
 from surge_workers.transcripts import read_transcript
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -73,7 +74,7 @@ async def test_conversation_order_survives_partitions_and_redeliveries(nats_url:
         running_worker(nats_url, settings, recorder),
     ):
         await wait_until(lambda: _drained(js, config), within=30)
-    transcripts = {c: await read_transcript(js, config.stream, c) for c in conversations}
+    transcripts = {c: await read_transcript(js, config.stream, "acme", c) for c in conversations}
     await nc.close()
 
     assert any(n > 1 for _, _, n in recorder.calls), "the test must exercise redeliveries"
@@ -94,7 +95,9 @@ async def test_critical_latency_stays_low_while_a_bulk_flood_is_queued(nats_url:
     futures = []
     for i in range(3000):
         conv = f"bulk{i % 50}"
-        subject = message_subject(config.subject_prefix, Priority.BULK, conv, config.partitions)
+        subject = message_subject(
+            config.subject_prefix, Priority.BULK, conv, config.partitions, tenant=""
+        )
         headers = {Header.MSG_ID: f"b{i}", Header.CONVERSATION: conv}
         futures.append(await js.publish_async(subject, b'{"text": "newsletter"}', headers=headers))
     await asyncio.gather(*futures)
@@ -143,7 +146,7 @@ async def test_poison_message_goes_to_dead_letter_with_reason(nats_url: str) -> 
     async with running_worker(nats_url, worker_settings(config), route_and_store):
         await wait_until(lambda: _drained(js, config), within=10)
     letters = await dead_letters(js, config)
-    transcript = await read_transcript(js, config.stream, "c1")
+    transcript = await read_transcript(js, config.stream, "acme", "c1")
     await nc.close()
 
     assert len(letters) == 1
@@ -151,7 +154,8 @@ async def test_poison_message_goes_to_dead_letter_with_reason(nats_url: str) -> 
     assert isinstance(headers, dict)
     assert "not JSON" in headers["Surge-Dead-Reason"]
     assert headers["Surge-Dead-Seq"] == str(poison_seq)
-    assert headers["Surge-Original-Msg-Id"] == "bad"
+    assert headers["Surge-Original-Msg-Id"] == "acme.bad"  # the tenant-scoped dedup id
+    assert headers["Surge-Msg-Id"] == "bad"  # the client's own id travels with it
     assert letters[0]["data"] == b"{not json"
     assert [e.msg_id for e in transcript] == ["good"]
 
@@ -181,33 +185,73 @@ async def test_exhausted_retries_go_to_dead_letter_after_max_deliver(nats_url: s
     assert headers["Surge-Dead-Deliveries"] == "3"
 
 
-async def test_unanswered_messages_are_dead_lettered_from_the_max_deliveries_advisory(
+async def test_unanswered_messages_are_dead_lettered_on_the_delivery_past_their_budget(
     nats_url: str,
 ) -> None:
     policy = PriorityPolicy(ack_wait=0.3, max_deliver=2, backoff=(0.05,))
     config = unique_pipeline(policies=dict.fromkeys(PRIORITIES, policy))
     nc, js = await provisioned(nats_url, config)
     seq = await publish(js, config, msg_id="crashes", conversation="c1")
-    # A worker that does not serve normal messages still listens to the advisories.
-    settings = worker_settings(config, priorities=(Priority.CRITICAL,))
-    async with running_worker(nats_url, settings, route_and_store):
-        # A consumer that dies with the message each time: pulls it, never answers.
-        crashing = await js.pull_subscribe_bind("surge-normal", stream=config.stream)
-        for _ in range(2):
-            (msg,) = await crashing.fetch(1, timeout=3)
-            assert msg.metadata.sequence.stream == seq
-        # The server notices MaxDeliver when it next tries to deliver: keep pulling.
-        with contextlib.suppress(TimeoutError):
-            await crashing.fetch(1, timeout=1)
+    # A consumer that dies with the message each time: pulls it, never answers.
+    crashing = await js.pull_subscribe_bind("surge-normal", stream=config.stream)
+    for _ in range(2):
+        (msg,) = await crashing.fetch(1, timeout=3)
+        assert msg.metadata.sequence.stream == seq
+    await crashing.unsubscribe()
+    calls: list[int] = []
+
+    async def handler(delivery: Delivery, ctx: HandlerContext) -> None:
+        calls.append(delivery.num_delivered)
+
+    # No advisory is involved: the third delivery itself is past the budget.
+    async with running_worker(nats_url, worker_settings(config), handler):
         await wait_until(lambda: _dead_letter_count(js, config, 1), within=10)
+        await wait_until(lambda: _drained(js, config), within=5)
     letters = await dead_letters(js, config)
     await nc.close()
 
+    assert calls == []  # never run again once past its budget
     (letter,) = letters
     headers = letter["headers"]
     assert isinstance(headers, dict)
-    assert "MaxDeliver reached" in headers["Surge-Dead-Reason"]
+    assert "MaxDeliver 2 reached" in headers["Surge-Dead-Reason"]
     assert headers["Surge-Dead-Seq"] == str(seq)
+
+
+async def test_a_failed_dead_letter_copy_on_the_last_delivery_strands_nothing(
+    nats_url: str,
+) -> None:
+    policy = PriorityPolicy(ack_wait=5.0, max_deliver=2, backoff=(0.05,))
+    config = unique_pipeline(policies=dict.fromkeys(PRIORITIES, policy))
+    nc, js = await provisioned(nats_url, config)
+    # The dead-letter stream is gone: every copy fails until it is back.
+    await js.delete_stream(dead_letter_stream(config.stream))
+    seq = await publish(js, config, msg_id="doomed", conversation="c1")
+    attempts: list[int] = []
+
+    async def always_down(delivery: Delivery, ctx: HandlerContext) -> None:
+        attempts.append(delivery.num_delivered)
+        raise RetryableError("crm is down")
+
+    async with running_worker(nats_url, worker_settings(config), always_down):
+        await wait_until(lambda: _true(len(attempts) >= 2), within=10)
+        # Its last allowed delivery failed and so did the copy: still in the stream,
+        # delivered again (no server-side MaxDeliver), copy retried each time.
+        await asyncio.sleep(1.0)
+        stuck = await backlog(js, config)
+        await provision_pipeline(js, config)  # the dead-letter stream is back
+        await wait_until(lambda: _dead_letter_count(js, config, 1), within=15)
+        await wait_until(lambda: _drained(js, config), within=5)
+    letters = await dead_letters(js, config)
+    await nc.close()
+
+    assert attempts == [1, 2]  # the handler ran its budget, no more
+    assert stuck == 1, "nothing may be terminated before its dead-letter copy is confirmed"
+    (letter,) = letters
+    headers = letter["headers"]
+    assert isinstance(headers, dict)
+    assert headers["Surge-Dead-Seq"] == str(seq)
+    assert int(str(headers["Surge-Dead-Deliveries"])) > 2
 
 
 async def test_a_hung_handler_is_cut_off_before_ack_wait_and_retried(nats_url: str) -> None:

@@ -49,7 +49,9 @@ async def test_kill_9_mid_batch_loses_nothing_and_processes_nothing_twice(nats_u
     futures = []
     for i, msg_id in enumerate(sent):
         conv = f"conv{i % 40}"
-        subject = message_subject(config.subject_prefix, Priority.NORMAL, conv, config.partitions)
+        subject = message_subject(
+            config.subject_prefix, Priority.NORMAL, conv, config.partitions, tenant="acme"
+        )
         headers = {Header.MSG_ID: msg_id, Header.CONVERSATION: conv, Header.TENANT: "acme"}
         futures.append(await js.publish_async(subject, b'{"text": "help"}', headers=headers))
     await asyncio.gather(*futures)
@@ -109,7 +111,9 @@ async def test_sigterm_finishes_in_flight_work_then_exits(nats_url: str) -> None
     futures = []
     for i in range(200):
         conv = f"conv{i % 20}"
-        subject = message_subject(config.subject_prefix, Priority.NORMAL, conv, config.partitions)
+        subject = message_subject(
+            config.subject_prefix, Priority.NORMAL, conv, config.partitions, tenant="acme"
+        )
         headers = {Header.MSG_ID: f"m{i}", Header.CONVERSATION: conv, Header.TENANT: "acme"}
         futures.append(await js.publish_async(subject, b'{"text": "hi"}', headers=headers))
     await asyncio.gather(*futures)
@@ -144,7 +148,9 @@ async def test_worker_rides_out_a_nats_server_restart(nats_server: NatsServer) -
     nc, js = await provisioned(nats_server.url, config)
     for i in range(300):
         conv = f"conv{i % 30}"
-        subject = message_subject(config.subject_prefix, Priority.NORMAL, conv, config.partitions)
+        subject = message_subject(
+            config.subject_prefix, Priority.NORMAL, conv, config.partitions, tenant="acme"
+        )
         headers = {Header.MSG_ID: f"m{i}", Header.CONVERSATION: conv, Header.TENANT: "acme"}
         await js.publish(subject, b'{"text": "hi"}', headers=headers)
     await nc.close()
@@ -180,7 +186,9 @@ async def test_a_worker_started_before_provisioning_waits_then_serves(nats_url: 
         await asyncio.sleep(1.0)
         assert proc.poll() is None
         nc, js = await provisioned(nats_url, config)
-        subject = message_subject(config.subject_prefix, Priority.CRITICAL, "c1", config.partitions)
+        subject = message_subject(
+            config.subject_prefix, Priority.CRITICAL, "c1", config.partitions, tenant=""
+        )
         await js.publish(
             subject, b'{"text": "hi"}', headers={Header.MSG_ID: "m1", Header.CONVERSATION: "c1"}
         )

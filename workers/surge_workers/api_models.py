@@ -81,10 +81,20 @@ class TranscriptMessage(BaseModel):
     stored_at: float
 
 
+TRANSCRIPT_PAGE = 100  # messages per transcript page unless ?limit= says otherwise
+TRANSCRIPT_PAGE_MAX = 500
+
+
 class Transcript(BaseModel):
+    """One page of a conversation's stored messages, in stream order."""
+
     conversation_id: str
     team: str | None
     messages: list[TranscriptMessage]
+    next_cursor: str | None = Field(
+        default=None,
+        description="Pass as ?cursor= for the next page; null on the last page.",
+    )
 
 
 class Problem(BaseModel):

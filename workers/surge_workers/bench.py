@@ -48,10 +48,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from surge_workers.consumer import Worker
 from surge_workers.contract import (
-    Header,
     Priority,
     consumer_name,
     format_enqueued_at,
+    message_headers,
     message_subject,
 )
 from surge_workers.delivery import Handler
@@ -95,20 +95,20 @@ class BenchResult:
 
 
 def _headers(i: int, run: str) -> dict[str, str]:
-    return {
-        Header.MSG_ID: f"{run}-{i}",
-        Header.CONVERSATION: f"c{i % 997}",
-        Header.TENANT: TENANT,
-        Header.PRIORITY: Priority.NORMAL.value,
-        Header.ENQUEUED_AT: format_enqueued_at(time.time()),
-    }
+    return message_headers(
+        tenant=TENANT,
+        msg_id=f"{run}-{i}",
+        conversation_id=f"c{i % 997}",
+        priority=Priority.NORMAL,
+        enqueued_at=format_enqueued_at(time.time()),
+    )
 
 
 async def bare_publish(nc: Client, count: int, payload: bytes, run: str) -> float:
     js = nc.jetstream()
     started = time.perf_counter()
     for i in range(count):
-        subject = message_subject(PREFIX, Priority.NORMAL, f"c{i % 997}", 16)
+        subject = message_subject(PREFIX, Priority.NORMAL, f"c{i % 997}", 16, tenant=TENANT)
         await js.publish(subject, payload, headers=_headers(i, run))
     return count / (time.perf_counter() - started)
 
@@ -118,7 +118,7 @@ async def bare_publish_async(nc: Client, count: int, payload: bytes, run: str) -
     started = time.perf_counter()
     futures = []
     for i in range(count):
-        subject = message_subject(PREFIX, Priority.BULK, f"c{i % 997}", 16)
+        subject = message_subject(PREFIX, Priority.BULK, f"c{i % 997}", 16, tenant=TENANT)
         futures.append(await js.publish_async(subject, payload, headers=_headers(i, run)))
     await asyncio.gather(*futures)
     return count / (time.perf_counter() - started)
@@ -139,7 +139,7 @@ async def batch_publisher(
             await publisher.publish(
                 [
                     (
-                        message_subject(PREFIX, Priority.BULK, f"c{i % 997}", 16),
+                        message_subject(PREFIX, Priority.BULK, f"c{i % 997}", 16, tenant=TENANT),
                         payload,
                         _headers(i, run),
                     )

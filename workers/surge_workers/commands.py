@@ -105,4 +105,5 @@ def _parse_mix(text: str) -> dict[Priority, float]:
 def _tokens_by_tenant(path: Path) -> dict[str, str]:
     from surge_workers.gateway import load_tokens
 
-    return {tenant: token for token, tenant in load_tokens(path).items()}
+    # Hashed entries cannot be sent; the load client needs a usable token per tenant.
+    return {tenant: token for token, tenant in load_tokens(path).items() if ":" not in token}

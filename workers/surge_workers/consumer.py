@@ -27,9 +27,12 @@ would be redelivered elsewhere anyway). ack only after the handler returned
 absorbs); RetryableError or any other
 exception -> nak with the priority's backoff; PoisonError, or a failure on the last
 allowed delivery -> copy to the dead-letter subject (with the reason, deduplicated by
-stream sequence) and then term. Messages that exhaust MaxDeliver without any answer
-(e.g. a handler that crashes the process) are dead-lettered from the server's
-MAX_DELIVERIES advisory, consumed by one worker of the queue group.
+stream sequence) and term only once that copy is confirmed; if the copy fails the
+message is nak'ed and comes back. The delivery budget (MaxDeliver) is counted here, not
+by the server (the consumers have no server-side MaxDeliver, see provision): a message
+delivered past its budget without ever being answered (a handler that hangs or crashes
+the process) is dead-lettered on that delivery without running the handler again. No
+message depends on the at-most-once MAX_DELIVERIES advisory.
 
 Drain (SIGTERM). Stop issuing pull requests, wait for the open ones to end (at most
 ``expires``), finish everything already pulled, flush acks, exit. At the drain timeout
@@ -64,14 +67,12 @@ from surge_workers.contract import (
     consumer_name,
     dead_letter_msg_id,
     dead_letter_subject,
-    max_deliveries_advisory,
-    parse_subject,
 )
 from surge_workers.delivery import Delivery, Handler, HandlerContext
 from surge_workers.errors import PoisonError
 from surge_workers.metrics import WorkerMetrics
 from surge_workers.pipeline import PriorityPolicy
-from surge_workers.provision import META_BACKOFF, parse_backoff
+from surge_workers.provision import META_BACKOFF, META_MAX_DELIVER, parse_backoff
 from surge_workers.scheduling import ClassState, plan_pulls
 from surge_workers.settings import WorkerSettings
 from surge_workers.tasks import cancel_and_wait
@@ -166,7 +167,7 @@ class Worker:
             metadata = info.config.metadata or {}
             self.policies[priority] = PriorityPolicy(
                 ack_wait=info.config.ack_wait or 30.0,
-                max_deliver=info.config.max_deliver or -1,
+                max_deliver=_delivery_budget(metadata, info.config.max_deliver),
                 backoff=parse_backoff(metadata.get(META_BACKOFF)) or PriorityPolicy().backoff,
             )
             self._handler_timeout[priority] = self.policies[priority].ack_wait * 0.9
@@ -179,7 +180,6 @@ class Worker:
                 pending_msgs_limit=self.capacity * 4 + 1024,
                 pending_bytes_limit=-1,
             )
-        self._tasks.append(asyncio.create_task(self._advisories(), name="surge-dlq-advisories"))
         self._tasks.append(asyncio.create_task(self._keepalive(), name="surge-keepalive"))
         self._lane_tasks = [
             asyncio.create_task(self._lane_loop(lane), name=f"surge-lane-{i}")
@@ -266,6 +266,7 @@ class Worker:
         held = self._held
         changed = self._changed
         conversation_header = Header.CONVERSATION
+        tenant_header = Header.TENANT
 
         async def on_message(msg: Msg) -> None:
             headers = msg.headers
@@ -279,8 +280,18 @@ class Worker:
                     pull.open = False
                     changed.set()
             held[priority] += 1
-            conversation = headers.get(conversation_header, "") if headers else ""
-            lane = lanes[zlib.crc32(conversation.encode()) % n_lanes] if n_lanes > 1 else lanes[0]
+            if n_lanes > 1:
+                # The lane of a conversation within its tenant (two tenants' "c1" differ).
+                key = (
+                    ""
+                    if not headers
+                    else (
+                        headers.get(tenant_header, "") + "\0" + headers.get(conversation_header, "")
+                    )
+                )
+                lane = lanes[zlib.crc32(key.encode()) % n_lanes]
+            else:
+                lane = lanes[0]
             lane.queues[rank].append(msg)
             lane.wake.set()
 
@@ -412,14 +423,26 @@ class Worker:
         outcome = "ok"
         try:
             headers = msg.headers
-            msg_id = headers.get(Header.MSG_ID) if headers else None
+            # Idempotency within the tenant: another tenant may reuse the same client id.
+            msg_id = delivery.scoped_id if headers and Header.MSG_ID in headers else None
             enqueued = headers.get(Header.ENQUEUED_AT) if headers else None
             if enqueued:
                 with contextlib.suppress(ValueError):
                     metrics.queue_wait[priority].observe(max(0.0, started - float(enqueued)))
             if msg.metadata.num_delivered > 1:
                 metrics.redeliveries[priority].inc()
-            if msg_id is not None and msg_id in self._done_ids:
+            budget = self._budget(priority)
+            if budget > 0 and delivery.num_delivered > budget:
+                # Past its budget: every earlier delivery ended unanswered (hung, crashed)
+                # or its dead-letter copy failed. Park it now; never run it again.
+                outcome = await self._dead_letter(
+                    delivery,
+                    f"no acknowledgement after {delivery.num_delivered - 1} deliveries "
+                    f"(MaxDeliver {budget} reached: handler hung, crashed the worker, or "
+                    "an earlier dead-letter copy failed)",
+                    cause="max_deliver_timeout",
+                )
+            elif msg_id is not None and msg_id in self._done_ids:
                 outcome = "duplicate"
                 await msg.ack()
             else:
@@ -451,6 +474,10 @@ class Worker:
             self._held[priority] -= 1
             if not self._changed.is_set() and self._pool_held(priority) <= self._low_water:
                 self._changed.set()
+
+    def _budget(self, priority: Priority) -> int:
+        policy = self.policies.get(priority)
+        return policy.max_deliver if policy is not None else -1
 
     def _remember(self, msg_id: str) -> None:
         done = self._done_ids
@@ -540,51 +567,14 @@ class Worker:
                     with contextlib.suppress(nats.errors.Error):
                         await msg.in_progress()
 
-    # --- MaxDeliver advisories --------------------------------------------------------------
 
-    async def _advisories(self) -> None:
-        """Dead-letter messages that ran out of deliveries without ever being answered."""
-        subject = max_deliveries_advisory(self.stream, "*")
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
-        sub = await self.nc.subscribe(subject, queue=f"surge-dlq-{self.stream}", cb=queue.put)
-        try:
-            while True:
-                advisory = await queue.get()
-                try:
-                    await self._dead_letter_from_advisory(advisory)
-                except (nats.errors.Error, TimeoutError, ValueError, KeyError) as err:
-                    self.log.error("advisory_dead_letter_failed", error=str(err))
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
-
-    async def _dead_letter_from_advisory(self, advisory: Msg) -> None:
-        doc = json.loads(advisory.data)
-        seq = int(doc["stream_seq"])
-        deliveries = int(doc.get("deliveries", 0))
-        try:
-            raw = await self.js.get_msg(self.stream, seq)
-        except nats.js.errors.NotFoundError:
-            return  # already gone (acked late, or aged out)
-        priority, _ = parse_subject(self.settings.pipeline.subject_prefix, raw.subject or "")
-        reason = (
-            f"no acknowledgement after {deliveries} deliveries (MaxDeliver reached: "
-            "handler hung or crashed the worker)"
-        )
-        await publish_dead_letter(
-            self.js,
-            prefix=self.settings.pipeline.subject_prefix,
-            stream=self.stream,
-            priority=priority,
-            subject=raw.subject or "",
-            seq=seq,
-            deliveries=deliveries,
-            data=raw.data or b"",
-            headers=dict(raw.headers or {}),
-            reason=reason,
-        )
-        self.metrics.dead_letters.labels(priority.value, "max_deliver_timeout").inc()
-        self.log.warning("message_dead_lettered", priority=priority.value, seq=seq, reason=reason)
+def _delivery_budget(metadata: dict[str, str], server_max_deliver: int | None) -> int:
+    """The consumer's delivery budget: its metadata (current consumers), else the server's
+    MaxDeliver (consumers provisioned before the budget moved to metadata); -1 = none."""
+    try:
+        return int(metadata[META_MAX_DELIVER])
+    except (KeyError, ValueError):
+        return server_max_deliver or -1
 
 
 async def publish_dead_letter(

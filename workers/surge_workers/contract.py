@@ -5,8 +5,16 @@ autoscaler can import it without pulling in the data plane.
 
 Subjects
     ``<prefix>.<priority>.<partition>`` where priority is ``critical | normal | bulk`` and
-    partition = crc32(conversation id) mod N. One conversation therefore always lands on
-    one subject, which is what keeps it ordered in the stream.
+    partition = crc32(tenant-scoped conversation id) mod N. One conversation therefore
+    always lands on one subject, which is what keeps it ordered in the stream.
+Tenant scoping
+    Every identity a client chooses (message id, conversation id) is only unique within
+    its tenant, so each is scoped before it names anything shared: :func:`scoped_id` joins
+    ``key_token(tenant)`` and ``key_token(value)`` with a dot. A token never contains a
+    dot and a hashed token starts with ``=``, which the id alphabet lacks, so no tenant
+    can spell another tenant's scoped id. ``Nats-Msg-Id`` (JetStream dedup) is the scoped
+    message id, ``Surge-Msg-Id`` the client's own; the worker's done-id cache, the KV keys
+    and the partition hash all use the scoped forms.
 Dead letters
     ``<prefix>.dlq.<priority>`` in their own stream ``<stream>-dlq`` (the token ``dlq`` can
     never be a priority, so the two streams' subjects never overlap).
@@ -15,8 +23,10 @@ Consumers
     ``<prefix>.<priority>.>``.
 KV buckets
     ``<stream>-degradation`` (key ``level``; keys ``offered.<instance>``: each gateway's
-    cumulative offered-write counters), ``<stream>-routing`` (sticky team per
-    conversation) and ``<stream>-transcripts`` (one key per stored message).
+    cumulative offered-write counters; key ``failover.epoch``: the failover epoch, the
+    region that is the writer in it and the consumers' last ack floors there),
+    ``<stream>-routing`` (sticky team per conversation) and ``<stream>-transcripts`` (one
+    key per stored message).
 Degradation levels
     0 normal · 1 throttle bulk · 2 shed bulk and non-essential features · 3 critical first.
     "Bulk" stands for the *sheddable* classes of the MessagingCluster (``priorities[].
@@ -59,6 +69,7 @@ class Header:
     """Header names carried by every message (and by dead letters)."""
 
     MSG_ID: Final = "Nats-Msg-Id"  # JetStream de-duplicates on it within the duplicate window
+    CLIENT_ID: Final = "Surge-Msg-Id"  # the client's id; Nats-Msg-Id is it scoped by tenant
     CONVERSATION: Final = "Surge-Conversation"
     TENANT: Final = "Surge-Tenant"
     PRIORITY: Final = "Surge-Priority"
@@ -96,19 +107,36 @@ def is_valid_stream_name(name: str) -> bool:
     return _STREAM_RE.match(name) is not None
 
 
-def partition_for(conversation_id: str, partitions: int) -> int:
-    """Stable partition of a conversation: crc32 is the same in every process and language."""
+def partition_for(conversation_id: str, partitions: int, *, tenant: str) -> int:
+    """Stable partition of a tenant's conversation: crc32 is the same in every process and
+    language."""
     if partitions < 1:
         raise ValueError("partitions must be >= 1")
-    return zlib.crc32(conversation_id.encode()) % partitions
+    return zlib.crc32(scoped_id(tenant, conversation_id).encode()) % partitions
 
 
 def subject_for(prefix: str, priority: Priority, partition: int) -> str:
     return f"{prefix}.{priority.value}.{partition}"
 
 
-def message_subject(prefix: str, priority: Priority, conversation_id: str, partitions: int) -> str:
-    return subject_for(prefix, priority, partition_for(conversation_id, partitions))
+def message_subject(
+    prefix: str, priority: Priority, conversation_id: str, partitions: int, *, tenant: str
+) -> str:
+    return subject_for(prefix, priority, partition_for(conversation_id, partitions, tenant=tenant))
+
+
+def message_headers(
+    *, tenant: str, msg_id: str, conversation_id: str, priority: Priority, enqueued_at: str
+) -> dict[str, str]:
+    """The headers every publisher sets (gateway, load generator, benchmarks)."""
+    return {
+        Header.MSG_ID: scoped_id(tenant, msg_id),
+        Header.CLIENT_ID: msg_id,
+        Header.CONVERSATION: conversation_id,
+        Header.TENANT: tenant,
+        Header.PRIORITY: priority.value,
+        Header.ENQUEUED_AT: enqueued_at,
+    }
 
 
 def priority_filter(prefix: str, priority: Priority) -> str:
@@ -145,8 +173,8 @@ def dead_letter_subject(prefix: str, priority: Priority) -> str:
 
 
 def dead_letter_msg_id(stream: str, seq: int) -> str:
-    """Dedup id of a dead letter: two workers (or a worker and the advisory listener)
-    dead-lettering the same stream message produce one dead letter."""
+    """Dedup id of a dead letter: two deliveries of the same stream message (a term lost
+    after its dead-letter copy was confirmed) produce one dead letter."""
     return f"dlq-{stream}-{seq}"
 
 
@@ -168,33 +196,36 @@ def kv_buckets(stream: str) -> tuple[str, str, str]:
 
 def key_token(value: str) -> str:
     """A KV-key-safe token for an id: the id itself when it is in the id alphabet, otherwise
-    a stable digest (ids published straight to NATS may contain anything)."""
+    ``=`` and a stable digest (ids published straight to NATS may contain anything). ``=``
+    is not in the id alphabet, so a digest never equals an id: the mapping is one-to-one."""
     if _ID_RE.match(value):
         return value
-    return "h" + hashlib.sha256(value.encode()).hexdigest()[:40]
+    return "=" + hashlib.sha256(value.encode()).hexdigest()[:48]
 
 
-def transcript_key(conversation_id: str, msg_id: str) -> str:
+def scoped_id(tenant: str, value: str) -> str:
+    """``value`` (a message or conversation id) within ``tenant``: one-to-one, because
+    neither token can hold the dot between them."""
+    return f"{key_token(tenant)}.{key_token(value)}"
+
+
+def transcript_key(tenant: str, conversation_id: str, msg_id: str) -> str:
     """One key per stored message: creating it is the idempotent effect of processing."""
-    return f"t.{key_token(conversation_id)}.{key_token(msg_id)}"
+    return f"t.{scoped_id(tenant, conversation_id)}.{key_token(msg_id)}"
 
 
-def transcript_filter(conversation_id: str) -> str:
-    return f"t.{key_token(conversation_id)}.*"
+def transcript_filter(tenant: str, conversation_id: str) -> str:
+    return f"t.{scoped_id(tenant, conversation_id)}.*"
 
 
-def sticky_key(conversation_id: str) -> str:
-    return f"c.{key_token(conversation_id)}"
+def sticky_key(tenant: str, conversation_id: str) -> str:
+    return f"c.{scoped_id(tenant, conversation_id)}"
 
 
 def completion_subject(stream: str) -> str:
     """Core-NATS subject on which workers (optionally) announce finished messages so an
     open-loop load generator can measure end-to-end latency without polling."""
     return f"_SURGE.done.{stream}"
-
-
-def max_deliveries_advisory(stream: str, consumer: str) -> str:
-    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
 
 
 # --- timestamps ---------------------------------------------------------------------------
@@ -455,3 +486,70 @@ def decode_offered(raw: bytes | None) -> OfferedCounts | None:
         if name in known and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             parsed[known[name]] = value
     return OfferedCounts(at=float(at), counts=parsed)
+
+
+# --- failover epoch -----------------------------------------------------------------------
+
+#: Key in the degradation bucket: which region is the writer, in which failover epoch.
+FAILOVER_KEY: Final = "failover.epoch"
+
+
+@dataclass(frozen=True)
+class FailoverRecord:
+    """Written by the operator's leader into the active region's degradation bucket (and
+    so mirrored into every standby). The data plane can fence on ``epoch``: a region whose
+    record names another region, or an older epoch, is not the writer. ``floors`` are the
+    per-priority consumer ack floors last seen in ``region``: after an operator restart
+    mid-outage, promotion resumes from them instead of replaying the whole stream."""
+
+    epoch: int
+    region: str
+    at: float
+    floors: dict[Priority, int]
+
+
+def encode_failover(record: FailoverRecord) -> bytes:
+    return json.dumps(
+        {
+            "epoch": record.epoch,
+            "region": record.region,
+            "at": record.at,
+            "floors": {p.value: s for p, s in record.floors.items()},
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def decode_failover(raw: bytes | None) -> FailoverRecord | None:
+    """None for anything that is not a well-formed record."""
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    epoch, region, at, floors = (
+        doc.get("epoch"),
+        doc.get("region"),
+        doc.get("at"),
+        doc.get("floors"),
+    )
+    if (
+        isinstance(epoch, bool)
+        or not isinstance(epoch, int)
+        or epoch < 0
+        or not isinstance(region, str)
+        or isinstance(at, bool)
+        or not isinstance(at, int | float)
+        or not isinstance(floors, dict)
+    ):
+        return None
+    known = {p.value: p for p in PRIORITIES}
+    parsed = {
+        known[name]: seq
+        for name, seq in floors.items()
+        if name in known and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0
+    }
+    return FailoverRecord(epoch=epoch, region=region, at=float(at), floors=parsed)

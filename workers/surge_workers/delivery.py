@@ -4,7 +4,8 @@ A handler is ``async def handle(delivery: Delivery, ctx: HandlerContext) -> None
 referenced as ``module:function`` (SURGE_HANDLER). Returning means success (the worker
 acks); raising :class:`~surge_workers.errors.RetryableError` (or any other exception)
 means nak with backoff; :class:`~surge_workers.errors.PoisonError` dead-letters at once.
-Handlers must be idempotent on ``delivery.msg_id``: delivery is at-least-once.
+Handlers must be idempotent on ``delivery.scoped_id`` (the message id within its tenant):
+delivery is at-least-once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from surge_workers.contract import DegradationLevel, Header, Priority, parse_enqueued_at
+from surge_workers.contract import (
+    DegradationLevel,
+    Header,
+    Priority,
+    parse_enqueued_at,
+    scoped_id,
+)
 from surge_workers.errors import ConfigError, PoisonError
 from surge_workers.settings import WorkerSettings
 
@@ -58,8 +65,15 @@ class Delivery:
 
     @property
     def msg_id(self) -> str:
-        """The publisher's message id; the stream sequence for publishers that set none."""
-        return self.headers.get(Header.MSG_ID) or f"seq-{self.seq}"
+        """The client's message id (``Surge-Msg-Id``; ``Nats-Msg-Id`` from publishers that
+        set only that); the stream sequence for publishers that set none."""
+        headers = self.headers
+        return headers.get(Header.CLIENT_ID) or headers.get(Header.MSG_ID) or f"seq-{self.seq}"
+
+    @property
+    def scoped_id(self) -> str:
+        """The message id within its tenant: what idempotency is keyed on."""
+        return scoped_id(self.tenant, self.msg_id)
 
     @property
     def conversation_id(self) -> str:

@@ -27,6 +27,7 @@ from surge_workers.contract import (
 )
 from surge_workers.delivery import Delivery, HandlerContext
 from surge_workers.errors import PoisonError, RetryableError
+from surge_workers.honesty import observe_prediction
 from surge_workers.routing import RoutingRules, choose_team, load_rules
 from surge_workers.transcripts import TranscriptEntry, store_entry
 
@@ -48,18 +49,21 @@ def _rules(ctx: HandlerContext) -> RoutingRules:
     return rules
 
 
-async def sticky_team(ctx: HandlerContext, conversation_id: str, proposed: str) -> str:
-    """The conversation's team: the first one ever assigned wins, even across workers.
+async def sticky_team(ctx: HandlerContext, tenant: str, conversation_id: str, proposed: str) -> str:
+    """The tenant's conversation's team: the first one ever assigned wins, even across
+    workers.
 
     Assignments are create-only, so a team once seen never changes: it is cached in the
     process (bounded) and the KV bucket is read once per conversation, not per message.
+    Both the cache and the key are scoped by tenant: another tenant's conversation with
+    the same id never pins this one.
     """
+    key = sticky_key(tenant, conversation_id)
     cache: OrderedDict[str, str] = ctx.cache.setdefault(_STICKY, OrderedDict())
-    team = cache.get(conversation_id)
+    team = cache.get(key)
     if team is not None:
         return team
     kv = await ctx.kv(routing_bucket(ctx.settings.pipeline.stream))
-    key = sticky_key(conversation_id)
     try:
         team = (await kv.get(key)).value.decode()  # type: ignore[union-attr]
     except nats.js.errors.KeyNotFoundError:
@@ -69,7 +73,7 @@ async def sticky_team(ctx: HandlerContext, conversation_id: str, proposed: str) 
         except nats.js.errors.KeyWrongLastSequenceError:
             # Another worker assigned it between our get and create: theirs wins.
             team = (await kv.get(key)).value.decode()  # type: ignore[union-attr]
-    cache[conversation_id] = team
+    cache[key] = team
     if len(cache) > _STICKY_CACHE:
         cache.popitem(last=False)
     return team
@@ -82,6 +86,25 @@ def _payload(delivery: Delivery) -> dict[str, Any]:
     return doc
 
 
+async def route(delivery: Delivery, ctx: HandlerContext) -> str:
+    """The conversation's team (sticky: the first decision wins)."""
+    if not delivery.conversation_id:
+        raise PoisonError("missing Surge-Conversation header")
+    return await _route(delivery, ctx, _payload(delivery))
+
+
+async def _route(delivery: Delivery, ctx: HandlerContext, payload: dict[str, Any]) -> str:
+    language = payload.get("language")
+    proposed = choose_team(
+        _rules(ctx),
+        tenant=delivery.tenant,
+        language=language if isinstance(language, str) else None,
+        text=payload.get("text", ""),
+        topic_routing=Feature.TOPIC_ROUTING in features(ctx.level()),
+    )
+    return await sticky_team(ctx, delivery.tenant, delivery.conversation_id, proposed)
+
+
 async def route_and_store(delivery: Delivery, ctx: HandlerContext) -> None:
     conversation = delivery.conversation_id
     if not conversation:
@@ -90,14 +113,7 @@ async def route_and_store(delivery: Delivery, ctx: HandlerContext) -> None:
     text = payload.get("text", "")
     language = payload.get("language")
     try:
-        proposed = choose_team(
-            _rules(ctx),
-            tenant=delivery.tenant,
-            language=language if isinstance(language, str) else None,
-            text=text,
-            topic_routing=Feature.TOPIC_ROUTING in features(ctx.level()),
-        )
-        team = await sticky_team(ctx, conversation, proposed)
+        team = await _route(delivery, ctx, payload)
         entry = TranscriptEntry(
             msg_id=delivery.msg_id,
             seq=delivery.seq,
@@ -111,7 +127,8 @@ async def route_and_store(delivery: Delivery, ctx: HandlerContext) -> None:
             stored_at=time.time(),
         )
         kv = await ctx.kv(transcripts_bucket(ctx.settings.pipeline.stream))
-        await store_entry(kv, entry)
+        if await store_entry(kv, entry):
+            await observe_prediction(ctx, delivery, entry.stored_at)
     except (nats.errors.Error, TimeoutError) as err:
         # NATS trouble is transient by nature: retry with backoff.
         raise RetryableError(f"nats: {type(err).__name__}: {err}") from err

@@ -34,10 +34,10 @@ from nats.aio.msg import Msg
 
 from surge_workers.contract import (
     PRIORITIES,
-    Header,
     Priority,
     completion_subject,
     format_enqueued_at,
+    message_headers,
     message_subject,
 )
 from surge_workers.errors import ConfigError
@@ -322,18 +322,19 @@ class _NatsSender:
         payload = self.payloads.get(arrival.size)
         if payload is None:
             payload = self.payloads[arrival.size] = _payload(arrival.size)
-        headers = {
-            Header.MSG_ID: f"{self.run}-{index}",
-            Header.CONVERSATION: arrival.conversation_id,
-            Header.TENANT: arrival.tenant,
-            Header.PRIORITY: arrival.priority.value,
-            Header.ENQUEUED_AT: format_enqueued_at(time.time()),
-        }
+        headers = message_headers(
+            tenant=arrival.tenant,
+            msg_id=f"{self.run}-{index}",
+            conversation_id=arrival.conversation_id,
+            priority=arrival.priority,
+            enqueued_at=format_enqueued_at(time.time()),
+        )
         subject = message_subject(
             self.target.subject_prefix,
             arrival.priority,
             arrival.conversation_id,
             self.target.partitions,
+            tenant=arrival.tenant,
         )
         future = await self.js.publish_async(subject, payload, headers=headers)
 

@@ -15,6 +15,8 @@ from pydantic.json_schema import models_json_schema
 
 from surge_workers import __version__
 from surge_workers.api_models import (
+    TRANSCRIPT_PAGE,
+    TRANSCRIPT_PAGE_MAX,
     Accepted,
     BatchAccepted,
     BatchIn,
@@ -59,6 +61,11 @@ _WRITE_ERRORS = {
         retry_after=True,
     ),
     "503": _problem("The stream did not confirm the write; nothing to assume.", retry_after=True),
+    "507": _problem(
+        "The stream is full (its byte or message limit): new writes are refused, nothing "
+        "queued was dropped.",
+        retry_after=True,
+    ),
 }
 
 
@@ -121,12 +128,35 @@ def openapi_document() -> dict[str, Any]:
                             "in": "path",
                             "required": True,
                             "schema": {"type": "string", "pattern": ID_PATTERN},
-                        }
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "description": "Messages per page.",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": TRANSCRIPT_PAGE_MAX,
+                                "default": TRANSCRIPT_PAGE,
+                            },
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "required": False,
+                            "description": "next_cursor of the previous page.",
+                            "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+                        },
                     ],
                     "responses": {
-                        "200": {"description": "The transcript.", "content": _json("Transcript")},
+                        "200": {
+                            "description": "One page of the transcript.",
+                            "content": _json("Transcript"),
+                        },
                         "401": _problem("Missing or unknown bearer token."),
                         "404": _problem("No such conversation for this tenant."),
+                        "422": _problem("Invalid limit or cursor."),
                         "503": _problem("NATS unavailable.", retry_after=True),
                     },
                 }

@@ -73,6 +73,15 @@ class PipelineConfig:
     dead_letter: bool = True
     dead_letter_max_age: float = 14 * 24 * 3600.0
     transcript_max_age: float = 0.0  # 0 = keep forever
+    #: The intake stage (composer) and its replies stream; see surge_workers.intake.
+    composer: bool = True
+    intake: PriorityPolicy = PriorityPolicy(ack_wait=30.0, max_deliver=5, backoff=(1.0,))
+    replies_max_age: float = 7 * 24 * 3600.0
+    replies_per_conversation: int = 1000
+    replies_max_bytes: int = 1 << 30
+    #: Must outlast every redelivery of the intake consumer: a recomposed reply is then
+    #: always recognised as a duplicate.
+    replies_duplicate_window: float = 900.0
 
     def __post_init__(self) -> None:
         validate(self)
@@ -106,6 +115,8 @@ def validate(config: PipelineConfig) -> None:
         raise ConfigError("duplicate_window: must not exceed max_age")
     if config.max_msg_size < 256:
         raise ConfigError("max_msg_size: must be >= 256 bytes")
+    if config.composer:
+        _validate_replies(config)
     for priority, policy in config.policies.items():
         if priority not in PRIORITIES:
             raise ConfigError(f"policies: unknown priority {priority!r}")
@@ -117,3 +128,21 @@ def validate(config: PipelineConfig) -> None:
             raise ConfigError(f"policies.{priority}.backoff: delays must be >= 0")
         if policy.max_ack_pending < 1:
             raise ConfigError(f"policies.{priority}.max_ack_pending: must be >= 1")
+
+
+def _validate_replies(config: PipelineConfig) -> None:
+    intake = config.intake
+    if intake.ack_wait <= 0 or intake.max_deliver < 1:
+        raise ConfigError("intake: ack_wait must be > 0 and max_deliver >= 1")
+    if config.replies_max_age < 0:
+        raise ConfigError("replies_max_age: must be >= 0 (0 = unlimited)")
+    if config.replies_per_conversation < 1:
+        raise ConfigError("replies_per_conversation: must be >= 1")
+    redeliveries = intake.ack_wait * intake.max_deliver + sum(intake.backoff) * intake.max_deliver
+    if config.replies_duplicate_window < redeliveries:
+        raise ConfigError(
+            f"replies_duplicate_window: {config.replies_duplicate_window:g}s must outlast the "
+            f"intake consumer's redeliveries ({redeliveries:g}s)"
+        )
+    if config.replies_max_age and config.replies_duplicate_window > config.replies_max_age:
+        raise ConfigError("replies_duplicate_window: must not exceed replies_max_age")

@@ -45,12 +45,19 @@ from surge_workers.contract import (
     transcripts_bucket,
 )
 from surge_workers.errors import ImmutableFieldError, ProvisionError
+from surge_workers.intake import INTAKE_CONSUMER
 from surge_workers.pipeline import PipelineConfig, PriorityPolicy
+from surge_workers.replies import replies_stream, replies_subjects
 
 # Consumer metadata keys: the worker reads its nak backoff from the consumer itself, so
 # the pipeline spec is the single source of truth for retry timing.
 META_BACKOFF = "surge.dev/nak-backoff"
 META_PRIORITY = "surge.dev/priority"
+# The delivery budget lives in metadata, not in the consumer's MaxDeliver: a server-side
+# MaxDeliver stops redelivering after the last attempt, and if that attempt's dead-letter
+# publish failed (or its core-NATS advisory was missed) the message would be stranded,
+# neither processed nor dead-lettered. The worker counts deliveries itself instead.
+META_MAX_DELIVER = "surge.dev/max-deliver"
 
 
 class Action(StrEnum):
@@ -142,6 +149,42 @@ def desired_dead_letter_config(config: PipelineConfig) -> StreamConfig:
     )
 
 
+def desired_replies_config(config: PipelineConfig) -> StreamConfig:
+    """Replies, one subject per tenant and conversation; old ones age out (limits)."""
+    return StreamConfig(
+        name=replies_stream(config.stream),
+        description=f"replies to the customers of {config.stream}",
+        subjects=replies_subjects(config.subject_prefix),
+        retention=RetentionPolicy.LIMITS,
+        storage=_STORAGE[config.storage],
+        num_replicas=config.replicas,
+        max_age=config.replies_max_age,
+        max_msgs_per_subject=config.replies_per_conversation,
+        max_bytes=config.replies_max_bytes,
+        max_msg_size=config.max_msg_size,
+        duplicate_window=config.replies_duplicate_window,
+        discard=DiscardPolicy.OLD,
+        allow_direct=True,
+    )
+
+
+def desired_intake_config(config: PipelineConfig) -> ConsumerConfig:
+    """Every new message of every priority, at once, for the composer (no filter)."""
+    policy = config.intake
+    return ConsumerConfig(
+        name=INTAKE_CONSUMER,
+        durable_name=INTAKE_CONSUMER,
+        description="surge composer: acknowledges new conversations on arrival",
+        # New only: provisioning an existing pipeline must not greet its backlog.
+        deliver_policy=DeliverPolicy.NEW,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=policy.ack_wait,
+        max_deliver=policy.max_deliver,
+        max_ack_pending=policy.max_ack_pending,
+        metadata={META_BACKOFF: _backoff_text(policy)},
+    )
+
+
 def _backoff_text(policy: PriorityPolicy) -> str:
     return ",".join(f"{d:g}" for d in policy.backoff)
 
@@ -163,9 +206,13 @@ def desired_consumer_config(config: PipelineConfig, priority: Priority) -> Consu
         ack_policy=AckPolicy.EXPLICIT,
         filter_subject=priority_filter(config.subject_prefix, priority),
         ack_wait=policy.ack_wait,
-        max_deliver=policy.max_deliver,
+        max_deliver=-1,  # unlimited: see META_MAX_DELIVER
         max_ack_pending=policy.max_ack_pending,
-        metadata={META_BACKOFF: _backoff_text(policy), META_PRIORITY: priority.value},
+        metadata={
+            META_BACKOFF: _backoff_text(policy),
+            META_PRIORITY: priority.value,
+            META_MAX_DELIVER: str(policy.max_deliver),
+        },
     )
 
 
@@ -202,6 +249,7 @@ def desired_kv_configs(config: PipelineConfig) -> list[KeyValueConfig]:
 
 _STREAM_MUTABLE = (
     "subjects",
+    "max_msgs_per_subject",
     "num_replicas",
     "max_age",
     "duplicate_window",
@@ -335,6 +383,9 @@ async def provision_pipeline(js: JetStreamContext, config: PipelineConfig) -> Pr
         )
     if config.dead_letter:
         changes.append(await _ensure_stream(js, desired_dead_letter_config(config)))
+    if config.composer:
+        changes.append(await _ensure_stream(js, desired_replies_config(config)))
+        changes.append(await _ensure_consumer(js, config.stream, desired_intake_config(config)))
     for kv_config in desired_kv_configs(config):
         changes.append(await _ensure_kv(js, kv_config))
     await _seed_degradation(js, config)
@@ -358,6 +409,6 @@ async def delete_pipeline(js: JetStreamContext, config: PipelineConfig) -> tuple
     Idempotent: missing pieces are skipped. Returns the stream names actually deleted
     (KV buckets appear as ``KV_<bucket>``).
     """
-    names = [config.stream, dead_letter_stream(config.stream)]
+    names = [config.stream, dead_letter_stream(config.stream), replies_stream(config.stream)]
     names += [f"KV_{kv.bucket}" for kv in desired_kv_configs(config)]
     return tuple(await _delete_streams(js, names))

@@ -11,15 +11,22 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 
+from surge_workers.composer import load_composer
 from surge_workers.consumer import Worker
+from surge_workers.contract import Priority
 from surge_workers.degradation import DegradationWatcher
-from surge_workers.delivery import load_handler
+from surge_workers.delivery import Delivery, load_handler
+from surge_workers.handlers import route
 from surge_workers.health import start_health_server
+from surge_workers.honesty import METRICS_KEY
+from surge_workers.intake import IntakeStage
 from surge_workers.logs import get_logger
 from surge_workers.metrics import WorkerMetrics
 from surge_workers.pipeline import PipelineConfig
 from surge_workers.provision import provision_pipeline
+from surge_workers.reply_metrics import ComposerMetrics
 from surge_workers.settings import NatsSettings, PipelineSettings, WorkerSettings
+from surge_workers.templates import TemplateStore
 
 
 async def connect(settings: NatsSettings, name: str, log: Any) -> Client:
@@ -49,6 +56,24 @@ async def connect(settings: NatsSettings, name: str, log: Any) -> Client:
         reconnected_cb=on_reconnected,
     )
     return client
+
+
+async def connect_when_available(
+    settings: NatsSettings, name: str, log: Any, stop: asyncio.Event
+) -> Client | None:
+    """Connect, retrying with back-off while NATS is unreachable (the health server is
+    already up, not ready: no crash loop while NATS is down at start-up). None when
+    ``stop`` is set first."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return await connect(settings, name, log)
+        except (OSError, TimeoutError, nats.errors.Error) as err:
+            log.warning("nats_unavailable", retry_in=delay, error=str(err) or repr(err))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, 10.0)
+    return None
 
 
 def stop_event() -> asyncio.Event:
@@ -84,33 +109,96 @@ async def _start_when_consumers_exist(worker: Worker, stop: asyncio.Event, log: 
     return False
 
 
+def mean_handling_seconds(metrics: WorkerMetrics, priority: Priority) -> float:
+    """This worker's mean handler time for a priority so far (0 before the first)."""
+    labels = {"priority": priority.value}
+    total = metrics.registry.get_sample_value("surge_worker_handling_seconds_sum", labels)
+    count = metrics.registry.get_sample_value("surge_worker_handling_seconds_count", labels)
+    return total / count if total is not None and count else 0.0
+
+
+def intake_stage(
+    nc: Client, settings: WorkerSettings, worker: Worker, watcher: DegradationWatcher, log: Any
+) -> IntakeStage | None:
+    """The composer's stage (None when SURGE_COMPOSER=none)."""
+    if settings.composer is None:
+        return None
+    composer = load_composer(settings.composer)
+    metrics = ComposerMetrics(worker.metrics.registry)
+    worker.ctx.cache[METRICS_KEY] = metrics
+
+    async def route_message(msg: Any, priority: Priority) -> str:
+        return await route(Delivery(msg, priority), worker.ctx)
+
+    return IntakeStage(
+        nc,
+        settings,
+        composer,
+        TemplateStore(settings.templates_dir, log=log),
+        log=log,
+        state=lambda: watcher.state,
+        service_time=lambda p: mean_handling_seconds(worker.metrics, p),
+        route=route_message,
+        on_reply=metrics.replied,
+    )
+
+
+async def _start_intake(intake: IntakeStage, stop: asyncio.Event, log: Any) -> None:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await intake.start()
+            return
+        except nats.js.errors.NotFoundError:
+            log.info("waiting_for_intake_consumer", retry_in=delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, 10.0)
+
+
 async def run_worker(settings: WorkerSettings, stop: asyncio.Event | None = None) -> None:
     log = get_logger("worker", stream=settings.pipeline.stream, cluster=settings.pipeline.cluster)
     stop = stop or stop_event()
     handler = load_handler(settings.handler)
-    nc = await connect(settings.nats, f"surge-worker/{settings.pipeline.cluster}", log)
     metrics = WorkerMetrics()
-    worker = Worker(nc, settings, handler, metrics, log=log)
+    worker: Worker | None = None
     health = None
     if settings.metrics_port:
+        # Health first: alive (and not ready) while NATS is still unreachable.
         health = await start_health_server(
             settings.metrics_host,
             settings.metrics_port,
             metrics.registry,
-            lambda: worker.ready and nc.is_connected,
+            lambda: worker is not None and worker.ready and worker.nc.is_connected,
         )
+    nc = await connect_when_available(
+        settings.nats, f"surge-worker/{settings.pipeline.cluster}", log, stop
+    )
+    if nc is None:
+        if health is not None:
+            await health.cleanup()
+        log.info("worker_exited", connected=False)
+        return
+    worker = Worker(nc, settings, handler, metrics, log=log)
     watcher = DegradationWatcher(
         nc.jetstream(), settings.pipeline.stream, worker.on_degradation, log=log
     )
     watcher.start()
+    intake = intake_stage(nc, settings, worker, watcher, log)
     try:
         if settings.provision:
             result = await provision_pipeline(nc.jetstream(), pipeline_config(settings.pipeline))
             log.info("pipeline_provisioned", summary=result.summary())
         if await _start_when_consumers_exist(worker, stop, log):
+            if intake is not None:
+                await _start_intake(intake, stop, log)
             await stop.wait()
+            if intake is not None:
+                await intake.stop()
             await worker.drain()
     finally:
+        if intake is not None:
+            await intake.stop()
         await watcher.stop()
         await worker.stop_background()
         with contextlib.suppress(nats.errors.Error, TimeoutError):

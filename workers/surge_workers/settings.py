@@ -10,6 +10,7 @@ Connection (both)
     ``SURGE_NATS_USER``         user name (with SURGE_NATS_PASSWORD)     unset
     ``SURGE_NATS_PASSWORD``     password — secret, never logged          unset
     ``SURGE_NATS_TOKEN``        auth token — secret, never logged        unset
+    ``SURGE_NATS_CA_FILE``      CA certificate to trust (TLS to NATS)    unset
     ``SURGE_CLUSTER``           MessagingCluster name (logs, metrics)    ``local``
     ``SURGE_REGION``            region name (logs, metrics)              ``""``
 
@@ -21,6 +22,11 @@ Pipeline (both)
 Worker
     ``SURGE_HANDLER``           handler as ``module:function``
                                                   ``surge_workers.handlers:route_and_store``
+    ``SURGE_COMPOSER``          composer as ``module:function``, or ``none``: what the
+                                intake stage says to a customer at once (acknowledgements,
+                                high-volume notices)   ``surge_workers.composer:acknowledge``
+    ``SURGE_TEMPLATES_DIR``     per-tenant reply templates ``<tenant>.<kind>.j2`` (a mounted
+                                ConfigMap)                               built-in defaults
     ``SURGE_CONCURRENCY``       handlers running at once (lanes)         ``16``
     ``SURGE_PREFETCH``          messages buffered beyond concurrency     ``= concurrency * 4``
     ``SURGE_MAX_BATCH``         largest pull request                     ``256``
@@ -42,6 +48,7 @@ Gateway
     ``SURGE_MAX_BODY_BYTES``    largest request body (413 above)         ``1048576``
     ``SURGE_MAX_TEXT_BYTES``    largest message text (413 above)         ``16384``
     ``SURGE_MAX_BATCH_MESSAGES`` messages per batch request              ``500``
+    ``SURGE_MAX_MSG_SIZE``      the stream's max_msg_size (413 above)    ``0`` (unknown)
     ``SURGE_RATE_LIMIT``        per-tenant messages/s (0 = unlimited)    ``2000``
     ``SURGE_RATE_BURST``        per-tenant burst                         ``= 2 * rate``
 
@@ -53,6 +60,7 @@ Logging (both)
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +69,8 @@ from surge_workers.contract import PRIORITIES, Priority, is_valid_prefix, is_val
 from surge_workers.errors import ConfigError
 
 DEFAULT_HANDLER = "surge_workers.handlers:route_and_store"
+DEFAULT_COMPOSER = "surge_workers.composer:acknowledge"
+NO_COMPOSER = "none"
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -111,6 +121,9 @@ class NatsSettings:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    #: PEM file of the CA that signed the servers' certificates (managed NATS: the
+    #: operator's CA); with it every connection is TLS and verifies the server
+    ca_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NatsSettings:
@@ -125,6 +138,7 @@ class NatsSettings:
             user=user,
             password=password,
             token=env.get("SURGE_NATS_TOKEN") or None,
+            ca_file=env.get("SURGE_NATS_CA_FILE") or None,
         )
 
     def connect_options(self) -> dict[str, Any]:
@@ -137,6 +151,8 @@ class NatsSettings:
             options["password"] = self.password or ""
         if self.token:
             options["token"] = self.token
+        if self.ca_file:
+            options["tls"] = ssl.create_default_context(cafile=self.ca_file)
         return options
 
 
@@ -197,6 +213,9 @@ class WorkerSettings:
     pipeline: PipelineSettings = PipelineSettings()
     log: LogSettings = LogSettings()
     handler: str = DEFAULT_HANDLER
+    #: ``module:function`` of the composer, or None: no intake stage, no replies.
+    composer: str | None = DEFAULT_COMPOSER
+    templates_dir: str | None = None
     concurrency: int = 16
     prefetch: int = 64
     max_batch: int = 256
@@ -217,11 +236,18 @@ class WorkerSettings:
         if ":" not in handler:
             raise ConfigError(f"SURGE_HANDLER: {handler!r} must be module:function")
         concurrency = _int(env, "SURGE_CONCURRENCY", cls.concurrency, minimum=1)
+        composer: str | None = _str(env, "SURGE_COMPOSER", DEFAULT_COMPOSER)
+        if composer is not None and composer.lower() in (NO_COMPOSER, "off", "false"):
+            composer = None
+        elif composer is not None and ":" not in composer:
+            raise ConfigError(f"SURGE_COMPOSER: {composer!r} must be module:function or none")
         return cls(
             nats=NatsSettings.from_env(env),
             pipeline=PipelineSettings.from_env(env),
             log=LogSettings.from_env(env),
             handler=handler,
+            composer=composer,
+            templates_dir=env.get("SURGE_TEMPLATES_DIR") or None,
             concurrency=concurrency,
             prefetch=_int(env, "SURGE_PREFETCH", concurrency * 4, minimum=0),
             max_batch=_int(env, "SURGE_MAX_BATCH", cls.max_batch, minimum=1),
@@ -248,6 +274,9 @@ class GatewaySettings:
     max_body_bytes: int = 1 << 20
     max_text_bytes: int = 16 * 1024
     max_batch_messages: int = 500
+    #: The stream's max_msg_size (spec.stream.maxMsgSize): larger messages get 413 before
+    #: publishing. 0 = unknown (the stream's own refusal is still answered with 413).
+    max_msg_size: int = 0
     rate_limit: float = 2000.0
     rate_burst: float = 4000.0
 
@@ -267,6 +296,7 @@ class GatewaySettings:
             max_batch_messages=_int(
                 env, "SURGE_MAX_BATCH_MESSAGES", cls.max_batch_messages, minimum=1
             ),
+            max_msg_size=_int(env, "SURGE_MAX_MSG_SIZE", cls.max_msg_size, minimum=0),
             rate_limit=rate,
             rate_burst=_float(env, "SURGE_RATE_BURST", 2 * rate),
         )

@@ -1,10 +1,12 @@
 """Conversation transcripts in a JetStream KV bucket: one key per message.
 
-``t.<conversation>.<message id>`` is created with "create only if absent", so storing is
-idempotent on the message id: a redelivered message (after a crash, a lost ack or a
-failover) finds its key and has no second effect. The transcript is ordered by the
-stream sequence the message got at ingest — the per-conversation order defined by the
-partitioned subject — so a message retried after a later one still sits in its place.
+``t.<tenant>.<conversation>.<message id>`` (each a key token, see
+:func:`~surge_workers.contract.scoped_id`) is created with "create only if absent", so
+storing is idempotent on the message id within its tenant: a redelivered message (after
+a crash, a lost ack or a failover) finds its key and has no second effect. The transcript
+is ordered by the stream sequence the message got at ingest — the per-conversation order
+defined by the partitioned subject — so a message retried after a later one still sits
+in its place.
 """
 
 from __future__ import annotations
@@ -46,21 +48,23 @@ class TranscriptEntry:
 async def store_entry(kv: KeyValue, entry: TranscriptEntry) -> bool:
     """Store once; False when this message id was already stored (a duplicate)."""
     try:
-        await kv.create(transcript_key(entry.conversation_id, entry.msg_id), entry.encode())
+        await kv.create(
+            transcript_key(entry.tenant, entry.conversation_id, entry.msg_id), entry.encode()
+        )
     except nats.js.errors.KeyWrongLastSequenceError:
         return False
     return True
 
 
 async def read_transcript(
-    js: JetStreamContext, stream: str, conversation_id: str, *, wait: float = 5.0
+    js: JetStreamContext, stream: str, tenant: str, conversation_id: str, *, wait: float = 5.0
 ) -> list[TranscriptEntry]:
-    """All stored messages of a conversation, in stream-sequence order."""
+    """All stored messages of a tenant's conversation, in stream-sequence order."""
     try:
         kv = await js.key_value(transcripts_bucket(stream))
     except nats.js.errors.BucketNotFoundError:
         return []
-    watcher = await kv.watch(transcript_filter(conversation_id), ignore_deletes=True)
+    watcher = await kv.watch(transcript_filter(tenant, conversation_id), ignore_deletes=True)
     entries: list[TranscriptEntry] = []
     try:
         while True:

@@ -38,3 +38,80 @@ app.kubernetes.io/component: operator
 {{- define "surge.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/* Namespaces the operator watches when not cluster-wide (default: the release's). */}}
+{{- define "surge.watchedNamespaces" -}}
+{{- default (list .Release.Namespace) .Values.operator.namespaces | uniq | join "," -}}
+{{- end -}}
+
+{{/* The data-plane default pod template, with the chart's imagePullSecrets added. */}}
+{{- define "surge.podTemplateJSON" -}}
+{{- $template := deepCopy (default (dict) .Values.dataPlane.podTemplate) -}}
+{{- if .Values.imagePullSecrets -}}
+{{- $secrets := concat (default (list) (get $template "imagePullSecrets")) .Values.imagePullSecrets -}}
+{{- $_ := set $template "imagePullSecrets" $secrets -}}
+{{- end -}}
+{{- if $template }}{{ toJson $template }}{{ end -}}
+{{- end -}}
+
+{{/* Labels of the objects that are not the operator itself (tests, aggregated roles). */}}
+{{- define "surge.commonLabels" -}}
+app.kubernetes.io/name: {{ include "surge.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: surge
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The operator's rules, as a ClusterRole (cluster-wide) or a Role per watched namespace. */}}
+{{- define "surge.operatorRules" }}
+rules:
+  - apiGroups: [surge.dev]
+    resources: [messagingclusters]
+    verbs: [get, list, watch, patch, update]
+  - apiGroups: [surge.dev]
+    resources: [messagingclusters/status]
+    verbs: [get, patch, update]
+  - apiGroups: [apps]
+    resources: [deployments]
+    verbs: [get, list, watch, create, patch, update, delete]
+  - apiGroups: [apps]
+    resources: [deployments/scale]
+    verbs: [get, patch, update]
+  # Managed NATS (spec.regions[].nats.managed): one StatefulSet per region. Its update
+  # strategy is OnDelete, so the operator deletes one server pod at a time itself.
+  - apiGroups: [apps]
+    resources: [statefulsets]
+    verbs: [get, list, watch, create, patch, update, delete]
+  - apiGroups: [""]
+    resources: [services, serviceaccounts, configmaps]
+    verbs: [get, list, watch, create, patch, update, delete]
+  # get: NATS credentials a MessagingCluster names; create/patch: the generated NATS
+  # credentials, server configuration and certificates of managed NATS.
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get, create, patch, update]
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [get, list, watch, delete]
+  # Backups run as a CronJob per cluster, a restore as a Job (read by name, never listed).
+  - apiGroups: [batch]
+    resources: [cronjobs, jobs]
+    verbs: [get, create, patch, update, delete]
+  - apiGroups: [policy]
+    resources: [poddisruptionbudgets]
+    verbs: [get, list, watch, create, patch, update, delete]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, list, watch, create, patch, update, delete]
+  # Each MessagingCluster gets a Role (get its ConfigMap and named Secrets) and a
+  # RoleBinding for its pods; the operator holds those permissions itself, so no
+  # escalate/bind is needed.
+  - apiGroups: [rbac.authorization.k8s.io]
+    resources: [roles, rolebindings]
+    verbs: [get, list, watch, create, patch, update, delete]
+  - apiGroups: ["", events.k8s.io]
+    resources: [events]
+    verbs: [create, patch]
+{{- end }}

@@ -24,7 +24,14 @@ from surge_operator.backup.runner import ClusterRef, back_up, backup_order, rest
 from surge_operator.backup.s3local import LocalS3
 from surge_operator.backup.verify import message_ids, transcript_ids
 from surge_workers.consumer import Worker
-from surge_workers.contract import PRIORITIES, Header, Priority, format_enqueued_at, message_subject
+from surge_workers.contract import (
+    PRIORITIES,
+    Priority,
+    format_enqueued_at,
+    message_headers,
+    message_subject,
+    scoped_id,
+)
 from surge_workers.handlers import route_and_store
 from surge_workers.logs import get_logger
 from surge_workers.metrics import WorkerMetrics
@@ -44,19 +51,19 @@ async def _publish(js: Any, count: int) -> set[str]:
     for start in range(0, count, window):
         batch = []
         for i in range(start, min(count, start + window)):
-            msg_id = f"m-{i:07d}"
+            msg_id, tenant = f"m-{i:07d}", f"t{i % 3}"
             conversation = f"c-{i % 997}"
             priority = PRIORITIES[i % len(PRIORITIES)]
-            headers = {
-                Header.MSG_ID: msg_id,
-                Header.CONVERSATION: conversation,
-                Header.TENANT: f"t{i % 3}",
-                Header.PRIORITY: priority.value,
-                Header.ENQUEUED_AT: format_enqueued_at(time.time()),
-            }
-            subject = message_subject(PREFIX, priority, conversation, 16)
+            headers = message_headers(
+                tenant=tenant,
+                msg_id=msg_id,
+                conversation_id=conversation,
+                priority=priority,
+                enqueued_at=format_enqueued_at(time.time()),
+            )
+            subject = message_subject(PREFIX, priority, conversation, 16, tenant=tenant)
             body = json.dumps({"text": f"hello {i}"}).encode()
-            batch.append((msg_id, js.publish(subject, body, headers=headers)))
+            batch.append((scoped_id(tenant, msg_id), js.publish(subject, body, headers=headers)))
         for msg_id, fut in batch:
             await fut
             acked.add(msg_id)

@@ -11,7 +11,7 @@ from collections import Counter
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from surge_workers.contract import Header, transcripts_bucket
+from surge_workers.contract import Header, scoped_id, transcripts_bucket
 from surge_workers.transcripts import TranscriptEntry
 
 
@@ -40,7 +40,7 @@ async def _read_all(
 
 
 async def message_ids(js: JetStreamContext, stream: str, subject_prefix: str) -> Counter[str]:
-    """How many copies of each message id the message stream holds."""
+    """How many copies of each (tenant-scoped) message id the message stream holds."""
     found = await _read_all(js, stream, f"{subject_prefix}.>")
     return Counter(h.get(Header.MSG_ID, "") for h, _ in found)
 
@@ -52,6 +52,6 @@ async def transcripts(js: JetStreamContext, stream: str) -> list[TranscriptEntry
 
 
 async def transcript_ids(js: JetStreamContext, stream: str) -> Counter[str]:
-    """Transcript entries per message id. Entries are created once per key (never
-    updated), so a count above 1 would be a double effect."""
-    return Counter(entry.msg_id for entry in await transcripts(js, stream))
+    """Transcript entries per tenant-scoped message id. Entries are created once per key
+    (never updated), so a count above 1 would be a double effect."""
+    return Counter(scoped_id(e.tenant, e.msg_id) for e in await transcripts(js, stream))

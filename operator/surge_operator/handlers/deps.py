@@ -17,6 +17,7 @@ from surge_operator.api import MessagingClusterSpec
 from surge_operator.handlers.state import Registry
 from surge_operator.jetstream import JetStreamOps, NatsAuth
 from surge_operator.kube import ClusterObject, KubeApi
+from surge_operator.leader import Leadership, Unfenced
 from surge_operator.metrics import OperatorMetrics
 from surge_operator.policy.types import Snapshot
 from surge_operator.settings import OperatorConfig
@@ -67,3 +68,5 @@ class Deps:
     now: Callable[[], datetime] = _utcnow
     monotonic: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
+    #: The Lease (fenced leadership): destructive NATS actions run only while it holds.
+    leadership: Leadership = field(default_factory=Unfenced)

@@ -18,18 +18,30 @@ from typing import Any
 
 from surge_operator.api import ConditionStatus, ConditionType, MessagingClusterSpec
 from surge_operator.errors import SurgeError
+from surge_operator.failover import FailoverController, RegionEndpoint
+from surge_operator.failover.probe import RegionProbe
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.reconcile import _flush, emit, region_auth
 from surge_operator.handlers.state import ClusterState
 from surge_operator.logs import get_logger
 from surge_operator.policy.failover import FailoverConfig
-from surge_operator.regions import FailoverController, RegionEndpoint
 from surge_operator.resources.jetstream import pipeline_config
+from surge_operator.resources.nats.names import region_url
 from surge_operator.status import ConditionUpdate, append_history, apply_updates, phase_of
 
 FAILBACK_ANNOTATION = "surge.dev/failback"
 
 log = get_logger()
+
+
+def worst_mirror_lag(probes: Mapping[str, RegionProbe]) -> int | None:
+    """Messages the most-behind standby mirror lacks (status.mirrorLag; `surge status`)."""
+    lags = [
+        view.mirror_lag
+        for probe in probes.values()
+        if probe.ok and (view := probe.stream()).role == "mirror" and view.mirror_lag is not None
+    ]
+    return max(lags) if lags else None
 
 
 def multi_region(spec: MessagingClusterSpec) -> bool:
@@ -41,8 +53,9 @@ async def _endpoints(
 ) -> list[RegionEndpoint]:
     out = []
     for region in spec.regions:
-        auth = await region_auth(deps, cs.ref.namespace, region)
-        out.append(RegionEndpoint.from_region(region, auth.connect_options()))
+        auth = await region_auth(deps, cs.ref.namespace, cs.ref.name, region)
+        url = region_url(cs.ref.name, cs.ref.namespace, region)
+        out.append(RegionEndpoint.from_region(region, auth.connect_options(), url=url))
     return out
 
 
@@ -70,12 +83,26 @@ async def failover_tick(
             config=config,
             active=cs.status.active_region,
             epoch=cs.status.failover_epoch or 0,
+            leadership=deps.leadership,
         )
         cs.failover = controller
     else:
         controller.update(endpoints=endpoints, primary=primary, pipeline=pipeline, config=config)
     requested = (annotations or {}).get(FAILBACK_ANNOTATION) == "requested"
     outcome = await controller.tick(failback_requested=requested)
+    labels = (cs.ref.namespace, cs.ref.name)
+    if outcome.promotion is not None and outcome.history_entry is not None:
+        deps.metrics.failovers.labels(*labels, outcome.history_entry.kind).inc()
+        if outcome.rpo is not None:
+            deps.metrics.failover_rpo.labels(*labels).set(outcome.rpo)
+    for change in outcome.mirrors:
+        for kind, count in (
+            ("republished", change.recovered),
+            ("duplicate", change.duplicates),
+            ("superseded", change.superseded),
+        ):
+            if count:
+                deps.metrics.failover_recovered.labels(*labels, kind).inc(count)
 
     async with cs.lock:
         now = deps.now()
@@ -95,6 +122,12 @@ async def failover_tick(
                 "conditions": conditions,
                 "active_region": outcome.active_region,
                 "failover_epoch": outcome.epoch,
+                "mirror_lag": worst_mirror_lag(outcome.probes),
+                **(
+                    {"failover_rpo": outcome.rpo}
+                    if outcome.promotion is not None and outcome.rpo is not None
+                    else {}
+                ),
                 "history": history,
                 "phase": outcome.phase_hint or phase_of(conditions),
             }
@@ -108,8 +141,23 @@ async def failover_tick(
             cs.auth = None
             cs.stream_ready = False
             cs.last_reconcile = -1e9
+            # Republish the level into the new writer: what it holds may be older.
+            cs.published_level = None
+            cs.published_sheddable = None
             deps.snapshots.forget(cs.ref)
         await _flush(deps, cs, force=moved or outcome.event is not None)
+    for change in outcome.mirrors:
+        if change.recoveries:
+            await emit(
+                deps,
+                cs.ref,
+                "Normal",
+                "TailRecovered",
+                f"{change.region} rejoined as a mirror of {change.source}: "
+                f"{change.recovered} messages of its unmirrored tail republished, "
+                f"{change.duplicates} already present by id, {change.superseded} KV "
+                "entries superseded by newer values",
+            )
     if outcome.event is not None:
         log.warning(
             "failover_event", reason=outcome.event.reason, active=outcome.active_region,

@@ -5,6 +5,8 @@
     on.delete       finalize(): honour spec.stream.deletionPolicy, then kopf drops the finalizer
     daemon          per cluster: autoscaling tick every tickSeconds + periodic drift resync
     timer           per cluster with spec.backup: backup status from the Jobs' run records
+    daemon failover per cluster, its own loop: region probes and promotion every
+                    probeIntervalSeconds, only while the Lease holds
     on.event        worker Deployments: replica figures for status and the autoscaler
     on.cleanup      close clients
 
@@ -14,6 +16,7 @@ kopf.PermanentError (wait for the next spec change) here and only here.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import datetime
 from typing import Any
@@ -31,6 +34,7 @@ from surge_operator.handlers.state import WorkerFigures
 from surge_operator.jetstream import NatsJetStreamOps, NatsPool
 from surge_operator.kube import ClusterObject, HttpKubeApi
 from surge_operator.kube_scale import KubeScaleTarget
+from surge_operator.leader import Unfenced
 from surge_operator.logs import bound_cluster, get_logger
 from surge_operator.metrics import OperatorMetrics
 from surge_operator.resources.labels import MANAGED_BY
@@ -117,6 +121,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         js=js,
         snapshots=JetStreamSnapshots(js),
         scale_target=scale_target,
+        leadership=memo.get("leadership") or Unfenced(),
         metrics=metrics,
     )
     log.info("operator_started", namespaces=list(config.namespaces) or "all")
@@ -195,12 +200,6 @@ async def autoscaler(
                     await tick(deps, cs, tick_no)
                 except Exception as exc:  # a tick must never kill the loop
                     log.exception("tick_failed", error=str(exc))
-                if multi_region(cs.spec) and deps.monotonic() >= cs.next_probe:
-                    cs.next_probe = deps.monotonic() + cs.spec.failover.probe_interval_seconds
-                    try:
-                        await failover_tick(deps, cs, body.meta.get("annotations"))
-                    except Exception as exc:  # probes must never kill the loop either
-                        log.exception("failover_tick_failed", error=str(exc))
                 if deps.monotonic() - cs.last_reconcile >= deps.config.apply.resync_seconds:
                     await _resync(deps, ref, body)
         await stopped.wait(period)
@@ -224,6 +223,42 @@ async def backups(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
             await backup_tick(deps, cs, created)
         except Exception as exc:  # NATS away, records unreadable: next tick tries again
             log.warning("backup_status_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+#: Upper bound on one failover tick (probes and requests have their own, shorter
+#: timeouts; merging a long tail after a heal is what can take this long).
+FAILOVER_TICK_LIMIT = 600.0
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, id="failover", cancellation_timeout=5)
+async def failover_loop(
+    stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """Region probes and promotion in their own loop per cluster, so a slow autoscaling
+    tick (JetStream figures, Prometheus) can never delay a failover. Acts only while the
+    Lease holds (`deps.leadership`)."""
+    deps = deps_of(memo)
+    ref = cluster_ref(body)
+    await stopped.wait(random.uniform(0, 1.0))
+    while not stopped:
+        cs = deps.registry.get(ref.uid)
+        period = 1.0
+        if cs is not None and cs.spec is not None and multi_region(cs.spec):
+            period = cs.spec.failover.probe_interval_seconds
+            with bound_cluster(ref.namespace, ref.name):
+                if not deps.leadership.holds():
+                    log.warning("failover_paused_not_leader")
+                else:
+                    try:
+                        await asyncio.wait_for(
+                            failover_tick(deps, cs, body.meta.get("annotations")),
+                            timeout=FAILOVER_TICK_LIMIT,
+                        )
+                    except TimeoutError:
+                        log.error("failover_tick_timed_out", limit=FAILOVER_TICK_LIMIT)
+                    except Exception as exc:  # probes must never kill the loop
+                        log.exception("failover_tick_failed", error=str(exc))
+        await stopped.wait(period)
 
 
 async def _resync(deps: Deps, ref: ClusterObject, body: kopf.Body) -> None:

@@ -12,6 +12,7 @@ from what both steps learned. A failure in one step does not skip the other.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,6 +28,7 @@ from surge_operator.api import (
 )
 from surge_operator.errors import (
     BackupError,
+    CredentialsSecretMissingError,
     InvalidSpecError,
     KubeApiError,
     RestorePendingError,
@@ -34,6 +36,7 @@ from surge_operator.errors import (
     is_permanent,
 )
 from surge_operator.handlers.deps import Deps
+from surge_operator.handlers.nats import apply_managed_nats
 from surge_operator.handlers.restore import restore_gate, restore_pending
 from surge_operator.handlers.state import ClusterState, WorkerFigures, gateway_pair
 from surge_operator.jetstream import NatsAuth, auth_from_secret
@@ -50,6 +53,9 @@ from surge_operator.resources import (
 from surge_operator.resources.deployment import manual_replicas
 from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.labels import selector_labels, selector_string, worker_name
+from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.credentials import credentials_ref
+from surge_operator.resources.nats.tls import CA_KEY, ca_secret_for_clients
 from surge_operator.status import (
     ConditionUpdate,
     apply_updates,
@@ -78,6 +84,10 @@ def build_context(
         spec=spec,
         active_region=status.active_region,
         extra_pod_labels=deps.config.apply.extra_pod_labels,
+        pod_defaults=deps.config.data_plane.pod_template,
+        image_pull_policy=deps.config.data_plane.image_pull_policy,
+        network_policy=deps.config.data_plane.network_policy,
+        default_image=deps.config.apply.data_plane_image,
     )
 
 
@@ -192,16 +202,27 @@ async def apply_owned(
     return changed
 
 
-async def region_auth(deps: Deps, namespace: str, region: Region) -> NatsAuth:
-    ref = region.nats.credentials_secret
-    if ref is None:
-        return NatsAuth()
-    data = await deps.kube.read_secret(namespace, ref.name)
-    return auth_from_secret(ref, data)
+async def region_auth(deps: Deps, namespace: str, cluster: str, region: Region) -> NatsAuth:
+    """The operator's own credentials in `region` (the managed operator user, or the
+    Secret the spec names for an external NATS), plus the CA to trust with `nats.tls`."""
+    ref = credentials_ref(cluster, region, Role.OPERATOR)
+    auth = NatsAuth()
+    if ref is not None:
+        data = await deps.kube.read_secret(namespace, ref.name)
+        auth = auth_from_secret(ref, data)
+    ca_secret = ca_secret_for_clients(cluster, region) if region.nats.tls else None
+    if ca_secret is not None:
+        data = await deps.kube.read_secret(namespace, ca_secret)
+        if data is None or CA_KEY not in data:
+            raise CredentialsSecretMissingError(
+                f"Secret {ca_secret} has no {CA_KEY} (spec.regions[{region.name}].nats.tls)"
+            )
+        auth = replace(auth, ca_pem=data[CA_KEY].decode())
+    return auth
 
 
 async def resolve_auth(deps: Deps, ctx: BuildContext) -> NatsAuth:
-    return await region_auth(deps, ctx.namespace, ctx.region)
+    return await region_auth(deps, ctx.namespace, ctx.name, ctx.region)
 
 
 async def emit(deps: Deps, ref: ClusterObject, type_: str, reason: str, message: str) -> None:
@@ -295,6 +316,11 @@ async def _reconcile_locked(
 
     pending = restore_pending(spec, cs.status)
     try:
+        await apply_managed_nats(deps, ctx, cs)
+    except KubeApiError as exc:
+        fail(exc, stream_failed(exc.reason, f"managed NATS: {exc.message}"))
+
+    try:
         changed = await apply_owned(deps, ctx, cs, hold_workloads=pending)
         if changed:
             log.info("owned_objects_applied", changed=changed)
@@ -312,7 +338,7 @@ async def _reconcile_locked(
 
     pipeline = None
     try:
-        pipeline = pipeline_config(ctx.stream, spec)
+        pipeline = pipeline_config(ctx.stream, spec, ctx.region)
     except ValueError as exc:  # surge_workers ConfigError (e.g. stream replicas 2)
         fail(InvalidSpecError(str(exc)), stream_failed(InvalidSpecError.reason, str(exc)))
     if pending:
@@ -321,10 +347,10 @@ async def _reconcile_locked(
     elif pipeline is not None:
         try:
             auth = await resolve_auth(deps, ctx)
-            summary = await deps.js.provision(ctx.region.nats.url, auth, pipeline)
+            summary = await deps.js.provision(ctx.nats_url, auth, pipeline)
             cs.stream_ready = True
             cs.auth = auth
-            cs.nats_url = ctx.region.nats.url
+            cs.nats_url = ctx.nats_url
             updates.append(stream_ready(ctx.stream))
             if summary:
                 log.info("stream_provisioned", stream=ctx.stream, changes=summary)
@@ -435,7 +461,7 @@ async def finalize(
         result = f"stream {ctx.stream} retained (deletionPolicy: retain)"
     else:
         auth = await resolve_auth(deps, ctx)
-        deleted = await deps.js.delete(ctx.region.nats.url, auth, pipeline_config(ctx.stream, spec))
+        deleted = await deps.js.delete(ctx.nats_url, auth, pipeline_config(ctx.stream, spec))
         result = (
             f"deleted {', '.join(deleted) or 'nothing (already gone)'} (deletionPolicy: delete)"
         )

@@ -55,7 +55,7 @@ class ClusterState:
     stream_ready: bool = False
     #: autoscaler memory (policy.types.ScalingState), opaque here
     scaling: Any = None
-    #: regions.FailoverController for multi-region clusters, opaque here
+    #: failover.FailoverController for multi-region clusters, opaque here
     failover: Any = None
     next_probe: float = 0.0
     published_level: int | None = None

@@ -4,7 +4,7 @@ Inputs are probe results (one per region per probe interval, each stamped with t
 `at` it was taken), a `FailoverConfig` and the `FailoverState` carried from the previous
 tick. The output is a `FailoverDecision`: do nothing, promote a standby, or fail back to
 the original primary, with a CamelCase reason, a sentence for humans and the next state.
-No I/O and no clock reads: the caller (`surge_operator.regions.FailoverController`)
+No I/O and no clock reads: the caller (`surge_operator.failover.FailoverController`)
 probes, decides, acts, and only then keeps `decision.state`.
 
 Rules
@@ -22,6 +22,16 @@ Rules
     * Failback (back to the original primary) happens only when `automatic_failback` is on
       and the original primary has recovered (not tripped any more), or when a human asks
       for it (`failback_requested`) and its latest probe succeeded.
+    * Promotion is gated on the standby's lag: the *estimated RPO* is how many messages
+      the active region was last seen to hold beyond the standby's copy (its last probed
+      sequence minus the standby's, or the mirror's own reported lag when larger). Above
+      `max_promotion_lag` the standby is not promoted automatically (reason
+      StandbyTooFarBehind). Below it the promotion goes ahead and the decision carries the
+      RPO, so status, events and metrics report it; those messages are not lost but
+      unavailable until the old primary heals and its tail is recovered.
+    * Hysteresis on the last-resort path: a tripped region is promoted as a last resort
+      only once `recovery_threshold` probe intervals passed since the previous
+      transition, so two flapping regions cannot ping-pong (each move re-copies a stream).
     * Every promotion or failback increases `epoch` by one; it never decreases. Workers and
       gateways can fence on it: a region whose epoch is behind is not the writer.
     * Disabled failover never acts but still tracks and reports health.
@@ -45,6 +55,9 @@ from surge_operator.api import FailoverSpec
 
 #: Sustained health before a tripped region may take traffic again, in failure thresholds.
 RECOVERY_FACTOR = 5
+#: Default gate on promotion: a standby further behind than this many messages needs a
+#: human (raise spec.failover.maxPromotionLag) rather than an automatic promotion.
+DEFAULT_MAX_PROMOTION_LAG = 10_000
 
 
 class Action(StrEnum):
@@ -63,6 +76,7 @@ class FailoverReason(StrEnum):
     FAILED_BACK = "FailedBack"
     AWAITING_RECOVERY = "OriginalPrimaryRecovering"
     FAILBACK_REFUSED = "FailbackRefused"
+    STANDBY_BEHIND = "StandbyTooFarBehind"
     DISABLED = "FailoverDisabled"
 
 
@@ -75,10 +89,29 @@ class ProbeResult:
     at: float
     reason: str = ""
     latency: float | None = None
+    #: Last sequence of the region's message stream (None: no stream or not read).
+    last_seq: int | None = None
+    #: For a mirror: messages it knows it is behind its origin (None: not a mirror).
+    mirror_lag: int | None = None
 
     @classmethod
-    def success(cls, region: str, at: float, latency: float | None = None) -> ProbeResult:
-        return cls(region=region, ok=True, at=at, latency=latency)
+    def success(
+        cls,
+        region: str,
+        at: float,
+        latency: float | None = None,
+        *,
+        last_seq: int | None = None,
+        mirror_lag: int | None = None,
+    ) -> ProbeResult:
+        return cls(
+            region=region,
+            ok=True,
+            at=at,
+            latency=latency,
+            last_seq=last_seq,
+            mirror_lag=mirror_lag,
+        )
 
     @classmethod
     def failure(cls, region: str, at: float, reason: str) -> ProbeResult:
@@ -93,6 +126,8 @@ class FailoverConfig:
     automatic_failback: bool = False
     #: Consecutive good probes before a tripped region is trusted again (None: 5 * threshold).
     recovery_probes: int | None = None
+    #: Largest estimated RPO (messages) an automatic promotion accepts (None: no limit).
+    max_promotion_lag: int | None = DEFAULT_MAX_PROMOTION_LAG
 
     def __post_init__(self) -> None:
         if self.probe_interval <= 0:
@@ -101,6 +136,8 @@ class FailoverConfig:
             raise ValueError("failure_threshold must be >= 1")
         if self.recovery_probes is not None and self.recovery_probes < 1:
             raise ValueError("recovery_probes must be >= 1")
+        if self.max_promotion_lag is not None and self.max_promotion_lag < 0:
+            raise ValueError("max_promotion_lag must be >= 0")
 
     @classmethod
     def from_spec(cls, spec: FailoverSpec) -> FailoverConfig:
@@ -109,6 +146,7 @@ class FailoverConfig:
             probe_interval=spec.probe_interval_seconds,
             failure_threshold=spec.failure_threshold,
             automatic_failback=spec.automatic_failback,
+            max_promotion_lag=spec.max_promotion_lag,
         )
 
     @property
@@ -121,6 +159,12 @@ class FailoverConfig:
     def detection_time(self) -> float:
         """Worst-case seconds from a region dying to the decision to promote (no I/O)."""
         return self.failure_threshold * self.probe_interval
+
+    @property
+    def min_dwell(self) -> float:
+        """Seconds after a transition before a tripped region may take traffic again as
+        a last resort (the hysteresis that stops ping-pong)."""
+        return self.recovery_threshold * self.probe_interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +180,9 @@ class RegionHealth:
     last_reason: str = ""
     #: Start of the current failure streak, for "down for 6.0s" in messages.
     failing_since: float | None = None
+    #: Message-stream last sequence and mirror lag from the last successful probe.
+    last_seq: int | None = None
+    mirror_lag: int | None = None
 
     def probed(self, probe: ProbeResult, config: FailoverConfig) -> RegionHealth:
         if probe.ok:
@@ -149,6 +196,8 @@ class RegionHealth:
                 last_ok=True,
                 last_reason="",
                 failing_since=None,
+                last_seq=probe.last_seq if probe.last_seq is not None else self.last_seq,
+                mirror_lag=probe.mirror_lag,
             )
         failures = self.consecutive_failures + 1
         return replace(
@@ -252,6 +301,9 @@ class FailoverDecision:
     #: Region traffic moves to (promote/failback) and the one it leaves.
     target: str | None = None
     source: str | None = None
+    #: Estimated RPO of a promotion: messages the source was last seen to hold beyond
+    #: the target's copy (recovered after the source heals). None: not known.
+    rpo: int | None = None
 
     @property
     def acts(self) -> bool:
@@ -293,7 +345,13 @@ def decide(
     def none(reason: FailoverReason, message: str) -> FailoverDecision:
         return FailoverDecision(Action.NONE, reason, message, state=observed, observed=observed)
 
-    def move(action: Action, reason: FailoverReason, target: str, message: str) -> FailoverDecision:
+    def move(
+        action: Action,
+        reason: FailoverReason,
+        target: str,
+        message: str,
+        rpo: int | None = None,
+    ) -> FailoverDecision:
         moved = replace(observed, active=target, epoch=observed.epoch + 1, last_transition_at=at)
         return FailoverDecision(
             action,
@@ -303,23 +361,41 @@ def decide(
             observed=observed,
             target=target,
             source=observed.active,
+            rpo=rpo,
         )
 
     if active.is_down(config):
         outage = _describe_outage(observed.active, active, at)
         if not config.enabled:
             return none(FailoverReason.DISABLED, f"{outage}; failover is disabled, not acting")
-        target = _promotion_target(observed, config)
+        target = _promotion_target(observed, config, at)
         if target is None:
             return none(
                 FailoverReason.NO_HEALTHY_STANDBY,
                 f"{outage}; not promoting: no healthy standby ({_candidates(observed)})",
             )
+        rpo = estimated_rpo(observed, target)
+        if (
+            rpo is not None
+            and config.max_promotion_lag is not None
+            and rpo > config.max_promotion_lag
+        ):
+            return FailoverDecision(
+                Action.NONE,
+                FailoverReason.STANDBY_BEHIND,
+                f"{outage}; not promoting {target}: it is {rpo} messages behind "
+                f"{observed.active}'s last known sequence (maxPromotionLag "
+                f"{config.max_promotion_lag}); raise it to promote anyway",
+                state=observed,
+                observed=observed,
+                rpo=rpo,
+            )
         return move(
             Action.PROMOTE,
             FailoverReason.PROMOTED,
             target,
-            f"{outage}; promoted {target} (epoch {observed.epoch + 1})",
+            f"{outage}; promoted {target} (epoch {observed.epoch + 1}, {_rpo_text(rpo)})",
+            rpo,
         )
 
     if observed.active != observed.original_primary:
@@ -369,21 +445,42 @@ def decide(
     return none(FailoverReason.HEALTHY, f"{observed.active} healthy")
 
 
-def _promotion_target(state: FailoverState, config: FailoverConfig) -> str | None:
+def estimated_rpo(state: FailoverState, target: str) -> int | None:
+    """Messages the active region was last seen to hold beyond `target`'s copy."""
+    source = state.region_health(state.active)
+    standby = state.region_health(target)
+    if source.last_seq is None and standby.mirror_lag is None:
+        return None
+    behind = (source.last_seq or 0) - (standby.last_seq or 0)
+    return max(0, behind, standby.mirror_lag or 0)
+
+
+def _rpo_text(rpo: int | None) -> str:
+    if rpo is None:
+        return "RPO unknown"
+    return f"RPO {rpo} messages, recovered when the old primary heals" if rpo else "RPO 0"
+
+
+def _promotion_target(state: FailoverState, config: FailoverConfig, at: float) -> str | None:
     """First eligible region in spec order, the original primary first.
 
     When every other region is still tripped (the outage hit them too), one that has
     answered `failure_threshold` probes in a row is taken as a last resort: by the same
     measure that declared the active region dead it is alive, and staying on a dead
-    region loses every write.
+    region loses every write. But not within `min_dwell` of the previous transition:
+    that is the hysteresis that keeps two flapping regions from ping-ponging.
     """
     order = [state.original_primary, *(r for r in state.regions if r != state.original_primary)]
     others = [r for r in order if r != state.active]
     preferred = (r for r in others if state.region_health(r).is_eligible())
+    settled = state.last_transition_at is None or at - state.last_transition_at >= (
+        config.min_dwell
+    )
     last_resort = (
         r
         for r in others
-        if state.region_health(r).last_ok is True
+        if settled
+        and state.region_health(r).last_ok is True
         and state.region_health(r).consecutive_successes >= config.failure_threshold
     )
     return next(preferred, None) or next(last_resort, None)

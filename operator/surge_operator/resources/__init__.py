@@ -23,7 +23,7 @@ from surge_operator.resources.identity import (
     build_service_account,
 )
 from surge_operator.resources.labels import gateway_name
-from surge_operator.resources.network_policy import build_network_policy
+from surge_operator.resources.network_policy import build_network_policy, policy_name
 from surge_operator.resources.pdb import build_gateway_pdb, build_worker_pdb
 
 __all__ = [
@@ -81,7 +81,8 @@ def desired_objects(ctx: BuildContext) -> list[dict[str, Any]]:
             build_gateway_service(ctx),
             build_gateway_pdb(ctx),
         ]
-    objects.append(build_network_policy(ctx))
+    if ctx.owns_network_policy:
+        objects.append(build_network_policy(ctx))
     if ctx.spec.backup is not None:
         objects.append(build_backup_cronjob(ctx))
     return objects
@@ -93,14 +94,19 @@ def workload_kinds() -> frozenset[str]:
 
 
 def obsolete_objects(ctx: BuildContext) -> list[ObjectRef]:
-    if _gateway_enabled(ctx):
-        return []
-    name = gateway_name(ctx)
-    return [
-        ObjectRef("apps/v1", "Deployment", ctx.namespace, name),
-        ObjectRef("v1", "Service", ctx.namespace, name),
-        ObjectRef("policy/v1", "PodDisruptionBudget", ctx.namespace, name),
-    ]
+    out: list[ObjectRef] = []
+    if not _gateway_enabled(ctx):
+        name = gateway_name(ctx)
+        out += [
+            ObjectRef("apps/v1", "Deployment", ctx.namespace, name),
+            ObjectRef("v1", "Service", ctx.namespace, name),
+            ObjectRef("policy/v1", "PodDisruptionBudget", ctx.namespace, name),
+        ]
+    if not ctx.owns_network_policy:
+        out.append(
+            ObjectRef("networking.k8s.io/v1", "NetworkPolicy", ctx.namespace, policy_name(ctx))
+        )
+    return out
 
 
 def backups_switched_off(ctx: BuildContext, had_backups: bool) -> list[ObjectRef]:

@@ -15,10 +15,13 @@ from typing import Any
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.jetstream import credentials_kind
 from surge_operator.resources.labels import config_name, metadata
+from surge_operator.resources.nats.tls import ca_secret_for_clients
 
 CREDS_DIR = "/var/run/secrets/surge/nats"
 CREDS_FILE = "nats.creds"
 TOKENS_DIR = "/var/run/secrets/surge/tokens"
+NATS_CA_DIR = "/var/run/secrets/surge/nats-ca"
+NATS_CA_FILE = "ca.crt"
 TOKENS_FILE = "tokens"
 GATEWAY_PORT = 8080
 METRICS_PORT = 9100
@@ -31,7 +34,7 @@ def config_data(ctx: BuildContext) -> dict[str, str]:
         "SURGE_CLUSTER": ctx.name,
         "SURGE_NAMESPACE": ctx.namespace,
         "SURGE_REGION": region.name,
-        "SURGE_NATS_URL": region.nats.url,
+        "SURGE_NATS_URL": ctx.nats_url,
         "SURGE_STREAM": ctx.stream,
         "SURGE_SUBJECT_PREFIX": spec.stream.subject_prefix,
         "SURGE_PARTITIONS": str(spec.stream.partitions),
@@ -40,14 +43,25 @@ def config_data(ctx: BuildContext) -> dict[str, str]:
         "SURGE_METRICS_PORT": str(METRICS_PORT),
         "SURGE_HTTP_PORT": str(GATEWAY_PORT),
         "SURGE_RATE_LIMIT": f"{spec.gateway.rate_limit_per_tenant:g}",
+        # The gateway answers 413 for what the stream could never store.
+        "SURGE_MAX_MSG_SIZE": str(spec.stream.max_msg_size),
         "SURGE_LOG_FORMAT": "json",
     }
     creds = region.nats.credentials_secret
     if creds is not None and credentials_kind(creds) == "creds":
         data["SURGE_NATS_CREDS_FILE"] = f"{CREDS_DIR}/{CREDS_FILE}"
+    if nats_ca_secret(ctx) is not None:
+        data["SURGE_NATS_CA_FILE"] = f"{NATS_CA_DIR}/{NATS_CA_FILE}"
     if spec.gateway.tokens_secret is not None:
         data["SURGE_TOKENS_FILE"] = f"{TOKENS_DIR}/{TOKENS_FILE}"
     return data
+
+
+def nats_ca_secret(ctx: BuildContext) -> str | None:
+    """The Secret whose ca.crt the pods trust for the active region's NATS, if any."""
+    if not ctx.region.nats.tls:
+        return None
+    return ca_secret_for_clients(ctx.name, ctx.region)
 
 
 def config_hash(ctx: BuildContext) -> str:

@@ -14,7 +14,7 @@ from surge_operator.api import MessagingClusterSpec
 from surge_operator.resources.config_map import METRICS_PORT
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.labels import metadata, selector_labels, worker_name
-from surge_operator.resources.pods import pod_template
+from surge_operator.resources.pods import http_probes, pod_template
 
 
 def manual_replicas(spec: MessagingClusterSpec) -> int:
@@ -25,18 +25,10 @@ def manual_replicas(spec: MessagingClusterSpec) -> int:
 def build_worker_deployment(ctx: BuildContext) -> dict[str, Any]:
     container = {
         "name": "worker",
-        "image": ctx.spec.workers.image,
+        "image": ctx.data_plane_image,
         "command": ["surge-worker"],
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "metrics"},
-            "periodSeconds": 5,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "metrics"},
-            "periodSeconds": 10,
-            "failureThreshold": 3,
-        },
+        **http_probes("metrics"),
     }
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(ctx, "worker")},

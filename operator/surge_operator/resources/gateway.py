@@ -7,21 +7,16 @@ from typing import Any
 from surge_operator.resources.config_map import GATEWAY_PORT
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.labels import gateway_name, metadata, selector_labels
-from surge_operator.resources.pods import pod_template
+from surge_operator.resources.pods import http_probes, pod_template
 
 
 def build_gateway_deployment(ctx: BuildContext) -> dict[str, Any]:
     container = {
         "name": "gateway",
-        "image": ctx.spec.workers.image,
+        "image": ctx.data_plane_image,
         "command": ["surge-gateway"],
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
-            "periodSeconds": 10,
-            "failureThreshold": 3,
-        },
+        **http_probes("http"),
     }
     return {
         "apiVersion": "apps/v1",

@@ -12,6 +12,9 @@ from typing import Any
 
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.labels import config_name, identity_name, metadata
+from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.credentials import credentials_secret_name
+from surge_operator.resources.nats.tls import ca_secret_for_clients
 
 
 def secret_names(ctx: BuildContext) -> list[str]:
@@ -20,6 +23,12 @@ def secret_names(ctx: BuildContext) -> list[str]:
         for r in ctx.spec.regions
         if r.nats.credentials_secret is not None
     }
+    if any(r.nats.managed is not None for r in ctx.spec.regions):
+        names |= {credentials_secret_name(ctx.name, role) for role in (Role.WORKER, Role.GATEWAY)}
+    for region in ctx.spec.regions:
+        ca = ca_secret_for_clients(ctx.name, region) if region.nats.tls else None
+        if ca is not None:
+            names.add(ca)
     if ctx.spec.gateway.tokens_secret is not None:
         names.add(ctx.spec.gateway.tokens_secret.name)
     return sorted(names)

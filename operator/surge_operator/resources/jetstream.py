@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from surge_operator.api import MessagingClusterSpec, SecretKeyRef
+from surge_operator.api import MessagingClusterSpec, Region, SecretKeyRef
 from surge_workers.contract import Priority as WirePriority
 from surge_workers.pipeline import PipelineConfig, PriorityPolicy
 
@@ -30,7 +30,11 @@ def credentials_kind(ref: SecretKeyRef) -> str:
     return "creds"
 
 
-def pipeline_config(stream: str, spec: MessagingClusterSpec) -> PipelineConfig:
+def pipeline_config(
+    stream: str, spec: MessagingClusterSpec, region: Region | None = None
+) -> PipelineConfig:
+    """The pipeline in `region` (default: the primary); only the replica count differs
+    between regions (managed regions default to R3)."""
     s = spec.stream
     base = PipelineConfig(stream=stream, subject_prefix=s.subject_prefix)
     # The spec's ack wait and max deliver apply to every priority; the per-priority nak
@@ -47,7 +51,7 @@ def pipeline_config(stream: str, spec: MessagingClusterSpec) -> PipelineConfig:
         stream=stream,
         subject_prefix=s.subject_prefix,
         partitions=s.partitions,
-        replicas=s.replicas,
+        replicas=spec.stream_replicas(region),
         storage=s.storage.value,
         max_age=float(s.max_age_seconds),
         duplicate_window=float(min(s.duplicate_window_seconds, s.max_age_seconds)),

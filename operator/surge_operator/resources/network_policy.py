@@ -1,9 +1,11 @@
 """NetworkPolicy for the cluster's pods: default-deny with the few flows the pipeline needs.
 
 Ingress: the gateway's HTTP port from anywhere (it authenticates tenants itself), the
-metrics port of both components from anywhere (Prometheus). Egress: DNS and the NATS ports
-named in the spec's region URLs, and the S3 endpoint's port when backups go to S3;
-nothing else.
+metrics port of both components from anywhere (Prometheus). Egress: DNS, the NATS ports
+named in the spec's region URLs, the S3 endpoint's port when backups go to S3, and the
+`spec.networkPolicy.extraEgress` rules a custom handler needs for its outbound calls;
+nothing else. `spec.networkPolicy.enabled: false` (or the chart's
+`dataPlane.networkPolicy.enabled: false`) removes the policy.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from surge_operator.resources.backup import target_port
 from surge_operator.resources.config_map import GATEWAY_PORT, METRICS_PORT
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.labels import label_value, metadata
+from surge_operator.resources.nats.names import region_url
 
 NATS_DEFAULT_PORT = 4222
 
@@ -22,7 +25,8 @@ NATS_DEFAULT_PORT = 4222
 def nats_ports(ctx: BuildContext) -> list[int]:
     ports: set[int] = set()
     for region in ctx.spec.regions:
-        for url in region.nats.url.split(","):
+        url_list = region_url(ctx.name, ctx.namespace, region)
+        for url in url_list.split(","):
             try:
                 port = urlsplit(url.strip()).port
             except ValueError:
@@ -37,6 +41,10 @@ def backup_ports(ctx: BuildContext) -> list[int]:
     return sorted({p for p in (target_port(t) for t in targets) if p is not None})
 
 
+def policy_name(ctx: BuildContext) -> str:
+    return f"{ctx.name}-surge"
+
+
 def build_network_policy(ctx: BuildContext) -> dict[str, Any]:
     def tcp(port: int) -> dict[str, Any]:
         return {"protocol": "TCP", "port": port}
@@ -44,7 +52,7 @@ def build_network_policy(ctx: BuildContext) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(ctx, f"{ctx.name}-surge", "network"),
+        "metadata": metadata(ctx, policy_name(ctx), "network"),
         "spec": {
             # Both components of this cluster (instance label), nothing else.
             "podSelector": {
@@ -59,6 +67,10 @@ def build_network_policy(ctx: BuildContext) -> dict[str, Any]:
                 {"ports": [{"protocol": "UDP", "port": 53}, tcp(53)]},
                 {"ports": [tcp(p) for p in nats_ports(ctx)]},
                 *([{"ports": [tcp(p) for p in backup_ports(ctx)]}] if backup_ports(ctx) else []),
+                *(
+                    rule.model_dump(by_alias=True, exclude_none=True)
+                    for rule in ctx.spec.network_policy.extra_egress
+                ),
             ],
         },
     }

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from surge_operator.api_pods import PodTemplate
 from surge_operator.resources.config_map import (
     CREDS_DIR,
     CREDS_FILE,
+    NATS_CA_DIR,
+    NATS_CA_FILE,
     TOKENS_DIR,
     TOKENS_FILE,
     config_hash,
+    nats_ca_secret,
 )
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.jetstream import (
@@ -25,7 +29,11 @@ from surge_operator.resources.labels import (
     config_name,
     identity_name,
     pod_labels,
+    selector_labels,
 )
+from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.credentials import credentials_ref
+from surge_operator.resources.overrides import apply_overrides, merge_templates
 
 RUN_AS = 65532  # the conventional "nonroot" uid of distroless images
 REGION_LABEL = "topology.kubernetes.io/region"
@@ -51,11 +59,36 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
+def http_probes(port: str) -> dict[str, Any]:
+    """Probes of a data-plane container. The health server starts before the NATS
+    connection, so /healthz answers within seconds of start-up: the startup probe gives a
+    slow start (image pull done, Python importing) up to a minute before liveness applies,
+    and readiness stays false until NATS is connected, with no restarts while NATS is down.
+    """
+    return {
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": port},
+            "periodSeconds": 2,
+            "failureThreshold": 30,
+        },
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 5},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": port},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+    }
+
+
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def env(ctx: BuildContext) -> list[dict[str, Any]]:
+def _role(component: Component) -> Role:
+    return Role.GATEWAY if component == "gateway" else Role.WORKER
+
+
+def env(ctx: BuildContext, component: Component = "worker") -> list[dict[str, Any]]:
     """Downward-API identity, secret references, then the user's variables (which win)."""
     out: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -65,7 +98,9 @@ def env(ctx: BuildContext) -> list[dict[str, Any]]:
         {"name": "SURGE_HTTP_HOST", "value": "$(POD_IP)"},
         {"name": "SURGE_METRICS_HOST", "value": "$(POD_IP)"},
     ]
-    creds = ctx.region.nats.credentials_secret
+    # Each component gets only its own role's credentials (managed NATS), never the
+    # operator's; an external NATS uses the one Secret the spec names.
+    creds = credentials_ref(ctx.name, ctx.region, _role(component))
     if creds is not None and credentials_kind(creds) == "token":
         out.append(_secret_env("SURGE_NATS_TOKEN", creds.name, TOKEN_KEY))
     elif creds is not None and credentials_kind(creds) == "userpass":
@@ -96,6 +131,18 @@ def volumes(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[str, A
                 },
             }
         )
+    ca = nats_ca_secret(ctx)
+    if ca is not None:
+        out.append(
+            {
+                "name": "nats-ca",
+                "secret": {
+                    "secretName": ca,
+                    "items": [{"key": NATS_CA_FILE, "path": NATS_CA_FILE}],
+                    "defaultMode": 0o444,
+                },
+            }
+        )
     tokens = ctx.spec.gateway.tokens_secret
     if with_tokens and tokens is not None:
         out.append(
@@ -116,9 +163,20 @@ def volume_mounts(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[
     creds = ctx.region.nats.credentials_secret
     if creds is not None and credentials_kind(creds) == "creds":
         out.append({"name": "nats-creds", "mountPath": CREDS_DIR, "readOnly": True})
+    if nats_ca_secret(ctx) is not None:
+        out.append({"name": "nats-ca", "mountPath": NATS_CA_DIR, "readOnly": True})
     if with_tokens and ctx.spec.gateway.tokens_secret is not None:
         out.append({"name": "tenant-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
     return out
+
+
+def component_template(ctx: BuildContext, component: Component) -> PodTemplate | None:
+    """The MessagingCluster's own override for one component's pods."""
+    if component == "worker":
+        return ctx.spec.workers.template
+    if component == "gateway":
+        return ctx.spec.gateway.template
+    return None
 
 
 def pod_template(
@@ -132,14 +190,16 @@ def pod_template(
     container = {
         **container,
         "envFrom": [{"configMapRef": {"name": config_name(ctx)}}],
-        "env": env(ctx),
+        "env": env(ctx, component),
         "securityContext": container_security_context(),
         "volumeMounts": volume_mounts(ctx, with_tokens=with_tokens),
     }
+    if ctx.image_pull_policy:
+        container["imagePullPolicy"] = ctx.image_pull_policy
     resources = ctx.spec.workers.resources
     if resources is not None:
         container["resources"] = resources.model_dump(exclude_none=True)
-    return {
+    template = {
         "metadata": {
             "labels": pod_labels(ctx, component),
             "annotations": {CONFIG_HASH_ANNOTATION: config_hash(ctx)},
@@ -174,3 +234,25 @@ def pod_template(
             "volumes": volumes(ctx, with_tokens=with_tokens),
         },
     }
+    override = merge_templates(ctx.pod_defaults, component_template(ctx, component))
+    template = apply_overrides(template, override, selector=selector_labels(ctx, component))
+    return avoid_drained_regions(template, ctx.spec.drained_regions)
+
+
+def avoid_drained_regions(template: dict[str, Any], drained: list[str]) -> dict[str, Any]:
+    """Never schedule on nodes of a drained region: `NotIn` ANDed into every required node
+    selector term (after overrides, so a template's own nodeAffinity cannot undo a drain).
+    Nodes without the region label still qualify."""
+    if not drained:
+        return template
+    avoid = {"key": REGION_LABEL, "operator": "NotIn", "values": sorted(drained)}
+    spec = template["spec"]
+    node = dict(spec.get("affinity", {}).get("nodeAffinity", {}))
+    required = dict(node.get("requiredDuringSchedulingIgnoredDuringExecution", {}))
+    terms = required.get("nodeSelectorTerms") or [{}]
+    required["nodeSelectorTerms"] = [
+        {**term, "matchExpressions": [*term.get("matchExpressions", []), avoid]} for term in terms
+    ]
+    node["requiredDuringSchedulingIgnoredDuringExecution"] = required
+    spec["affinity"] = {**spec.get("affinity", {}), "nodeAffinity": node}
+    return template

@@ -96,12 +96,15 @@ def test_default_render_is_secure() -> None:
 
 @pytest.mark.slow
 def test_rbac_is_least_privilege() -> None:
-    role = next(o for o in render() if o["kind"] == "ClusterRole")
+    role = next(
+        o for o in render() if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "surge"
+    )
     for rule in role["rules"]:
         assert "*" not in rule["verbs"], rule
         assert "*" not in rule["resources"], rule
         if "secrets" in rule["resources"]:
-            assert rule["verbs"] == ["get"], "secrets are read by name only"
+            # read by name (never listed or watched); written only for managed NATS
+            assert not {"list", "watch", "delete"} & set(rule["verbs"]), rule
         if "messagingclusters" in rule["resources"]:
             assert "delete" not in rule["verbs"]
         assert "leases" not in rule["resources"], "leases only in the release namespace"
@@ -109,7 +112,11 @@ def test_rbac_is_least_privilege() -> None:
 
 @pytest.mark.slow
 def test_leader_election_is_confined_to_the_release_namespace() -> None:
-    roles = [o for o in render() if o["kind"] == "Role"]
+    roles = [
+        o
+        for o in render()
+        if o["kind"] == "Role" and "helm.sh/hook" not in (o["metadata"].get("annotations") or {})
+    ]
     assert [r["metadata"]["namespace"] for r in roles] == ["surge-system"]
     assert roles[0]["rules"] == [
         {
@@ -122,9 +129,13 @@ def test_leader_election_is_confined_to_the_release_namespace() -> None:
 
 @pytest.mark.slow
 def test_namespaced_install_uses_a_role_not_a_cluster_role() -> None:
-    kinds = {o["kind"] for o in render("operator.clusterWide=false")}
+    objects = render("operator.clusterWide=false")
+    kinds = {o["kind"] for o in objects}
     assert {"Role", "RoleBinding"} <= kinds
-    assert not {"ClusterRole", "ClusterRoleBinding"} & kinds
+    assert "ClusterRoleBinding" not in kinds
+    cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
+    # Only the aggregated view/edit roles, which grant the operator nothing.
+    assert {r["metadata"]["name"] for r in cluster_roles} == {"surge-view", "surge-edit"}
 
 
 @pytest.mark.slow
@@ -136,3 +147,12 @@ def test_monitoring_objects_render_when_enabled() -> None:
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert "SurgeCriticalLatencyHigh" in alerts
     assert "SurgeDegraded" in alerts
+
+
+@pytest.mark.slow
+def test_image_values_reach_the_operator_and_its_data_plane_image() -> None:
+    deployment = next(o for o in render("image.tag=0.1.0-b") if o["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "surge:0.1.0-b"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SURGE_IMAGE"] == "surge:0.1.0-b", "workers and gateways follow the chart's image"

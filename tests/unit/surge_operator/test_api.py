@@ -33,6 +33,8 @@ def test_every_example_loads_through_the_models(path: Path) -> None:
         ("two-primaries.yaml", "spec.regions", "exactly one region with role primary, found 2"),
         ("unknown-priority.yaml", "spec.priorities.0.name", "'critical', 'normal' or 'bulk'"),
         ("critical-sheddable.yaml", "spec.priorities", "critical may not be sheddable"),
+        ("url-and-managed.yaml", "spec.regions.0.nats", "exactly one of url (external NATS)"),
+        ("replicas-above-servers.yaml", "spec", "spec.stream.replicas (3) must not exceed"),
     ],
 )
 def test_invalid_examples_are_rejected_naming_the_field(name: str, field: str, words: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 
 import pytest
@@ -39,14 +40,16 @@ def test_priorities_are_declared_in_pull_order() -> None:
 
 @given(conversation=ids, partitions=st.integers(min_value=1, max_value=4096))
 def test_partition_is_stable_and_in_range(conversation: str, partitions: int) -> None:
-    partition = partition_for(conversation, partitions)
+    partition = partition_for(conversation, partitions, tenant="acme")
     assert 0 <= partition < partitions
-    assert partition == zlib.crc32(conversation.encode()) % partitions  # same in any language
+    # Same in any language: crc32 of "<tenant>.<conversation>" (as key tokens).
+    scoped = f"acme.{key_token(conversation)}"
+    assert partition == zlib.crc32(scoped.encode()) % partitions
 
 
 def test_partition_rejects_zero_partitions() -> None:
     with pytest.raises(ValueError, match="partitions"):
-        partition_for("c1", 0)
+        partition_for("c1", 0, tenant="acme")
 
 
 @given(
@@ -77,9 +80,9 @@ def test_names_used_by_operator_and_workers() -> None:
         "ORDERS-routing",
         "ORDERS-transcripts",
     )
-    assert contract.transcript_key("c1", "m1") == "t.c1.m1"
-    assert contract.transcript_filter("c1") == "t.c1.*"
-    assert contract.sticky_key("c1") == "c.c1"
+    assert contract.transcript_key("acme", "c1", "m1") == "t.acme.c1.m1"
+    assert contract.transcript_filter("acme", "c1") == "t.acme.c1.*"
+    assert contract.sticky_key("acme", "c1") == "c.acme.c1"
 
 
 def test_dead_letter_subjects_never_overlap_the_stream_subjects() -> None:
@@ -89,16 +92,74 @@ def test_dead_letter_subjects_never_overlap_the_stream_subjects() -> None:
             parse_subject("s", subject)
 
 
-@given(value=ids)
+_KV_TOKEN = re.compile(r"^[-_=A-Za-z0-9]+$")  # a KV key token: no dot, never empty
+
+
+@given(value=st.text(max_size=300))
 def test_key_tokens_are_valid_kv_tokens(value: str) -> None:
     token = key_token(value)
-    assert contract.is_valid_id(token)
+    assert _KV_TOKEN.match(token)
     assert token == key_token(value)
+    # Ids keep their spelling; anything else becomes "=<digest>", which no id can spell.
+    assert (token == value) if contract.is_valid_id(value) else token.startswith("=")
 
 
 def test_key_token_keeps_ids_from_the_id_alphabet() -> None:
     assert key_token("conv-42_a") == "conv-42_a"
     assert key_token("a.b") != "a.b"
+
+
+@given(
+    a=st.tuples(st.text(max_size=40), st.text(max_size=40)),
+    b=st.tuples(st.text(max_size=40), st.text(max_size=40)),
+)
+def test_scoped_ids_of_different_pairs_never_collide(
+    a: tuple[str, str], b: tuple[str, str]
+) -> None:
+    assert (contract.scoped_id(*a) == contract.scoped_id(*b)) == (a == b)
+
+
+@pytest.mark.parametrize(
+    ("forger", "victim"),
+    [
+        # A tenant name or id carrying the separator cannot spell another tenant's key.
+        (("acme.c1", "m1"), ("acme", "c1.m1")),
+        (("acme", "c1.m1"), ("acme.c1", "m1")),
+        (("a", "b.c"), ("a.b", "c")),
+        (("", "acme.c1"), ("acme", "c1")),
+        (("acme\x00", "c1"), ("acme", "\x00c1")),
+    ],
+)
+def test_separators_in_tenants_or_ids_cannot_forge_a_key(
+    forger: tuple[str, str], victim: tuple[str, str]
+) -> None:
+    assert contract.scoped_id(*forger) != contract.scoped_id(*victim)
+    assert contract.sticky_key(*forger) != contract.sticky_key(*victim)
+    assert contract.transcript_key(*forger, "m") != contract.transcript_key(*victim, "m")
+
+
+def test_every_identity_differs_between_tenants() -> None:
+    headers = [
+        contract.message_headers(
+            tenant=tenant,
+            msg_id="m1",
+            conversation_id="c1",
+            priority=Priority.NORMAL,
+            enqueued_at="0",
+        )
+        for tenant in ("acme", "globex")
+    ]
+    assert headers[0][contract.Header.MSG_ID] == "acme.m1"
+    assert headers[1][contract.Header.MSG_ID] == "globex.m1"
+    assert headers[0][contract.Header.CLIENT_ID] == headers[1][contract.Header.CLIENT_ID] == "m1"
+    assert contract.transcript_key("acme", "c1", "m1") != contract.transcript_key(
+        "globex", "c1", "m1"
+    )
+    assert contract.sticky_key("acme", "c1") != contract.sticky_key("globex", "c1")
+    partitions = {
+        contract.partition_for("c1", 4096, tenant=tenant) for tenant in ("acme", "globex")
+    }
+    assert len(partitions) == 2
 
 
 @pytest.mark.parametrize(
@@ -271,9 +332,30 @@ def test_offered_counters_round_trip_and_garbage_decodes_to_none() -> None:
         at=1700000000.5, counts={Priority.CRITICAL: 0, Priority.NORMAL: 7, Priority.BULK: 3}
     )
     assert offered_key("gateway-7f9c-abc") == "offered.gateway-7f9c-abc"
-    assert offered_key("host.local-12").startswith("offered.h")  # a dot would be a new token
+    assert offered_key("host.local-12").startswith("offered.=")  # a dot would be a new token
     assert offered_filter() == "offered.*"
     for raw in (None, b"", b"garbage", b"3", b"[]", b'{"at": "x", "counts": {}}', b'{"at": 1}'):
         assert decode_offered(raw) is None
     lenient = decode_offered(b'{"at": 5, "counts": {"normal": -1, "bulk": true, "urgent": 2}}')
     assert lenient == OfferedCounts(at=5.0, counts={})
+
+
+def test_failover_record_round_trips_and_rejects_garbage() -> None:
+    from surge_workers.contract import FailoverRecord, decode_failover, encode_failover
+
+    record = FailoverRecord(epoch=3, region="west", at=12.5, floors={Priority.CRITICAL: 41})
+    assert decode_failover(encode_failover(record)) == record
+    for raw in (
+        None,
+        b"",
+        b"[]",
+        b"{",
+        b'{"epoch": -1, "region": "x", "at": 1, "floors": {}}',
+        b'{"epoch": true, "region": "x", "at": 1, "floors": {}}',
+    ):
+        assert decode_failover(raw) is None
+    odd = decode_failover(
+        b'{"epoch": 1, "region": "x", "at": 1, "floors": {"critical": -3, "vip": 2}}'
+    )
+    assert odd is not None
+    assert odd.floors == {}

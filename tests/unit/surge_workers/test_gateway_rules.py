@@ -15,7 +15,15 @@ from pydantic import ValidationError
 from surge_workers.api_models import BatchIn, MessageIn
 from surge_workers.contract import DegradationLevel, DegradationState, Priority
 from surge_workers.errors import ConfigError
-from surge_workers.gateway import Gateway, Refused, encode_payload, load_tokens, utf8_length
+from surge_workers.gateway import (
+    Gateway,
+    Refused,
+    TokenTable,
+    encode_payload,
+    hash_token,
+    load_tokens,
+    utf8_length,
+)
 from surge_workers.logs import get_logger
 from surge_workers.metrics import GatewayMetrics
 from surge_workers.openapi import committed_document, openapi_document, render
@@ -40,7 +48,7 @@ def gateway(**overrides: Any) -> tuple[Gateway, Clock]:
     settings = GatewaySettings(max_text_bytes=100, rate_limit=10, rate_burst=10, **overrides)
     gw = Gateway(
         settings,
-        {"tok-a": "acme", "tok-g": "globex"},
+        TokenTable.from_tokens({"tok-a": "acme", hash_token("tok-g"): "globex"}),
         None,
         GatewayMetrics(),
         get_logger("test"),
@@ -188,7 +196,7 @@ def test_committed_openapi_document_is_current() -> None:
 
 def test_openapi_documents_every_refusal() -> None:
     post = openapi_document()["paths"]["/v1/messages"]["post"]
-    assert {"202", "400", "401", "403", "413", "422", "429", "503"} <= set(post["responses"])
+    assert {"202", "400", "401", "403", "413", "422", "429", "503", "507"} <= set(post["responses"])
     assert "Retry-After" in post["responses"]["429"]["headers"]
 
 
@@ -200,13 +208,50 @@ def test_rotated_tokens_file_is_picked_up_and_a_broken_one_ignored(tmp_path: Pat
     path = tmp_path / "tokens.json"
     path.write_text(json.dumps({"acme": ["old"]}))
     tokens = TokenFile(path, get_logger("test"), interval=0)
-    assert tokens.current() == {"old": "acme"}
+    assert tokens.current().tenant_for("old") == "acme"
     path.write_text(json.dumps({"acme": ["new"]}))
     os.utime(path, (1, 1))
-    assert tokens.current() == {"new": "acme"}
+    assert tokens.current().tenant_for("new") == "acme"
+    assert tokens.current().tenant_for("old") is None
     path.write_text("{broken")
     os.utime(path, (2, 2))
-    assert tokens.current() == {"new": "acme"}
+    assert tokens.current().tenant_for("new") == "acme"
+
+
+def test_tokens_are_held_only_as_digests_and_may_be_stored_hashed() -> None:
+    table = TokenTable.from_tokens({"plain-secret": "acme", hash_token("hashed-secret"): "globex"})
+    assert table.tenant_for("plain-secret") == "acme"
+    assert table.tenant_for("hashed-secret") == "globex"
+    assert table.tenant_for(hash_token("hashed-secret")) is None  # the digest is no token
+    assert table.tenant_for("plain-secre") is None
+    assert table.tenants == {"acme", "globex"}
+    held = repr([getattr(table, slot) for slot in TokenTable.__slots__])
+    assert "plain-secret" not in held
+
+
+def test_a_malformed_hashed_token_is_a_config_error_naming_the_tenant() -> None:
+    with pytest.raises(ConfigError, match="acme"):
+        TokenTable.from_tokens({"sha256:xyz": "acme"})
+
+
+def test_token_lookup_compares_with_compare_digest_against_every_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hmac
+
+    from surge_workers.gateway import auth
+
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    table = TokenTable.from_tokens({"t1": "acme", "t2": "globex", "t3": "initech"})
+    assert table.tenant_for("t1") == "acme"
+    assert len(calls) == 3  # no early exit on the match
 
 
 @settings(max_examples=200)
@@ -236,7 +281,8 @@ def test_utf8_length(text: str) -> None:
 
 def test_answers_serialize_like_the_documented_models() -> None:
     from surge_workers.api_models import Accepted, AcceptedDict, BatchAccepted, BatchAcceptedDict
-    from surge_workers.gateway import _ACCEPTED_JSON, _BATCH_ACCEPTED_JSON
+    from surge_workers.gateway.encoding import ACCEPTED_JSON as _ACCEPTED_JSON
+    from surge_workers.gateway.encoding import BATCH_ACCEPTED_JSON as _BATCH_ACCEPTED_JSON
 
     assert set(AcceptedDict.__annotations__) == set(Accepted.model_fields)
     assert set(BatchAcceptedDict.__annotations__) == set(BatchAccepted.model_fields)

@@ -59,7 +59,12 @@ class FakeKube:
         return {}
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        return self.secrets.get(name)
+        if name in self.secrets:
+            return self.secrets[name]
+        applied = self.objects.get(("Secret", namespace, name))  # stringData reads back as data
+        if applied is None:
+            return None
+        return {k: v.encode() for k, v in applied.get("stringData", {}).items()}
 
     async def emit_event(
         self, cluster: ClusterObject, *, type_: str, reason: str, message: str

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import kopf
 import pytest
 
+from surge_operator import __version__
 from surge_operator.api import MessagingClusterStatus, SecretKeyRef, parse_spec
 from surge_operator.errors import (
     CredentialsSecretMissingError,
@@ -21,7 +22,6 @@ from surge_operator.handlers.lifecycle import configure_kopf, to_kopf
 from surge_operator.handlers.reconcile import figures_from_deployment, initial_replicas
 from surge_operator.jetstream import NatsAuth, auth_from_secret, redact_url
 from surge_operator.kube import _error, object_path
-from surge_operator.leader import LeaseView, can_take, view
 from surge_operator.settings import OperatorConfig
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -35,6 +35,7 @@ def test_settings_read_the_chart_env_names() -> None:
             "SURGE_PEERING": "surge",
             "SURGE_METRICS_PORT": "9191",
             "SURGE_POD_LABELS": "surge.dev/run-local=true",
+            "SURGE_IMAGE": "surge:1.2.3-rc1",
             "POD_NAME": "op-0",
             "POD_NAMESPACE": "surge-system",
         }
@@ -46,6 +47,7 @@ def test_settings_read_the_chart_env_names() -> None:
     assert config.leader.identity == "op-0"
     assert config.server.metrics_port == 9191
     assert dict(config.apply.extra_pod_labels) == {"surge.dev/run-local": "true"}
+    assert config.apply.data_plane_image == "surge:1.2.3-rc1"
 
 
 def test_settings_defaults() -> None:
@@ -54,6 +56,7 @@ def test_settings_defaults() -> None:
     assert config.apply.field_manager == "surge-operator"
     assert config.leader.enabled is True
     assert config.status.interval_seconds == 5.0
+    assert config.apply.data_plane_image == f"surge:{__version__}"
 
 
 def test_bad_log_format_is_refused() -> None:
@@ -110,24 +113,6 @@ def test_credentials_from_secrets() -> None:
 def test_secrets_never_show_in_repr_or_messages() -> None:
     assert "s3cret" not in repr(NatsAuth(password="s3cret", token="s3cret", creds="s3cret"))
     assert redact_url("nats://a:s3cret@h:4222,nats://h2:4222") == "nats://***@h:4222,nats://h2:4222"
-
-
-def test_lease_can_be_taken_when_free_ours_or_expired() -> None:
-    fresh = LeaseView(holder="other", renewed=NOW, duration=15, transitions=0)
-    assert not can_take(fresh, "me", NOW + timedelta(seconds=5))
-    assert can_take(fresh, "me", NOW + timedelta(seconds=16))
-    assert can_take(LeaseView("", NOW, 15, 0), "me", NOW)
-    assert can_take(LeaseView("me", NOW, 15, 0), "me", NOW)
-    parsed = view(
-        {
-            "spec": {
-                "holderIdentity": "x",
-                "renewTime": "2026-01-01T00:00:00.000000Z",
-                "leaseDurationSeconds": 4,
-            }
-        }
-    )
-    assert parsed == LeaseView("x", NOW, 4.0, 0)
 
 
 def test_kopf_errors_permanent_vs_temporary() -> None:

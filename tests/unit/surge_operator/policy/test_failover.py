@@ -394,3 +394,79 @@ def test_property_transitions_are_separated_by_evidence(
             if last is not None and decision.action is Action.PROMOTE:
                 assert i - last >= config.failure_threshold
             last = i
+
+
+# --------------------------------------------------------------------------- lag gate, RPO
+
+
+def seq_probes(at: float, **seqs: int | None) -> list[ProbeResult]:
+    """A region with an int answered and holds that many messages; None failed."""
+    return [
+        ProbeResult.success(r, at, last_seq=s)
+        if s is not None
+        else ProbeResult.failure(r, at, "connection refused")
+        for r, s in seqs.items()
+    ]
+
+
+def drive(config: FailoverConfig, rounds: list[dict[str, int | None]]) -> FailoverDecision:
+    state = FailoverState.initial(["east", "west"], "east")
+    decision = None
+    for i, seqs in enumerate(rounds, start=1):
+        decision = decide(state, seq_probes(float(i), **seqs), config, at=float(i))
+        state = decision.state
+    assert decision is not None
+    return decision
+
+
+def test_promotion_carries_the_estimated_rpo() -> None:
+    rounds: list[dict[str, int | None]] = [{"east": 130, "west": 100}]
+    rounds += [{"east": None, "west": 100}] * 3
+    decision = drive(CONFIG, rounds)
+    assert decision.action is Action.PROMOTE
+    assert decision.rpo == 30
+    assert "RPO 30 messages" in decision.message
+
+
+def test_a_standby_beyond_the_lag_gate_is_not_promoted() -> None:
+    gated = FailoverConfig(probe_interval=1.0, failure_threshold=3, max_promotion_lag=10)
+    rounds: list[dict[str, int | None]] = [{"east": 130, "west": 100}]
+    rounds += [{"east": None, "west": 100}] * 5
+    decision = drive(gated, rounds)
+    assert decision.action is Action.NONE
+    assert decision.reason is FailoverReason.STANDBY_BEHIND
+    assert decision.rpo == 30
+    assert "maxPromotionLag 10" in decision.message
+    caught_up = [*rounds[:-1], {"east": None, "west": 125}]
+    assert drive(gated, caught_up).action is Action.PROMOTE
+
+
+def test_the_mirrors_own_lag_counts_when_larger() -> None:
+    state = FailoverState.initial(["east", "west"], "east")
+    for at in (1.0, 2.0, 3.0):
+        west = ProbeResult.success("west", at, last_seq=100, mirror_lag=40)
+        decision = decide(state, [ProbeResult.failure("east", at, "down"), west], CONFIG, at=at)
+        state = decision.state
+    assert decision.rpo == 40
+
+
+def test_unlimited_lag_gate_always_promotes() -> None:
+    open_gate = FailoverConfig(probe_interval=1.0, failure_threshold=3, max_promotion_lag=None)
+    rounds: list[dict[str, int | None]] = [{"east": 10**9, "west": 0}]
+    rounds += [{"east": None, "west": 0}] * 3
+    assert drive(open_gate, rounds).action is Action.PROMOTE
+
+
+def test_two_flapping_regions_do_not_ping_pong_through_the_last_resort() -> None:
+    """Both regions fail in turn every few probes; without the dwell the last-resort path
+    would move traffic on every outage."""
+    run = two_regions()
+    moves = 0
+    pattern = [(False, True)] * 3 + [(True, False)] * 3
+    for _ in range(8):
+        for east, west in pattern:
+            if run.tick(east=east, west=west).acts:
+                moves += 1
+    horizon = 8 * len(pattern) * CONFIG.probe_interval
+    assert moves <= 1 + horizon // CONFIG.min_dwell
+    assert moves < 8

@@ -32,6 +32,16 @@ def test_worker_runs_surge_worker_with_config_from_the_config_map() -> None:
     }
 
 
+def test_data_plane_pods_run_the_operator_image_unless_the_spec_names_one() -> None:
+    ctx = make_ctx(default_image="surge:9.9.9")
+    assert _container(build_worker_deployment(ctx))["image"] == "surge:9.9.9"
+    assert _container(build_gateway_deployment(ctx))["image"] == "surge:9.9.9"
+    pinned = {**MINIMAL, "workers": {"image": "acme/support-worker:2"}}
+    ctx = make_ctx(pinned, default_image="surge:9.9.9")
+    assert _container(build_worker_deployment(ctx))["image"] == "acme/support-worker:2"
+    assert _container(build_gateway_deployment(ctx))["image"] == "acme/support-worker:2"
+
+
 def test_worker_replicas_are_left_to_the_autoscaler_when_autoscaling_is_on() -> None:
     assert "replicas" not in build_worker_deployment(make_ctx())["spec"]
 
@@ -135,6 +145,7 @@ def test_config_map_carries_the_data_plane_settings() -> None:
         "SURGE_METRICS_PORT": "9100",
         "SURGE_HTTP_PORT": "8080",
         "SURGE_RATE_LIMIT": "500",
+        "SURGE_MAX_MSG_SIZE": "65536",
         "SURGE_LOG_FORMAT": "json",
     }
 
@@ -203,3 +214,13 @@ def test_gateway_service_targets_the_gateway_pods() -> None:
     dep = build_gateway_deployment(make_ctx({**MINIMAL, "gateway": {"replicas": 3}}))
     assert dep["spec"]["replicas"] == 3
     assert _container(dep)["command"] == ["surge-gateway"]
+
+
+def test_data_plane_pods_have_a_startup_probe_before_liveness_applies() -> None:
+    for build, port in ((build_worker_deployment, "metrics"), (build_gateway_deployment, "http")):
+        c = _container(build(make_ctx()))
+        assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": port}
+        # a minute to start before liveness may restart it
+        assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 60
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}

@@ -1,34 +1,28 @@
-"""FailoverController wiring with the NATS edge faked: what it calls, what it keeps, what
-it reports for status, conditions and events; plus the pure config builders."""
+"""FailoverController wiring with its RegionEdge faked: what it calls, what it keeps, what
+it reports for status, conditions and events."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import pytest
-from nats.js.api import StreamConfig
 from structlog.testing import capture_logs
 
-from surge_operator import regions
-from surge_operator.api import Phase, Region
-from surge_operator.policy.failover import FailoverConfig, ProbeResult
-from surge_operator.regions import (
+from surge_operator.api import Phase
+from surge_operator.failover import (
     FailoverController,
     MirrorAction,
     MirrorChange,
     PromotionError,
     PromotionResult,
+    RegionEdge,
     RegionEndpoint,
     RegionProbe,
     StreamView,
-    mirror_config,
-    mirror_of,
-    pipeline_streams,
-    writable_subjects,
 )
-from surge_workers.contract import Priority
+from surge_operator.policy.failover import FailoverConfig, ProbeResult
+from surge_workers.contract import FailoverRecord, Priority
 from surge_workers.pipeline import PipelineConfig
 
 PIPELINE = PipelineConfig(stream="ORDERS", subject_prefix="support")
@@ -38,9 +32,9 @@ CONFIG = FailoverConfig(probe_interval=1.0, failure_threshold=2)
 
 
 class FakeEdge:
-    """Scripted region health; records promotions and mirror set-ups."""
+    """A RegionEdge with scripted region health; records promotions and mirror set-ups."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self) -> None:
         self.up = {"east": True, "west": True}
         self.roles = {"east": "source", "west": "mirror"}
         self.mirror_api = {"west": EAST.api_prefix}
@@ -48,17 +42,18 @@ class FakeEdge:
         self.mirrored: list[tuple[str, str]] = []
         self.fail_promotion = False
         self.domains: dict[str, str] = {}
-        monkeypatch.setattr(regions, "probe", self.probe)
-        monkeypatch.setattr(regions, "promote", self.promote)
-        monkeypatch.setattr(regions, "ensure_mirror", self.ensure_mirror)
+        self.records: list[tuple[str, FailoverRecord]] = []
+        self.tokens: list[int] = []
+        self.mirrored_record: dict[str, FailoverRecord] = {}
+        self.last_seq = {"east": 100, "west": 100}
 
     async def probe(
         self,
         endpoint: RegionEndpoint,
-        streams: Sequence[str] = (),
+        streams: Sequence[str],
         *,
         at: float,
-        request_timeout: float = 1.0,
+        request_timeout: float,
     ) -> RegionProbe:
         if not self.up[endpoint.name]:
             return RegionProbe(ProbeResult.failure(endpoint.name, at, "connection refused"))
@@ -66,11 +61,12 @@ class FakeEdge:
         view = StreamView(role, mirror_api=self.mirror_api.get(endpoint.name))  # type: ignore[arg-type]
         floors = {Priority.CRITICAL: 41} if role == "source" else {}
         return RegionProbe(
-            ProbeResult.success(endpoint.name, at),
+            ProbeResult.success(endpoint.name, at, last_seq=self.last_seq[endpoint.name]),
             {name: view for name in streams},
             main=streams[0],
             ack_floors=floors,
             domain=self.domains.get(endpoint.name, endpoint.js_domain),
+            record=self.mirrored_record.get(endpoint.name),
         )
 
     async def promote(
@@ -78,14 +74,34 @@ class FakeEdge:
         endpoint: RegionEndpoint,
         pipeline: PipelineConfig,
         *,
-        ack_floors: Mapping[Priority, int] | None = None,
-        request_timeout: float = 5.0,
+        ack_floors: Mapping[Priority, int] | None,
+        epoch: int,
+        leader_token: int,
+        request_timeout: float,
     ) -> PromotionResult:
         if self.fail_promotion:
             raise PromotionError(f"promoting in {endpoint.name} failed: timeout")
         self.promotions.append((endpoint.name, ack_floors))
+        self.tokens.append(leader_token)
         self.roles[endpoint.name] = "source"
         return PromotionResult(endpoint.name, "promoted", messages=100, last_seq=100)
+
+    async def failback(
+        self, target: RegionEndpoint, current: RegionEndpoint, pipeline: PipelineConfig, **_: Any
+    ) -> PromotionResult:
+        self.promotions.append((target.name, None))
+        self.roles[target.name] = "source"
+        return PromotionResult(target.name, "promoted", messages=100, last_seq=100)
+
+    async def publish_record(
+        self,
+        endpoint: RegionEndpoint,
+        pipeline: PipelineConfig,
+        record: FailoverRecord,
+        *,
+        request_timeout: float,
+    ) -> None:
+        self.records.append((endpoint.name, record))
 
     async def ensure_mirror(
         self, standby: RegionEndpoint, active: RegionEndpoint, pipeline: PipelineConfig, **_: Any
@@ -106,12 +122,18 @@ class Clock:
 
 
 @pytest.fixture
-def edge(monkeypatch: pytest.MonkeyPatch) -> FakeEdge:
-    return FakeEdge(monkeypatch)
+def edge() -> FakeEdge:
+    return FakeEdge()
 
 
-def controller(**kwargs: Any) -> FailoverController:
+def test_the_fake_is_a_region_edge() -> None:
+    edge: RegionEdge = FakeEdge()
+    assert edge is not None
+
+
+def controller(edge: FakeEdge, **kwargs: Any) -> FailoverController:
     return FailoverController(
+        edge=edge,
         cluster="support/acme",
         endpoints=[EAST, WEST],
         primary="east",
@@ -123,7 +145,7 @@ def controller(**kwargs: Any) -> FailoverController:
 
 
 async def test_healthy_regions_report_not_failed_over(edge: FakeEdge) -> None:
-    outcome = await controller().tick()
+    outcome = await controller(edge).tick()
     assert outcome.active_region == "east"
     assert outcome.epoch == 0
     assert not outcome.failed_over
@@ -135,7 +157,7 @@ async def test_healthy_regions_report_not_failed_over(edge: FakeEdge) -> None:
 
 
 async def test_promotion_uses_the_last_ack_floors_and_reports_everything(edge: FakeEdge) -> None:
-    ctl = controller()
+    ctl = controller(edge)
     await ctl.tick()  # sees east's ack floors
     edge.up["east"] = False
     first = await ctl.tick()
@@ -158,7 +180,7 @@ async def test_promotion_uses_the_last_ack_floors_and_reports_everything(edge: F
 
 
 async def test_a_failed_promotion_is_retried_and_reported_as_failing_over(edge: FakeEdge) -> None:
-    ctl = controller()
+    ctl = controller(edge)
     edge.up["east"] = False
     edge.fail_promotion = True
     await ctl.tick()
@@ -181,7 +203,7 @@ async def test_a_failed_promotion_is_retried_and_reported_as_failing_over(edge: 
 async def test_a_returning_old_primary_is_made_a_mirror_of_the_active_region(
     edge: FakeEdge,
 ) -> None:
-    ctl = controller()
+    ctl = controller(edge)
     edge.up["east"] = False
     await ctl.tick()
     await ctl.tick()
@@ -199,7 +221,7 @@ async def test_no_mirror_is_built_against_a_misconfigured_domain(edge: FakeEdge)
     edge.roles["west"] = "source"
     edge.domains["east"] = "hub"  # the server says its domain is not the expected "east"
     with capture_logs() as logs:
-        outcome = await controller().tick()
+        outcome = await controller(edge).tick()
     assert outcome.mirrors == ()
     assert edge.mirrored == []
     mismatch = next(line for line in logs if line["event"] == "mirror.domain_mismatch")
@@ -209,14 +231,14 @@ async def test_no_mirror_is_built_against_a_misconfigured_domain(edge: FakeEdge)
 async def test_restored_controller_resumes_epoch_and_active_region(edge: FakeEdge) -> None:
     edge.roles.update(east="mirror", west="source")
     edge.mirror_api = {"east": WEST.api_prefix}
-    ctl = controller(active="west", epoch=7)
+    ctl = controller(edge, active="west", epoch=7)
     outcome = await ctl.tick()
     assert (outcome.active_region, outcome.epoch, outcome.failed_over) == ("west", 7, True)
     assert edge.mirrored == []
 
 
 async def test_log_lines_carry_cluster_region_and_epoch(edge: FakeEdge) -> None:
-    ctl = controller()
+    ctl = controller(edge)
     edge.up["east"] = False
     with capture_logs() as logs:
         await ctl.tick()
@@ -228,75 +250,100 @@ async def test_log_lines_carry_cluster_region_and_epoch(edge: FakeEdge) -> None:
     assert promote["target"] == "west"
 
 
-# --------------------------------------------------------------------------- pure builders
+async def test_promotion_reports_the_estimated_rpo(edge: FakeEdge) -> None:
+    ctl = controller(edge)
+    edge.last_seq.update(east=130, west=100)
+    await ctl.tick()
+    edge.up["east"] = False
+    await ctl.tick()
+    outcome = await ctl.tick()
+    assert outcome.moved
+    assert outcome.rpo == 30
+    assert "RPO 30 messages" in outcome.condition_message
 
 
-def test_endpoint_domain_defaults_to_the_region_name() -> None:
-    assert EAST.api_prefix == "$JS.east.API"
-    assert WEST.api_prefix == "$JS.west-1.API"
-
-
-def test_endpoint_from_the_spec_region() -> None:
-    region = Region.model_validate(
-        {"name": "east", "role": "primary", "nats": {"url": "nats://nats.east:4222"}}
+async def test_a_standby_too_far_behind_is_not_promoted(edge: FakeEdge) -> None:
+    ctl = FailoverController(
+        edge=edge,
+        cluster="support/acme",
+        endpoints=[EAST, WEST],
+        primary="east",
+        pipeline=PIPELINE,
+        config=FailoverConfig(probe_interval=1.0, failure_threshold=2, max_promotion_lag=10),
+        clock=Clock(),
     )
-    endpoint = RegionEndpoint.from_region(region, {"token": "t"})
-    assert (endpoint.name, endpoint.url, endpoint.api_prefix) == (
-        "east",
-        "nats://nats.east:4222",
-        "$JS.east.API",
-    )
-    assert endpoint.connect_options == {"token": "t"}
+    edge.last_seq.update(east=150, west=100)
+    await ctl.tick()
+    edge.up["east"] = False
+    for _ in range(4):
+        outcome = await ctl.tick()
+        assert not outcome.moved
+    assert outcome.condition_reason == "StandbyTooFarBehind"
+    assert outcome.rpo == 50
+    assert edge.promotions == []
 
 
-def test_endpoint_repr_hides_credentials() -> None:
-    secret = RegionEndpoint("east", "nats://east", connect_options={"token": "s3cr3t"})
-    assert "s3cr3t" not in repr(secret)
-
-
-def test_pipeline_streams_cover_messages_dead_letters_and_kv() -> None:
-    assert pipeline_streams(PIPELINE) == (
-        "ORDERS",
-        "ORDERS-dlq",
-        "KV_ORDERS-degradation",
-        "KV_ORDERS-routing",
-        "KV_ORDERS-transcripts",
-    )
-    assert writable_subjects(PIPELINE, "ORDERS") == [
-        "support.critical.>",
-        "support.normal.>",
-        "support.bulk.>",
+async def test_the_active_region_gets_a_record_of_epoch_and_floors_once(edge: FakeEdge) -> None:
+    ctl = controller(edge)
+    await ctl.tick()
+    await ctl.tick()
+    assert [(r, rec.epoch, rec.region, rec.floors) for r, rec in edge.records] == [
+        ("east", 0, "east", {Priority.CRITICAL: 41})
     ]
-    assert writable_subjects(PIPELINE, "KV_ORDERS-routing") == ["$KV.ORDERS-routing.>"]
-    with pytest.raises(ValueError, match="not a stream"):
-        writable_subjects(PIPELINE, "OTHER")
+    edge.up["east"] = False
+    await ctl.tick()
+    await ctl.tick()
+    assert edge.records[-1][0] == "west"
+    assert (edge.records[-1][1].epoch, edge.records[-1][1].region) == (1, "west")
 
 
-def test_mirror_config_has_no_subjects_and_points_at_the_source_domain() -> None:
-    config = mirror_config(PIPELINE, WEST)
-    assert config.subjects is None
-    assert config.mirror is not None
-    assert config.mirror.name == "ORDERS"
-    assert config.mirror.external is not None
-    assert config.mirror.external.api == "$JS.west-1.API"
-    assert config.duplicate_window == PIPELINE.duplicate_window
-    assert config.allow_direct is False
+async def test_after_a_restart_promotion_resumes_from_the_mirrored_record(edge: FakeEdge) -> None:
+    edge.mirrored_record["west"] = FailoverRecord(0, "east", 1.0, {Priority.NORMAL: 77})
+    edge.up["east"] = False
+    ctl = controller(edge)  # a fresh process: nothing in memory
+    await ctl.tick()
+    outcome = await ctl.tick()
+    assert outcome.moved
+    assert edge.promotions == [("west", {Priority.NORMAL: 77})]
 
 
-def test_mirror_config_refuses_work_queue_streams() -> None:
-    with pytest.raises(regions.UnsupportedStreamError, match="limits retention"):
-        mirror_config(replace(PIPELINE, retention="workqueue"), EAST)
+async def test_a_record_of_another_epoch_is_not_trusted(edge: FakeEdge) -> None:
+    edge.mirrored_record["west"] = FailoverRecord(3, "east", 1.0, {Priority.NORMAL: 77})
+    edge.up["east"] = False
+    ctl = controller(edge)
+    await ctl.tick()
+    await ctl.tick()
+    assert edge.promotions == [("west", None)]
 
 
-def test_mirror_of_keeps_limits_and_drops_server_metadata() -> None:
-    origin = StreamConfig(
-        name="KV_x",
-        subjects=["$KV.x.>"],
-        allow_direct=True,
-        max_msgs_per_subject=1,
-        metadata={"_nats.ver": "2.15.1", "team": "a"},
-    )
-    config = mirror_of(origin, EAST)
-    assert config.subjects is None
-    assert config.max_msgs_per_subject == 1
-    assert config.metadata == {"team": "a", regions.META_ALLOW_DIRECT: "true"}
+class Lease:
+    def __init__(self, token: int) -> None:
+        self.token = token
+        self.held = True
+
+    def holds(self) -> bool:
+        return self.held
+
+
+async def test_no_destructive_action_without_the_lease(edge: FakeEdge) -> None:
+    lease = Lease(token=4)
+    ctl = controller(edge, leadership=lease)
+    await ctl.tick()
+    written = len(edge.records)
+    lease.held = False
+    edge.up["east"] = False
+    for _ in range(4):
+        outcome = await ctl.tick()
+        assert not outcome.moved
+    assert outcome.condition_reason == "NotLeader"
+    assert edge.promotions == []
+    assert len(edge.records) == written
+    lease.held = True
+    moved = await ctl.tick()
+    assert moved.moved
+    assert edge.tokens == [4]  # the fencing token travels with the promotion
+    edge.up["east"] = True
+    lease.held = False
+    for _ in range(3):
+        await ctl.tick()
+    assert edge.mirrored == []  # the old primary is not fenced or deleted without the lease

@@ -1,0 +1,42 @@
+"""Pure builders of a managed NATS cluster, one module per owned object.
+
+`desired_nats_objects(ctx, passwords)` lists, per managed region in spec order: the
+configuration Secret, the headless and client Services, the StatefulSet and its
+PodDisruptionBudget; first the per-role credential Secrets that every region shares.
+Order matters on first creation: Secrets before the pods that mount them, the headless
+Service before the StatefulSet that names it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from surge_operator.resources.context import BuildContext
+from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.config import (
+    Passwords,
+    build_config_secret,
+    managed_regions,
+)
+from surge_operator.resources.nats.credentials import build_credentials_secret
+from surge_operator.resources.nats.pdb import build_nats_pdb
+from surge_operator.resources.nats.services import build_client_service, build_headless_service
+from surge_operator.resources.nats.statefulset import build_statefulset
+
+__all__ = ["Passwords", "desired_nats_objects", "managed_regions"]
+
+
+def desired_nats_objects(ctx: BuildContext, passwords: Passwords) -> list[dict[str, Any]]:
+    regions = managed_regions(ctx)
+    if not regions:
+        return []
+    objects = [build_credentials_secret(ctx, role, passwords[role]) for role in Role]
+    for region in regions:
+        objects += [
+            build_config_secret(ctx, region, passwords),
+            build_headless_service(ctx, region),
+            build_client_service(ctx, region),
+            build_statefulset(ctx, region),
+            build_nats_pdb(ctx, region),
+        ]
+    return objects

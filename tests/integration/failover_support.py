@@ -1,0 +1,104 @@
+"""Shared by the regional failover integration tests: two real regions on loopback, a
+controller on them, and helpers that publish, read and wait."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from tests.fixtures.nats_regions import Regions
+
+from surge_operator.failover import FailoverController, TickOutcome
+from surge_operator.policy.failover import FailoverConfig
+from surge_workers.contract import PRIORITIES, Header, Priority, consumer_name, message_subject
+from surge_workers.pipeline import PipelineConfig
+
+PIPELINE = PipelineConfig(
+    stream="SURGE_FAILOVER", subject_prefix="support", partitions=4, duplicate_window=60.0
+)
+CONFIG = FailoverConfig(probe_interval=0.25, failure_threshold=3)
+N = 120
+
+
+def controller_for(regions: Regions, config: FailoverConfig = CONFIG) -> FailoverController:
+    return FailoverController(
+        cluster="test/failover",
+        endpoints=regions.endpoints(),
+        primary="east",
+        pipeline=PIPELINE,
+        config=config,
+        probe_timeout=0.2,
+    )
+
+
+async def connect(regions: Regions, name: str) -> NatsClient:
+    return await nats.connect(regions.servers[name].url, allow_reconnect=False)
+
+
+async def publish(js: JetStreamContext, ids: range, *, prefix: str = "m") -> list[bool]:
+    """Publish one message per id (priority and conversation derived from it); returns
+    the PubAck `duplicate` flags."""
+    duplicates = []
+    for i in ids:
+        priority = PRIORITIES[i % len(PRIORITIES)]
+        subject = message_subject(PIPELINE.subject_prefix, priority, f"conv-{i % 7}", 4, tenant="")
+        ack = await js.publish(
+            subject, f"hello {i}".encode(), headers={Header.MSG_ID: f"{prefix}{i}"}
+        )
+        duplicates.append(bool(ack.duplicate))
+    return duplicates
+
+
+async def message_ids(js: JetStreamContext) -> list[str]:
+    info = await js.stream_info(PIPELINE.stream)
+    ids = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg(PIPELINE.stream, seq)
+        ids.append((msg.headers or {})[Header.MSG_ID])
+    return ids
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.05)
+
+
+async def mirror_holds(
+    regions: Regions, name: str, count: int, *, stream: str = PIPELINE.stream
+) -> bool:
+    client = await connect(regions, name)
+    try:
+        info = await client.jetstream().stream_info(stream)
+        return info.state.messages >= count
+    finally:
+        await client.close()
+
+
+async def tick_until_moved(
+    controller: FailoverController, *, failback: bool = False, limit: float = 10.0
+) -> tuple[TickOutcome, float]:
+    started = time.monotonic()
+    while True:
+        outcome = await controller.tick(failback_requested=failback)
+        if outcome.moved:
+            return outcome, time.monotonic() - started
+        assert outcome.error is None, outcome.error
+        assert time.monotonic() - started < limit, outcome.condition_message
+        await asyncio.sleep(CONFIG.probe_interval)
+
+
+async def ack_some(js: JetStreamContext, priority: Priority, count: int) -> int:
+    """Act as a worker: fetch and ack `count` messages; returns the last acked seq."""
+    sub = await js.pull_subscribe_bind(consumer_name(priority), stream=PIPELINE.stream)
+    msgs = await sub.fetch(count, timeout=2.0)
+    for msg in msgs:
+        await msg.ack_sync()
+    await sub.unsubscribe()
+    return max(m.metadata.sequence.stream for m in msgs)

@@ -1,0 +1,152 @@
+"""Least privilege inside NATS: the operator's generated accounts on a real nats-server.
+
+The server runs the configuration the operator renders for a managed region (through
+LocalNatsCluster, which only moves ports and paths to loopback); each role connects with
+its own user, as the pods do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from tests.integration.dataplane_support import Recorder, publish, wait_until, worker_settings
+
+from surge_operator.api import parse_spec
+from surge_operator.natscluster import LocalNatsCluster
+from surge_operator.resources import BuildContext
+from surge_operator.resources.jetstream import pipeline_config
+from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.config import Passwords, server_config
+from surge_workers.consumer import Worker
+from surge_workers.contract import transcripts_bucket
+from surge_workers.handlers import route_and_store
+from surge_workers.logs import get_logger
+from surge_workers.metrics import WorkerMetrics
+from surge_workers.pipeline import PipelineConfig
+from surge_workers.provision import provision_pipeline
+from surge_workers.transcripts import read_transcript
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PASSWORDS = Passwords({role: f"secret-{role.value}" for role in Role})
+SPEC = {"regions": [{"name": "east", "role": "primary", "nats": {"managed": {"servers": 1}}}]}
+
+
+@pytest.fixture(scope="module")
+def ctx() -> BuildContext:
+    return BuildContext(name="support", namespace="team-a", uid="u", spec=parse_spec(SPEC))
+
+
+@pytest.fixture(scope="module")
+def server(ctx: BuildContext, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    config = server_config(ctx, ctx.spec.regions[0], PASSWORDS)
+    root = tmp_path_factory.mktemp("accounts")
+    with LocalNatsCluster(config, 1, name="east", root=root) as cluster:
+        yield cluster.urls[0]
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str, role: Role) -> AsyncIterator[Client]:
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    nc = await nats.connect(
+        url, user=role.value, password=PASSWORDS[role], error_cb=on_error, allow_reconnect=False
+    )
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def pipeline(ctx: BuildContext, server: str) -> PipelineConfig:
+    config = pipeline_config(ctx.stream, ctx.spec)
+    async with connected(server, Role.OPERATOR) as nc:
+        await provision_pipeline(nc.jetstream(), config)
+        await nc.jetstream().purge_stream(config.stream)
+    return config
+
+
+async def stream_messages(url: str, stream: str) -> int:
+    async with connected(url, Role.OPERATOR) as nc:
+        info = await nc.jetstream().stream_info(stream)
+        return int(info.state.messages)
+
+
+async def test_gateway_publishes_and_worker_processes_with_their_own_users(
+    server: str, pipeline: PipelineConfig
+) -> None:
+    async with connected(server, Role.GATEWAY) as gw:
+        for i in range(5):
+            await publish(gw.jetstream(), pipeline, msg_id=f"m{i}", conversation="c1")
+    recorder = Recorder(route_and_store)
+    settings = worker_settings(pipeline)
+    async with connected(server, Role.WORKER) as nc:
+        worker = Worker(nc, settings, recorder, WorkerMetrics(), log=get_logger("accounts"))
+        await worker.start()
+        try:
+            await wait_until(lambda: _all_called(recorder, 5), within=20)
+        finally:
+            await worker.drain(grace=5)
+    async with connected(server, Role.OPERATOR) as nc:
+        stored = await read_transcript(nc.jetstream(), pipeline.stream, "acme", "c1")
+    assert len(stored) == 5
+
+
+async def _all_called(recorder: Recorder, n: int) -> bool:
+    return len({c[1] for c in recorder.calls}) >= n
+
+
+async def test_worker_cannot_publish_to_the_ingest_subjects(
+    server: str, pipeline: PipelineConfig
+) -> None:
+    before = await stream_messages(server, pipeline.stream)
+    async with connected(server, Role.WORKER) as nc:
+        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+            await publish(nc.jetstream(timeout=1), pipeline, msg_id="forged", conversation="c")
+    assert await stream_messages(server, pipeline.stream) == before
+
+
+async def test_gateway_cannot_read_transcripts(server: str, pipeline: PipelineConfig) -> None:
+    async with connected(server, Role.OPERATOR) as nc:
+        kv = await nc.jetstream().key_value(transcripts_bucket(pipeline.stream))
+        await kv.put("t.c9.m1", json.dumps({"text": "private"}).encode())
+    async with connected(server, Role.GATEWAY) as gw:
+        js = gw.jetstream(timeout=1)
+        with pytest.raises((nats.errors.Error, asyncio.TimeoutError)):
+            await _read_key(js, transcripts_bucket(pipeline.stream), "t.c9.m1")
+        with pytest.raises(nats.errors.Error):
+            await js.get_msg(f"KV_{transcripts_bucket(pipeline.stream)}", 1)
+
+
+async def test_users_client_may_only_publish(server: str, pipeline: PipelineConfig) -> None:
+    async with connected(server, Role.CLIENT) as nc:
+        js = nc.jetstream(timeout=1)
+        seq = await publish(js, pipeline, msg_id=f"client-{time.time()}", conversation="c2")
+        assert seq > 0
+        with pytest.raises(nats.errors.Error):
+            await _fetch_one(js, pipeline.stream, "surge-normal")
+        with pytest.raises(nats.errors.Error):
+            await js.delete_stream(pipeline.stream)
+
+
+async def _read_key(js: JetStreamContext, bucket: str, key: str) -> bytes | None:
+    kv = await js.key_value(bucket)
+    entry = await kv.get(key)
+    return entry.value
+
+
+async def _fetch_one(js: JetStreamContext, stream: str, durable: str) -> None:
+    sub = await js.pull_subscribe_bind(durable, stream=stream)
+    await sub.fetch(1, timeout=1)

@@ -1,0 +1,165 @@
+"""Expected wait per priority: the forecast the operator publishes each tick (pure).
+
+The control loop knows, every tick, how much work is queued in each class, how fast the
+pool serves (per ready replica, measured from ack-floor progress), how many replicas it
+has asked for and how long they take to start. It publishes that per priority under the
+key ``eta`` of the degradation bucket, beside the level. The composer turns it into the
+wait of one message at a known place in the order of service:
+
+    wait(position) = time for the pool to serve the (position - 1) messages ahead of it
+                      + the message's own service time
+
+where the pool serves a class at ``capacity`` (msg/s, ready replicas) until
+``later_in_s`` and at ``capacity_later`` once the replicas being started are ready, minus
+what arrives meanwhile in the classes served before it (``higher_rate``), and at most
+``share`` of the pool (the degradation level's cap on the class). A class the level does
+not serve at all (share 0) has no forecast: nobody can promise a time.
+
+The forecast is stamped with ``at`` (unix seconds); a reader treats one older than
+``max_age_s`` as absent rather than promising a wait from a stale picture.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Final
+
+from surge_workers.contract import PRIORITIES, Priority
+
+ETA_KEY: Final = "eta"
+#: A forecast this old (seconds) is not trusted: ticks are ~1 s apart.
+DEFAULT_MAX_AGE_S: Final = 10.0
+
+
+@dataclass(frozen=True)
+class ClassForecast:
+    """The pool as one priority sees it (see the module docstring)."""
+
+    #: Messages of this and every earlier-served class not finished yet.
+    ahead: int
+    capacity: float
+    capacity_later: float = 0.0
+    later_in_s: float = 0.0
+    higher_rate: float = 0.0
+    share: float = 1.0
+    #: The model's wait for a new arrival of this class (for status and dashboards).
+    wait_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Forecast:
+    at: float
+    level: int = 0
+    classes: Mapping[Priority, ClassForecast] = field(default_factory=dict)
+
+    def fresh(self, now: float, max_age_s: float = DEFAULT_MAX_AGE_S) -> bool:
+        return now - self.at <= max_age_s
+
+
+def _effective(capacity: float, forecast: ClassForecast) -> float:
+    """Service rate left for this class: its share of the pool, minus higher classes."""
+    return max(0.0, min(capacity * forecast.share, capacity - forecast.higher_rate))
+
+
+def expected_wait(position: int, forecast: ClassForecast, service_s: float = 0.0) -> float | None:
+    """Seconds until a message at ``position`` (1 = next) is handled; None if never."""
+    if forecast.share <= 0:
+        return None
+    work = max(0, position - 1)
+    now_rate = _effective(forecast.capacity, forecast)
+    later_rate = _effective(max(forecast.capacity_later, forecast.capacity), forecast)
+    if work == 0:
+        return max(0.0, service_s)
+    window = max(0.0, forecast.later_in_s)
+    if now_rate > 0 and work <= now_rate * window:
+        return work / now_rate + service_s
+    served_early = now_rate * window
+    if later_rate <= 0:
+        return None
+    return window + (work - served_early) / later_rate + service_s
+
+
+def forecast_classes(
+    *,
+    backlog: Mapping[Priority, int],
+    arrival_rate: Mapping[Priority, float],
+    served_order: tuple[Priority, ...] = PRIORITIES,
+    capacity: float,
+    capacity_later: float,
+    later_in_s: float,
+    shares: Mapping[Priority, float],
+) -> dict[Priority, ClassForecast]:
+    """One forecast per priority from the tick's figures (pure)."""
+    classes: dict[Priority, ClassForecast] = {}
+    ahead = 0
+    higher_rate = 0.0
+    for priority in served_order:
+        ahead += max(0, backlog.get(priority, 0))
+        share = shares.get(priority, 1.0)
+        partial = ClassForecast(
+            ahead=ahead,
+            capacity=max(0.0, capacity),
+            capacity_later=max(0.0, capacity_later),
+            later_in_s=max(0.0, later_in_s),
+            higher_rate=higher_rate,
+            share=share,
+        )
+        wait = expected_wait(ahead + 1, partial)
+        classes[priority] = replace(partial, wait_s=_round(wait))
+        higher_rate += max(0.0, arrival_rate.get(priority, 0.0))
+    return classes
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None or math.isinf(value) else round(value, 3)
+
+
+def encode_forecast(forecast: Forecast) -> bytes:
+    return json.dumps(
+        {
+            "at": forecast.at,
+            "level": forecast.level,
+            "classes": {p.value: asdict(c) for p, c in forecast.classes.items()},
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def _number(doc: Mapping[str, Any], name: str, default: float) -> float:
+    value = doc.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return default
+    return float(value)
+
+
+def decode_forecast(raw: bytes | None) -> Forecast | None:
+    """None for anything that is not a forecast document (never an exception)."""
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("classes"), dict):
+        return None
+    classes: dict[Priority, ClassForecast] = {}
+    known = {p.value: p for p in PRIORITIES}
+    for name, item in doc["classes"].items():
+        if name not in known or not isinstance(item, dict):
+            continue
+        wait = item.get("wait_s")
+        classes[known[name]] = ClassForecast(
+            ahead=int(_number(item, "ahead", 0)),
+            capacity=_number(item, "capacity", 0.0),
+            capacity_later=_number(item, "capacity_later", 0.0),
+            later_in_s=_number(item, "later_in_s", 0.0),
+            higher_rate=_number(item, "higher_rate", 0.0),
+            share=_number(item, "share", 1.0),
+            wait_s=float(wait) if isinstance(wait, int | float) else None,
+        )
+    return Forecast(
+        at=_number(doc, "at", 0.0), level=int(_number(doc, "level", 0)), classes=classes
+    )

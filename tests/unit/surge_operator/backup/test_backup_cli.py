@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 import yaml
 from typer.testing import CliRunner
 
@@ -11,6 +14,17 @@ from surge_operator.cli import app
 from surge_operator.errors import InvalidSpecError
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging_config() -> Iterator[None]:
+    """The commands configure logging for their process; CliRunner's streams close after
+    each invocation, so put the test process's configuration back."""
+    saved = structlog.get_config()
+    handlers = logging.getLogger().handlers[:]
+    yield
+    structlog.configure(**saved)
+    logging.getLogger().handlers[:] = handlers
 
 NEW = {
     "apiVersion": "surge.dev/v1alpha1",

@@ -12,6 +12,7 @@ paths and the server name. Tests (permissions, TLS, exact metrics, rolling resta
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import tempfile
@@ -65,17 +66,31 @@ class LocalNatsCluster:
             Ports(free_port(), free_port(), free_port(), free_port()) for _ in range(servers)
         ]
         self.servers: list[NatsServer] = []
+        self._overrides = dict(overrides or {})
+        self._tls_dir = tls_dir
+        self._hub = hub_leaf_port
         for i, ports in enumerate(self.ports):
             store = self.root / f"{name}-{i}"
             store.mkdir(parents=True, exist_ok=True)
             conf = store / "nats.conf"
-            text = render(self._server_config(dict(config), i, store, tls_dir, hub_leaf_port))
-            conf.write_text(text)
-            if overrides:
-                conf.write_text(text + render(dict(overrides)))
+            merged = {**dict(config), **dict(overrides or {})}
+            conf.write_text(render(self._server_config(merged, i, store, tls_dir, hub_leaf_port)))
             self.servers.append(
                 NatsServer(store_dir=store, port=ports.client, extra_args=("-c", str(conf)))
             )
+
+    def config_path(self, i: int) -> Path:
+        return self.servers[i].store_dir / "nats.conf"
+
+    def rewrite_config(self, config: Mapping[str, Any], i: int) -> str:
+        """Write a new configuration for server i (what a changed Secret does in a pod);
+        returns the digest nats-server will report once it has loaded it."""
+        merged = {**dict(config), **dict(self._overrides)}
+        text = render(
+            self._server_config(merged, i, self.servers[i].store_dir, self._tls_dir, self._hub)
+        )
+        self.config_path(i).write_text(text)
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     def server_name(self, i: int) -> str:
         return f"{self.name}-{i}"

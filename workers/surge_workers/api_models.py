@@ -106,3 +106,42 @@ class Problem(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class AgentReplyIn(BaseModel):
+    """An agent's answer in a conversation. ``id`` is the idempotency key (per tenant): a
+    retry with the same id is stored once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Id = Field(description="Reply id (idempotency key), unique within the tenant.")
+    text: str = Field(
+        min_length=1,
+        description="Reply text; above SURGE_MAX_TEXT_BYTES (UTF-8 bytes) the answer is 413.",
+    )
+    author: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.@ -]+$")
+
+
+class ReplyAccepted(BaseModel):
+    id: str
+    seq: int = Field(description="Sequence in the replies stream (the SSE event id).")
+    duplicate: bool = Field(description="True when this reply id was already stored (a retry).")
+
+
+class ReplyEventData(BaseModel):
+    """The ``data`` of one Server-Sent Event: a reply in the conversation. The event's
+    ``id`` is its sequence in the replies stream and its ``event`` the kind."""
+
+    kind: str = Field(description="ack | notice | agent")
+    conversation_id: str
+    in_reply_to: str = Field(description="The message answered (ack, notice) or the reply id.")
+    text: str
+    created_at: float
+    priority: str | None = None
+    position: int | None = Field(default=None, description="Place in line when acknowledged.")
+    expected_wait_s: float | None = Field(
+        default=None, description="Predicted seconds until the message is handled."
+    )
+    enqueued_at: float | None = None
+    degradation_level: int = 0
+    author: str | None = None

@@ -185,7 +185,18 @@ class IntakeStage:
                 self.log.warning("intake_fetch_failed", error=str(err) or repr(err))
                 await asyncio.sleep(0.5)
                 continue
-            await asyncio.gather(*(self._settle(msg) for msg in msgs))
+            # Conversations in parallel, each one's messages in stream order: the message
+            # that opens a conversation is recorded before its successors are looked at.
+            groups: dict[str, list[Msg]] = {}
+            for msg in msgs:
+                headers = msg.headers or {}
+                key = f"{headers.get(Header.TENANT, '')}\0{headers.get(Header.CONVERSATION, '')}"
+                groups.setdefault(key, []).append(msg)
+            await asyncio.gather(*(self._settle_in_order(group) for group in groups.values()))
+
+    async def _settle_in_order(self, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            await self._settle(msg)
 
     async def _settle(self, msg: Msg) -> None:
         try:

@@ -18,11 +18,14 @@ from surge_workers.api_models import (
     TRANSCRIPT_PAGE,
     TRANSCRIPT_PAGE_MAX,
     Accepted,
+    AgentReplyIn,
     BatchAccepted,
     BatchIn,
     Health,
     MessageIn,
     Problem,
+    ReplyAccepted,
+    ReplyEventData,
     Transcript,
 )
 from surge_workers.contract import ID_PATTERN
@@ -69,11 +72,49 @@ _WRITE_ERRORS = {
 }
 
 
+#: One Server-Sent Event (OpenAPI before 3.2: the schema of an event stream describes each
+#: event); ``data`` is a ReplyEventData JSON document.
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data", "event", "id"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "Replies-stream sequence."},
+        "event": {"type": "string", "enum": ["ack", "notice", "agent"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": _ref("ReplyEventData"),
+        },
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
+
+def _conversation_parameter() -> dict[str, Any]:
+    return {
+        "name": "conversation_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": ID_PATTERN},
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema(
         [
-            (m, "validation" if m in (MessageIn, BatchIn) else "serialization")
-            for m in (MessageIn, BatchIn, Accepted, BatchAccepted, Transcript, Problem, Health)
+            (m, "validation" if m in (MessageIn, BatchIn, AgentReplyIn) else "serialization")
+            for m in (
+                MessageIn,
+                BatchIn,
+                Accepted,
+                BatchAccepted,
+                Transcript,
+                Problem,
+                Health,
+                AgentReplyIn,
+                ReplyAccepted,
+                ReplyEventData,
+            )
         ],
         ref_template=_REF,
     )
@@ -158,6 +199,69 @@ def openapi_document() -> dict[str, Any]:
                         "404": _problem("No such conversation for this tenant."),
                         "422": _problem("Invalid limit or cursor."),
                         "503": _problem("NATS unavailable.", retry_after=True),
+                    },
+                }
+            },
+            "/v1/conversations/{conversation_id}/events": {
+                "get": {
+                    "operationId": "getConversationEvents",
+                    "summary": "The conversation's replies as Server-Sent Events, in order.",
+                    "description": (
+                        "Each event: `id` = sequence in the replies stream, `event` = kind "
+                        "(ack, notice, agent), `data` = a ReplyEventData JSON object. Resume "
+                        "after a disconnect with `Last-Event-ID`: no event is skipped or "
+                        "repeated. Only the token's own tenant's conversation is ever read. "
+                        "With follow=false the stored events are sent and the stream ends."
+                    ),
+                    "security": secured,
+                    "parameters": [
+                        _conversation_parameter(),
+                        {
+                            "name": "Last-Event-ID",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                            "description": "Resume after this event id (stream sequence).",
+                        },
+                        {
+                            "name": "follow",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "boolean", "default": True},
+                            "description": "Keep the stream open for new replies.",
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "An event stream (text/event-stream).",
+                            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+                        },
+                        "400": _problem("Last-Event-ID is not a stream sequence."),
+                        "401": _problem("Missing or unknown bearer token."),
+                        "422": _problem("Invalid conversation id or follow flag."),
+                        "503": _problem("NATS unavailable.", retry_after=True),
+                    },
+                }
+            },
+            "/v1/conversations/{conversation_id}/replies": {
+                "post": {
+                    "operationId": "postReply",
+                    "summary": "An agent's reply; delivered to the conversation's event stream.",
+                    "security": secured,
+                    "parameters": [_conversation_parameter()],
+                    "requestBody": {"required": True, "content": _json("AgentReplyIn")},
+                    "responses": {
+                        "202": {
+                            "description": "Stored in the replies stream.",
+                            "content": _json("ReplyAccepted"),
+                        },
+                        "400": _problem("Malformed JSON."),
+                        "401": _problem("Missing or unknown bearer token."),
+                        "413": _problem("Body or reply text too large."),
+                        "422": _problem("Schema validation failed."),
+                        "503": _problem(
+                            "The replies stream did not confirm the write.", retry_after=True
+                        ),
                     },
                 }
             },

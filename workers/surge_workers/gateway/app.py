@@ -9,16 +9,19 @@ from functools import partial
 from aiohttp import web
 
 from surge_workers.gateway import handlers
+from surge_workers.gateway.events import ConversationEvents
 from surge_workers.gateway.refusals import Refused, problem
 from surge_workers.gateway.service import Gateway
 from surge_workers.health import add_health_routes
 from surge_workers.openapi import openapi_document
+from surge_workers.reply_metrics import SseMetrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(gateway: Gateway) -> web.Application:
+def build_app(gateway: Gateway, events: ConversationEvents | None = None) -> web.Application:
     metrics = gateway.metrics
+    events = events or ConversationEvents(gateway, SseMetrics(metrics.registry))
     log = gateway.log
     document = openapi_document()
 
@@ -50,6 +53,8 @@ def build_app(gateway: Gateway) -> web.Application:
         "/v1/conversations/{conversation_id}/transcript",
         partial(handlers.get_transcript, gateway),
     )
+    app.router.add_get("/v1/conversations/{conversation_id}/events", events.get_events)
+    app.router.add_post("/v1/conversations/{conversation_id}/replies", events.post_reply)
     app.router.add_get("/openapi.json", openapi)
     add_health_routes(app, metrics.registry, gateway.ready)
     return app

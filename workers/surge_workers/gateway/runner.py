@@ -13,10 +13,12 @@ from surge_workers.degradation import DegradationWatcher
 from surge_workers.errors import ConfigError
 from surge_workers.gateway.app import build_app
 from surge_workers.gateway.auth import TokenFile
+from surge_workers.gateway.events import ConversationEvents
 from surge_workers.gateway.offered import OfferedReporter
 from surge_workers.gateway.service import Gateway
 from surge_workers.logs import get_logger
 from surge_workers.metrics import GatewayMetrics
+from surge_workers.reply_metrics import SseMetrics
 from surge_workers.settings import GatewaySettings
 
 
@@ -39,7 +41,8 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
     )
     # HTTP first: /healthz answers and /readyz says "not ready" (writes get 503) while
     # NATS is unreachable, instead of a crash loop.
-    runner = web.AppRunner(build_app(gateway), access_log=None)
+    events = ConversationEvents(gateway, SseMetrics(gateway.metrics.registry))
+    runner = web.AppRunner(build_app(gateway, events), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     log.info("gateway_started", host=settings.host, port=settings.port, tenants=len(tokens.tenants))
@@ -61,6 +64,7 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
         await stop.wait()
     finally:
         log.info("gateway_stopping")
+        events.close()  # event streams end now; clients resume elsewhere from Last-Event-ID
         await runner.cleanup()  # stops accepting, lets in-flight requests finish
         await reporter.stop()
         await watcher.stop()

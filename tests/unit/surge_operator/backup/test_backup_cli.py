@@ -26,6 +26,7 @@ def _keep_logging_config() -> Iterator[None]:
     structlog.configure(**saved)
     logging.getLogger().handlers[:] = handlers
 
+
 NEW = {
     "apiVersion": "surge.dev/v1alpha1",
     "kind": "MessagingCluster",

@@ -1,0 +1,182 @@
+"""A managed region on loopback for operations tests: the operator's generated config on
+three real nats-servers, the `natsops` observe/plan code, and the two things a pod
+restart does (lame duck via `nats-server --signal ldm=<pid>`, then start again on the
+same store), plus a publisher that records exactly what was acknowledged and when."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from surge_operator.api import parse_spec
+from surge_operator.natscluster import LocalNatsCluster
+from surge_operator.natsops import observe
+from surge_operator.natsops.plan import PodView, RegionObservation, Step
+from surge_operator.resources import BuildContext
+from surge_operator.resources.jetstream import pipeline_config
+from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.config import Passwords, server_config
+from surge_workers.contract import Header, Priority, message_subject
+from surge_workers.pipeline import PipelineConfig
+from surge_workers.provision import provision_pipeline
+
+PASSWORDS = Passwords({role: f"secret-{role.value}" for role in Role})
+# Grace period shortened for tests (pods: 10 s); nats-server refuses a lame-duck duration
+# under 30 s, so that stays.
+TEST_OVERRIDES = {"lame_duck_grace_period": "1s"}
+
+
+def region_ctx(servers: int = 3, **stream: object) -> BuildContext:
+    spec = {
+        "regions": [{"name": "east", "role": "primary", "nats": {"managed": {"servers": servers}}}],
+        "stream": {"partitions": 4, **stream},
+    }
+    return BuildContext(name="support", namespace="team-a", uid="u", spec=parse_spec(spec))
+
+
+@contextlib.contextmanager
+def managed_region(ctx: BuildContext, root: Path, servers: int = 3) -> Iterator[LocalNatsCluster]:
+    config = server_config(ctx, ctx.spec.regions[0], PASSWORDS)
+    # durations must stay bare tokens; conf.Raw keeps them unquoted
+    from surge_operator.resources.nats.conf import Raw
+
+    overrides = {k: Raw(v) for k, v in TEST_OVERRIDES.items()}
+    with LocalNatsCluster(config, servers, name="east", root=root, overrides=overrides) as c:
+        yield c
+
+
+async def connect(cluster: LocalNatsCluster, role: Role) -> Client:
+    return await nats.connect(
+        servers=cluster.urls,
+        user=role.value,
+        password=PASSWORDS[role],
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.1,
+    )
+
+
+async def provisioned(cluster: LocalNatsCluster, ctx: BuildContext) -> PipelineConfig:
+    nc = await connect(cluster, Role.OPERATOR)
+    try:
+        config = pipeline_config(ctx.stream, ctx.spec)
+        await provision_pipeline(nc.jetstream(timeout=10), config)
+        return config
+    finally:
+        await nc.close()
+
+
+def lame_duck(cluster: LocalNatsCluster, i: int) -> None:
+    """What the preStop hook does, then wait for the process to leave."""
+    pid_file = cluster.servers[i].store_dir / "nats.pid"
+    subprocess.run(
+        [cluster.servers[i].binary, "--signal", f"ldm={pid_file}"], check=True, timeout=10
+    )
+    process = cluster.servers[i].process
+    assert process is not None
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        cluster.servers[i].kill()
+
+
+@dataclass
+class Publisher:
+    """Publishes numbered messages as fast as acks come back; retries a message until it
+    is acknowledged (same Nats-Msg-Id, so a retry never duplicates)."""
+
+    js: JetStreamContext
+    config: PipelineConfig
+    acked: list[str] = field(default_factory=list)
+    ack_times: list[float] = field(default_factory=list)
+    failures: int = 0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            msg_id = f"m{n}"
+            subject = message_subject(
+                self.config.subject_prefix, Priority.NORMAL, f"c{n % 7}", 4, tenant="acme"
+            )
+            headers = {Header.MSG_ID: msg_id, Header.CONVERSATION: f"c{n % 7}"}
+            headers[Header.TENANT] = "acme"
+            while not self.stop.is_set():
+                try:
+                    await self.js.publish(subject, b"{}", headers=headers, timeout=2)
+                except (nats.errors.Error, TimeoutError):
+                    self.failures += 1
+                    await asyncio.sleep(0.05)
+                    continue
+                self.acked.append(msg_id)
+                self.ack_times.append(time.monotonic())
+                break
+            n += 1
+
+    def longest_gap(self) -> float:
+        """Longest time without an acknowledged publish: the unavailability clients saw."""
+        times = self.ack_times
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+@contextlib.asynccontextmanager
+async def publishing(js: JetStreamContext, config: PipelineConfig) -> AsyncIterator[Publisher]:
+    publisher = Publisher(js, config)
+    task = asyncio.create_task(publisher.run())
+    try:
+        yield publisher
+    finally:
+        publisher.stop.set()
+        await task
+
+
+@dataclass
+class LeaderWatch:
+    """Samples the stream leader every 100 ms; the longest leaderless stretch."""
+
+    longest: float = 0.0
+    _since: float | None = None
+
+    def sample(self, leader: str | None, now: float) -> None:
+        if leader is None:
+            self._since = self._since if self._since is not None else now
+            self.longest = max(self.longest, now - self._since)
+        else:
+            self._since = None
+
+
+async def observation(
+    sys_nc: Client,
+    cluster: LocalNatsCluster,
+    revisions: dict[str, str],
+    update_revision: str,
+) -> RegionObservation:
+    servers = await observe.servers(sys_nc)
+    js = await observe.jetstream(sys_nc)
+    pods = [
+        PodView(cluster.server_name(i), revisions[cluster.server_name(i)], cluster.healthy(i))
+        for i in range(len(cluster.servers))
+    ]
+    return RegionObservation(
+        desired_servers=len(cluster.servers),
+        statefulset_replicas=len(cluster.servers),
+        update_revision=update_revision,
+        pods=pods,
+        servers=servers,
+        streams=js.streams,
+        meta_leader=js.meta_leader,
+        meta_peers=js.meta_peers,
+    )
+
+
+async def wait_step(step: Step) -> None:  # for symmetry in tests: nothing to do but wait
+    await asyncio.sleep(0.2 if step.kind == "Wait" else 0)

@@ -39,9 +39,11 @@ S3_SERVER_VERSION ?= v1.8.0
 s3-server:
 	tools/go-tool.sh versitygw github.com/versity/versitygw $(S3_SERVER_VERSION) ./cmd/versitygw >/dev/null
 
-# kube-apiserver, controller-manager, scheduler, etcd, kwok, kubectl, helm from Go modules,
-# and the chart's validation tools (kubeconform, helm-docs).
+# Debian's containerd/runc/CNI plugins for real nodes; kube-apiserver, controller-manager,
+# scheduler, kubelet, kube-proxy, etcd, CoreDNS, kube-router, kwok, kubectl, helm from Go
+# modules; and the chart's validation tools (kubeconform, helm-docs).
 k8s:
+	tools/install-node-deps.sh
 	tools/build-k8s.sh
 	tools/build-chart-tools.sh
 

@@ -1,7 +1,7 @@
 # The two entry points of the README, and the steps they are made of.
 #   make demo   set everything up, then run `surge demo`
-#   make test   set everything up (packages, nats-server, Prometheus, local Kubernetes), then
-#               run ruff, mypy --strict and the whole pytest suite
+#   make test   set everything up (packages, nats-server, Prometheus, local Kubernetes, the
+#               container images), then run ruff, mypy --strict and the whole pytest suite
 # Every step is idempotent and skips work that is already done (caches live under ~/.cache).
 
 PYTHON ?= python3
@@ -9,13 +9,17 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# A second tag of the same surge image: the e2e tier upgrades the chart to it.
+E2E_RETAG ?= e2e-retag
+K8S_BIN := $(shell tools/build-k8s.sh --print-bin-dir)
 
-.PHONY: demo test lint typecheck unit integration e2e venv prometheus k8s crds clean
+.PHONY: demo test lint typecheck unit integration e2e e2e-load e2e-install e2e-test venv \
+	prometheus k8s images actionlint crds clean
 
 demo: venv
 	$(BIN)/surge demo $(DEMO_ARGS)
 
-test: venv prometheus k8s lint typecheck
+test: venv prometheus k8s images actionlint lint typecheck
 	SURGE_REQUIRE_E2E=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -36,6 +40,13 @@ k8s:
 	tools/build-k8s.sh
 	tools/build-chart-tools.sh
 
+# The surge and surge-nats-server images as docker-archive tars, built with Debian's buildah
+# on a debootstrap'd bookworm base (no registry, no daemon); cached by input hash under
+# ~/.cache/surge/images. SURGE_IMAGE_BASE=python:3.11-slim uses that base instead.
+images: venv
+	tools/image/install-deps.sh
+	SURGE_VENV=$(VENV) tools/image/build.sh --tag $(E2E_RETAG)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -49,8 +60,25 @@ unit: venv
 integration: venv prometheus
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
-e2e: venv k8s
-	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+# The cluster-agnostic e2e tier (tests/e2e/cluster) against any kubeconfig; the steps are
+# those of .github/workflows/e2e-kind.yaml:
+#   make e2e KUBECONFIG=/path/to/kubeconfig [KIND_CLUSTER=surge]
+# KIND_CLUSTER loads the images with `kind load`, else into a local `surge-cluster`'s nodes.
+# Without KUBECONFIG the tests start the local real-node cluster and do both themselves.
+e2e: e2e-load e2e-install e2e-test
+
+e2e-load: images
+	$(if $(KUBECONFIG),SURGE_VENV=$(VENV) tools/e2e/load-images.sh,@echo "e2e-load: no KUBECONFIG: the tests' own cluster loads the images")
+
+e2e-install: venv
+	$(if $(KUBECONFIG),PATH="$(K8S_BIN):$$PATH" SURGE_VENV=$(VENV) tools/e2e/install.sh,@echo "e2e-install: no KUBECONFIG: the tests' fixture installs the chart")
+
+e2e-test: venv $(if $(KUBECONFIG),,k8s)
+	SURGE_E2E_KUBECONFIG="$(KUBECONFIG)" SURGE_REQUIRE_E2E=1 $(BIN)/pytest -m e2e tests/e2e/cluster $(PYTEST_ARGS)
+
+# actionlint from its Go module (pinned in tools/versions.env), for the workflow test.
+actionlint:
+	tools/build-actionlint.sh
 
 crds: venv
 	$(BIN)/surge crds > crds/messagingcluster.yaml

@@ -283,6 +283,33 @@ class Region(_Model):
 
 
 class StreamSpec(_Model):
+    # What the schema cannot say: JetStream cannot rename a stream, move its subjects or
+    # change its storage in place, so these are immutable once created (transition rules
+    # compare with the stored object). Changing them would orphan the stream and its
+    # unprocessed messages.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "has(self.name) == has(oldSelf.name) && "
+                    "(!has(self.name) || self.name == oldSelf.name)",
+                    "spec.stream.name is immutable: JetStream cannot rename a stream",
+                    ".name",
+                ),
+                _cel(
+                    "self.subjectPrefix == oldSelf.subjectPrefix",
+                    "spec.stream.subjectPrefix is immutable: clients and stored messages use it",
+                    ".subjectPrefix",
+                ),
+                _cel(
+                    "self.storage == oldSelf.storage",
+                    "spec.stream.storage is immutable: JetStream cannot move a stream's storage",
+                    ".storage",
+                ),
+            ]
+        }
+    )
+
     name: str | None = Field(
         default=None,
         max_length=64,
@@ -308,7 +335,27 @@ class StreamSpec(_Model):
     )
     storage: StorageType = Field(default=StorageType.FILE, description="Stream storage backend.")
     max_age_seconds: int = Field(
-        default=7 * 24 * 3600, ge=60, description="Drop messages older than this."
+        default=7 * 24 * 3600,
+        ge=60,
+        description=(
+            "Drop messages older than this, processed or not: a backlog older than this "
+            "is lost. Size the stream with maxBytes to refuse writes instead."
+        ),
+    )
+    max_bytes: int | None = Field(
+        default=None,
+        ge=1024 * 1024,
+        description=(
+            "Bytes the stream may hold. When full, new writes are refused (the gateway "
+            "answers 507 with Retry-After); queued messages are never discarded for room. "
+            "Unset: no byte limit."
+        ),
+    )
+    transcript_ttl_seconds: int = Field(
+        default=30 * 24 * 3600,
+        ge=60,
+        le=10 * 365 * 24 * 3600,
+        description="How long a stored transcript message is kept (a per-key TTL).",
     )
     duplicate_window_seconds: int = Field(
         default=120, ge=1, le=86400, description="Nats-Msg-Id deduplication window."
@@ -346,12 +393,40 @@ def default_priorities() -> list[PriorityClass]:
     ]
 
 
+_SECRET_ENV = (
+    "spec.workers.env[].valueFrom.secretKeyRef is not allowed: a MessagingCluster may not "
+    "read arbitrary Secrets into its pods (NATS credentials and gateway tokens are named in "
+    "their own fields; mount anything else through spec.workers.template volumes)"
+)
+
+
 class EnvVar(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.valueFrom) || !has(self.valueFrom.secretKeyRef)",
+                    _SECRET_ENV,
+                    ".valueFrom",
+                )
+            ]
+        }
+    )
+
     name: str = Field(min_length=1, max_length=256, description="Variable name.")
     value: str | None = Field(default=None, description="Literal value.")
     value_from: dict[str, Any] | None = Field(
-        default=None, description="A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef...)."
+        default=None,
+        description="A Kubernetes EnvVarSource (configMapKeyRef, fieldRef, resourceFieldRef); "
+        "never secretKeyRef.",
     )
+
+    @field_validator("value_from")
+    @classmethod
+    def _no_secret(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and "secretKeyRef" in value:
+            raise ValueError(_SECRET_ENV)
+        return value
 
 
 class WorkersSpec(_Model):

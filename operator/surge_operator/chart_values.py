@@ -79,6 +79,7 @@ class ServiceAccount(_Values):
 class Rbac(_Values):
     create: bool = True
     aggregate_to_default_roles: bool = True
+    secret_namespaces: list[str] = Field(default_factory=list)
 
 
 class ServiceMonitor(_Values):

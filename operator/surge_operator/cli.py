@@ -75,8 +75,13 @@ def simulate(
         Path | None,
         typer.Option("--spec", help="Simulate this MessagingCluster's autoscaling settings."),
     ] = None,
+    keda_lag_threshold: Annotated[
+        float,
+        typer.Option("--keda-lag-threshold", min=0.001, help="Your KEDA lagThreshold."),
+    ] = 10.0,
 ) -> None:
-    """Replay traffic through Surge, KEDA+HPA and an oracle; compare latency and cost."""
+    """Replay traffic through Surge, KEDA+HPA (your lagThreshold, and a sweep), an oracle
+    and the LP lower bound; compare latency, refused work and cost."""
     from surge_operator.simulate.command import SpecError, UnknownProfileError
     from surge_operator.simulate.command import simulate as run_simulate
     from surge_operator.simulate.traffic import TraceError
@@ -90,6 +95,7 @@ def simulate(
             plot_path=plot,
             max_replicas=max_replicas,
             spec_path=spec,
+            keda_lag_threshold=keda_lag_threshold,
         )
     except (UnknownProfileError, TraceError, SpecError, OSError) as err:
         typer.echo(f"surge simulate: {err}", err=True)
@@ -98,13 +104,31 @@ def simulate(
 
 @bench_app.command("autoscale")
 def bench_autoscale(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    seed: int = typer.Option(1, "--seed", help="RNG seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print every figure as JSON."),
+    seeds: int = typer.Option(10, "--seeds", min=1, help="Seeds per profile (1..N)."),
+    profile: Annotated[
+        list[str] | None, typer.Option("--profile", "-p", help="Only these profiles.")
+    ] = None,
+    jobs: int = typer.Option(2, "--jobs", min=1, help="Worker processes for the seeds."),
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write the Pareto plot (PNG).")
+    ] = None,
 ) -> None:
-    """Every bundled profile: Surge's reaction, latency and cost as ratios vs KEDA and oracle."""
-    from surge_operator.simulate.command import bench
+    """Every bundled profile over many seeds: Surge vs KEDA (default lagThreshold and a
+    sweep), the oracle and the LP lower bound; median and worst; every miss printed."""
+    from surge_operator.simulate.command import UnknownProfileError, bench
 
-    bench(seed=seed, as_json=as_json)
+    try:
+        bench(
+            seeds=list(range(1, seeds + 1)),
+            profiles=profile or [],
+            as_json=as_json,
+            jobs=jobs,
+            plot_path=plot,
+        )
+    except UnknownProfileError as err:
+        typer.echo(f"surge bench autoscale: {err}", err=True)
+        raise typer.Exit(2) from None
 
 
 @bench_app.command("operator")

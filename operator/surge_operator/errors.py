@@ -12,6 +12,8 @@ changes).
     │   └── ImmutableStreamFieldError       a change JetStream cannot apply in place [permanent]
     └── KubeApiError                the API server refused a request
         ├── KubeConflictError           409 (optimistic concurrency / apply conflict) [temporary]
+        │   └── KubeNotOwnedError           a same-named object Surge does not own    [temporary]
+        ├── KubeForbiddenError          403: RBAC does not allow it (e.g. Secrets)   [temporary]
         ├── KubeNotFoundError           404                                          [temporary]
         └── KubeRejectedError           422/400: the object is invalid              [permanent]
 
@@ -76,6 +78,19 @@ class KubeApiError(SurgeError):
 class KubeConflictError(KubeApiError):
     reason = "KubernetesConflict"
     retry_after = 1.0
+
+
+class KubeNotOwnedError(KubeConflictError):
+    """An object with the name Surge would use exists and is not Surge's (no owner
+    reference to this MessagingCluster). Surge leaves it alone: taking it over would let
+    garbage collection delete it with the MessagingCluster later."""
+
+    reason = "ObjectNotOwned"
+    retry_after = 30.0
+
+
+class KubeForbiddenError(KubeApiError):
+    reason = "Forbidden"
 
 
 class KubeRejectedError(KubeApiError):

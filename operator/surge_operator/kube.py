@@ -24,9 +24,12 @@ import aiohttp
 
 from surge_operator.api import API_VERSION, KIND, PLURAL
 from surge_operator.errors import (
+    CredentialsSecretMissingError,
     KubeApiError,
     KubeConflictError,
+    KubeForbiddenError,
     KubeNotFoundError,
+    KubeNotOwnedError,
     KubeRejectedError,
 )
 from surge_operator.resources import ObjectRef
@@ -119,6 +122,8 @@ class HttpKubeApi:
         default_namespace: str | None = None,
     ) -> None:
         self._session = session
+        #: (path, owner uid) of objects already checked to be ours: one GET per object.
+        self._owned: set[tuple[str, str]] = set()
         self._server = server.rstrip("/")
         self._component = component
         #: the kubeconfig context's namespace (the CLI's default for -n)
@@ -170,8 +175,14 @@ class HttpKubeApi:
     async def apply(self, obj: Mapping[str, Any], *, field_manager: str) -> dict[str, Any]:
         meta = obj["metadata"]
         path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-        # force: we are the controller of these objects; a conflicting manager (someone's
-        # kubectl edit) loses the fields we declare, which is exactly drift correction.
+        owner = _controller_uid(obj)
+        if owner is not None and (path, owner) not in self._owned:
+            await self._check_owned(obj, path, owner)
+        # force: we are the controller of these objects (checked above for every object
+        # that declares an owner); a conflicting manager (someone's kubectl edit) loses
+        # the fields we declare, which is exactly drift correction. Objects without an
+        # owner reference (the scale subresource's replica count) are applied under their
+        # own field manager.
         result = await self._request(
             "PATCH",
             path,
@@ -179,7 +190,27 @@ class HttpKubeApi:
             params={"fieldManager": field_manager, "force": "true"},
             content_type=APPLY_CONTENT_TYPE,
         )
+        if owner is not None:
+            self._owned.add((path, owner))
         return result or {}
+
+    async def _check_owned(self, obj: Mapping[str, Any], path: str, owner: str) -> None:
+        """Refuse to touch a same-named object that is not ours. Even a non-forced apply
+        would merge our owner reference into it, and garbage collection would then delete
+        a user's object together with the MessagingCluster."""
+        meta = obj["metadata"]
+        current = await self.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        if current is None:
+            return
+        uids = {
+            ref.get("uid") for ref in (current.get("metadata") or {}).get("ownerReferences") or []
+        }
+        if owner not in uids:
+            raise KubeNotOwnedError(
+                f"{obj['kind']} {meta['namespace']}/{meta['name']} already exists and is not "
+                "owned by this MessagingCluster; Surge leaves it untouched. Delete or rename "
+                "it (or the MessagingCluster) to proceed."
+            )
 
     async def get(
         self, api_version: str, kind: str, namespace: str, name: str
@@ -213,7 +244,13 @@ class HttpKubeApi:
         return result or {}
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        secret = await self.get("v1", "Secret", namespace, name)
+        try:
+            secret = await self.get("v1", "Secret", namespace, name)
+        except KubeForbiddenError:
+            raise CredentialsSecretMissingError(
+                f"the operator may not read Secret {namespace}/{name}: Secrets are granted "
+                f"per namespace (chart value rbac.secretNamespaces: add {namespace})"
+            ) from None
         if secret is None:
             return None
         return {k: b64decode(v) for k, v in (secret.get("data") or {}).items()}
@@ -280,6 +317,8 @@ def _error(status: int, method: str, path: str, text: str) -> KubeApiError:
         return KubeNotFoundError(message, status=status)
     if status == 409:
         return KubeConflictError(message, status=status)
+    if status == 403:
+        return KubeForbiddenError(message, status=status)
     if status in (400, 422):
         return KubeRejectedError(message, status=status)
     if status == 500 and "unable to convert" in message:
@@ -287,3 +326,10 @@ def _error(status: int, method: str, path: str, text: str) -> KubeApiError:
         # conversion failure with 500; retrying cannot fix it, a spec change can.
         return KubeRejectedError(message, status=status)
     return KubeApiError(message, status=status)
+
+
+def _controller_uid(obj: Mapping[str, Any]) -> str | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("uid"):
+            return str(ref["uid"])
+    return None

@@ -29,6 +29,7 @@ def _chart_rbac(cluster: KubeCluster, namespace: str) -> list[dict[str, Any]]:
     rendered = cluster.helm(
         "template", "surge", str(ROOT / "charts" / "surge"), "--namespace", namespace,
         "--kube-version", "1.36.0", "--set", f"fullnameOverride=surge-{namespace}",
+        "--set", f"rbac.secretNamespaces={{{namespace}}}",
     ).stdout  # fmt: skip
     kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
     return [d for d in yaml.safe_load_all(rendered) if d and d.get("kind") in kinds]
@@ -52,6 +53,60 @@ def _token_kubeconfig(cluster: KubeCluster, namespace: str, sa: str, path: Path)
         )
     )
     return path
+
+
+def _can_i(cluster: KubeCluster, who: str, verb: str, what: str, namespace: str) -> bool:
+    args = ["auth", "can-i", verb, what, "--as", who]
+    args += ["-n", namespace] if namespace else ["--all-namespaces"]
+    result = cluster.kubectl(*args, check=False)
+    return result.stdout.strip() == "yes"
+
+
+def _assert_can_i_matrix(cluster: KubeCluster, namespace: str, operator_sa: str) -> None:
+    """What each ServiceAccount may do, asked of the real authorizer (impersonation).
+    The workers and the gateway share the per-cluster identity `<cluster>-surge`."""
+    operator = f"system:serviceaccount:{namespace}:{operator_sa}"
+    pods = f"system:serviceaccount:{namespace}:least-surge"
+    other = "kube-system"
+    expected = [
+        # operator: Secrets by name, only where granted; never listed, never cluster-wide
+        (operator, "get", "secrets", namespace, True),
+        (operator, "get", "secrets", other, False),
+        (operator, "get", "secrets", "", False),
+        (operator, "list", "secrets", namespace, False),
+        (operator, "watch", "secrets", namespace, False),
+        # pods: deleted one at a time to roll managed NATS, never listed or watched
+        (operator, "delete", "pods", namespace, True),
+        (operator, "list", "pods", namespace, False),
+        (operator, "watch", "pods", namespace, False),
+        (operator, "patch", "messagingclusters.surge.dev", namespace, True),
+        (operator, "delete", "messagingclusters.surge.dev", namespace, False),
+        (operator, "update", "leases.coordination.k8s.io", namespace, True),
+        (operator, "update", "leases.coordination.k8s.io", other, False),
+        (operator, "create", "clusterroles.rbac.authorization.k8s.io", "", False),
+        (operator, "get", "nodes", "", False),
+        # workers and gateway: their ConfigMap and named Secrets, by name; nothing else
+        (pods, "get", "configmaps/least-config", namespace, True),
+        (pods, "get", "configmaps/kube-root-ca.crt", namespace, False),
+        (pods, "list", "configmaps", namespace, False),
+        (pods, "get", "secrets/tokens", namespace, True),
+        (pods, "get", "secrets/other", namespace, False),
+        (pods, "list", "secrets", namespace, False),
+        (pods, "get", "pods", namespace, False),
+        (pods, "create", "pods", namespace, False),
+        (pods, "get", "messagingclusters.surge.dev", namespace, False),
+        (pods, "update", "leases.coordination.k8s.io", namespace, False),
+    ]
+    actual = [(w, v, r, n, _can_i(cluster, w, v, r, n)) for w, v, r, n, _ in expected]
+    wrong = [
+        f"{w.rsplit(':', 1)[1]} {v} {r} in {n or 'all namespaces'}: got {got}, want {want}"
+        for (w, v, r, n, got), (*_, want) in zip(actual, expected, strict=True)
+        if got != want
+    ]
+    for who, verb, what, ns, got in actual:
+        sa = who.rsplit(":", 1)[1]
+        print(f"can-i {sa:>24} {verb:>6} {what:<40} {ns or '*':<16} {'yes' if got else 'no'}")
+    assert wrong == [], wrong
 
 
 def test_the_operator_works_with_exactly_the_charts_permissions(
@@ -98,6 +153,7 @@ def test_the_operator_works_with_exactly_the_charts_permissions(
                 )
             )
             eventually("Ready", lambda: clusters.is_true("least", "Ready"), timeout=90)
+            _assert_can_i_matrix(kube_cluster, kube_namespace, sa)
             clusters.patch_spec("least", {"workers": {"concurrency": 3}})
             eventually(
                 "generation 2 handled",

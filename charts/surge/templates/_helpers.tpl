@@ -65,6 +65,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{/* The operator's rules, as a ClusterRole (cluster-wide) or a Role per watched namespace. */}}
+{{- define "surge.secretRules" }}
+  # get: the Secrets a MessagingCluster names on purpose (NATS credentials, gateway
+  # tokens, CA), by name, no list/watch; create/patch: managed NATS's generated
+  # credentials, server configuration and certificates.
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get, create, patch, update]
+{{- end }}
+
 {{- define "surge.operatorRules" }}
 rules:
   - apiGroups: [surge.dev]
@@ -87,14 +96,11 @@ rules:
   - apiGroups: [""]
     resources: [services, serviceaccounts, configmaps]
     verbs: [get, list, watch, create, patch, update, delete]
-  # get: NATS credentials a MessagingCluster names; create/patch: the generated NATS
-  # credentials, server configuration and certificates of managed NATS.
-  - apiGroups: [""]
-    resources: [secrets]
-    verbs: [get, create, patch, update]
+  # Managed NATS rolls its OnDelete StatefulSet pods one at a time: get + delete only
+  # (nothing lists or watches pods).
   - apiGroups: [""]
     resources: [pods]
-    verbs: [get, list, watch, delete]
+    verbs: [get, delete]
   - apiGroups: [policy]
     resources: [poddisruptionbudgets]
     verbs: [get, list, watch, create, patch, update, delete]

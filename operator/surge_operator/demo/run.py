@@ -77,6 +77,7 @@ class DemoOptions:
                 scale_down_stabilization_s=min(30.0, 0.2 * self.duration_s),
                 pod_startup_s=1.5,
                 service_rate_hint=per_worker,
+                concurrency=self.concurrency,
                 tick_s=self.tick_s,
             ),
             degradation=DegradationConfig(exit_after_s=min(30.0, 0.15 * self.duration_s)),

@@ -30,6 +30,8 @@ class ScalingConfig:
     scale_down_stabilization_s: float = 30.0
     pod_startup_s: float = 5.0
     service_rate_hint: float | None = None
+    #: Handlers per worker (spec.workers.concurrency): turns Little's law into capacity.
+    concurrency: int = 16
     tick_s: float = 1.0
     latency_targets: Mapping[Priority, float] = field(default_factory=_default_targets)
     #: Metrics older than this are not acted on (the policy holds instead).
@@ -81,6 +83,7 @@ class PolicyConfig:
             scale_down_stabilization_s=float(auto.scale_down_stabilization_seconds),
             pod_startup_s=auto.pod_startup_seconds,
             service_rate_hint=auto.service_rate_hint,
+            concurrency=spec.workers.concurrency,
             tick_s=auto.tick_seconds,
             latency_targets=MappingProxyType(spec.latency_targets()),
             # Three missed ticks (or 5 s on fast ticks) before the data counts as stale.

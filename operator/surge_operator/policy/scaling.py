@@ -7,9 +7,14 @@ Model, per tick:
   at least) is a step and is taken as the new level at once; a significant rise seen in
   both halves of the window is a ramp and is extrapolated over the time a new pod needs
   to become useful;
-* service rate per replica: measured from ack progress while the workers were saturated
-  and the pool unchanged (otherwise completions only say how much work there was),
-  smoothed; the spec's hint until a measurement exists;
+* service rate per replica, measured, never handed in: while the workers are saturated
+  (messages wait that no worker has pulled) and the pool is unchanged, it is ack progress
+  per ready replica; while they keep up, Little's law gives the time a message spends
+  with a worker (ack-pending / ack rate), and a replica's `concurrency` handlers serve
+  concurrency / that time per second. Smoothed; the spec's hint (if any) only until the
+  first measurement;
+* pod start-up time, measured too: from each scale-up to the ready count rising
+  (first in, first out), smoothed; the spec's `podStartupSeconds` only as the prior;
 * demand: in service order, the replicas that serve the predicted arrivals of each class
   and every class served before it. A class whose latency target is shorter than the
   time new capacity takes to arrive (start-up + tick) is planned at `target_utilization`:
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from surge_operator.api import Priority
@@ -84,6 +89,9 @@ def decide(
             state, snapshot.at
         )
 
+    startup_s = _startup_estimate(snapshot, state, scaling)
+    scaling = replace(scaling, pod_startup_s=startup_s)
+    config = replace(config, scaling=scaling)
     service_rate = _service_rate(snapshot, state, scaling)
     rate_history = _window(
         (*state.rate_history, (snapshot.at, snapshot.total_arrival_rate())),
@@ -167,6 +175,8 @@ def decide(
         last_at=snapshot.at,
         last_ready=snapshot.ready_replicas,
         degradation=degradation,
+        startup_s=startup_s,
+        starting=_starting_after(snapshot, state, replicas),
     )
     return decision, new_state
 
@@ -298,6 +308,7 @@ def drain_replicas(
 ) -> float:
     """Replicas to keep every priority's wait under its target, in service order.
 
+    The backlog is pending + ack-pending; the part handlers are on is not waiting.
     Workers serve critical first, so priority k waits for the backlog of every class up to
     and including k, while those classes keep arriving. The worst k decides.
     """
@@ -310,8 +321,12 @@ def drain_replicas(
         metrics = snapshot.priorities.get(priority)
         if metrics is None:
             continue
-        cum_rate += rates.get(priority, 0.0)
-        cum_backlog += metrics.backlog or 0
+        rate = rates.get(priority, 0.0)
+        cum_rate += rate
+        # Messages a handler is already on are not waiting: about rate x handling time of
+        # the backlog (Little's law) is in service, the rest queues.
+        handling_s = config.concurrency / service_rate
+        cum_backlog += max(0.0, (metrics.backlog or 0) - rate * handling_s)
         budget = drain_budget_s(metrics, config.latency_target(priority), config.tick_s)
         need = max(need, (cum_rate + cum_backlog / budget) / service_rate)
     return need
@@ -377,7 +392,7 @@ def _service_rate(snapshot: Snapshot, state: ScalingState, config: ScalingConfig
     # while degraded, make completions understate capacity: measure only without either.
     steady_pool = state.last_ready == snapshot.ready_replicas
     if steady_pool and state.degradation.level == DegradationLevel.NORMAL:
-        sample = _service_rate_sample(snapshot)
+        sample = _service_rate_sample(snapshot, config.concurrency)
     if sample is None:
         return previous if previous is not None else config.service_rate_hint
     if previous is None:
@@ -385,19 +400,56 @@ def _service_rate(snapshot: Snapshot, state: ScalingState, config: ScalingConfig
     return (1 - _SERVICE_RATE_ALPHA) * previous + _SERVICE_RATE_ALPHA * sample
 
 
-def _service_rate_sample(snapshot: Snapshot) -> float | None:
-    """Acks per second per ready replica, only when the workers had more than enough work."""
-    if snapshot.completion_rate is None or snapshot.ready_replicas <= 0:
+def _service_rate_sample(snapshot: Snapshot, concurrency: int) -> float | None:
+    """Capacity per ready replica: acks per replica when the workers had more than enough
+    work; otherwise `concurrency` over the time a message spends with a worker."""
+    completions = snapshot.completion_rate
+    if completions is None or snapshot.ready_replicas <= 0 or completions < 1.0:
         return None
-    if snapshot.completion_rate <= 0:
-        return None
-    if snapshot.waiting is not None:
-        saturated = snapshot.waiting > 0
-    else:
+    observed = completions / snapshot.ready_replicas
+    if snapshot.waiting is None:
         saturated = snapshot.total_backlog() >= 2 * snapshot.ready_replicas
-    if not saturated:
+        return observed if saturated else None
+    if snapshot.waiting > 0:
+        return observed
+    # Little's law: ack-pending = ack rate x time with a worker. Prefetched messages
+    # count as with a worker too, so this errs low (more replicas), never high.
+    in_flight = snapshot.total_backlog() - snapshot.waiting
+    if in_flight < 1:
         return None
-    return snapshot.completion_rate / snapshot.ready_replicas
+    return max(observed, concurrency * completions / in_flight)
+
+
+#: Weight of a new start-up sample in the smoothed estimate.
+_STARTUP_ALPHA = 0.3
+
+
+def _startup_estimate(snapshot: Snapshot, state: ScalingState, config: ScalingConfig) -> float:
+    """Seconds from asking for a replica to it being ready: the spec's value as a prior,
+    then what this pool showed (oldest request first, half a tick of sampling removed)."""
+    estimate = state.startup_s if state.startup_s is not None else config.pod_startup_s
+    risen = snapshot.ready_replicas - (state.last_ready or 0)
+    if state.last_ready is None or risen <= 0:
+        return estimate
+    for asked_at in state.starting[:risen]:
+        sample = max(0.0, snapshot.at - asked_at - 0.5 * config.tick_s)
+        estimate = (1 - _STARTUP_ALPHA) * estimate + _STARTUP_ALPHA * sample
+    return estimate
+
+
+def _starting_after(snapshot: Snapshot, state: ScalingState, replicas: int) -> tuple[float, ...]:
+    """Request times of replicas asked for and not ready yet, after this tick's decision."""
+    risen = max(0, snapshot.ready_replicas - (state.last_ready or 0))
+    starting = list(state.starting[risen:] if state.last_ready is not None else ())
+    current = snapshot.current_replicas
+    if replicas > current:
+        starting += [snapshot.at] * (replicas - current)
+    elif replicas < current:
+        # Scale-down removes replicas still starting first.
+        del starting[max(0, len(starting) - (current - replicas)) :]
+    # Never more pending requests than replicas not ready.
+    room = max(0, max(replicas, current) - snapshot.ready_replicas)
+    return tuple(starting[-room:]) if room else ()
 
 
 def _apply_bounds(
@@ -472,7 +524,9 @@ def _explore(
     """No service rate known yet: grow while there is a backlog, so one can be measured."""
     scaling = config.scaling
     current = snapshot.current_replicas
-    if snapshot.total_backlog() > 0:
+    # Messages no worker has pulled mean the pool is short; in-flight work alone does not.
+    short = snapshot.waiting > 0 if snapshot.waiting is not None else snapshot.total_backlog() > 0
+    if short:
         wanted = max(1, current * 2)
         replicas, reason, message = _apply_bounds(current, wanted, current, scaling)
         message += " (service rate not measured yet)"
@@ -496,6 +550,8 @@ def _explore(
         last_at=snapshot.at,
         last_ready=snapshot.ready_replicas,
         degradation=state.degradation,
+        startup_s=state.startup_s,
+        starting=_starting_after(snapshot, state, replicas),
     )
 
 
@@ -522,6 +578,8 @@ def _touch(state: ScalingState, at: float) -> ScalingState:
         last_at=at,
         last_ready=state.last_ready,
         degradation=state.degradation,
+        startup_s=state.startup_s,
+        starting=state.starting,
     )
 
 

@@ -120,6 +120,10 @@ class ScalingState:
     #: pool did not change during the interval it was measured over.
     last_ready: int | None = None
     degradation: DegradationState = field(default_factory=DegradationState)
+    #: Measured pod start-up time (None: not measured yet, the spec's value applies).
+    startup_s: float | None = None
+    #: When each replica asked for and not ready yet was asked for, oldest first.
+    starting: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

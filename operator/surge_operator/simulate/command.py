@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -11,15 +12,11 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from surge_operator.api import MessagingClusterSpec
+from surge_operator.policy.select import KEDA_DEFAULT_LAG_THRESHOLD
+from surge_operator.simulate.bench import bench_json, bench_table, pareto_plot, run_bench
 from surge_operator.simulate.compare import Comparison, compare, spec_policy
 from surge_operator.simulate.engine import SimConfig
-from surge_operator.simulate.report import (
-    bench_rows,
-    bench_table,
-    comparison_json,
-    plot,
-    print_comparisons,
-)
+from surge_operator.simulate.report import comparison_json, plot, print_comparisons
 from surge_operator.simulate.traffic import (
     Arrivals,
     all_profile_names,
@@ -70,7 +67,7 @@ def gather_arrivals(
     for path in traces:
         chosen.append(read_trace(path, max_replicas=max_replicas or 60))
     if max_replicas is not None:
-        chosen = [Arrivals(a.name, a.counts, max_replicas) for a in chosen]
+        chosen = [replace(a, max_replicas=max_replicas) for a in chosen]
     return chosen
 
 
@@ -83,13 +80,31 @@ def simulate(
     plot_path: Path | None = None,
     max_replicas: int | None = None,
     spec_path: Path | None = None,
+    keda_lag_threshold: float = KEDA_DEFAULT_LAG_THRESHOLD,
     console: Console | None = None,
 ) -> list[Comparison]:
     sim = SimConfig(seed=seed)
     exact = spec_policy(load_spec(spec_path), sim) if spec_path is not None else None
-    comparisons = [
-        compare(a, sim, exact=exact) for a in gather_arrivals(profiles, traces, seed, max_replicas)
-    ]
+    return report(
+        [
+            compare(a, sim, exact=exact, keda_lag_threshold=keda_lag_threshold)
+            for a in gather_arrivals(profiles, traces, seed, max_replicas)
+        ],
+        sim,
+        as_json=as_json,
+        plot_path=plot_path,
+        console=console,
+    )
+
+
+def report(
+    comparisons: list[Comparison],
+    sim: SimConfig,
+    *,
+    as_json: bool = False,
+    plot_path: Path | None = None,
+    console: Console | None = None,
+) -> list[Comparison]:
     out = console or _console()
     if as_json:
         docs = [comparison_json(c) for c in comparisons]
@@ -103,12 +118,34 @@ def simulate(
     return comparisons
 
 
-def bench(*, seed: int = 1, as_json: bool = False, console: Console | None = None) -> bool:
-    """All bundled profiles; prints ratios vs KEDA and the oracle. True when goals are met."""
-    comparisons = [compare(a, SimConfig(seed=seed)) for a in gather_arrivals([], [], seed)]
-    rows = bench_rows(comparisons)
+def bench(
+    *,
+    seeds: Sequence[int],
+    profiles: Sequence[str] = (),
+    as_json: bool = False,
+    jobs: int = 1,
+    plot_path: Path | None = None,
+    console: Console | None = None,
+) -> bool:
+    """Every bundled profile (or `profiles`) over `seeds`; prints median and worst and
+    every miss. True when every goal is met on every seed."""
+    known = all_profile_names()
+    names = list(profiles) or known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UnknownProfileError(f"unknown profile {unknown[0]!r}; known: {', '.join(known)}")
+    results = run_bench(names, seeds, jobs=jobs)
+    doc = bench_json(results)
+    out = console or _console()
     if as_json:
-        print(json.dumps({"seed": seed, "profiles": rows}, indent=2))
+        print(json.dumps(doc, indent=2))
     else:
-        (console or _console()).print(bench_table(comparisons))
-    return all(row["goals_met"] for row in rows)
+        out.print(bench_table(results))
+        out.print(f"[bold]misses ({len(doc['misses'])}):[/bold]" if doc["misses"] else "no misses")
+        for miss in doc["misses"]:
+            out.print(f"  MISS {miss}", highlight=False)
+    if plot_path is not None:
+        pareto_plot(results, plot_path)
+        if not as_json:
+            out.print(f"Pareto plot written to {plot_path}")
+    return bool(doc["goals_met"])

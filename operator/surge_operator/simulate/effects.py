@@ -4,10 +4,10 @@ The gateway's admission (admit / throttle / shed) and the workers' capacity shar
 priority come from `surge_workers.contract`, with the cluster's sheddable classes, so the
 simulator degrades exactly as the real pipeline does: a class with share s never takes
 more than s of the pool's throughput (the workers cap it at s of their handler slots) and
-is served in strict priority after the classes above it. Simplifications: a throttled
-class is admitted at `THROTTLED_RATE_FRACTION` of what is offered (the gateway applies it
-to each tenant's rate limit), and a write refused with 429 is counted once (as throttled
-or shed) and its client's retries are not replayed.
+is served in strict priority after the classes above it. A throttled class is admitted at
+`THROTTLED_RATE_FRACTION` of what is offered (the gateway applies it to each tenant's rate
+limit); a write refused with 429 comes back after the gateway's Retry-After (the engine
+replays it, and its wait counts from the first attempt).
 """
 
 from __future__ import annotations
@@ -48,4 +48,18 @@ def worker_share(
     """Largest fraction of worker capacity this priority may use at this level."""
     return contract.worker_share(
         contract.DegradationLevel(int(level)), _wire(priority), _wire_set(sheddable)
+    )
+
+
+def retry_after(
+    level: DegradationLevel, priority: Priority, sheddable: frozenset[Priority]
+) -> float:
+    """Seconds a refused client waits before it tries again (the gateway's Retry-After)."""
+    return float(
+        max(
+            1,
+            contract.retry_after_seconds(
+                contract.DegradationLevel(int(level)), _wire(priority), _wire_set(sheddable)
+            ),
+        )
     )

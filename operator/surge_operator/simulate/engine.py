@@ -1,9 +1,8 @@
-"""Discrete-time queueing simulation: arrivals -> queues -> workers -> metrics -> policy.
+"""Discrete-time run: arrivals -> world (gateway, queues, workers) -> metrics -> policy.
 
 Pure and reproducible: a virtual clock and a seeded RNG; the policies are the same
-functions the operator runs. Messages are a fluid (fractional counts grouped in arrival
-cohorts), which keeps queue waits exact enough while a run over a simulated day takes
-well under a second.
+functions the operator runs, fed the same snapshot each tick (see `world` for what the
+snapshot holds and how stale it is).
 
 Per run: a warm-up at the opening load (not measured) lets every policy reach its own
 steady state first, so nobody starts from someone else's replica count.
@@ -12,10 +11,8 @@ steady state first, so nobody starts from someone else's replica count.
 from __future__ import annotations
 
 import math
-import random
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from surge_operator.api import Priority
@@ -25,32 +22,23 @@ from surge_operator.policy.scaling import decide
 from surge_operator.policy.types import (
     PRIORITY_ORDER,
     DegradationLevel,
-    PriorityMetrics,
     ScalingState,
     Snapshot,
 )
-from surge_operator.simulate.effects import admission, worker_share
 from surge_operator.simulate.traffic import Arrivals
+from surge_operator.simulate.world import SimConfig, World, weighted_p95
 
-#: Arrivals this far above ready capacity mean the surge has outgrown the pool.
-_OUTGROWN = 1.1
-
-
-@dataclass(frozen=True, slots=True)
-class SimConfig:
-    """The world the policies run in (not the policies' own settings)."""
-
-    service_rate: float = 50.0
-    #: Standard deviation of a pod's speed relative to the nominal service rate.
-    service_jitter: float = 0.1
-    pod_startup_s: float = 5.0
-    #: Start-up time varies uniformly by this fraction either way.
-    startup_jitter: float = 0.2
-    dt: float = 0.25
-    warmup_s: int = 180
-    #: Width of the windows p95 wait is judged over (violation time is counted in these).
-    window_s: float = 10.0
-    seed: int = 1
+__all__ = [
+    "Controller",
+    "KedaController",
+    "OracleController",
+    "RunResult",
+    "Series",
+    "SimConfig",
+    "SurgeController",
+    "run",
+    "weighted_p95",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +65,16 @@ class RunResult:
     max_replicas: int
     shed: Mapping[str, int]
     throttled: Mapping[str, int]
+    #: Offered messages never served: their clients gave up, or were still retrying at
+    #: the end of the run.
+    refused: Mapping[str, int]
     accepted: int
     processed: int
     series: Series
+
+    @property
+    def refused_total(self) -> int:
+        return sum(self.refused.values())
 
     def summary(self) -> dict[str, object]:
         return {
@@ -91,6 +86,8 @@ class RunResult:
             "max_replicas": self.max_replicas,
             "shed": dict(self.shed),
             "throttled": dict(self.throttled),
+            "refused": self.refused_total,
+            "refused_by_priority": dict(self.refused),
             "accepted": self.accepted,
             "processed": self.processed,
         }
@@ -149,6 +146,8 @@ class OracleController:
         # A pod asked for now serves from (worst case) this many seconds on.
         self.lead = math.ceil(sim.pod_startup_s * (1 + sim.startup_jitter) + self.scaling.tick_s)
         self.horizon = 5
+        #: The world it runs in (set by `run`): it sees what is queued, not just metrics.
+        self.world: World | None = None
 
     def _upcoming(self, second: int) -> dict[Priority, float]:
         """Mean arrival rate per priority over [second, second + horizon)."""
@@ -167,7 +166,10 @@ class OracleController:
         return self.arrivals.counts[second]
 
     def tick(self, snapshot: Snapshot, second: int) -> tuple[int, DegradationLevel]:
-        backlog = {p: float(m.backlog or 0) for p, m in snapshot.priorities.items()}
+        if self.world is not None:
+            backlog = dict(self.world.waiting)
+        else:
+            backlog = {p: float(m.backlog or 0) for p, m in snapshot.priorities.items()}
         need = 0
         # Keep what the next `lead` seconds need (pods removed now cannot come back sooner).
         for ahead in range(self.lead + 1):
@@ -185,76 +187,33 @@ class OracleController:
         return need, DegradationLevel.NORMAL
 
 
-# --------------------------------------------------------------------------- the world
-
-
-@dataclass(slots=True)
-class _Pod:
-    ready_at: float
-    speed: float
-
-
-@dataclass(slots=True)
-class _Window:
-    waits: dict[Priority, list[tuple[float, float]]] = field(
-        default_factory=lambda: {p: [] for p in PRIORITY_ORDER}
-    )
-
-
-def weighted_p95(samples: list[tuple[float, float]]) -> float | None:
-    """95th percentile of (value, weight) samples."""
-    total = sum(w for _, w in samples)
-    if total <= 1e-9:
-        return None
-    running = 0.0
-    for value, weight in sorted(samples):
-        running += weight
-        if running >= 0.95 * total:
-            return value
-    return samples[-1][0]
+# --------------------------------------------------------------------------- the run
 
 
 def run(
     arrivals: Arrivals, controller: Controller, sim: SimConfig, policy: PolicyConfig
 ) -> RunResult:
     """Feed `arrivals` through the world under `controller` and measure what happened."""
-    rng = random.Random(sim.seed)
     steps = max(1, round(1 / sim.dt))
     dt = 1.0 / steps
     targets = policy.scaling.latency_targets
-    sheddable = policy.degradation.sheddable
-    queues: dict[Priority, deque[list[float]]] = {p: deque() for p in PRIORITY_ORDER}
-    backlog = dict.fromkeys(PRIORITY_ORDER, 0.0)
-
-    def new_pod(now: float) -> _Pod:
-        startup = sim.pod_startup_s * (1 + rng.uniform(-sim.startup_jitter, sim.startup_jitter))
-        return _Pod(ready_at=now + startup, speed=max(0.5, rng.gauss(1.0, sim.service_jitter)))
+    world = World(sim, policy.degradation.sheddable)
 
     opening = arrivals.counts[: min(30, arrivals.duration_s)]
     opening_rate = sum(sum(c.values()) for c in opening) / max(1, len(opening))
     initial = policy.scaling.bounded(math.ceil(opening_rate / sim.service_rate))
-    pods = [
-        _Pod(ready_at=-math.inf, speed=max(0.5, rng.gauss(1.0, sim.service_jitter)))
-        for _ in range(initial)
-    ]
-    level = DegradationLevel.NORMAL
+    world.pods = [world.new_pod(0.0, ready=True) for _ in range(initial)]
+    if isinstance(controller, OracleController):
+        controller.world = world
 
-    onset = arrivals.onset_s()
-    # Reaction is timed from when the surge outgrew the pool serving it (arrivals over the
-    # last 5 s more than 10 % above the ready capacity: a real shortfall, not noise around
-    # a pool run lean on purpose); scaling up before then (from 15 s before the onset,
-    # i.e. anticipating it) counts as 0.
-    outgrown_at: float | None = None
+    # Reaction is timed from the surge's known onset: the first scale-up decided at or
+    # after it, whatever caused it.
+    onset = arrivals.surge_onset()
     first_scale_up: float | None = None
-    last_target = len(pods)
     replica_seconds = 0.0
     max_backlog = 0
     max_replicas = 0
-    shed = dict.fromkeys(PRIORITY_ORDER, 0.0)
-    throttled = dict.fromkeys(PRIORITY_ORDER, 0.0)
-    accepted_total = 0.0
-    processed_total = 0.0
-    window = _Window()
+    window_start = 0.0
     window_end = sim.window_s
     violations = dict.fromkeys(PRIORITY_ORDER, 0)
     series_t: list[float] = []
@@ -268,114 +227,64 @@ def run(
     for second in range(-sim.warmup_s, arrivals.duration_s):
         measuring = second >= 0
         counts = arrivals.counts[second] if measuring else opening[second % len(opening)]
-        accepted_sec = dict.fromkeys(PRIORITY_ORDER, 0.0)
-        offered_sec = dict.fromkeys(PRIORITY_ORDER, 0.0)
-        served_sec = 0.0
-        shares = {p: worker_share(level, p, sheddable) for p in PRIORITY_ORDER}
+        per_step = {p: counts.get(p, 0) / steps for p in PRIORITY_ORDER}
         for step in range(steps):
-            now = second + step * dt
-            for p in PRIORITY_ORDER:
-                offered = counts.get(p, 0) / steps
-                if offered <= 0:
-                    continue
-                offered_sec[p] += offered
-                accept, throttling = admission(level, p, sheddable)
-                took = offered * accept
-                if measuring and offered > took:
-                    (throttled if throttling else shed)[p] += offered - took
-                if took > 0:
-                    queues[p].append([now, took])
-                    backlog[p] += took
-                    accepted_sec[p] += took
-            ready_speed = sum(pod.speed for pod in pods if pod.ready_at <= now)
-            full = ready_speed * sim.service_rate * dt
-            capacity = full
-            for p in PRIORITY_ORDER:
-                if capacity <= 1e-12:
-                    break
-                allowed = min(capacity, full * shares[p])
-                if allowed <= 1e-12:
-                    continue
-                left, done = _serve(queues[p], allowed, now, window.waits[p])
-                capacity -= allowed - left
-                backlog[p] -= done
-                served_sec += done
+            world.step(per_step, second + step * dt, dt, measuring)
             if measuring:
-                replica_seconds += len(pods) * dt
-        if measuring and outgrown_at is None and second >= onset:
-            recent = [arrivals.total(s) for s in range(max(0, second - 4), second + 1)]
-            if sum(recent) / len(recent) > _OUTGROWN * ready_speed * sim.service_rate:
-                outgrown_at = float(second)
-        if measuring:
-            accepted_total += sum(accepted_sec.values())
-            processed_total += served_sec
+                replica_seconds += len(world.pods) * dt
 
         tick_at = float(second + 1)
         if measuring and tick_at >= window_end - 1e-9:
             p95s = {}
             for p in PRIORITY_ORDER:
-                samples = window.waits[p] + [(tick_at - c[0], c[1]) for c in queues[p]]
-                value = weighted_p95(samples)
+                value = weighted_p95(world.window_samples(p, window_start, tick_at))
                 if value is not None:
                     p95s[p] = value
                     if value > targets.get(p, math.inf):
                         violations[p] += 1
             series_p95.append((tick_at, p95s))
-            window = _Window()
+            window_start = tick_at
             window_end += sim.window_s
         elif not measuring:
-            window = _Window()
+            window_start = tick_at
 
-        ready = sum(1 for pod in pods if pod.ready_at <= tick_at)
+        ready = world.ready_count(tick_at)
+        metrics, acked, pending = world.metrics(tick_at)
         snapshot = Snapshot(
             at=tick_at,
             observed_at=tick_at,
-            priorities={
-                p: PriorityMetrics(
-                    backlog=round(backlog[p]),
-                    arrival_rate=accepted_sec[p],
-                    oldest_unacked_age=(tick_at - queues[p][0][0]) if queues[p] else 0.0,
-                    offered_rate=offered_sec[p],
-                )
-                for p in PRIORITY_ORDER
-            },
-            current_replicas=len(pods),
+            priorities=metrics,
+            current_replicas=len(world.pods),
             ready_replicas=ready,
-            completion_rate=served_sec,
-            waiting=round(sum(backlog.values())),
+            completion_rate=acked,
+            waiting=pending,
         )
-        target, level = controller.tick(snapshot, second + 1)
-        if target > len(pods):
-            pods.extend(new_pod(tick_at) for _ in range(target - len(pods)))
-        elif target < len(pods):
-            # Remove pods still starting first: they serve nobody yet.
-            pods.sort(key=lambda pod: pod.ready_at)
-            del pods[target:]
+        before = len(world.pods)
+        target, world.level = controller.tick(snapshot, second + 1)
+        world.resize(target, tick_at)
         if measuring:
-            if first_scale_up is None and target > last_target and tick_at >= onset - 15:
+            if first_scale_up is None and target > before and tick_at >= onset:
                 first_scale_up = tick_at
-            total_backlog = round(sum(backlog.values()))
+            total_backlog = round(sum(world.backlog(p) for p in PRIORITY_ORDER))
             max_backlog = max(max_backlog, total_backlog)
-            max_replicas = max(max_replicas, len(pods))
+            max_replicas = max(max_replicas, len(world.pods))
             series_t.append(tick_at)
             series_arrivals.append(sum(counts.values()))
-            series_backlog.append(sum(backlog.values()))
-            series_replicas.append(len(pods))
+            series_backlog.append(total_backlog)
+            series_replicas.append(len(world.pods))
             series_ready.append(ready)
-            series_level.append(int(level))
-        last_target = target
+            series_level.append(int(world.level))
 
-    if outgrown_at is None:
-        reaction: float | None = 0.0
-    elif first_scale_up is None:
-        reaction = None
-    else:
-        reaction = max(0.0, first_scale_up - outgrown_at)
-    # Work still queued at the end is charged at the cheapest price (fully busy replicas),
-    # so a policy cannot look cheap by leaving its backlog for after the run.
-    replica_seconds += sum(backlog.values()) / sim.service_rate
+    reaction = None if first_scale_up is None else max(0.0, first_scale_up - onset)
+    retrying = world.pending_retries()
+    refused = {p: world.tally.gave_up[p] + retrying[p] for p in PRIORITY_ORDER}
+    # Work left queued at the end, and work refused and never served, is charged at the
+    # cheapest price (fully busy replicas): no policy looks cheap by leaving work undone.
+    unserved = sum(world.backlog(p) for p in PRIORITY_ORDER) + sum(refused.values())
+    replica_seconds += unserved / sim.service_rate
     minutes = {p.value: round(violations[p] * sim.window_s / 60, 2) for p in PRIORITY_ORDER}
     minutes["total"] = round(sum(minutes.values()), 2)
+    tally = world.tally
     return RunResult(
         policy=controller.name,
         reaction_s=reaction,
@@ -383,10 +292,11 @@ def run(
         replica_seconds=replica_seconds,
         max_backlog=max_backlog,
         max_replicas=max_replicas,
-        shed={p.value: round(v) for p, v in shed.items()},
-        throttled={p.value: round(v) for p, v in throttled.items()},
-        accepted=round(accepted_total),
-        processed=round(processed_total),
+        shed={p.value: round(v) for p, v in tally.shed.items()},
+        throttled={p.value: round(v) for p, v in tally.throttled.items()},
+        refused={p.value: round(v) for p, v in refused.items()},
+        accepted=round(tally.accepted),
+        processed=round(tally.processed),
         series=Series(
             t=tuple(series_t),
             arrivals=tuple(series_arrivals),
@@ -397,20 +307,3 @@ def run(
             p95=tuple(series_p95),
         ),
     )
-
-
-def _serve(
-    queue: deque[list[float]], capacity: float, done_at: float, waits: list[tuple[float, float]]
-) -> tuple[float, float]:
-    """Serve up to `capacity` messages from the front; returns (capacity left, served)."""
-    served = 0.0
-    while capacity > 1e-12 and queue:
-        cohort = queue[0]
-        take = min(cohort[1], capacity)
-        waits.append((max(0.0, done_at - cohort[0]), take))
-        cohort[1] -= take
-        capacity -= take
-        served += take
-        if cohort[1] <= 1e-9:
-            queue.popleft()
-    return capacity, served

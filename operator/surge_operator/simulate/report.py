@@ -19,13 +19,21 @@ _SHORT = {Priority.CRITICAL: "c", Priority.NORMAL: "n", Priority.BULK: "b"}
 
 def comparison_json(comparison: Comparison) -> dict[str, Any]:
     """One object per policy (reaction_s, violation_minutes, replica_seconds, max_backlog,
-    shed, throttled, ...) plus the ratios and goals of this profile."""
-    doc: dict[str, Any] = {"profile": comparison.profile, "onset_s": comparison.onset_s}
+    shed, throttled, refused, ...), the KEDA lagThreshold sweep, the LP lower bound, and the
+    ratios, goals and misses of this profile."""
+    doc: dict[str, Any] = {
+        "profile": comparison.profile,
+        "seed": comparison.seed,
+        "onset_s": comparison.onset_s,
+    }
     for name in POLICIES:
         doc[name] = comparison.results[name].summary()
+    doc["keda_sweep"] = [k.summary() for k in comparison.sweep]
+    doc["lower_bound"] = comparison.bound.summary() if comparison.bound is not None else None
     ratios = comparison.ratios()
     doc["ratios"] = {k: round(v, 3) if v is not None else None for k, v in ratios.items()}
     doc["goals"] = comparison.goals()
+    doc["misses"] = comparison.misses()
     doc["settings"] = comparison.settings
     return doc
 
@@ -48,6 +56,7 @@ def comparison_table(comparison: Comparison) -> Table:
     table.add_column("max pods", justify="right")
     table.add_column("throttled\nc / n / b", justify="right")
     table.add_column("shed\nc / n / b", justify="right")
+    table.add_column("refused", justify="right")
     for name in POLICIES:
         r = comparison.results[name]
         reaction = "n/a" if r.reaction_s is None else f"{r.reaction_s:.0f}"
@@ -62,64 +71,39 @@ def comparison_table(comparison: Comparison) -> Table:
             str(r.max_replicas),
             _per_priority(r.throttled),
             _per_priority(r.shed),
+            f"{r.refused_total:,}",
+        )
+    for point in comparison.sweep:
+        table.add_row(
+            f"keda lag {point.lag_threshold:g}",
+            "",
+            "",
+            f"{point.violation_minutes:g}",
+            f"{point.replica_seconds:,.0f}",
+            "",
+            "",
+            "",
+            "",
+            f"{point.refused:,}",
+        )
+    if comparison.bound is not None:
+        feasible = "" if comparison.bound.target_feasible else " (targets infeasible)"
+        table.add_row(
+            f"LP lower bound{feasible}", "", "", "", f"{comparison.bound.replica_seconds:,.0f}"
         )
     ratios = comparison.ratios()
     goals = comparison.goals()
     vk = ratios["violation_vs_keda"]
     missed = [k for k, v in goals.items() if not v]
+    lb = ratios["replica_seconds_vs_lower_bound"]
     table.caption = (
-        f"surge vs keda: violation {'-' if vk is None else f'{vk:.2f}x'}, "
+        f"surge vs keda (lagThreshold default): violation {'-' if vk is None else f'{vk:.2f}x'}, "
         f"replica-s {ratios['replica_seconds_vs_keda']:.2f}x; "
         f"vs oracle: replica-s {ratios['replica_seconds_vs_oracle']:.2f}x; "
+        f"vs LP lower bound: {'n/a' if lb is None else f'{lb:.2f}x'}; "
         f"goals {'MISSED: ' + ', '.join(missed) if missed else 'met'}"
     )
     table.caption_justify = "left"
-    return table
-
-
-def bench_rows(comparisons: Sequence[Comparison]) -> list[dict[str, Any]]:
-    rows = []
-    for c in comparisons:
-        surge, keda, oracle = (c.results[p] for p in POLICIES)
-        ratios = c.ratios()
-        rows.append(
-            {
-                "profile": c.profile,
-                "surge_reaction_s": surge.reaction_s,
-                "keda_reaction_s": keda.reaction_s,
-                "surge_violation_min": surge.violation_minutes["total"],
-                "keda_violation_min": keda.violation_minutes["total"],
-                "oracle_violation_min": oracle.violation_minutes["total"],
-                "replica_seconds_vs_keda": round(ratios["replica_seconds_vs_keda"] or 0, 3),
-                "replica_seconds_vs_oracle": round(ratios["replica_seconds_vs_oracle"] or 0, 3),
-                "goals_met": all(c.goals().values()),
-            }
-        )
-    return rows
-
-
-def bench_table(comparisons: Sequence[Comparison]) -> Table:
-    table = Table(title="Autoscaling: Surge vs KEDA+HPA and the oracle (same arrivals)")
-    for column in (
-        "profile",
-        "reaction s\nsurge / keda",
-        "minutes over target\nsurge / keda / oracle",
-        "replica-s\nvs keda",
-        "replica-s\nvs oracle",
-        "goals",
-    ):
-        table.add_column(column, justify="left" if column == "profile" else "right")
-    for row in bench_rows(comparisons):
-        sr, kr = row["surge_reaction_s"], row["keda_reaction_s"]
-        table.add_row(
-            row["profile"],
-            f"{'n/a' if sr is None else f'{sr:.0f}'} / {'n/a' if kr is None else f'{kr:.0f}'}",
-            f"{row['surge_violation_min']:g} / {row['keda_violation_min']:g} / "
-            f"{row['oracle_violation_min']:g}",
-            f"{row['replica_seconds_vs_keda']:.2f}x",
-            f"{row['replica_seconds_vs_oracle']:.2f}x",
-            "met" if row["goals_met"] else "MISSED",
-        )
     return table
 
 

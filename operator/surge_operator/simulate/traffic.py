@@ -1,8 +1,17 @@
 """Traffic: load shapes as pure functions of time, bundled profiles, and trace CSVs.
 
 A profile gives the *expected* arrival rate per priority at second t; the engine draws
-the actual per-second counts from it with a seeded RNG (Poisson), so every policy in one
-run sees exactly the same arrivals. A trace gives the counts themselves.
+the actual per-second counts from it with a seeded RNG, so every policy in one run sees
+exactly the same arrivals. A trace gives the counts themselves.
+
+Real request logs are burstier than Poisson: rates wander over seconds to minutes and
+bursts come in clumps. Drawn profiles therefore multiply the expected rate by a
+mean-one, log-normal factor that follows an AR(1) process (correlated over
+`BURST_CORRELATION_S`), then draw Poisson counts from that: a doubly stochastic
+(over-dispersed) process whose per-second variance is several times its mean.
+
+Each bundled profile states when its surge starts (`onset_s`), so reaction is timed from
+a known moment, never from something a policy did.
 
 Trace CSV: header `t,priority,count`; t = whole seconds from the start, count = messages
 of that priority arriving in that second. Missing seconds mean no arrivals.
@@ -44,6 +53,8 @@ class Profile:
     description: str
     duration_s: int
     rate: RateFn
+    #: When the surge starts, by construction (reaction is timed from here).
+    onset_s: float = 60.0
     #: Largest worker pool the scenario allows (the spec's maxReplicas).
     max_replicas: int = 60
 
@@ -55,6 +66,12 @@ class Arrivals:
     name: str
     counts: tuple[Counts, ...]
     max_replicas: int = 60
+    #: The surge's start when known by construction (bundled profiles); traces without
+    #: one fall back to `onset_s()`, which detects it from the counts.
+    known_onset_s: float | None = None
+
+    def surge_onset(self) -> float:
+        return self.known_onset_s if self.known_onset_s is not None else self.onset_s()
 
     @property
     def duration_s(self) -> int:
@@ -158,15 +175,17 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
     {
         p.name: p
         for p in (
-            Profile("flash-surge", "10x in 30 s, 4 min at peak", 690, flash_surge),
-            Profile("diurnal-day", "one day, compressed 60x", 1440, diurnal_day),
-            Profile("outage-release", "2 min outage, then the backlog", 660, outage_release),
-            Profile("slow-ramp", "12x over 10 min", 1200, slow_ramp),
+            Profile("flash-surge", "10x in 30 s, 4 min at peak", 690, flash_surge, 60.0),
+            # The morning rise: the shape leaves the night floor around 06:00 (360 s).
+            Profile("diurnal-day", "one day, compressed 60x", 1440, diurnal_day, 360.0),
+            Profile("outage-release", "2 min outage, then the backlog", 660, outage_release, 240.0),
+            Profile("slow-ramp", "12x over 10 min", 1200, slow_ramp, 60.0),
             Profile(
                 "bulk-flood-critical-spike",
                 "bulk x60 and critical x8, beyond max",
                 600,
                 bulk_flood_critical_spike,
+                60.0,
                 max_replicas=40,
             ),
         )
@@ -189,16 +208,45 @@ def all_profile_names() -> list[str]:
 # --------------------------------------------------------------------------- arrivals
 
 
+#: Spread of the log-rate factor (0.35: the rate's one-sigma band is about -30 %/+42 %).
+BURST_SIGMA = 0.35
+#: Correlation time of the burst factor: bursts last seconds to tens of seconds.
+BURST_CORRELATION_S = 8.0
+
+
+def burst_factors(rng: random.Random, seconds: int, priorities: int) -> list[list[float]]:
+    """Mean-one log-normal AR(1) multipliers, one series per priority (they share half
+    of their variation: a busy moment is busy for every class)."""
+    rho = math.exp(-1.0 / BURST_CORRELATION_S)
+    innovation = math.sqrt(1 - rho * rho)
+    shift = -0.5 * BURST_SIGMA * BURST_SIGMA
+    common = rng.gauss(0.0, 1.0)
+    own = [rng.gauss(0.0, 1.0) for _ in range(priorities)]
+    out = []
+    for _ in range(seconds):
+        common = rho * common + innovation * rng.gauss(0.0, 1.0)
+        own = [rho * x + innovation * rng.gauss(0.0, 1.0) for x in own]
+        out.append([math.exp(shift + BURST_SIGMA * math.sqrt(0.5) * (common + x)) for x in own])
+    return out
+
+
 def draw_arrivals(profile: Profile, seed: int) -> Arrivals:
-    """Poisson per-second counts from a profile's expected rates (seeded, reproducible)."""
+    """Over-dispersed per-second counts from a profile's expected rates (seeded,
+    reproducible): Poisson draws around a bursty, correlated rate (see module docstring)."""
     rng = random.Random(seed)
+    factors = burst_factors(rng, profile.duration_s, len(PRIORITY_ORDER))
     counts = []
     for second in range(profile.duration_s):
         rates = profile.rate(second + 0.5)
         counts.append(
-            MappingProxyType({p: _poisson(rng, rates.get(p, 0.0)) for p in PRIORITY_ORDER})
+            MappingProxyType(
+                {
+                    p: _poisson(rng, rates.get(p, 0.0) * factors[second][i])
+                    for i, p in enumerate(PRIORITY_ORDER)
+                }
+            )
         )
-    return Arrivals(profile.name, tuple(counts), profile.max_replicas)
+    return Arrivals(profile.name, tuple(counts), profile.max_replicas, profile.onset_s)
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

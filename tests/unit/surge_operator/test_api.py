@@ -35,6 +35,11 @@ def test_every_example_loads_through_the_models(path: Path) -> None:
         ("critical-sheddable.yaml", "spec.priorities", "critical may not be sheddable"),
         ("url-and-managed.yaml", "spec.regions.0.nats", "exactly one of url (external NATS)"),
         ("replicas-above-servers.yaml", "spec", "spec.stream.replicas (3) must not exceed"),
+        (
+            "env-secret-ref.yaml",
+            "spec.workers.env.0.valueFrom",
+            "spec.workers.env[].valueFrom.secretKeyRef is not allowed",
+        ),
     ],
 )
 def test_invalid_examples_are_rejected_naming_the_field(name: str, field: str, words: str) -> None:

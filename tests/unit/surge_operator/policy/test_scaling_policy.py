@@ -47,8 +47,9 @@ def snapshot(
         },
         current_replicas=replicas,
         ready_replicas=replicas if ready is None else ready,
-        completion_rate=rate,
-        waiting=0,
+        # What a real pool of 50 msg/s workers acks; a backlog is messages nobody pulled.
+        completion_rate=min(rate, 50.0 * (replicas if ready is None else ready)),
+        waiting=backlog,
     )
 
 

@@ -67,3 +67,17 @@ def test_trace_sums_duplicate_rows_and_fills_gaps() -> None:
 def test_bad_traces_say_which_line_and_why(lines: list[str], message: str) -> None:
     with pytest.raises(TraceError, match=message):
         parse_trace(lines, name="bad")
+
+
+def test_drawn_arrivals_are_burstier_than_poisson() -> None:
+    arrivals = draw_arrivals(PROFILES["outage-release"], 4)
+    # The first two minutes are flat at 300 msg/s: Poisson would give variance == mean.
+    totals = [arrivals.total(s) for s in range(110)]
+    mean = sum(totals) / len(totals)
+    variance = sum((x - mean) ** 2 for x in totals) / (len(totals) - 1)
+    assert variance > 3 * mean
+
+
+def test_bundled_profiles_carry_their_known_onset() -> None:
+    arrivals = draw_arrivals(PROFILES["outage-release"], 1)
+    assert arrivals.surge_onset() == 240.0

@@ -34,9 +34,11 @@ $(STAMP): pyproject.toml
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || tools/install-prometheus.sh
 
-# kube-apiserver, controller-manager, scheduler, etcd, kwok, kubectl, helm from Go modules,
-# and the chart's validation tools (kubeconform, helm-docs).
+# Debian's containerd/runc/CNI plugins for real nodes; kube-apiserver, controller-manager,
+# scheduler, kubelet, kube-proxy, etcd, CoreDNS, kube-router, kwok, kubectl, helm from Go
+# modules; and the chart's validation tools (kubeconform, helm-docs).
 k8s:
+	tools/install-node-deps.sh
 	tools/build-k8s.sh
 	tools/build-chart-tools.sh
 

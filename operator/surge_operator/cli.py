@@ -1,7 +1,8 @@
 """The `surge` command line: parse arguments, call library code, render output. No logic here.
 
 Local commands (demo, simulate, load, bench, crds) live here; the commands that talk to a
-cluster (status, failback, drain-region, check-install) in `cli_cluster`. Exit codes are
+cluster (status, failback, drain-region, check-install) in `cli_cluster`, the dead-letter
+commands (`dlq list|replay`, talking to NATS) in `cli_dlq`. Exit codes are
 the same everywhere: 0 ok, 1 failure, 2 usage.
 
 Each command imports its implementation lazily so `surge --help` stays fast and the
@@ -17,6 +18,7 @@ import typer
 
 from surge_operator import __version__
 from surge_operator.cli_cluster import register as register_cluster_commands
+from surge_operator.cli_dlq import dlq_app
 
 app = typer.Typer(
     name="surge",
@@ -29,6 +31,7 @@ bench_app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 register_cluster_commands(app)
+app.add_typer(dlq_app, name="dlq")
 
 
 def _version(value: bool) -> None:

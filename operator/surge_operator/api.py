@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from surge_operator.api_pods import PodTemplate
+from surge_operator.api_pods import ConfigMapKeyRef, FieldRef, PodTemplate, ResourceFieldRef
 
 GROUP = "surge.dev"
 VERSION = "v1alpha1"
@@ -394,6 +394,27 @@ _SECRET_ENV = (
 )
 
 
+class EnvVarFrom(_Model):
+    """An EnvVarSource. `secretKeyRef` is declared only so that it can be refused with a
+    message naming it (by the model and by CEL), instead of being pruned silently."""
+
+    config_map_key_ref: ConfigMapKeyRef | None = Field(default=None, description="A ConfigMap.")
+    field_ref: FieldRef | None = Field(default=None, description="The pod's own fields.")
+    resource_field_ref: ResourceFieldRef | None = Field(
+        default=None, description="The container's resources."
+    )
+    secret_key_ref: dict[str, Any] | None = Field(
+        default=None, description="Not allowed: refused with a message naming the field."
+    )
+
+    @field_validator("secret_key_ref")
+    @classmethod
+    def _no_secret(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            raise ValueError(_SECRET_ENV)
+        return value
+
+
 class EnvVar(_Model):
     model_config = ConfigDict(
         json_schema_extra={
@@ -409,18 +430,10 @@ class EnvVar(_Model):
 
     name: str = Field(min_length=1, max_length=256, description="Variable name.")
     value: str | None = Field(default=None, description="Literal value.")
-    value_from: dict[str, Any] | None = Field(
+    value_from: EnvVarFrom | None = Field(
         default=None,
-        description="A Kubernetes EnvVarSource (configMapKeyRef, fieldRef, resourceFieldRef); "
-        "never secretKeyRef.",
+        description="configMapKeyRef, fieldRef or resourceFieldRef; never secretKeyRef.",
     )
-
-    @field_validator("value_from")
-    @classmethod
-    def _no_secret(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and "secretKeyRef" in value:
-            raise ValueError(_SECRET_ENV)
-        return value
 
 
 class WorkersSpec(_Model):

@@ -270,7 +270,7 @@ def demo(
     except KeyboardInterrupt:
         console.print("interrupted: workers drained, NATS stopped")
         raise typer.Exit(130) from None
-    print_summary(result.summary, console)
+    print_summary(result.summary, console, result.honesty)
     if summary_json is not None:
         write_summary(result.summary, summary_json)
     if plot is not None:

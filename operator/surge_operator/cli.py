@@ -17,6 +17,8 @@ from typing import Annotated
 import typer
 
 from surge_operator import __version__
+from surge_operator.backup.cli import backup_app, bench_backup
+from surge_operator.backup.cli import restore as backup_restore
 from surge_operator.cli_cluster import register as register_cluster_commands
 from surge_operator.cli_dlq import dlq_app
 
@@ -30,6 +32,9 @@ bench_app = typer.Typer(
     help="Benchmarks that print ratios against a baseline measured in the same run."
 )
 app.add_typer(bench_app, name="bench")
+app.add_typer(backup_app, name="backup")
+app.command("restore")(backup_restore)
+bench_app.command("backup")(bench_backup)
 register_cluster_commands(app)
 app.add_typer(dlq_app, name="dlq")
 

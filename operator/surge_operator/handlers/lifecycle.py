@@ -4,6 +4,7 @@
     on.create/update/resume   reconcile(): owned objects, JetStream, conditions
     on.delete       finalize(): honour spec.stream.deletionPolicy, then kopf drops the finalizer
     daemon          per cluster: autoscaling tick every tickSeconds + periodic drift resync
+    timer           per cluster with spec.backup: backup status from the Jobs' run records
     daemon failover per cluster, its own loop: region probes and promotion every
                     probeIntervalSeconds, only while the Lease holds
     on.event        worker Deployments: replica figures for status and the autoscaler
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -24,9 +26,18 @@ import kopf
 from surge_operator.api import GROUP, KIND, PLURAL, VERSION
 from surge_operator.errors import SurgeError, is_permanent
 from surge_operator.handlers.autoscale import tick
+from surge_operator.handlers.backup import BACKUP_TICK, backup_tick
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.failover import failover_tick, multi_region
-from surge_operator.handlers.reconcile import emit, figures_from_deployment, finalize, reconcile
+from surge_operator.handlers.nats_ops import NATS_TICK_SECONDS, nats_tick
+from surge_operator.handlers.reconcile import (
+    _flush,
+    build_context,
+    emit,
+    figures_from_deployment,
+    finalize,
+    reconcile,
+)
 from surge_operator.handlers.state import WorkerFigures
 from surge_operator.jetstream import NatsJetStreamOps, NatsPool
 from surge_operator.kube import ClusterObject, HttpKubeApi
@@ -34,6 +45,7 @@ from surge_operator.kube_scale import KubeScaleTarget
 from surge_operator.leader import Unfenced
 from surge_operator.logs import bound_cluster, get_logger
 from surge_operator.metrics import OperatorMetrics
+from surge_operator.natsops.admin import PooledNatsAdmin
 from surge_operator.resources.labels import MANAGED_BY
 from surge_operator.settings import OperatorConfig
 from surge_operator.snapshots import JetStreamSnapshots
@@ -81,6 +93,8 @@ def to_kopf(exc: SurgeError, retry: int, cap: float = 60.0) -> Exception:
     text = f"{exc.reason}: {exc.message}"
     if is_permanent(exc):
         return kopf.PermanentError(text)
+    if not exc.backoff:
+        return kopf.TemporaryError(text, delay=exc.retry_after)
     delay = min(cap, exc.retry_after * (2 ** min(retry, 6)))
     return kopf.TemporaryError(text, delay=delay)
 
@@ -116,6 +130,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         js=js,
         snapshots=JetStreamSnapshots(js),
         scale_target=scale_target,
+        nats_admin=PooledNatsAdmin(pool),
         leadership=memo.get("leadership") or Unfenced(),
         metrics=metrics,
     )
@@ -200,6 +215,26 @@ async def autoscaler(
         await stopped.wait(period)
 
 
+@kopf.timer(GROUP, VERSION, PLURAL, interval=BACKUP_TICK, initial_delay=5)
+async def backups(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Backup status is informational: failing to read it is logged, never raised."""
+    deps = memo.get("deps")
+    if not isinstance(deps, Deps):
+        return
+    ref = cluster_ref(body)
+    cs = deps.registry.get(ref.uid)
+    if cs is None or cs.spec is None or cs.spec.backup is None:
+        return
+    created = datetime.fromisoformat(
+        str(body.meta.get("creationTimestamp") or deps.now().isoformat()).replace("Z", "+00:00")
+    )
+    with bound_cluster(ref.namespace, ref.name):
+        try:
+            await backup_tick(deps, cs, created)
+        except Exception as exc:  # NATS away, records unreadable: next tick tries again
+            log.warning("backup_status_failed", error=f"{type(exc).__name__}: {exc}")
+
+
 #: Upper bound on one failover tick (probes and requests have their own, shorter
 #: timeouts; merging a long tail after a heal is what can take this long).
 FAILOVER_TICK_LIMIT = 600.0
@@ -234,6 +269,31 @@ async def failover_loop(
                     except Exception as exc:  # probes must never kill the loop
                         log.exception("failover_tick_failed", error=str(exc))
         await stopped.wait(period)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, id="nats-operations", cancellation_timeout=5)
+async def nats_operations(
+    stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """Managed NATS: reload, roll, scale one safe step at a time (handlers/nats_ops.py).
+    Acts only while the Lease holds; idle for clusters without a managed region."""
+    deps = deps_of(memo)
+    ref = cluster_ref(body)
+    await stopped.wait(random.uniform(0, NATS_TICK_SECONDS))
+    while not stopped:
+        cs = deps.registry.get(ref.uid)
+        spec = cs.spec if cs is not None else None
+        if cs is not None and spec is not None and any(r.nats.managed for r in spec.regions):
+            with bound_cluster(ref.namespace, ref.name):
+                if not deps.leadership.holds():
+                    log.warning("nats_operations_paused_not_leader")
+                else:
+                    try:
+                        await nats_tick(deps, cs, build_context(deps, ref, spec, cs.status))
+                        await _flush(deps, cs)
+                    except Exception as exc:  # operations must never kill the loop
+                        log.exception("nats_tick_failed", error=str(exc))
+        await stopped.wait(NATS_TICK_SECONDS)
 
 
 async def _resync(deps: Deps, ref: ClusterObject, body: kopf.Body) -> None:

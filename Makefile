@@ -14,12 +14,12 @@ E2E_RETAG ?= e2e-retag
 K8S_BIN := $(shell tools/build-k8s.sh --print-bin-dir)
 
 .PHONY: demo test lint typecheck unit integration e2e e2e-load e2e-install e2e-test venv \
-	prometheus k8s images actionlint crds chart-docs clean
+	prometheus k8s images actionlint s3-server crds chart-docs clean
 
 demo: venv
 	$(BIN)/surge demo $(DEMO_ARGS)
 
-test: venv prometheus k8s images actionlint lint typecheck
+test: venv prometheus k8s images actionlint s3-server lint typecheck
 	SURGE_REQUIRE_E2E=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -33,6 +33,11 @@ $(STAMP): pyproject.toml
 # Debian's Prometheus, for the integration tier (the tests start their own on loopback).
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || tools/install-prometheus.sh
+
+# An S3-compatible server (versitygw, checks SigV4) for the backup tests and `surge bench backup`.
+S3_SERVER_VERSION ?= v1.8.0
+s3-server:
+	tools/go-tool.sh versitygw github.com/versity/versitygw $(S3_SERVER_VERSION) ./cmd/versitygw >/dev/null
 
 # Debian's containerd/runc/CNI plugins for real nodes; kube-apiserver, controller-manager,
 # scheduler, kubelet, kube-proxy, etcd, CoreDNS, kube-router, kwok, kubectl, helm from Go

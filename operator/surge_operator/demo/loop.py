@@ -27,6 +27,8 @@ from surge_operator.scale_target import ScaleTarget
 log = structlog.get_logger("surge.autoscale")
 
 PublishLevel = Callable[[DegradationLevel, str], Awaitable[None]]
+#: Each tick, the expected wait per priority beside the level (see surge_operator.forecast).
+PublishForecast = Callable[[Snapshot, Decision], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class Autoscaler:
     target: ScaleTarget
     config: PolicyConfig
     publish_level: PublishLevel | None = None
+    publish_forecast: PublishForecast | None = None
     clock: Callable[[], float] = time.monotonic
     state: ScalingState = field(default_factory=ScalingState)
     ticks: list[Tick] = field(default_factory=list)
@@ -63,6 +66,8 @@ class Autoscaler:
             if self.publish_level is not None:
                 await self.publish_level(decision.degradation_level, decision.message)
             self.level = decision.degradation_level
+        if self.publish_forecast is not None:
+            await self.publish_forecast(snapshot, decision)
         tick = Tick(snapshot=snapshot, decision=decision, ready=ready)
         self.ticks.append(tick)
         return tick

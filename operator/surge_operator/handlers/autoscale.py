@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from surge_operator.api import HISTORY_LIMIT
 from surge_operator.errors import SurgeError
+from surge_operator.forecast import wait_forecast
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.reconcile import _flush, emit
 from surge_operator.handlers.state import ClusterState, gateway_pair
@@ -123,6 +124,17 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
                 )  # fmt: skip
                 cs.published_level = new_level
                 cs.published_sheddable = sheddable
+            except SurgeError as exc:
+                problem = problem or exc
+        if decision is not None and snapshot is not None:
+            # Every tick, beside the level: the composer promises waits from it.
+            forecast = wait_forecast(
+                snapshot, decision, PolicyConfig.from_spec(spec), deps.wall(), level=new_level
+            )
+            try:
+                await deps.js.publish_forecast(
+                    cs.nats_url, cs.auth, cs.status.stream or "", forecast
+                )
             except SurgeError as exc:
                 problem = problem or exc
         if new_level != level:

@@ -118,3 +118,16 @@ async def test_the_spec_sheddable_classes_are_published_with_the_level() -> None
     await tick(deps, cs, 3)
     assert deps.js.sheddable[-1] == {"normal", "bulk"}  # type: ignore[attr-defined]
     assert deps.js.levels[-1] == 0  # type: ignore[attr-defined]
+
+
+async def test_the_expected_wait_is_published_every_tick_beside_the_level() -> None:
+    kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
+    deps, cs, clock = await _ready_cluster(kube, snaps, target)
+    for n in range(3):
+        snaps.next = snapshot(clock.t, backlog=40, rate=5.0, current=1)
+        await tick(deps, cs, n)
+        clock.t += 1
+    forecasts = deps.js.forecasts  # type: ignore[attr-defined]
+    assert len(forecasts) == 3  # every tick, not only when the level changes
+    assert all(f.level == cs.status.degradation_level for f in forecasts)
+    assert all(f.classes for f in forecasts)

@@ -148,9 +148,26 @@ class LocalCluster:
             self.down()
         try:
             return self._start(timeout)
+        except NotReadyError as err:
+            report = self._exited_report()
+            self.down()
+            raise ClusterError(f"{err}{report}") from err
         except BaseException:
             self.down()
             raise
+
+    def _exited_report(self) -> str:
+        """Which recorded processes died, with the end of their logs (for the error)."""
+        lines = []
+        for record in load_state(self.layout).processes:
+            if not procs.record_alive(record):
+                try:
+                    tail = Path(record.log).read_text(errors="replace").splitlines()[-5:]
+                except OSError:
+                    tail = []
+                lines.append(f"\n{record.name} exited; {record.log} ends with:")
+                lines += [f"\n  {line[:300]}" for line in tail]
+        return "".join(lines)
 
     def required_binaries(self) -> tuple[str, ...]:
         needed = [b for b in CONTROL_PLANE_BINARIES if b != "kwok" or self.nodes]

@@ -113,12 +113,9 @@ class ConditionType(StrEnum):
     SCALING = "Scaling"
     DEGRADED = "Degraded"
     FAILED_OVER = "FailedOver"
-<<<<<<< HEAD
     NATS_READY = "NatsReady"
-=======
     BACKED_UP = "BackedUp"
     RESTORED = "Restored"
->>>>>>> main
 
 
 # --------------------------------------------------------------------------- spec

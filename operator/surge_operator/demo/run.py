@@ -19,9 +19,10 @@ from rich.live import Live
 
 from surge_operator.demo.dashboard import render
 from surge_operator.demo.latency import LatencyTracker
-from surge_operator.demo.loop import Autoscaler, Tick
+from surge_operator.engine import Autoscaler, Tick
 from surge_operator.metrics_source import JetStreamMetricsSource
-from surge_operator.policy import DegradationConfig, DegradationLevel, PolicyConfig, ScalingConfig
+from surge_operator.policy import DegradationConfig, PolicyConfig, ScalingConfig
+from surge_operator.policy.engine import EngineConfig, Plan
 from surge_operator.scale_target import LocalProcessTarget
 from surge_workers import contract
 from surge_workers.degradation import publish_degradation
@@ -152,6 +153,20 @@ def _reaction(ticks: list[Tick], surge_at: float) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
+class KvLevelPublisher:
+    """The demo's LevelPublisher: the degradation KV bucket workers and gateway watch."""
+
+    js: JetStreamContext
+    stream: str
+    sheddable: frozenset[contract.Priority]
+
+    async def publish(self, plan: Plan) -> None:
+        await publish_degradation(
+            self.js, self.stream, plan.level, plan.decision.message, sheddable=self.sheddable
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class DemoResult:
     summary: DemoSummary
     ticks: list[Tick]
@@ -177,16 +192,12 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         policy = options.policy()
         sheddable = frozenset(contract.Priority(p.value) for p in policy.degradation.sheddable)
 
-        async def publish_level(level: DegradationLevel, reason: str) -> None:
-            await publish_degradation(
-                js, STREAM, contract.DegradationLevel(int(level)), reason, sheddable=sheddable
-            )
-
         autoscaler = Autoscaler(
             source=JetStreamMetricsSource(js, pipeline),
             target=target,
-            config=policy,
-            publish_level=publish_level,
+            publisher=KvLevelPublisher(js, STREAM, sheddable),
+            config=EngineConfig(policy=policy),
+            clock=time.monotonic,
         )
         spec = options.load()
         surge_at = spec.surge_start * spec.duration

@@ -14,12 +14,12 @@ E2E_RETAG ?= e2e-retag
 K8S_BIN := $(shell tools/build-k8s.sh --print-bin-dir)
 
 .PHONY: demo test lint typecheck unit integration e2e e2e-load e2e-install e2e-test venv \
-	prometheus k8s images actionlint crds clean
+	prometheus k8s images actionlint s3-server crds chart-docs clean
 
 demo: venv
 	$(BIN)/surge demo $(DEMO_ARGS)
 
-test: venv prometheus k8s images actionlint lint typecheck
+test: venv prometheus k8s images actionlint s3-server lint typecheck
 	SURGE_REQUIRE_E2E=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -34,9 +34,16 @@ $(STAMP): pyproject.toml
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || tools/install-prometheus.sh
 
-# kube-apiserver, controller-manager, scheduler, etcd, kwok, kubectl, helm from Go modules,
-# and the chart's validation tools (kubeconform, helm-docs).
+# An S3-compatible server (versitygw, checks SigV4) for the backup tests and `surge bench backup`.
+S3_SERVER_VERSION ?= v1.8.0
+s3-server:
+	tools/go-tool.sh versitygw github.com/versity/versitygw $(S3_SERVER_VERSION) ./cmd/versitygw >/dev/null
+
+# Debian's containerd/runc/CNI plugins for real nodes; kube-apiserver, controller-manager,
+# scheduler, kubelet, kube-proxy, etcd, CoreDNS, kube-router, kwok, kubectl, helm from Go
+# modules; and the chart's validation tools (kubeconform, helm-docs).
 k8s:
+	tools/install-node-deps.sh
 	tools/build-k8s.sh
 	tools/build-chart-tools.sh
 
@@ -88,6 +95,10 @@ crds: venv
 		pathlib.Path('charts/surge/values.schema.json').write_text(r())"
 	$(BIN)/python -c "import pathlib; from surge_operator.crdgen import embed_reference as e; \
 		p = pathlib.Path('README.md'); p.write_text(e(p.read_text()))"
+
+# charts/surge/README.md from the `# --` comments in values.yaml (helm-docs: make k8s builds it).
+chart-docs:
+	$$(tools/build-k8s.sh --print-bin-dir)/helm-docs --chart-search-root charts --sort-values-order file
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

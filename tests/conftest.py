@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.nats",
     "tests.fixtures.prometheus",
     "tests.fixtures.kube",
+    "tests.fixtures.s3",
 ]

@@ -69,7 +69,9 @@ timed_build() { # timed_build NAME VERSION MODDIR PKG [LDFLAGS]
 # (which k8s.io/kubernetes replaces with ./staging/src/...) pinned to v0.<minor>.<patch>.
 k8s_module() {
   local dir="$src/kubernetes"
-  if [[ -f "$dir/.ready" && "$(cat "$dir/.ready")" == "$KUBERNETES_VERSION" ]]; then
+  # The stamp names the commands too: adding one re-resolves the module graph.
+  local stamp="$KUBERNETES_VERSION ${K8S_COMMANDS[*]}"
+  if [[ -f "$dir/.ready" && "$(cat "$dir/.ready")" == "$stamp" ]]; then
     echo "$dir"; return 0
   fi
   mkdir -p "$dir"
@@ -90,21 +92,14 @@ k8s_module() {
     sed -nE 's#^[[:space:]]*(k8s\.io/[a-z0-9-]+) => \./staging/src/.*#\t\1 => \1 '"$staging_version"'#p' "$gomod"
     echo ")"
   } > "$dir/go.mod"
-  cat > "$dir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for c in "${K8S_COMMANDS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"; done
+    printf ')\n'
+  } > "$dir/tools.go"
   log "kubernetes $KUBERNETES_VERSION: resolving module graph"
   (cd "$dir" && go mod tidy -e >&2)
-  echo "$KUBERNETES_VERSION" > "$dir/.ready"
+  echo "$stamp" > "$dir/.ready"
   echo "$dir"
 }
 
@@ -127,18 +122,21 @@ simple_module() { # simple_module NAME MODULE VERSION PKG -> dir
   echo "$dir"
 }
 
+# The control plane, kubectl, and what every real node runs (kubelet, kube-proxy).
+K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+
 total_start=$(date +%s)
 kver="$KUBERNETES_VERSION"
 kminor="${kver#v1.}"; kminor="${kminor%%.*}"
 k8s_ldflags="-X k8s.io/component-base/version.gitVersion=$kver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$kminor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$kver -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$kminor"
 
 need_k8s=0
-for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for b in "${K8S_COMMANDS[@]}"; do
   have "$b" "$kver" || need_k8s=1
 done
 if (( need_k8s )); then
   kdir="$(k8s_module)"
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for b in "${K8S_COMMANDS[@]}"; do
     timed_build "$b" "$kver" "$kdir" "k8s.io/kubernetes/cmd/$b" "$k8s_ldflags"
   done
 else
@@ -167,6 +165,26 @@ if ! have helm "$HELM_VERSION"; then
     "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 else
   log "helm $HELM_VERSION: cached"
+fi
+
+# Cluster DNS: CoreDNS, run as a pod of the local cluster (kube-system/coredns).
+if ! have coredns "$COREDNS_VERSION"; then
+  cdir="$(simple_module coredns github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns)"
+  timed_build coredns "$COREDNS_VERSION" "$cdir" github.com/coredns/coredns \
+    "-X github.com/coredns/coredns/coremain.GitCommit=surge-$COREDNS_VERSION"
+else
+  log "coredns $COREDNS_VERSION: cached"
+fi
+
+# NetworkPolicy enforcement: kube-router with only its firewall (iptables + ipset) enabled.
+if ! have kube-router "$KUBE_ROUTER_VERSION"; then
+  rdir="$(simple_module kube-router github.com/cloudnativelabs/kube-router/v2 "$KUBE_ROUTER_VERSION" \
+    github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)"
+  timed_build kube-router "$KUBE_ROUTER_VERSION" "$rdir" \
+    github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+    "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
+else
+  log "kube-router $KUBE_ROUTER_VERSION: cached"
 fi
 
 total_end=$(date +%s)

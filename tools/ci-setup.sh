@@ -14,10 +14,15 @@ if ! command -v go >/dev/null; then
   exit 1
 fi
 start=$(date +%s)
+bash "$here/install-node-deps.sh"
 bash "$here/build-k8s.sh"
 bin="$(bash "$here/build-k8s.sh" --print-bin-dir)"
 check() { "$bin/$1" "${@:2}" >/dev/null 2>&1 || { echo "ci-setup: $bin/$1 does not run" >&2; exit 1; }; }
-for b in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do check "$b" --version; done
+for b in etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubelet kube-proxy; do
+  check "$b" --version
+done
+check coredns -version
+check kube-router --version
 check kubectl version --client
 check helm version
 echo "ci-setup: local control plane ready in $bin ($(( $(date +%s) - start )) s)" >&2

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from surge_operator.api_pods import PodTemplate
+from surge_operator.api_pods import ConfigMapKeyRef, FieldRef, PodTemplate, ResourceFieldRef
 
 # Priority is defined once, in the contract shared with the data plane.
 from surge_workers.contract import Priority as Priority
@@ -108,6 +108,8 @@ class ConditionType(StrEnum):
     SCALING = "Scaling"
     DEGRADED = "Degraded"
     FAILED_OVER = "FailedOver"
+    BACKED_UP = "BackedUp"
+    RESTORED = "Restored"
 
 
 # --------------------------------------------------------------------------- spec
@@ -324,7 +326,27 @@ class StreamSpec(_Model):
     )
     storage: StorageType = Field(default=StorageType.FILE, description="Stream storage backend.")
     max_age_seconds: int = Field(
-        default=7 * 24 * 3600, ge=60, description="Drop messages older than this."
+        default=7 * 24 * 3600,
+        ge=60,
+        description=(
+            "Drop messages older than this, processed or not: a backlog older than this "
+            "is lost. Size the stream with maxBytes to refuse writes instead."
+        ),
+    )
+    max_bytes: int | None = Field(
+        default=None,
+        ge=1024 * 1024,
+        description=(
+            "Bytes the stream may hold. When full, new writes are refused (the gateway "
+            "answers 507 with Retry-After); queued messages are never discarded for room. "
+            "Unset: no byte limit."
+        ),
+    )
+    transcript_ttl_seconds: int = Field(
+        default=30 * 24 * 3600,
+        ge=60,
+        le=10 * 365 * 24 * 3600,
+        description="How long a stored transcript message is kept (a per-key TTL).",
     )
     duplicate_window_seconds: int = Field(
         default=120, ge=1, le=86400, description="Nats-Msg-Id deduplication window."
@@ -369,6 +391,27 @@ _SECRET_ENV = (
 )
 
 
+class EnvVarFrom(_Model):
+    """An EnvVarSource. `secretKeyRef` is declared only so that it can be refused with a
+    message naming it (by the model and by CEL), instead of being pruned silently."""
+
+    config_map_key_ref: ConfigMapKeyRef | None = Field(default=None, description="A ConfigMap.")
+    field_ref: FieldRef | None = Field(default=None, description="The pod's own fields.")
+    resource_field_ref: ResourceFieldRef | None = Field(
+        default=None, description="The container's resources."
+    )
+    secret_key_ref: dict[str, Any] | None = Field(
+        default=None, description="Not allowed: refused with a message naming the field."
+    )
+
+    @field_validator("secret_key_ref")
+    @classmethod
+    def _no_secret(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            raise ValueError(_SECRET_ENV)
+        return value
+
+
 class EnvVar(_Model):
     model_config = ConfigDict(
         json_schema_extra={
@@ -384,18 +427,10 @@ class EnvVar(_Model):
 
     name: str = Field(min_length=1, max_length=256, description="Variable name.")
     value: str | None = Field(default=None, description="Literal value.")
-    value_from: dict[str, Any] | None = Field(
+    value_from: EnvVarFrom | None = Field(
         default=None,
-        description="A Kubernetes EnvVarSource (configMapKeyRef, fieldRef, resourceFieldRef); "
-        "never secretKeyRef.",
+        description="configMapKeyRef, fieldRef or resourceFieldRef; never secretKeyRef.",
     )
-
-    @field_validator("value_from")
-    @classmethod
-    def _no_secret(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and "secretKeyRef" in value:
-            raise ValueError(_SECRET_ENV)
-        return value
 
 
 class WorkersSpec(_Model):
@@ -579,6 +614,116 @@ class FailoverSpec(_Model):
     )
 
 
+_CRON = r"^\S+( \S+){4}$"
+_BACKUP_REF = r"^(latest|\d{8}T\d{6}Z-[0-9a-f]{6})$"
+
+
+class S3CredentialsRef(_Model):
+    secret_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        description="Secret in the MessagingCluster's namespace holding the S3 keys.",
+    )
+    access_key_id_key: str = Field(
+        default="accessKeyId", min_length=1, max_length=253, description="Key of the access key id."
+    )
+    secret_access_key_key: str = Field(
+        default="secretAccessKey",
+        min_length=1,
+        max_length=253,
+        description="Key of the secret access key. Never copied into status, events or logs.",
+    )
+
+
+class S3Target(_Model):
+    endpoint: str = Field(
+        min_length=1,
+        max_length=512,
+        pattern=r"^https?://[^/\s]+$",
+        description="S3-compatible endpoint, e.g. https://s3.eu-west-1.amazonaws.com.",
+    )
+    bucket: str = Field(
+        min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$", description="Bucket."
+    )
+    prefix: str = Field(
+        default="",
+        max_length=256,
+        pattern=r"^([A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*)?$",
+        description="Key prefix below which <namespace>/<name>/<backup-id>/ folders go.",
+    )
+    region: str | None = Field(default=None, max_length=64, description="S3 region, if needed.")
+    credentials: S3CredentialsRef = Field(description="Where the S3 keys are.")
+
+
+class PvcTarget(_Model):
+    claim_name: str = Field(
+        min_length=1, max_length=253, pattern=_DNS_LABEL, description="PersistentVolumeClaim name."
+    )
+
+
+class BackupTarget(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("has(self.s3) != has(self.pvc)", "exactly one of s3 or pvc must be set")
+            ]
+        }
+    )
+
+    s3: S3Target | None = Field(default=None, description="An S3-compatible object store.")
+    pvc: PvcTarget | None = Field(default=None, description="A PersistentVolumeClaim.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.s3 is None) == (self.pvc is None):
+            raise ValueError("exactly one of s3 or pvc must be set")
+        return self
+
+    def uri(self) -> str:
+        """The store address the backup Job is given (credentials travel separately)."""
+        if self.s3 is not None:
+            prefix = f"/{self.s3.prefix}" if self.s3.prefix else ""
+            return f"s3://{self.s3.bucket}{prefix}"
+        from surge_operator.backup.contract import PVC_MOUNT
+
+        return f"dir:{PVC_MOUNT}"
+
+
+class BackupSpec(_Model):
+    schedule: str = Field(
+        min_length=9,
+        max_length=128,
+        pattern=_CRON,
+        description="Cron schedule (5 fields, UTC), e.g. '0 */6 * * *'.",
+    )
+    retention: int = Field(default=7, ge=1, le=1000, description="Complete backups to keep.")
+    target: BackupTarget = Field(description="Where backups go.")
+    suspend: bool = Field(
+        default=False, description="Pause the schedule (runs already started finish)."
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"spec.backup.schedule {value!r} is not a valid cron expression")
+        return value
+
+
+class RestoreSource(_Model):
+    target: BackupTarget = Field(description="Where the backup is.")
+    cluster: str = Field(
+        min_length=3,
+        max_length=317,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="<namespace>/<name> of the MessagingCluster that was backed up.",
+    )
+    backup: str = Field(default="latest", pattern=_BACKUP_REF, description="Backup id, or latest.")
+
+
 class MessagingClusterSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra={
@@ -587,6 +732,11 @@ class MessagingClusterSpec(_Model):
                     "self.regions.filter(r, r.role == 'primary').size() == 1",
                     "spec.regions must contain exactly one region with role primary",
                     ".regions",
+                ),
+                _cel(
+                    "has(oldSelf.restoreFrom) || !has(self.restoreFrom)",
+                    "spec.restoreFrom can only be set when the MessagingCluster is created",
+                    ".restoreFrom",
                 ),
                 _cel(
                     "!has(self.drainedRegions) || "
@@ -645,6 +795,21 @@ class MessagingClusterSpec(_Model):
         default_factory=DegradationSpec, description="Graceful degradation."
     )
     failover: FailoverSpec = Field(default_factory=FailoverSpec, description="Region failover.")
+    backup: BackupSpec | None = Field(
+        default=None, description="Scheduled backups of the streams and KV buckets."
+    )
+    restore_from: RestoreSource | None = Field(
+        default=None,
+        description=(
+            "Restore this backup before the workers start. Only on a new cluster: set at "
+            "creation, immutable afterwards."
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("self == oldSelf", "spec.restoreFrom is immutable once set")
+            ]
+        },
+    )
     network_policy: NetworkPolicySpec = Field(
         default_factory=NetworkPolicySpec, description="The pods' NetworkPolicy."
     )
@@ -771,6 +936,30 @@ class HistoryEntry(_Model):
     reason: str = Field(max_length=1024, description="Why, in words.")
 
 
+class BackupStatus(_Model):
+    last_successful_backup: str | None = Field(
+        default=None, description="Id of the newest good backup."
+    )
+    last_successful_time: str | None = Field(
+        default=None, description="When it finished (RFC 3339)."
+    )
+    last_size_bytes: int | None = Field(default=None, ge=0, description="Its size.")
+    last_duration_seconds: float | None = Field(default=None, ge=0, description="How long it took.")
+    last_failure_time: str | None = Field(
+        default=None, description="When the last failed run ended."
+    )
+    last_failure_reason: str | None = Field(
+        default=None, description="CamelCase reason of that failure."
+    )
+    next_run: str | None = Field(default=None, description="Next scheduled run (RFC 3339).")
+
+
+class RestoreStatus(_Model):
+    backup: str = Field(description="The backup id that was restored.")
+    source: str = Field(description="<namespace>/<name> it was taken from.")
+    completed_time: str | None = Field(default=None, description="When the restore finished.")
+
+
 class MessagingClusterStatus(_Model):
     phase: Phase | None = Field(default=None, description="Coarse lifecycle phase.")
     observed_generation: int | None = Field(default=None, ge=0, description="Generation handled.")
@@ -799,6 +988,10 @@ class MessagingClusterStatus(_Model):
         ),
     )
     stream: str | None = Field(default=None, description="JetStream stream name in use.")
+    backup: BackupStatus | None = Field(default=None, description="Scheduled backups.")
+    restore: RestoreStatus | None = Field(
+        default=None, description="The restore this cluster began with."
+    )
     mirror_lag: int | None = Field(
         default=None, ge=0, description="Messages the most-behind standby mirror lacks."
     )

@@ -143,14 +143,46 @@ class ResourceFieldRef(_Model):
     divisor: Quantity | None = Field(default=None, description="e.g. 1Mi.")
 
 
+class SecretKeySelector(_Model):
+    name: str = Field(min_length=1, max_length=253, description="Secret name.")
+    key: str = Field(min_length=1, description="Key.")
+
+
+_NO_SECRET_ENV = (
+    "env valueFrom.secretKeyRef is not allowed in a pod template: mount the Secret as a "
+    "volume (template.volumes + volumeMounts) instead"
+)
+
+
 class EnvVarSource(_Model):
-    """Where an env var's value comes from; never a Secret (see the module docstring)."""
+    """Where an env var's value comes from; never a Secret (see the module docstring).
+
+    `secretKeyRef` is declared only so that it is refused by name, by the model and by a
+    CEL rule on the API server; undeclared, the API server would silently prune it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "!has(self.secretKeyRef)", "message": _NO_SECRET_ENV,
+                 "fieldPath": ".secretKeyRef"}
+            ]
+        }
+    )  # fmt: skip
 
     config_map_key_ref: ConfigMapKeyRef | None = Field(default=None, description="A ConfigMap.")
     field_ref: FieldRef | None = Field(default=None, description="The pod's own fields.")
     resource_field_ref: ResourceFieldRef | None = Field(
         default=None, description="The container's resources."
     )
+    secret_key_ref: SecretKeySelector | None = Field(
+        default=None, description="Refused: mount Secrets as volumes instead."
+    )
+
+    @model_validator(mode="after")
+    def _no_secret_key_ref(self) -> Self:
+        if self.secret_key_ref is not None:
+            raise ValueError(_NO_SECRET_ENV)
+        return self
 
 
 class EnvVar(_Model):

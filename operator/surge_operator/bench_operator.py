@@ -115,7 +115,8 @@ def _control_plane(kubeconfig: Path | None, root: Path) -> Iterator[tuple[Path, 
         return
     from surge_cluster.testing import local_cluster
 
-    with local_cluster(root / "kube") as cluster:
+    # Many nodes that run nothing: kwok's fake nodes, not real kubelets.
+    with local_cluster(root / "kube", fake_nodes=True) as cluster:
         yield cluster.kubeconfig, cluster.api_client
 
 

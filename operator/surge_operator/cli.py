@@ -16,6 +16,8 @@ from typing import Annotated
 import typer
 
 from surge_operator import __version__
+from surge_operator.backup.cli import backup_app, bench_backup
+from surge_operator.backup.cli import restore as backup_restore
 from surge_operator.cli_cluster import register as register_cluster_commands
 
 app = typer.Typer(
@@ -28,6 +30,9 @@ bench_app = typer.Typer(
     help="Benchmarks that print ratios against a baseline measured in the same run."
 )
 app.add_typer(bench_app, name="bench")
+app.add_typer(backup_app, name="backup")
+app.command("restore")(backup_restore)
+bench_app.command("backup")(bench_backup)
 register_cluster_commands(app)
 
 
@@ -267,7 +272,7 @@ def demo(
     except KeyboardInterrupt:
         console.print("interrupted: workers drained, NATS stopped")
         raise typer.Exit(130) from None
-    print_summary(result.summary, console)
+    print_summary(result.summary, console, result.honesty)
     if summary_json is not None:
         write_summary(result.summary, summary_json)
     if plot is not None:

@@ -53,8 +53,9 @@ class ScaleTarget(Protocol):
 
 
 class LevelPublisher(Protocol):
-    """Tells workers and the gateway the degradation level (and, with it, the plan's
-    per-priority expected waits)."""
+    """Tells workers, the gateway and the composer what the plan says: the degradation
+    level (at least whenever `plan.level_changed`) and, every tick, the plan's expected
+    wait per priority."""
 
     async def publish(self, plan: Plan) -> None: ...
 
@@ -78,8 +79,6 @@ class Autoscaler:
     config: EngineConfig
     clock: Callable[[], float]
     state: EngineState | None = None
-    #: Publish the level every tick, not only on change (a new publisher's first tick).
-    republish: bool = False
     ticks: list[Tick] = field(default_factory=list)
     keep_ticks: bool = True
 
@@ -109,10 +108,9 @@ class Autoscaler:
             await self.target.scale(tick.plan.replicas)
 
     async def publish(self, tick: Tick) -> None:
-        """Publish the planned level when it changed (or `republish` asks for it)."""
-        if self.publisher is not None and (tick.plan.level_changed or self.republish):
+        """Hand the plan to the publisher (every tick: the expected waits change)."""
+        if self.publisher is not None:
             await self.publisher.publish(tick.plan)
-            self.republish = False
 
     async def apply(self, tick: Tick) -> None:
         """Scale and publish what `plan` decided."""

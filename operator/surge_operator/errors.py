@@ -6,10 +6,18 @@ changes).
     ├── InvalidSpecError            the spec does not validate against the models   [permanent]
     ├── DependencyError             something outside the operator is not there yet [temporary]
     │   ├── CredentialsSecretMissingError   the NATS credentials Secret/key is absent
-    │   └── NatsUnavailableError            the NATS server cannot be reached
+    │   ├── NatsUnavailableError            the NATS server cannot be reached
+    │   └── RestorePendingError             the restore Job has not finished yet
     ├── ProvisioningError           JetStream refused the stream/consumers/KV        [temporary]
     │   ├── StreamSubjectsOverlapError      another stream already owns the subjects [temporary]
     │   └── ImmutableStreamFieldError       a change JetStream cannot apply in place [permanent]
+    ├── BackupError                 a backup or restore failed; never blocks the data plane
+    │   ├── SnapshotError                   JetStream's snapshot/restore API failed
+    │   ├── BackupTargetError               the target refused or cannot be reached
+    │   │   ├── BackupTargetAuthError           credentials wrong or missing
+    │   │   └── BackupTargetFullError           no space left on the target
+    │   ├── BackupNotFoundError             no (complete) backup by that id
+    │   └── RestoreConflictError            the stream exists or does not match the backup
     └── KubeApiError                the API server refused a request
         ├── KubeConflictError           409 (optimistic concurrency / apply conflict) [temporary]
         │   └── KubeNotOwnedError           a same-named object Surge does not own    [temporary]
@@ -27,6 +35,8 @@ class SurgeError(Exception):
     reason: str = "Error"
     #: seconds the handler should wait before retrying (temporary errors only)
     retry_after: float = 10.0
+    #: False for work in progress (poll at retry_after), True for failures (back off)
+    backoff: bool = True
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -49,6 +59,14 @@ class CredentialsSecretMissingError(DependencyError):
 class NatsUnavailableError(DependencyError):
     reason = "NatsUnavailable"
     retry_after = 5.0
+
+
+class RestorePendingError(DependencyError):
+    """Not a failure: the cluster waits for its restore Job before anything else starts."""
+
+    reason = "Restoring"
+    retry_after = 2.0
+    backoff = False
 
 
 class ProvisioningError(SurgeError):
@@ -104,3 +122,32 @@ class KubeNotFoundError(KubeApiError):
 def is_permanent(error: SurgeError) -> bool:
     """True when retrying cannot help until the spec (or a referenced object) changes."""
     return isinstance(error, InvalidSpecError | ImmutableStreamFieldError | KubeRejectedError)
+
+
+class BackupError(SurgeError):
+    reason = "BackupFailed"
+    retry_after = 60.0
+
+
+class SnapshotError(BackupError):
+    reason = "SnapshotFailed"
+
+
+class BackupTargetError(BackupError):
+    reason = "BackupTargetUnavailable"
+
+
+class BackupTargetAuthError(BackupTargetError):
+    reason = "BackupTargetAuthFailed"
+
+
+class BackupTargetFullError(BackupTargetError):
+    reason = "BackupTargetFull"
+
+
+class BackupNotFoundError(BackupError):
+    reason = "BackupNotFound"
+
+
+class RestoreConflictError(BackupError):
+    reason = "RestoreConflict"

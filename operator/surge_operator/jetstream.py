@@ -50,6 +50,8 @@ from surge_workers.contract import (
     encode_degradation,
 )
 from surge_workers.errors import ConfigError, ImmutableFieldError, ProvisionError
+from surge_workers.eta import Forecast
+from surge_workers.forecast_kv import publish_forecast
 from surge_workers.pipeline import PipelineConfig
 
 
@@ -137,6 +139,12 @@ class JetStreamOps(Protocol):
     ) -> None:
         """Publish the level with the classes it may shed (`spec.sheddable()`; None: the
         contract's default, bulk only)."""
+        ...
+
+    async def publish_forecast(
+        self, url: str, auth: NatsAuth, stream: str, forecast: Forecast
+    ) -> None:
+        """Publish the tick's expected wait per priority beside the level."""
         ...
 
     async def jetstream(self, url: str, auth: NatsAuth) -> JetStreamContext: ...
@@ -257,6 +265,17 @@ class NatsJetStreamOps:
         try:
             kv = await js.key_value(degradation_bucket(stream))
             await kv.put(DEGRADATION_KEY, encode_degradation(state))
+        except nats.js.errors.BucketNotFoundError:
+            raise ProvisioningError(f"KV bucket {degradation_bucket(stream)} is missing") from None
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise NatsUnavailableError(f"NATS: {type(exc).__name__}: {exc}") from None
+
+    async def publish_forecast(
+        self, url: str, auth: NatsAuth, stream: str, forecast: Forecast
+    ) -> None:
+        js = await self.jetstream(url, auth)
+        try:
+            await publish_forecast(js, stream, forecast)
         except nats.js.errors.BucketNotFoundError:
             raise ProvisioningError(f"KV bucket {degradation_bucket(stream)} is missing") from None
         except (TimeoutError, nats.errors.Error) as exc:

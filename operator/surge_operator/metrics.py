@@ -82,6 +82,36 @@ class OperatorMetrics:
             registry=r,
         )
 
+        self.backup_last_success = Gauge(
+            "surge_operator_backup_last_success_timestamp_seconds",
+            "Unix time the newest successful backup finished.",
+            _LABELS,
+            registry=r,
+        )
+        self.backup_size = Gauge(
+            "surge_operator_backup_last_size_bytes",
+            "Size of the newest successful backup.",
+            _LABELS,
+            registry=r,
+        )
+        self.backup_duration = Gauge(
+            "surge_operator_backup_last_duration_seconds",
+            "Duration of the newest successful backup.",
+            _LABELS,
+            registry=r,
+        )
+        self.backup_overdue = Gauge(
+            "surge_operator_backup_overdue",
+            "1 when no backup succeeded within twice the schedule's interval.",
+            _LABELS,
+            registry=r,
+        )
+        self.backup_runs = Counter(
+            "surge_operator_backup_runs_total",
+            "Backup runs seen by the operator, by outcome.",
+            (*_LABELS, "outcome"),
+            registry=r,
+        )
         self.failover_rpo = Gauge(
             "surge_operator_failover_rpo_messages",
             "Estimated RPO of the last promotion: messages the dead primary was last seen to "
@@ -105,6 +135,10 @@ class OperatorMetrics:
 
     def forget(self, namespace: str, cluster: str) -> None:
         for gauge in (
+            self.backup_last_success,
+            self.backup_size,
+            self.backup_duration,
+            self.backup_overdue,
             self.desired_replicas,
             self.actual_replicas,
             self.ready_replicas,

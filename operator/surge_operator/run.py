@@ -76,9 +76,20 @@ async def run(config: OperatorConfig) -> int:
             os._exit(1)
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, on_signal)
+    def own_signals() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, on_signal)
+
+    async def keep_own_signals() -> None:
+        # kopf.operator() installs its own SIGTERM/SIGINT handlers once it starts, and its
+        # shutdown then waits for cleanup activities that retry for minutes when the API
+        # server or NATS is gone. Ours must stay in charge: they bound the shutdown.
+        while True:
+            own_signals()
+            await asyncio.sleep(0.5)
+
+    own_signals()
 
     elector = LeaseElector(kube, config.leader)
     leadership: Leadership = elector if config.leader.enabled else Unfenced()
@@ -100,6 +111,7 @@ async def run(config: OperatorConfig) -> int:
             state["ready"] = True
 
         ready_task = asyncio.create_task(mark_ready())
+        signals_task = asyncio.create_task(keep_own_signals())
         namespaces = list(config.namespaces)
         operator = asyncio.create_task(
             kopf.operator(
@@ -116,6 +128,8 @@ async def run(config: OperatorConfig) -> int:
         for w in waiters:
             w.cancel()
         ready_task.cancel()
+        signals_task.cancel()
+        own_signals()
         if lost.is_set():
             log.error("exiting_after_leadership_loss")
             exit_code = 1
@@ -128,7 +142,7 @@ async def run(config: OperatorConfig) -> int:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await keeper
-        await elector.release(within=min(2.0, grace))
+        await elector.release(within=min(1.5, grace))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(kube.close(), timeout=1.0)
         with contextlib.suppress(Exception):

@@ -23,7 +23,7 @@ Environment variables (all optional; the names match charts/surge/templates/depl
                             (default 10, i.e. 2/3 of the lease); below the lease duration
     SURGE_RETRY_SECONDS     seconds between acquire/renew attempts (default 2, 2/15 of it)
     SURGE_SHUTDOWN_SECONDS  seconds kopf gets to stop after SIGTERM or leadership loss
-                            before the process exits anyway (default 5)
+                            before the process exits anyway (default 3)
     SURGE_IDENTITY          holder identity (default: POD_NAME, else hostname-pid)
     SURGE_POD_LABELS        extra labels for every pod, k=v,k=v (e.g. the local pod
                             runner's opt-in label `surge.dev/run-local=true` in e2e tests)
@@ -109,7 +109,7 @@ class LeaderSettings:
     retry_seconds: float = 2.0
     identity: str = ""
     #: kopf's grace after a stop or leadership loss before the process exits anyway.
-    shutdown_seconds: float = 5.0
+    shutdown_seconds: float = 3.0
 
     def __post_init__(self) -> None:
         # client-go's invariants: a leader must give up acting before a standby may take
@@ -218,7 +218,7 @@ class OperatorConfig:
                 renew_deadline_seconds=float(get("RENEW_DEADLINE", str(lease * 2 / 3))),
                 retry_seconds=float(get("RETRY_SECONDS", str(lease * 2 / 15))),
                 identity=identity,
-                shutdown_seconds=float(get("SHUTDOWN_SECONDS", "5")),
+                shutdown_seconds=float(get("SHUTDOWN_SECONDS", "3")),
             ),
             server=ServerSettings(
                 health_port=int(get("HEALTH_PORT", "8080")),

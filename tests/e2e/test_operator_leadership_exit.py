@@ -30,7 +30,7 @@ from tests.fixtures.tcp_proxy import TcpProxy, kubeconfig_through, target_of
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 LEASE = 4.0  # operator_support's SURGE_LEASE_SECONDS: renew deadline 2.7 s, retry 0.5 s
-#: What "exits promptly" means here: renew deadline + kopf's shutdown grace (5 s) + the
+#: What "exits promptly" means here: renew deadline + kopf's shutdown grace (3 s) + the
 #: bounded lease release and client close (~3 s), with slack for a loaded CI machine.
 EXIT_WITHIN = 12.0
 

@@ -1,4 +1,5 @@
-"""`surge-cluster up|down|status|env [--dir DIR]`: a local Kubernetes control plane for tests."""
+"""`surge-cluster up|down|status|env|load-image|leftovers [--dir DIR]`: a local Kubernetes
+cluster with real nodes (kubelet + containerd in network namespaces) for tests."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 
 from surge_cluster.cluster import ClusterError, ClusterStatus, LocalCluster
 from surge_cluster.layout import default_dir
+from surge_cluster.nodes import NodeError
 from surge_cluster.readiness import NotReadyError
+from surge_cluster.topology import DEFAULT_NODES
 from surge_cluster.versions import BUILD_SCRIPT, bin_dir
 
 
@@ -27,12 +30,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the cluster and print the kubeconfig path")
-    up.add_argument("--no-pod-runner", action="store_true", help="do not run pods locally")
-    up.add_argument("--timeout", type=float, default=90.0)
+    up.add_argument(
+        "--fake-nodes",
+        action="store_true",
+        help="kwok nodes + the emulated pod runner instead of real nodes (legacy)",
+    )
+    up.add_argument("--timeout", type=float, default=120.0)
     up.add_argument(
         "--build", action="store_true", help="run tools/build-k8s.sh first (no-op when cached)"
     )
-    sub.add_parser("down", help="stop every process of the cluster")
+    sub.add_parser("down", help="stop and remove everything the cluster created")
+    load = sub.add_parser(
+        "load-image", help="import image archives (docker-archive/OCI tar) into every node"
+    )
+    load.add_argument("archives", nargs="+", type=Path)
+    sub.add_parser(
+        "leftovers", help="list what of this cluster is still on the machine (exit 1 if any)"
+    )
     sub.add_parser("status", help="what runs and where")
     sub.add_parser("env", help="print shell exports: KUBECONFIG and the binaries on PATH")
     return parser
@@ -65,12 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     root = (args.dir or default_dir()).resolve()
     cluster = LocalCluster(root, binaries=args.bin_dir or bin_dir())
     if args.command == "up":
-        cluster.pod_runner = not args.no_pod_runner
+        if args.fake_nodes:
+            cluster.real_nodes, cluster.nodes, cluster.pod_runner = (), DEFAULT_NODES, True
         if args.build:
             subprocess.run(["bash", str(BUILD_SCRIPT)], check=True)
         try:
             info = cluster.up(timeout=args.timeout)
-        except (ClusterError, NotReadyError) as err:
+        except (ClusterError, NotReadyError, OSError, RuntimeError) as err:
             print(f"surge-cluster: {err}", file=sys.stderr)
             return 1
         if info.timings:
@@ -86,6 +101,17 @@ def main(argv: list[str] | None = None) -> int:
         if killed:
             print(f"killed after grace period: {', '.join(killed)}", file=sys.stderr)
         return 0
+    if args.command == "load-image":
+        try:
+            cluster.load_images(args.archives)
+        except (ClusterError, NodeError) as err:
+            print(f"surge-cluster: {err}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "leftovers":
+        found = cluster.leftovers()
+        print("\n".join(found) if found else "nothing left")
+        return 1 if found else 0
     if args.command == "env":
         print(f"export KUBECONFIG={shlex.quote(str(cluster.layout.kubeconfig))}")
         print(f'export PATH={shlex.quote(str(cluster.binaries))}:"$PATH"')

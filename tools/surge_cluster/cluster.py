@@ -1,5 +1,7 @@
-"""Start, inspect and stop a local control plane: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler, kwok (fake nodes in two regions) and the pod runner.
+"""Start, inspect and stop a local cluster: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, and real nodes (containerd + kubelet + kube-proxy + kube-router each, in
+their own network namespace; see nodepool.py) with CoreDNS. Fake kwok nodes (and the legacy
+pod runner) remain available for tests that need many nodes that run nothing.
 
 Every started process is recorded in <dir>/state.json as soon as it starts, so `down`
 can clean up after a crash, a failed `up` or a killed test session.
@@ -15,14 +17,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from surge_cluster import components, kwokconfig, pki, procs
+from surge_cluster import (
+    addons,
+    components,
+    hostnet,
+    images,
+    kernelknobs,
+    kwokconfig,
+    nodecerts,
+    pki,
+    procs,
+)
 from surge_cluster.kubeconfig import write_kubeconfig
 from surge_cluster.layout import Layout, State, load_state, save_state
+from surge_cluster.netplan import DEFAULT_REAL_NODES, NodeSpec, plan
+from surge_cluster.nodeconfig import node_manifest as real_node_manifest
+from surge_cluster.nodepool import NodePool
 from surge_cluster.ports import Ports, allocate_ports
 from surge_cluster.readiness import NotReadyError, http_ok, wait_until
 from surge_cluster.rest import Rest
-from surge_cluster.topology import DEFAULT_NODES, FakeNode, node_manifest
-from surge_cluster.versions import CONTROL_PLANE_BINARIES, bin_dir, missing_binaries
+from surge_cluster.topology import FakeNode, node_manifest
+from surge_cluster.versions import CONTROL_PLANE_BINARIES, NODE_BINARIES, bin_dir, missing_binaries
 
 log = logging.getLogger("surge_cluster")
 
@@ -31,13 +46,17 @@ WATCHDOG = "watchdog"
 STOP_ORDER = (
     WATCHDOG,
     PODRUNNER,
+    "kube-router",
+    "kube-proxy",
+    "kubelet",
+    "containerd",
     "kwok",
     "kube-scheduler",
     "kube-controller-manager",
     "kube-apiserver",
     "etcd",
 )
-STOP_GRACE = {PODRUNNER: 15.0, "kube-apiserver": 2.0}
+STOP_GRACE = {PODRUNNER: 15.0, "kube-apiserver": 2.0, "kube-proxy": 2.0, "kube-router": 2.0}
 DEFAULT_STOP_GRACE = 5.0
 
 
@@ -86,12 +105,20 @@ class ClusterStatus:
         return sum(c.rss for c in self.components)
 
 
+def _kind(name: str) -> str:
+    """kubelet/surge-east-a -> kubelet: node daemons stop by kind, all nodes at once."""
+    return name.split("/", 1)[0]
+
+
 @dataclass
 class LocalCluster:
     root: Path
     binaries: Path = field(default_factory=bin_dir)
-    nodes: Sequence[FakeNode] = DEFAULT_NODES
-    pod_runner: bool = True
+    real_nodes: Sequence[NodeSpec] = DEFAULT_REAL_NODES
+    nodes: Sequence[FakeNode] = ()
+    """kwok nodes: Ready and schedulable but running nothing (many-node benchmarks)."""
+    pod_runner: bool = False
+    """The legacy emulated kubelet for pods on kwok nodes (being retired)."""
     python: str = sys.executable
     owner_pid: int | None = None
     """When set, a watchdog process brings the cluster down once this process dies."""
@@ -103,7 +130,7 @@ class LocalCluster:
     # ----------------------------------------------------------------- up
     def up(self, *, timeout: float = 90.0) -> ClusterInfo:
         """Start everything and wait until nodes are Ready and pods can be created."""
-        missing = missing_binaries(self.binaries, CONTROL_PLANE_BINARIES)
+        missing = missing_binaries(self.binaries, self.required_binaries())
         if missing:
             raise ClusterError(
                 f"missing binaries in {self.binaries}: {', '.join(missing)} "
@@ -123,6 +150,12 @@ class LocalCluster:
             self.down()
             raise
 
+    def required_binaries(self) -> tuple[str, ...]:
+        needed = [b for b in CONTROL_PLANE_BINARIES if b != "kwok" or self.nodes]
+        if self.real_nodes:
+            needed += NODE_BINARIES
+        return tuple(needed)
+
     def _start(self, timeout: float) -> ClusterInfo:
         started = time.monotonic()
         layout = self.layout
@@ -130,8 +163,26 @@ class LocalCluster:
         keys = pki.ensure_pki(layout.pki)
         tokens = pki.read_tokens(keys)
         ports = allocate_ports()
-        server = f"https://127.0.0.1:{ports.apiserver}"
-        state = State(ports=ports, server=server, kubeconfig=str(layout.kubeconfig))
+        state = State(ports=ports, kubeconfig=str(layout.kubeconfig))
+        pool: NodePool | None = None
+        access: components.NodeAccess | None = None
+        if self.real_nodes:
+            # Images first: a missing input fails before anything is created.
+            archives = images.builtin_images(self.binaries)
+            with hostnet.allocation_lock():
+                subnet = hostnet.pick_subnet()
+                state.subnet = subnet
+                state.real_nodes = [
+                    {"name": n.name, "region": n.region, "zone": n.zone} for n in self.real_nodes
+                ]
+                save_state(layout, state)
+                pool = NodePool(layout, plan(layout.root, subnet, self.real_nodes), self.binaries)
+                pool.create_network(ports.apiserver)
+            access = self._node_access(keys, pool.net.gateway)
+            server = f"https://{pool.net.gateway}:{ports.apiserver}"
+        else:
+            server = f"https://127.0.0.1:{ports.apiserver}"
+        state.server = server
         save_state(layout, state)
         self._write_configs(keys, tokens, server)
 
@@ -142,7 +193,9 @@ class LocalCluster:
             timeout=timeout,
             alive=lambda: procs.record_alive(etcd),
         )
-        api = self._spawn(state, components.kube_apiserver(self.binaries, layout, keys, ports))
+        api = self._spawn(
+            state, components.kube_apiserver(self.binaries, layout, keys, ports, access)
+        )
         rest = Rest(server, tokens["admin"], keys.ca_cert)
         wait_until(
             "kube-apiserver",
@@ -155,7 +208,10 @@ class LocalCluster:
 
         self._spawn(state, components.kube_controller_manager(self.binaries, layout, keys, ports))
         self._spawn(state, components.kube_scheduler(self.binaries, layout, ports))
-        self._spawn(state, components.kwok(self.binaries, layout, ports))
+        if self.nodes:
+            self._spawn(state, components.kwok(self.binaries, layout, ports))
+        if pool is not None:
+            self._start_nodes(pool, rest, keys, state, archives, timeout)
         if self.pod_runner:
             self._spawn_python(
                 state,
@@ -180,6 +236,66 @@ class LocalCluster:
         ready = time.monotonic() - started
         log.info("cluster ready after %.1f s", ready)
         return ClusterInfo(layout.root, layout.kubeconfig, server, Timings(api_ready, ready))
+
+    def _node_access(self, keys: pki.Pki, gateway: str) -> components.NodeAccess:
+        certs = self.layout.root / "node-access"
+        serving = nodecerts.apiserver_serving(keys, certs / "apiserver-serving", gateway)
+        client = nodecerts.issue(
+            keys, certs / "apiserver-kubelet-client", nodecerts.APISERVER_KUBELET_CLIENT
+        )
+        return components.NodeAccess(gateway, serving.cert, serving.key, client.cert, client.key)
+
+    def _start_nodes(
+        self,
+        pool: NodePool,
+        rest: Rest,
+        keys: pki.Pki,
+        state: State,
+        archives: list[Path],
+        timeout: float,
+    ) -> None:
+        """RBAC and Node objects first (labels, pod CIDRs), then containerd, images, agents."""
+        for obj in addons.node_rbac():
+            rest.create(addons.collection_path(obj), obj)
+        for node in pool.net.nodes:
+            rest.create("/api/v1/nodes", real_node_manifest(node))
+        pool.prepare(keys, state.server)
+
+        def spawn(component: components.Component) -> procs.ProcessRecord:
+            return self._spawn(state, component)
+
+        pool.start_runtimes(spawn, timeout)
+        pool.load_images(archives)
+        kernelknobs.save_baseline()
+        pool.start_agents(spawn)
+        self._wait_nodes_ready(rest, state, timeout)
+        pool.start_policy(spawn)
+        for obj in addons.coredns(images.coredns_ref()):
+            rest.create(addons.collection_path(obj), obj)
+
+    def load_images(self, archives: Sequence[Path]) -> None:
+        """Import image archives (docker-archive or OCI tar) into every real node."""
+        pool = self._pool()
+        if pool is None:
+            raise ClusterError(f"no real nodes recorded in {self.layout.state_file}")
+        pool.load_images(archives)
+
+    def _pool(self) -> NodePool | None:
+        state = load_state(self.layout)
+        if not state.subnet:
+            return None
+        specs = [NodeSpec(n["name"], n["region"], n["zone"]) for n in state.real_nodes]
+        return NodePool.for_state(self.layout, state.subnet, specs, self.binaries)
+
+    def leftovers(self) -> list[str]:
+        """Everything of this cluster still on the machine: processes, mounts, netns, links,
+        nftables table, cgroups, node state (empty after `down`)."""
+        from surge_cluster.nodes import processes_mentioning
+
+        pool = self._pool()
+        found = pool.leftovers() if pool else []
+        found += [f"process {pid}" for pid in processes_mentioning(str(self.layout.root))]
+        return sorted(set(found))
 
     def _write_configs(self, keys: pki.Pki, tokens: dict[str, str], server: str) -> None:
         layout = self.layout
@@ -214,9 +330,8 @@ class LocalCluster:
         save_state(layout, state)
         log.info("started %s (pid %d)", name, record.pid)
 
-    def _wait_cluster_ready(self, rest: Rest, state: State, timeout: float) -> None:
-        def all_alive() -> bool:
-            return all(procs.record_alive(p) for p in state.processes)
+    def _wait_nodes_ready(self, rest: Rest, state: State, timeout: float) -> None:
+        names = [n.name for n in self.nodes] + [n.name for n in self.real_nodes]
 
         def nodes_ready() -> bool:
             items = rest.get("/api/v1/nodes").get("items", [])
@@ -226,9 +341,26 @@ class LocalCluster:
                 for c in n.get("status", {}).get("conditions") or []
                 if c.get("type") == "Ready" and c.get("status") == "True"
             }
-            return all(node.name in ready for node in self.nodes)
+            return all(name in ready for name in names)
 
-        wait_until("nodes Ready (kwok)", nodes_ready, timeout=timeout, alive=all_alive)
+        wait_until(
+            "nodes Ready",
+            nodes_ready,
+            timeout=timeout,
+            alive=lambda: all(procs.record_alive(p) for p in state.processes),
+        )
+
+    def _wait_cluster_ready(self, rest: Rest, state: State, timeout: float) -> None:
+        def all_alive() -> bool:
+            return all(procs.record_alive(p) for p in state.processes)
+
+        def dns_ready() -> bool:
+            dep = rest.get("/apis/apps/v1/namespaces/kube-system/deployments/coredns")
+            return int((dep.get("status") or {}).get("readyReplicas") or 0) >= 1
+
+        self._wait_nodes_ready(rest, state, timeout)
+        if self.real_nodes:
+            wait_until("CoreDNS ready", dns_ready, timeout=timeout, alive=all_alive)
         wait_until(
             "default ServiceAccount (kube-controller-manager)",
             lambda: rest.exists("/api/v1/namespaces/default/serviceaccounts/default"),
@@ -243,14 +375,29 @@ class LocalCluster:
         state = load_state(layout)
         killed: list[str] = []
         order = {name: i for i, name in enumerate(STOP_ORDER)}
-        for record in sorted(state.processes, key=lambda p: order.get(p.name, -1)):
+        pool = self._pool()
+        for record in sorted(state.processes, key=lambda p: order.get(_kind(p.name), -1)):
             if record.pid == os.getpid():
                 continue  # the watchdog bringing the cluster down
-            grace = STOP_GRACE.get(record.name, DEFAULT_STOP_GRACE)
+            if _kind(record.name) == "containerd" and pool is not None:
+                # Containers die with their cgroup before their runtime goes away.
+                for node in pool.net.nodes:
+                    from surge_cluster.nodes import kill_containers
+
+                    kill_containers(node.cgroup_root)
+            grace = STOP_GRACE.get(_kind(record.name), DEFAULT_STOP_GRACE)
             if procs.stop(record, grace=grace):
                 killed.append(record.name)
         killed += _stop_orphaned_pods(layout)
+        if pool is not None:
+            problems = pool.remove()
+            if problems:
+                log.warning("down left behind: %s", "; ".join(problems))
+            if not hostnet.any_cluster_netns():
+                kernelknobs.restore()  # the last local cluster on this machine is gone
         state.processes = []
+        state.subnet = ""
+        state.real_nodes = []
         save_state(layout, state)
         return killed
 

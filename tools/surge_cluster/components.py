@@ -46,18 +46,47 @@ def etcd(bin_dir: Path, layout: Layout, ports: Ports) -> Component:
     )
 
 
-def kube_apiserver(bin_dir: Path, layout: Layout, pki: Pki, ports: Ports) -> Component:
+@dataclass(frozen=True)
+class NodeAccess:
+    """How the API server is reached by real nodes and reaches their kubelets."""
+
+    address: str
+    """The bridge address it binds and advertises (the `kubernetes` Service endpoint)."""
+    serving_cert: Path
+    serving_key: Path
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
+
+
+def kube_apiserver(
+    bin_dir: Path, layout: Layout, pki: Pki, ports: Ports, nodes: NodeAccess | None = None
+) -> Component:
+    if nodes is None:
+        address = LOOPBACK
+        serving = (pki.serving_cert, pki.serving_key)
+        # On loopback the kubernetes Service endpoint would be rejected (loopback address).
+        node_args: tuple[str, ...] = ("--endpoint-reconciler-type=none",)
+    else:
+        address = nodes.address
+        serving = (nodes.serving_cert, nodes.serving_key)
+        node_args = (
+            f"--kubelet-client-certificate={nodes.kubelet_client_cert}",
+            f"--kubelet-client-key={nodes.kubelet_client_key}",
+            f"--kubelet-certificate-authority={pki.ca_cert}",
+            # Without it logs/exec/port-forward try to resolve the node name: "no such host".
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+        )
     return Component(
         "kube-apiserver",
         (
             str(bin_dir / "kube-apiserver"),
             f"--etcd-servers=http://{LOOPBACK}:{ports.etcd_client}",
-            f"--bind-address={LOOPBACK}",
-            f"--advertise-address={LOOPBACK}",
+            f"--bind-address={address}",
+            f"--advertise-address={address}",
             f"--secure-port={ports.apiserver}",
             f"--cert-dir={layout.root / 'apiserver-certs'}",
-            f"--tls-cert-file={pki.serving_cert}",
-            f"--tls-private-key-file={pki.serving_key}",
+            f"--tls-cert-file={serving[0]}",
+            f"--tls-private-key-file={serving[1]}",
             f"--client-ca-file={pki.ca_cert}",
             # Published in extension-apiserver-authentication: the controller manager and the
             # scheduler log errors every few seconds without a request-header CA.
@@ -72,8 +101,7 @@ def kube_apiserver(bin_dir: Path, layout: Layout, pki: Pki, ports: Ports) -> Com
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # On loopback the kubernetes Service endpoint would be rejected (loopback address).
-            "--endpoint-reconciler-type=none",
+            *node_args,
             "--allow-privileged=true",
             "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,"
             "DefaultStorageClass,DefaultTolerationSeconds,MutatingAdmissionWebhook,"

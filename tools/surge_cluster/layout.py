@@ -65,6 +65,10 @@ class State:
     processes: list[ProcessRecord] = field(default_factory=list)
     kubeconfig: str = ""
     server: str = ""
+    subnet: str = ""
+    """The node subnet of this cluster's bridge ("" without real nodes)."""
+    real_nodes: list[dict[str, str]] = field(default_factory=list)
+    """name/region/zone of each real node, so `down` can find everything it created."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,8 @@ class State:
             "processes": [p.to_json() for p in self.processes],
             "kubeconfig": self.kubeconfig,
             "server": self.server,
+            "subnet": self.subnet,
+            "real_nodes": self.real_nodes,
         }
 
     @classmethod
@@ -82,6 +88,8 @@ class State:
             processes=[ProcessRecord.from_json(p) for p in data.get("processes", [])],
             kubeconfig=str(data.get("kubeconfig", "")),
             server=str(data.get("server", "")),
+            subnet=str(data.get("subnet", "")),
+            real_nodes=[dict(n) for n in data.get("real_nodes", [])],
         )
 
 

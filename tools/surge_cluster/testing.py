@@ -21,6 +21,7 @@ from kubernetes import client, config
 from surge_cluster.cluster import LocalCluster
 from surge_cluster.podstate import PodProcess, load_processes
 from surge_cluster.procs import record_alive
+from surge_cluster.topology import DEFAULT_NODES
 from surge_cluster.versions import BINARIES, bin_dir
 
 
@@ -49,6 +50,15 @@ class KubeCluster:
     """True for the local control plane (kwok nodes, pod runner); False for kind & co."""
     bin_dir: Path | None = None
     pod_runner_dir: Path | None = None
+    cluster: LocalCluster | None = None
+    """The local cluster behind this handle (None for kind & co)."""
+
+    def load_images(self, archives: list[Path]) -> None:
+        """Make images available to pods: every node's containerd (local), else no-op here
+        (kind: `kind load image-archive`)."""
+        if self.cluster is None:
+            raise ToolMissingError("load_images needs the local cluster (kind: kind load)")
+        self.cluster.load_images(archives)
 
     @property
     def prometheus_targets_file(self) -> Path | None:
@@ -121,9 +131,16 @@ def _if_built(binaries: Path) -> Path | None:
 
 
 @contextmanager
-def local_cluster(root: Path, binaries: Path | None = None) -> Iterator[KubeCluster]:
-    """Start a LocalCluster in root for the duration of the block; always tear it down."""
+def local_cluster(
+    root: Path, binaries: Path | None = None, *, fake_nodes: bool = False
+) -> Iterator[KubeCluster]:
+    """Start a LocalCluster in root for the duration of the block; always tear it down.
+
+    Real nodes by default; fake_nodes=True gives the legacy kwok nodes + emulated pod runner
+    (many nodes that run nothing: the operator benchmark)."""
     cluster = LocalCluster(root, binaries=binaries or bin_dir(), owner_pid=os.getpid())
+    if fake_nodes:
+        cluster.real_nodes, cluster.nodes, cluster.pod_runner = (), DEFAULT_NODES, True
     try:
         info = cluster.up()
         api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
@@ -134,7 +151,8 @@ def local_cluster(root: Path, binaries: Path | None = None) -> Iterator[KubeClus
             api,
             local=True,
             bin_dir=cluster.binaries,
-            pod_runner_dir=cluster.layout.podrunner,
+            pod_runner_dir=cluster.layout.podrunner if fake_nodes else None,
+            cluster=cluster,
         )
     finally:
         cluster.down()

@@ -18,10 +18,16 @@ BINARIES = (
     "kwok",
     "kubectl",
     "helm",
+    "kubelet",
+    "kube-proxy",
+    "coredns",
+    "kube-router",
 )
-"""Every binary the build step produces; `up` needs all but kubectl and helm."""
+"""Every binary the build step produces."""
 
 CONTROL_PLANE_BINARIES = BINARIES[:5]
+NODE_BINARIES = ("kubelet", "kube-proxy", "coredns", "kube-router")
+"""What real nodes add to the control plane (kwok is only needed for fake nodes)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,8 @@ class Versions:
     etcd: str
     kwok: str
     helm: str
+    coredns: str
+    kube_router: str
 
 
 def parse_versions(text: str) -> Versions:
@@ -46,6 +54,8 @@ def parse_versions(text: str) -> Versions:
         etcd=values["ETCD_VERSION"],
         kwok=values["KWOK_VERSION"],
         helm=values["HELM_VERSION"],
+        coredns=values["COREDNS_VERSION"],
+        kube_router=values["KUBE_ROUTER_VERSION"],
     )
 
 

@@ -446,6 +446,11 @@ def offered_key(instance: str) -> str:
     return f"{OFFERED_KEY_PREFIX}.{key_token(instance)}"
 
 
+#: Per-message TTL of an ``offered.<instance>`` key: a gateway that is gone leaves no
+#: key behind for long (readers already ignore counts older than a few seconds).
+OFFERED_TTL: Final = 300.0
+
+
 def offered_filter() -> str:
     return f"{OFFERED_KEY_PREFIX}.*"
 

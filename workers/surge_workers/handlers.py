@@ -127,7 +127,7 @@ async def route_and_store(delivery: Delivery, ctx: HandlerContext) -> None:
             stored_at=time.time(),
         )
         kv = await ctx.kv(transcripts_bucket(ctx.settings.pipeline.stream))
-        if await store_entry(kv, entry):
+        if await store_entry(kv, entry, ttl=ctx.settings.transcript_ttl):
             await observe_prediction(ctx, delivery, entry.stored_at)
     except (nats.errors.Error, TimeoutError) as err:
         # NATS trouble is transient by nature: retry with backoff.

@@ -45,13 +45,13 @@ from surge_workers.contract import (
     Header,
     Priority,
     consumer_name,
-    degradation_bucket,
     parse_enqueued_at,
     parse_subject,
     routing_bucket,
     worker_share,
 )
-from surge_workers.eta import ETA_KEY, Forecast, decode_forecast, expected_wait
+from surge_workers.eta import Forecast, expected_wait
+from surge_workers.forecast_kv import read_forecast
 from surge_workers.replies import (
     FirstMessage,
     Reply,
@@ -345,13 +345,8 @@ class IntakeStage:
     async def _forecast_now(self) -> Forecast | None:
         now = time.monotonic()
         if now - self._forecast_at > _FORECAST_TTL_S:
-            forecast = None
-            try:
-                kv = await self.js.key_value(degradation_bucket(self.stream))
-                forecast = decode_forecast((await kv.get(ETA_KEY)).value)
-            except (nats.errors.Error, nats.js.errors.KeyNotFoundError, TimeoutError):
-                forecast = None
-            self._forecast, self._forecast_at = forecast, now
+            self._forecast = await read_forecast(self.js, self.stream)
+            self._forecast_at = now
         return self._forecast
 
     async def _expected_wait(

@@ -72,7 +72,6 @@ class PipelineConfig:
     policies: dict[Priority, PriorityPolicy] = field(default_factory=_default_policies)
     dead_letter: bool = True
     dead_letter_max_age: float = 14 * 24 * 3600.0
-    transcript_max_age: float = 0.0  # 0 = keep forever
     #: The intake stage (composer) and its replies stream; see surge_workers.intake.
     composer: bool = True
     intake: PriorityPolicy = PriorityPolicy(ack_wait=30.0, max_deliver=5, backoff=(1.0,))

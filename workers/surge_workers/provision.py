@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -239,7 +239,6 @@ def desired_kv_configs(config: PipelineConfig) -> list[KeyValueConfig]:
             history=1,
             storage=storage,
             replicas=config.replicas,
-            ttl=config.transcript_max_age or None,
             max_value_size=config.max_msg_size * 2,
         ),
     ]
@@ -355,6 +354,10 @@ async def _ensure_kv(js: JetStreamContext, desired: KeyValueConfig) -> Change:
         want = _norm(desired.storage)
         if have != want:
             raise ImmutableFieldError(f"kv/{desired.bucket}", "storage", have, want)
+        if not info.config.allow_msg_ttl:
+            # Buckets from before per-message TTLs: transcripts and offered.* need them.
+            await js.update_stream(replace(info.config, allow_msg_ttl=True))
+            return Change("kv", desired.bucket, Action.UPDATED, ("allow_msg_ttl",))
         return Change("kv", desired.bucket, Action.UNCHANGED)
     try:
         await js.create_key_value(desired)

@@ -38,6 +38,7 @@ Worker
     ``SURGE_COMPLETIONS``       announce finished messages for `surge load` (bool) ``false``
     ``SURGE_PROVISION``         provision the pipeline at start (bool)   ``false``
     ``SURGE_ROUTING_RULES_FILE`` JSON routing rules for the default handler  built-in rules
+    ``SURGE_TRANSCRIPT_TTL``    seconds a stored transcript message lives ``2592000`` (30 d)
     ``SURGE_WORK_MS``           simulated service time per message for the
                                 ``surge_workers.handlers:simulated`` handler (demo, tests)  ``20``
 
@@ -228,6 +229,8 @@ class WorkerSettings:
     provision: bool = False
     routing_rules_file: str | None = None
     work_seconds: float = 0.02
+    #: Per-message TTL of transcript keys (spec.stream.transcriptTtlSeconds).
+    transcript_ttl: float = 30 * 24 * 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -259,6 +262,7 @@ class WorkerSettings:
             completions=_bool(env, "SURGE_COMPLETIONS", cls.completions),
             provision=_bool(env, "SURGE_PROVISION", cls.provision),
             routing_rules_file=env.get("SURGE_ROUTING_RULES_FILE") or None,
+            transcript_ttl=_float(env, "SURGE_TRANSCRIPT_TTL", cls.transcript_ttl, minimum=1),
             work_seconds=_float(env, "SURGE_WORK_MS", cls.work_seconds * 1000) / 1000,
         )
 

@@ -45,12 +45,13 @@ class TranscriptEntry:
         return cls(**doc)
 
 
-async def store_entry(kv: KeyValue, entry: TranscriptEntry) -> bool:
-    """Store once; False when this message id was already stored (a duplicate)."""
+async def store_entry(kv: KeyValue, entry: TranscriptEntry, *, ttl: float | None = None) -> bool:
+    """Store once, for ``ttl`` seconds (a per-message TTL: the key is gone afterwards and a
+    redelivery that late would store it again); False when this message id was already
+    stored (a duplicate)."""
+    key = transcript_key(entry.tenant, entry.conversation_id, entry.msg_id)
     try:
-        await kv.create(
-            transcript_key(entry.tenant, entry.conversation_id, entry.msg_id), entry.encode()
-        )
+        await kv.create(key, entry.encode(), msg_ttl=ttl)
     except nats.js.errors.KeyWrongLastSequenceError:
         return False
     return True

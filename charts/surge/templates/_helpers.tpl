@@ -101,6 +101,10 @@ rules:
   - apiGroups: [""]
     resources: [pods]
     verbs: [get, delete]
+  # Backups run as a CronJob per cluster, a restore as a Job (read by name, never listed).
+  - apiGroups: [batch]
+    resources: [cronjobs, jobs]
+    verbs: [get, create, patch, update, delete]
   - apiGroups: [policy]
     resources: [poddisruptionbudgets]
     verbs: [get, list, watch, create, patch, update, delete]

@@ -18,14 +18,21 @@ from rich.console import Console
 from rich.live import Live
 
 from surge_operator.demo.dashboard import render
+from surge_operator.demo.honesty import GOAL_MEDIAN, Honesty, measure, summary_fields, worst
 from surge_operator.demo.latency import LatencyTracker
 from surge_operator.engine import Autoscaler, Tick
 from surge_operator.metrics_source import JetStreamMetricsSource
-from surge_operator.policy import DegradationConfig, PolicyConfig, ScalingConfig
+from surge_operator.policy import (
+    DegradationConfig,
+    PolicyConfig,
+    ScalingConfig,
+)
 from surge_operator.policy.engine import EngineConfig, Plan
 from surge_operator.scale_target import LocalProcessTarget
 from surge_workers import contract
 from surge_workers.degradation import publish_degradation
+from surge_workers.eta import Forecast
+from surge_workers.forecast_kv import publish_forecast
 from surge_workers.load import LoadReport, LoadSpec, Target, arrivals, rate_at, run_load
 from surge_workers.natsserver import NatsServer, free_port
 from surge_workers.pipeline import PipelineConfig
@@ -55,6 +62,10 @@ class DemoOptions:
     live: bool = True
     #: After the traffic stops, wait at most this long for the queues to drain.
     drain_timeout_s: float = 60.0
+    #: Distinct conversations in the traffic. An outage surge is mostly customers writing
+    #: for the first time, so there are enough that new conversations keep arriving during
+    #: the surge (and their acknowledgements' promised waits are tested under load).
+    conversations: int = 4000
 
     def load(self) -> LoadSpec:
         """`surge load`'s surge profile: base rate, x factor from 20 % to 65 % of the run."""
@@ -66,6 +77,7 @@ class DemoOptions:
             surge_start=0.2,
             surge_length=0.45,
             seed=self.seed,
+            conversations=self.conversations,
         )
 
     def policy(self) -> PolicyConfig:
@@ -102,6 +114,16 @@ class DemoSummary:
     #: Publishes JetStream did not acknowledge (not counted as sent).
     publish_errors: int = 0
     max_degradation_level: int = 0
+    #: Acknowledgements + high-volume notices stored for customers (the composer).
+    replies_sent: int = 0
+    replies_by_kind: dict[str, int] = field(default_factory=dict)
+    #: Distinct conversations with at least one processed message.
+    conversations: int = 0
+    #: Median of |predicted - actual| / actual over acknowledged messages.
+    eta_error_median: float | None = None
+    #: The same per priority (and "all"): n, median, p90.
+    eta_error: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+    acks_without_prediction: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,28 +170,33 @@ def _reaction(ticks: list[Tick], surge_at: float) -> float | None:
     for tick in ticks:
         d = tick.decision
         if d.at >= surge_at and d.replicas > tick.snapshot.current_replicas:
-            return round(d.at - surge_at, 2)
+            return round(float(d.at) - surge_at, 2)
     return None
 
 
 @dataclass(frozen=True, slots=True)
 class KvLevelPublisher:
-    """The demo's LevelPublisher: the degradation KV bucket workers and gateway watch."""
+    """The demo's LevelPublisher: the degradation KV bucket that workers, the gateway and
+    the composer watch (the level on change, the expected wait every tick)."""
 
     js: JetStreamContext
     stream: str
     sheddable: frozenset[contract.Priority]
 
     async def publish(self, plan: Plan) -> None:
-        await publish_degradation(
-            self.js, self.stream, plan.level, plan.decision.message, sheddable=self.sheddable
-        )
+        if plan.level_changed:
+            await publish_degradation(
+                self.js, self.stream, plan.level, plan.decision.message, sheddable=self.sheddable
+            )
+        forecast = Forecast(at=time.time(), level=int(plan.level), classes=plan.expected_wait)
+        await publish_forecast(self.js, self.stream, forecast)
 
 
 @dataclass(frozen=True, slots=True)
 class DemoResult:
     summary: DemoSummary
     ticks: list[Tick]
+    honesty: Honesty | None = None
 
 
 async def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
@@ -266,6 +293,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         unfinished = final.total_backlog()
         dead = await _dead_letters(js)
         sent = _accepted(report)
+        honesty = await measure(js, STREAM)
         backlogs = [t.snapshot.total_backlog() for t in autoscaler.ticks if t.snapshot.priorities]
         summary = DemoSummary(
             reaction_s=_reaction(autoscaler.ticks, started + surge_at),
@@ -288,8 +316,9 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
             max_degradation_level=max(
                 (int(t.decision.degradation_level) for t in autoscaler.ticks), default=0
             ),
+            **summary_fields(honesty),
         )
-        return DemoResult(summary, list(autoscaler.ticks))
+        return DemoResult(summary, list(autoscaler.ticks), honesty)
     finally:
         if load_task is not None and not load_task.done():
             load_task.cancel()
@@ -304,7 +333,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         server.cleanup()
 
 
-def print_summary(summary: DemoSummary, console: Console) -> None:
+def print_summary(summary: DemoSummary, console: Console, honesty: Honesty | None = None) -> None:
     from rich.table import Table
 
     console.print()
@@ -321,8 +350,42 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     table.add_row("max backlog", str(summary.max_backlog))
     table.add_row("max replicas", str(summary.max_replicas))
     table.add_row("max degradation level", str(summary.max_degradation_level))
+    table.add_row(
+        "replies sent / conversations",
+        f"{summary.replies_sent} / {summary.conversations} "
+        f"({', '.join(f'{k} {v}' for k, v in summary.replies_by_kind.items()) or 'none'})",
+    )
+    for name, row in summary.eta_error.items():
+        table.add_row(
+            f"ETA error {name} (n={row['n']})",
+            f"median {row['median']}  p90 {row['p90']}  (|predicted - actual| / actual)",
+        )
+    if summary.acks_without_prediction:
+        table.add_row("acks without a promised wait", str(summary.acks_without_prediction))
     table.add_row("wall time", f"{summary.duration_s} s")
     console.print(table)
+    print_goals(summary, console, honesty)
+
+
+def print_goals(summary: DemoSummary, console: Console, honesty: Honesty | None = None) -> None:
+    """The reply goals, measured: met or MISS, never hidden."""
+    acked = summary.replies_sent >= summary.conversations
+    console.print(
+        f"goal replies_sent >= conversations: {summary.replies_sent} >= "
+        f"{summary.conversations}: {'met' if acked else 'MISS'}"
+    )
+    median = summary.eta_error_median
+    if median is None:
+        console.print("goal eta_error_median <= 0.3: MISS (no acknowledgement promised a wait)")
+    else:
+        verdict = "met" if median <= GOAL_MEDIAN else "MISS"
+        console.print(f"goal eta_error_median <= {GOAL_MEDIAN}: {median}: {verdict}")
+    if honesty is not None:
+        for sample in worst(honesty.samples):
+            console.print(
+                f"  worst: {sample.priority} {sample.msg_id} predicted {sample.predicted:.2f} s,"
+                f" waited {sample.actual:.2f} s (error {sample.error:.2f})"
+            )
 
 
 def write_summary(summary: DemoSummary, path: Path) -> None:

@@ -28,6 +28,7 @@ from surge_operator.policy.failover import (
     FailoverDecision,
     FailoverReason,
     FailoverState,
+    ProbeResult,
     decide,
 )
 from surge_workers.contract import FailoverRecord, Priority
@@ -162,13 +163,23 @@ class FailoverController:
         )
         return {r.result.region: r for r in results}
 
-    async def tick(self, *, failback_requested: bool = False) -> TickOutcome:
+    async def tick(
+        self, *, failback_requested: bool = False, drained: frozenset[str] = frozenset()
+    ) -> TickOutcome:
         at = self.clock()
         probes = await self.probe_all(at)
         before = self.state
         decision = decide(
             before,
-            [p.result for p in probes.values()],
+            # A drained region (`surge drain-region`, spec.drainedRegions) counts as down
+            # for the decision: an active one is left by the normal promotion path, and a
+            # drained standby is never a target. Its real probe still feeds mirrors.
+            [
+                ProbeResult.failure(name, p.result.at, "region drained")
+                if name in drained
+                else p.result
+                for name, p in probes.items()
+            ],
             self.config,
             at=at,
             failback_requested=failback_requested,

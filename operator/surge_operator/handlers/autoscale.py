@@ -33,6 +33,7 @@ from surge_operator.status import (
     scaling_update,
     workers_update,
 )
+from surge_workers.eta import Forecast
 
 log = get_logger()
 
@@ -63,22 +64,34 @@ class _ClusterSource:
 
 @dataclass
 class _ClusterPublisher:
-    """The engine's LevelPublisher: the cluster's degradation KV bucket, with the classes
-    the spec lets it shed (workers and the gateway read both)."""
+    """The engine's LevelPublisher: the cluster's degradation KV bucket. The level goes
+    out when it differs from what was last published (or the classes the spec lets it
+    shed changed: workers and the gateway read both); the expected wait every tick."""
 
     deps: Deps
     cs: ClusterState
     sheddable: frozenset[str]
+    level: int
+    problem: SurgeError | None = None
 
     async def publish(self, plan: Plan) -> None:
-        assert self.cs.nats_url is not None
-        assert self.cs.auth is not None
-        await self.deps.js.publish_level(
-            self.cs.nats_url, self.cs.auth, self.cs.status.stream or "", int(plan.level),
-            plan.decision.message, self.deps.wall(), sheddable=self.sheddable,
-        )  # fmt: skip
-        self.cs.published_level = int(plan.level)
-        self.cs.published_sheddable = self.sheddable
+        cs, js = self.cs, self.deps.js
+        assert cs.nats_url is not None
+        assert cs.auth is not None
+        stream = cs.status.stream or ""
+        try:
+            if self.level != cs.published_level or self.sheddable != cs.published_sheddable:
+                await js.publish_level(
+                    cs.nats_url, cs.auth, stream, self.level, plan.decision.message,
+                    self.deps.wall(), sheddable=self.sheddable,
+                )  # fmt: skip
+                cs.published_level = self.level
+                cs.published_sheddable = self.sheddable
+            # Every tick, beside the level: the composer promises waits from it.
+            forecast = Forecast(at=self.deps.wall(), level=self.level, classes=plan.expected_wait)
+            await js.publish_forecast(cs.nats_url, cs.auth, stream, forecast)
+        except SurgeError as exc:
+            self.problem = exc
 
 
 def engine_config(spec: MessagingClusterSpec) -> EngineConfig:
@@ -106,7 +119,7 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
         target=deps.scale_target(
             ref, worker_deployment_name(ref.name), lambda: (figures.spec_replicas, figures.ready)
         ),
-        publisher=_ClusterPublisher(deps, cs, sheddable),
+        publisher=None,
         config=config,
         # The autoscaler's clock is monotonic (its MetricsSource stamps readings with it).
         clock=deps.monotonic,
@@ -160,15 +173,10 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
         if not spec.degradation.enabled:
             new_level = 0
         if planned is not None and plan is not None:
-            # Workers and the gateway read which classes may be shed from the published
-            # state, so a spec change of sheddable is published even at the same level.
-            autoscaler.republish = (
-                new_level != cs.published_level or sheddable != cs.published_sheddable
-            )
-            try:
-                await autoscaler.publish(planned)
-            except SurgeError as exc:
-                problem = problem or exc
+            publisher = _ClusterPublisher(deps, cs, sheddable, new_level)
+            autoscaler.publisher = publisher
+            await autoscaler.publish(planned)
+            problem = problem or publisher.problem
         if new_level != level:
             reason_text = plan.decision.message if plan else "degradation disabled"
             history = append_history(

@@ -89,7 +89,9 @@ async def failover_tick(
     else:
         controller.update(endpoints=endpoints, primary=primary, pipeline=pipeline, config=config)
     requested = (annotations or {}).get(FAILBACK_ANNOTATION) == "requested"
-    outcome = await controller.tick(failback_requested=requested)
+    outcome = await controller.tick(
+        failback_requested=requested, drained=frozenset(spec.drained_regions)
+    )
     labels = (cs.ref.namespace, cs.ref.name)
     if outcome.promotion is not None and outcome.history_entry is not None:
         deps.metrics.failovers.labels(*labels, outcome.history_entry.kind).inc()

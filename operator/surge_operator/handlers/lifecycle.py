@@ -4,6 +4,7 @@
     on.create/update/resume   reconcile(): owned objects, JetStream, conditions
     on.delete       finalize(): honour spec.stream.deletionPolicy, then kopf drops the finalizer
     daemon          per cluster: autoscaling tick every tickSeconds + periodic drift resync
+    timer           per cluster with spec.backup: backup status from the Jobs' run records
     daemon failover per cluster, its own loop: region probes and promotion every
                     probeIntervalSeconds, only while the Lease holds
     on.event        worker Deployments: replica figures for status and the autoscaler
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -24,6 +26,7 @@ import kopf
 from surge_operator.api import GROUP, KIND, PLURAL, VERSION
 from surge_operator.errors import SurgeError, is_permanent
 from surge_operator.handlers.autoscale import tick
+from surge_operator.handlers.backup import BACKUP_TICK, backup_tick
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.failover import failover_tick, multi_region
 from surge_operator.handlers.reconcile import emit, figures_from_deployment, finalize, reconcile
@@ -81,6 +84,8 @@ def to_kopf(exc: SurgeError, retry: int, cap: float = 60.0) -> Exception:
     text = f"{exc.reason}: {exc.message}"
     if is_permanent(exc):
         return kopf.PermanentError(text)
+    if not exc.backoff:
+        return kopf.TemporaryError(text, delay=exc.retry_after)
     delay = min(cap, exc.retry_after * (2 ** min(retry, 6)))
     return kopf.TemporaryError(text, delay=delay)
 
@@ -199,6 +204,26 @@ async def autoscaler(
                 if deps.monotonic() - cs.last_reconcile >= deps.config.apply.resync_seconds:
                     await _resync(deps, ref, body)
         await stopped.wait(period)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=BACKUP_TICK, initial_delay=5)
+async def backups(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Backup status is informational: failing to read it is logged, never raised."""
+    deps = memo.get("deps")
+    if not isinstance(deps, Deps):
+        return
+    ref = cluster_ref(body)
+    cs = deps.registry.get(ref.uid)
+    if cs is None or cs.spec is None or cs.spec.backup is None:
+        return
+    created = datetime.fromisoformat(
+        str(body.meta.get("creationTimestamp") or deps.now().isoformat()).replace("Z", "+00:00")
+    )
+    with bound_cluster(ref.namespace, ref.name):
+        try:
+            await backup_tick(deps, cs, created)
+        except Exception as exc:  # NATS away, records unreadable: next tick tries again
+            log.warning("backup_status_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 #: Upper bound on one failover tick (probes and requests have their own, shorter

@@ -27,23 +27,28 @@ from surge_operator.api import (
     parse_spec,
 )
 from surge_operator.errors import (
+    BackupError,
     CredentialsSecretMissingError,
     InvalidSpecError,
     KubeApiError,
+    RestorePendingError,
     SurgeError,
     is_permanent,
 )
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.nats import apply_managed_nats
+from surge_operator.handlers.restore import restore_gate, restore_pending
 from surge_operator.handlers.state import ClusterState, WorkerFigures, gateway_pair
 from surge_operator.jetstream import NatsAuth, auth_from_secret
 from surge_operator.kube import ClusterObject
 from surge_operator.logs import get_logger
 from surge_operator.resources import (
     BuildContext,
+    backups_switched_off,
     desired_objects,
     gateway_blocked,
     obsolete_objects,
+    workload_kinds,
 )
 from surge_operator.resources.deployment import manual_replicas
 from surge_operator.resources.jetstream import pipeline_config
@@ -133,14 +138,19 @@ def figures_from_deployment(obj: Mapping[str, Any], field_manager: str) -> Worke
     )
 
 
-async def apply_owned(deps: Deps, ctx: BuildContext, cs: ClusterState) -> int:
+async def apply_owned(
+    deps: Deps, ctx: BuildContext, cs: ClusterState, *, hold_workloads: bool = False
+) -> int:
     """Server-side apply every desired object; delete obsolete ones. Returns the number
-    of objects the API server actually changed (resourceVersion moved)."""
+    of objects the API server actually changed (resourceVersion moved). With
+    `hold_workloads` (a restore is pending) the Deployments are not created yet."""
     manager = deps.config.apply.field_manager
     scale_manager = deps.config.apply.scale_field_manager
     autoscaling = ctx.spec.autoscaling.enabled
     changed = 0
     for obj in desired_objects(ctx):
+        if hold_workloads and obj["kind"] in workload_kinds():
+            continue
         meta = obj["metadata"]
         is_workers = obj["kind"] == "Deployment" and meta["name"] == worker_name(ctx)
         if is_workers and autoscaling:
@@ -185,6 +195,10 @@ async def apply_owned(deps: Deps, ctx: BuildContext, cs: ClusterState) -> int:
     for ref in obsolete_objects(ctx):
         if await deps.kube.delete(ref):
             changed += 1
+    for ref in backups_switched_off(ctx, had_backups=cs.status.backup is not None):
+        await deps.kube.delete(ref)
+        cs.status = cs.status.model_copy(update={"backup": None})
+        changed += 1
     return changed
 
 
@@ -300,15 +314,25 @@ async def _reconcile_locked(
         if _changed(cs, update):  # report each new problem once, not on every retry
             fresh_errors.append(exc)
 
+    pending = restore_pending(spec, cs.status)
     try:
         await apply_managed_nats(deps, ctx, cs)
     except KubeApiError as exc:
         fail(exc, stream_failed(exc.reason, f"managed NATS: {exc.message}"))
 
     try:
-        changed = await apply_owned(deps, ctx, cs)
+        changed = await apply_owned(deps, ctx, cs, hold_workloads=pending)
         if changed:
             log.info("owned_objects_applied", changed=changed)
+        if pending:
+            restored = await restore_gate(deps, ctx, cs)
+            updates.append(restored)
+            if _changed(cs, restored):
+                kind = "Warning" if restored.reason == "RestoreFailed" else "Normal"
+                await emit(deps, ref, kind, restored.reason, restored.message)
+            pending = restored.status is not ConditionStatus.TRUE
+            if not pending:  # restored just now: the workers may start in this pass
+                await apply_owned(deps, ctx, cs)
     except KubeApiError as exc:
         fail(exc, workers_failed(exc.reason, exc.message))
 
@@ -317,7 +341,10 @@ async def _reconcile_locked(
         pipeline = pipeline_config(ctx.stream, spec, ctx.region)
     except ValueError as exc:  # surge_workers ConfigError (e.g. stream replicas 2)
         fail(InvalidSpecError(str(exc)), stream_failed(InvalidSpecError.reason, str(exc)))
-    if pipeline is not None:
+    if pending:
+        # The restore creates the streams itself; provisioning first would make it fail.
+        updates.append(stream_failed("WaitingForRestore", "the restore Job creates the streams"))
+    elif pipeline is not None:
         try:
             auth = await resolve_auth(deps, ctx)
             summary = await deps.js.provision(ctx.nats_url, auth, pipeline)
@@ -381,6 +408,12 @@ async def _reconcile_locked(
         }
     )
     await _flush(deps, cs, force=True)
+    if pending and not errors and spec.restore_from is not None:
+        what = f"{spec.restore_from.cluster}/{spec.restore_from.backup}"
+        seen = get_condition(cs.status.conditions, ConditionType.RESTORED)
+        if seen is not None and seen.reason == "RestoreFailed":
+            raise BackupError(f"restore of {what} failed: {seen.message}")
+        raise RestorePendingError(f"waiting for the restore of {what}")
     if not errors:
         cs.spec = spec
         cs.generation = generation

@@ -8,8 +8,9 @@ The operator, `surge demo` and the simulator all call `step` (through the driver
     plan, state = step(snapshot, config, state)      # every tick
 
 A plan says what to do and what to tell: the replicas to ask for, the degradation level
-to publish, the figures for status, the events to emit and, per priority, the wait a
-message arriving now is expected to see (published with the level, for clients).
+to publish, the figures for status, the events to emit and, per priority, the forecast
+of the wait a message arriving now will see (published with the level every tick, for
+the composer's promises to customers).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from types import MappingProxyType
 from typing import Any
 
 from surge_operator.api import Priority
+from surge_operator.forecast import forecast_of
 from surge_operator.policy.config import PolicyConfig
 from surge_operator.policy.select import Policy, SurgePolicy
-from surge_operator.policy.types import PRIORITY_ORDER, Decision, DegradationLevel, Snapshot
+from surge_operator.policy.types import Decision, DegradationLevel, Snapshot
+from surge_workers.eta import ClassForecast
 
 
 class EventKind(StrEnum):
@@ -76,9 +79,10 @@ class Plan:
     previous_level: DegradationLevel
     figures: StatusFigures
     events: tuple[EngineEvent, ...]
-    #: Seconds a message of each priority arriving now is expected to wait before a
-    #: handler starts it (None: capacity not measured yet).
-    expected_wait: Mapping[Priority, float | None]
+    #: Per priority, what the wait of a message arriving now is computed from (queue
+    #: ahead, capacity now and once started replicas are ready, share at this level):
+    #: published with the level every tick (`surge_operator.forecast`).
+    expected_wait: Mapping[Priority, ClassForecast]
 
     @property
     def replicas(self) -> int:
@@ -132,27 +136,11 @@ def step(snapshot: Snapshot, config: EngineConfig, state: EngineState) -> tuple[
         previous_level=state.level,
         figures=_figures(snapshot, decision),
         events=tuple(events),
-        expected_wait=expected_waits(snapshot, decision.service_rate),
+        expected_wait=forecast_of(snapshot, decision, config.policy, level=int(level))
+        if snapshot.priorities
+        else MappingProxyType({}),
     )
     return plan, EngineState(policy_state=policy_state, level=level)
-
-
-def expected_waits(
-    snapshot: Snapshot, service_rate: float | None
-) -> Mapping[Priority, float | None]:
-    """Queue ahead of a new message of each priority (its own class and every class
-    served before it) over the ready pool's capacity."""
-    ready = snapshot.ready_replicas
-    if service_rate is None or service_rate <= 0 or ready <= 0 or not snapshot.priorities:
-        return MappingProxyType(dict.fromkeys(PRIORITY_ORDER, None))
-    capacity = ready * service_rate
-    ahead = 0.0
-    out: dict[Priority, float | None] = {}
-    for priority in PRIORITY_ORDER:
-        metrics = snapshot.priorities.get(priority)
-        ahead += (metrics.backlog or 0) if metrics is not None else 0
-        out[priority] = ahead / capacity
-    return MappingProxyType(out)
 
 
 def _figures(snapshot: Snapshot, decision: Decision) -> StatusFigures:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from surge_operator.resources.backup import backup_cronjob_name, build_backup_cronjob
 from surge_operator.resources.config_map import build_config_map
 from surge_operator.resources.context import BuildContext, owner_reference
 from surge_operator.resources.deployment import build_worker_deployment
@@ -28,6 +29,7 @@ from surge_operator.resources.pdb import build_gateway_pdb, build_worker_pdb
 __all__ = [
     "BuildContext",
     "ObjectRef",
+    "backups_switched_off",
     "desired_objects",
     "gateway_blocked",
     "obsolete_objects",
@@ -81,7 +83,14 @@ def desired_objects(ctx: BuildContext) -> list[dict[str, Any]]:
         ]
     if ctx.owns_network_policy:
         objects.append(build_network_policy(ctx))
+    if ctx.spec.backup is not None:
+        objects.append(build_backup_cronjob(ctx))
     return objects
+
+
+def workload_kinds() -> frozenset[str]:
+    """Kinds whose pods process messages: held back while a restore is pending."""
+    return frozenset({"Deployment"})
 
 
 def obsolete_objects(ctx: BuildContext) -> list[ObjectRef]:
@@ -98,3 +107,10 @@ def obsolete_objects(ctx: BuildContext) -> list[ObjectRef]:
             ObjectRef("networking.k8s.io/v1", "NetworkPolicy", ctx.namespace, policy_name(ctx))
         )
     return out
+
+
+def backups_switched_off(ctx: BuildContext, had_backups: bool) -> list[ObjectRef]:
+    """The CronJob to delete when spec.backup was removed (status still shows backups)."""
+    if ctx.spec.backup is not None or not had_backups:
+        return []
+    return [ObjectRef("batch/v1", "CronJob", ctx.namespace, backup_cronjob_name(ctx.name))]

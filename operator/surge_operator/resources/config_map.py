@@ -45,6 +45,7 @@ def config_data(ctx: BuildContext) -> dict[str, str]:
         "SURGE_RATE_LIMIT": f"{spec.gateway.rate_limit_per_tenant:g}",
         # The gateway answers 413 for what the stream could never store.
         "SURGE_MAX_MSG_SIZE": str(spec.stream.max_msg_size),
+        "SURGE_TRANSCRIPT_TTL": str(spec.stream.transcript_ttl_seconds),
         "SURGE_LOG_FORMAT": "json",
     }
     creds = region.nats.credentials_secret

@@ -56,6 +56,7 @@ def pipeline_config(
         max_age=float(s.max_age_seconds),
         duplicate_window=float(min(s.duplicate_window_seconds, s.max_age_seconds)),
         max_msg_size=s.max_msg_size,
+        max_bytes=s.max_bytes if s.max_bytes is not None else -1,
         policies=policies,
     )
 

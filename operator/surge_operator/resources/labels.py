@@ -14,7 +14,7 @@ from typing import Literal
 from surge_operator import __version__
 from surge_operator.resources.context import BuildContext, owner_reference
 
-Component = Literal["worker", "gateway", "config", "identity", "network", "nats"]
+Component = Literal["worker", "gateway", "config", "identity", "network", "nats", "backup"]
 
 APP_NAME = "surge"
 MANAGED_BY = "surge-operator"

@@ -2,9 +2,10 @@
 
 Ingress: the gateway's HTTP port from anywhere (it authenticates tenants itself), the
 metrics port of both components from anywhere (Prometheus). Egress: DNS, the NATS ports
-named in the spec's region URLs, and the `spec.networkPolicy.extraEgress` rules a custom
-handler needs for its outbound calls; nothing else. `spec.networkPolicy.enabled: false`
-(or the chart's `dataPlane.networkPolicy.enabled: false`) removes the policy.
+named in the spec's region URLs, the S3 endpoint's port when backups go to S3, and the
+`spec.networkPolicy.extraEgress` rules a custom handler needs for its outbound calls;
+nothing else. `spec.networkPolicy.enabled: false` (or the chart's
+`dataPlane.networkPolicy.enabled: false`) removes the policy.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from surge_operator.resources.backup import target_port
 from surge_operator.resources.config_map import GATEWAY_PORT, METRICS_PORT
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.labels import label_value, metadata
@@ -31,6 +33,12 @@ def nats_ports(ctx: BuildContext) -> list[int]:
                 port = None
             ports.add(port or NATS_DEFAULT_PORT)
     return sorted(ports)
+
+
+def backup_ports(ctx: BuildContext) -> list[int]:
+    """The S3 endpoints' ports, for the backup and restore Jobs (PVC targets need none)."""
+    targets = [t.target for t in (ctx.spec.backup, ctx.spec.restore_from) if t is not None]
+    return sorted({p for p in (target_port(t) for t in targets) if p is not None})
 
 
 def policy_name(ctx: BuildContext) -> str:
@@ -58,6 +66,7 @@ def build_network_policy(ctx: BuildContext) -> dict[str, Any]:
             "egress": [
                 {"ports": [{"protocol": "UDP", "port": 53}, tcp(53)]},
                 {"ports": [tcp(p) for p in nats_ports(ctx)]},
+                *([{"ports": [tcp(p) for p in backup_ports(ctx)]}] if backup_ports(ctx) else []),
                 *(
                     rule.model_dump(by_alias=True, exclude_none=True)
                     for rule in ctx.spec.network_policy.extra_egress

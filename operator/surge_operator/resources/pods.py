@@ -109,7 +109,7 @@ def env(ctx: BuildContext, component: Component = "worker") -> list[dict[str, An
     for var in ctx.spec.workers.env:
         item: dict[str, Any] = {"name": var.name}
         if var.value_from is not None:
-            item["valueFrom"] = var.value_from
+            item["valueFrom"] = var.value_from.model_dump(by_alias=True, exclude_none=True)
         else:
             item["value"] = var.value or ""
         out = [e for e in out if e["name"] != var.name] + [item]

@@ -21,6 +21,7 @@ def test_versions_file_pins_every_component() -> None:
 
 def test_versions_parser_ignores_comments_and_quotes() -> None:
     text = '# c\nKUBERNETES_VERSION="v1.2.3"\nETCD_VERSION=v3\nKWOK_VERSION=v0\nHELM_VERSION=v4\n'
+    text += "COREDNS_VERSION=v1\nKUBE_ROUTER_VERSION=v2\n"
 
     assert parse_versions(text).kubernetes == "v1.2.3"
 

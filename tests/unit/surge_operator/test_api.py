@@ -37,7 +37,7 @@ def test_every_example_loads_through_the_models(path: Path) -> None:
         ("replicas-above-servers.yaml", "spec", "spec.stream.replicas (3) must not exceed"),
         (
             "env-secret-ref.yaml",
-            "spec.workers.env.0.valueFrom",
+            "spec.workers.env.0.valueFrom.secretKeyRef",
             "spec.workers.env[].valueFrom.secretKeyRef is not allowed",
         ),
     ],

@@ -6,15 +6,9 @@ import pytest
 
 from surge_operator.api import Priority
 from surge_operator.engine import Autoscaler, run_sync
+from surge_operator.forecast import forecast_of
 from surge_operator.policy import DegradationLevel, PolicyConfig, PriorityMetrics, Reason, Snapshot
-from surge_operator.policy.engine import (
-    EngineConfig,
-    EventKind,
-    Plan,
-    expected_waits,
-    initial_state,
-    step,
-)
+from surge_operator.policy.engine import EngineConfig, EventKind, Plan, initial_state, step
 from surge_operator.policy.select import KedaPolicy
 
 
@@ -59,7 +53,8 @@ async def test_a_surge_scales_the_target_and_publishes_degradation_when_maxed() 
 
     class Publisher:
         async def publish(self, plan: Plan) -> None:
-            published.append(plan.level)
+            if plan.level_changed:
+                published.append(plan.level)
 
     config = PolicyConfig().with_scaling(service_rate_hint=10.0, max_replicas=8, max_step=4)
     loop = Autoscaler(
@@ -109,16 +104,19 @@ def test_the_plan_carries_events_figures_and_expected_waits() -> None:
     assert plan.events[0].kind is EventKind.SCALED_UP
     assert plan.figures.backlog == 300
     assert plan.figures.desired_replicas == plan.replicas
-    # Each class waits for its own queue and every queue served before it.
-    waits = plan.expected_wait
-    assert waits[Priority.CRITICAL] is not None
-    assert waits[Priority.NORMAL] == pytest.approx(2 * waits[Priority.CRITICAL])  # type: ignore[operator]
-    assert waits[Priority.BULK] == pytest.approx(3 * waits[Priority.CRITICAL])  # type: ignore[operator]
+    # The forecast the composer promises waits from: the same as the operator publishes.
+    expected = forecast_of(_snap(1.0, backlog=100), plan.decision, config.policy, level=0)
+    assert dict(plan.expected_wait) == dict(expected)
+    assert set(plan.expected_wait) == set(Priority)
     assert state.level == plan.level
 
 
-def test_expected_waits_are_unknown_until_capacity_is() -> None:
-    assert set(expected_waits(_snap(1.0, backlog=5), None).values()) == {None}
+def test_a_plan_without_metrics_promises_nothing() -> None:
+    config = EngineConfig()
+    empty = Snapshot(at=1.0, observed_at=1.0, priorities={}, current_replicas=1, ready_replicas=1)
+    plan, _ = step(empty, config, initial_state(config))
+    assert not plan.expected_wait
+    assert plan.figures.backlog is None
 
 
 def test_the_decider_is_whatever_the_config_names() -> None:

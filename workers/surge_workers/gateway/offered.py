@@ -9,7 +9,13 @@ import socket
 import time
 from collections.abc import Callable
 
-from surge_workers.contract import OfferedCounts, degradation_bucket, encode_offered, offered_key
+from surge_workers.contract import (
+    OFFERED_TTL,
+    OfferedCounts,
+    degradation_bucket,
+    encode_offered,
+    offered_key,
+)
 from surge_workers.gateway.service import Gateway
 
 
@@ -58,8 +64,9 @@ class OfferedReporter:
         if js is None:
             return
         offered = OfferedCounts(at=self.wall_clock(), counts=dict(self.gateway.offered))
-        kv = await js.key_value(degradation_bucket(self.gateway.settings.pipeline.stream))
-        await kv.put(self.key, encode_offered(offered))
+        bucket = degradation_bucket(self.gateway.settings.pipeline.stream)
+        # A KV put with a per-message TTL (nats-py's kv.put has none): same subject.
+        await js.publish(f"$KV.{bucket}.{self.key}", encode_offered(offered), msg_ttl=OFFERED_TTL)
 
     async def run(self) -> None:
         log = self.gateway.log

@@ -93,6 +93,7 @@ class FakeJetStream:
         self.provisioned: list[PipelineConfig] = []
         self.deleted: list[str] = []
         self.levels: list[int] = []
+        self.forecasts: list[Any] = []
         self.sheddable: list[frozenset[str] | None] = []
         self.fail: SurgeError | None = None
 
@@ -122,6 +123,9 @@ class FakeJetStream:
     ) -> None:
         self.levels.append(level)
         self.sheddable.append(None if sheddable is None else frozenset(sheddable))
+
+    async def publish_forecast(self, url: str, auth: NatsAuth, stream: str, forecast: Any) -> None:
+        self.forecasts.append(forecast)
 
     async def jetstream(self, url: str, auth: NatsAuth) -> Any:
         raise AssertionError("not used by handlers directly")

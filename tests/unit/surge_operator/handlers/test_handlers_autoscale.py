@@ -167,3 +167,16 @@ async def test_switching_the_policy_starts_fresh_but_keeps_the_degradation_level
     await tick(deps, cs, 2)
     assert cs.scaling[0] == "keda"
     assert cs.status.degradation_level == 0  # KEDA never degrades
+
+
+async def test_the_expected_wait_is_published_every_tick_beside_the_level() -> None:
+    kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
+    deps, cs, clock = await _ready_cluster(kube, snaps, target)
+    for n in range(3):
+        snaps.next = snapshot(clock.t, backlog=40, rate=5.0, current=1)
+        await tick(deps, cs, n)
+        clock.t += 1
+    forecasts = deps.js.forecasts  # type: ignore[attr-defined]
+    assert len(forecasts) == 3  # every tick, not only when the level changes
+    assert all(f.level == cs.status.degradation_level for f in forecasts)
+    assert all(f.classes for f in forecasts)

@@ -146,6 +146,7 @@ def test_config_map_carries_the_data_plane_settings() -> None:
         "SURGE_HTTP_PORT": "8080",
         "SURGE_RATE_LIMIT": "500",
         "SURGE_MAX_MSG_SIZE": "65536",
+        "SURGE_TRANSCRIPT_TTL": "2592000",
         "SURGE_LOG_FORMAT": "json",
     }
 

@@ -1,0 +1,64 @@
+"""`surge drain-region` on real nats-servers: draining the healthy active region moves
+traffic to the standby by the normal promotion path, and a drained standby is never a
+target, even when the active region dies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from tests.fixtures.nats_regions import Regions, running_regions
+from tests.integration.failover_support import CONFIG, PIPELINE, controller_for
+
+from surge_workers import provision
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(60)]
+
+
+@pytest.fixture
+def regions(tmp_path: Path) -> Iterator[Regions]:
+    with running_regions(["east", "west"], tmp_path / "regions") as regions:
+        yield regions
+
+
+async def provisioned(regions: Regions) -> None:
+    client = await nats.connect(regions.servers["east"].url, allow_reconnect=False)
+    try:
+        await provision.provision_pipeline(client.jetstream(timeout=2.0), PIPELINE)
+    finally:
+        await client.close()
+
+
+async def test_draining_the_healthy_active_region_promotes_the_standby(regions: Regions) -> None:
+    await provisioned(regions)
+    controller = controller_for(regions)
+    assert (await controller.tick()).active_region == "east"
+    moved = None
+    for _ in range(CONFIG.failure_threshold + 5):
+        outcome = await controller.tick(drained=frozenset({"east"}))
+        assert outcome.error is None, outcome.error
+        if outcome.moved:
+            moved = outcome
+            break
+        await asyncio.sleep(CONFIG.probe_interval)
+    assert moved is not None, "draining the active region never moved traffic"
+    assert moved.active_region == "west"
+    # While drained, a failback request does not bring traffic back.
+    for _ in range(3):
+        again = await controller.tick(failback_requested=True, drained=frozenset({"east"}))
+        assert again.active_region == "west"
+
+
+async def test_a_drained_standby_is_never_promoted(regions: Regions) -> None:
+    await provisioned(regions)
+    controller = controller_for(regions)
+    await controller.tick()
+    regions.servers["east"].kill()
+    for _ in range(CONFIG.failure_threshold + 2):
+        outcome = await controller.tick(drained=frozenset({"west"}))
+        assert not outcome.moved
+        await asyncio.sleep(CONFIG.probe_interval)
+    assert outcome.active_region == "east"

@@ -1,0 +1,90 @@
+"""The backup CronJob, the restore Job and the NetworkPolicy's S3 egress, as dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from builder_support import MINIMAL, make_ctx
+
+from surge_operator.resources import desired_objects
+from surge_operator.resources.backup import build_backup_cronjob, build_restore_job
+from surge_operator.resources.network_policy import build_network_policy
+
+S3 = {
+    "s3": {
+        "endpoint": "https://s3.example.test:9443",
+        "bucket": "surge-backups",
+        "prefix": "prod",
+        "credentials": {"secretName": "s3-keys"},
+    }
+}
+WITH_BACKUP: dict[str, Any] = {**MINIMAL, "backup": {"schedule": "0 */6 * * *", "target": S3}}
+WITH_PVC_RESTORE: dict[str, Any] = {
+    **MINIMAL,
+    "restoreFrom": {"target": {"pvc": {"claimName": "backups"}}, "cluster": "team-a/old"},
+}
+
+
+def _container(pod: dict[str, Any]) -> dict[str, Any]:
+    containers = pod["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def test_the_cronjob_runs_the_backup_command_on_the_schedule_without_overlap() -> None:
+    cron = build_backup_cronjob(make_ctx(WITH_BACKUP))
+    assert cron["spec"]["schedule"] == "0 */6 * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] >= 1
+    pod = job["template"]
+    assert pod["spec"]["restartPolicy"] == "Never"
+    args = _container(pod)["args"]
+    assert args[:2] == ["backup", "run"]
+    assert "--target=s3://surge-backups/prod" in args
+    assert "--cluster=team-a/support" in args
+    assert "--keep=7" in args
+
+
+def test_s3_keys_come_only_from_the_named_secret_and_never_as_literals() -> None:
+    pod = build_backup_cronjob(make_ctx(WITH_BACKUP))["spec"]["jobTemplate"]["spec"]["template"]
+    env = {e["name"]: e for e in _container(pod)["env"]}
+    for name, key in (
+        ("SURGE_S3_ACCESS_KEY_ID", "accessKeyId"),
+        ("SURGE_S3_SECRET_ACCESS_KEY", "secretAccessKey"),
+    ):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "s3-keys", "key": key}
+        assert "value" not in env[name]
+    assert env["SURGE_S3_ENDPOINT"]["value"] == "https://s3.example.test:9443"
+
+
+def test_backup_pods_are_hardened_like_every_surge_pod() -> None:
+    pod = build_backup_cronjob(make_ctx(WITH_BACKUP))["spec"]["jobTemplate"]["spec"]["template"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert _container(pod)["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_a_pvc_target_is_mounted_and_given_as_a_directory() -> None:
+    job = build_restore_job(make_ctx(WITH_PVC_RESTORE))
+    pod = job["spec"]["template"]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["backup"]["persistentVolumeClaim"] == {"claimName": "backups"}
+    mounts = {m["name"]: m["mountPath"] for m in _container(pod)["volumeMounts"]}
+    assert mounts["backup"] == "/backup"
+    assert "--from=dir:/backup/team-a/old/latest" in _container(pod)["args"]
+
+
+def test_the_cronjob_exists_only_with_spec_backup() -> None:
+    assert "CronJob" not in {o["kind"] for o in desired_objects(make_ctx())}
+    assert "CronJob" in {o["kind"] for o in desired_objects(make_ctx(WITH_BACKUP))}
+
+
+def test_the_network_policy_lets_backup_pods_reach_the_s3_port_only_when_needed() -> None:
+    def ports(spec: dict[str, Any] | None) -> set[int]:
+        egress = build_network_policy(make_ctx(spec))["spec"]["egress"]
+        return {p["port"] for rule in egress for p in rule["ports"]}
+
+    assert 9443 in ports(WITH_BACKUP)
+    assert 9443 not in ports(None)
+    assert ports(WITH_PVC_RESTORE) == ports(None)

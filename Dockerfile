@@ -39,10 +39,16 @@ RUN if [ -n "$BUILD_CA_BUNDLE" ]; then export PIP_CERT="$BUILD_CA_BUNDLE"; fi \
 
 FROM ${BASE}
 COPY --from=build /opt/surge /opt/surge
+# uid 65532 needs a name: kopf derives its peering identity from getpass.getuser(), which
+# fails ("uid not found") without a passwd entry. USER covers pods run under another uid.
+RUN echo 'surge:x:65532:65532:surge:/tmp:/usr/sbin/nologin' >> /etc/passwd \
+ && echo 'surge:x:65532:' >> /etc/group
 ENV PATH=/opt/surge/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    SURGE_LOG_FORMAT=json
+    SURGE_LOG_FORMAT=json \
+    USER=surge \
+    HOME=/tmp
 USER 65532:65532
 WORKDIR /tmp
 ENTRYPOINT []

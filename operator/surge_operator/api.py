@@ -108,6 +108,7 @@ class ConditionType(StrEnum):
     SCALING = "Scaling"
     DEGRADED = "Degraded"
     FAILED_OVER = "FailedOver"
+    NATS_READY = "NatsReady"
     BACKED_UP = "BackedUp"
     RESTORED = "Restored"
 
@@ -198,7 +199,12 @@ class ManagedNats(_Model):
         default=None, description="Certificates; with nats.tls and no Secret the operator's CA."
     )
     metrics: bool = Field(
-        default=True, description="Run prometheus-nats-exporter beside each server."
+        default=True, description="Run surge-nats-exporter beside each server (Prometheus)."
+    )
+    template: PodTemplate | None = Field(
+        default=None,
+        description="Server pod overrides (same fields as workers.template; over the chart's "
+        "dataPlane.podTemplate, whose resources do not apply to NATS servers).",
     )
 
 

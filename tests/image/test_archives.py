@@ -93,6 +93,9 @@ def test_surge_image_is_tagged_and_runs_as_the_non_root_user(surge: Image) -> No
     assert config["Cmd"] == ["surge-operator"]
     assert "/opt/surge/bin" in next(e for e in config["Env"] if e.startswith("PATH="))
     assert "PYTHONDONTWRITEBYTECODE=1" in config["Env"], "nothing to write on a read-only root"
+    # kopf names its peering identity after the user: uid 65532 must have a name.
+    assert "surge:x:65532:65532:" in surge.file("etc/passwd").decode()
+    assert "USER=surge" in config["Env"]
 
 
 def test_surge_image_holds_every_entry_point_and_only_runtime_dependencies(surge: Image) -> None:

@@ -191,8 +191,9 @@ base_rootfs() { # base_rootfs DIR MIRROR
 }
 
 # Every entry point's imports work as the non-root user, before any cluster sees the image.
-SMOKE='import os, surge_operator.run, surge_workers.cli, kopf, kubernetes.config, nats
-assert os.getuid() == 65532, os.getuid()'
+SMOKE='import getpass, os, pwd, surge_operator.run, surge_workers.cli, kopf, kubernetes.config, nats
+assert os.getuid() == 65532, os.getuid()
+assert pwd.getpwuid(65532).pw_name == getpass.getuser() == "surge"'
 smoke_test() { # smoke_test NAME:TAG
   if [[ "$builder" == docker ]]; then
     docker run --rm --read-only --user 65532:65532 "$1" python3 -c "$SMOKE"

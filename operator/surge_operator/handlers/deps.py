@@ -21,6 +21,7 @@ from surge_operator.jetstream import JetStreamOps, NatsAuth
 from surge_operator.kube import ClusterObject, KubeApi
 from surge_operator.leader import Leadership, Unfenced
 from surge_operator.metrics import OperatorMetrics
+from surge_operator.natsops.admin import NatsAdmin
 from surge_operator.settings import OperatorConfig
 from surge_workers.pipeline import PipelineConfig
 
@@ -62,5 +63,7 @@ class Deps:
     now: Callable[[], datetime] = _utcnow
     monotonic: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
+    #: system-account operations on managed NATS (None: the NATS step is skipped)
+    nats_admin: NatsAdmin | None = None
     #: The Lease (fenced leadership): destructive NATS actions run only while it holds.
     leadership: Leadership = field(default_factory=Unfenced)

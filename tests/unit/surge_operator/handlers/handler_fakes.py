@@ -74,6 +74,15 @@ class FakeKube:
     async def clear_annotation(self, cluster: ClusterObject, key: str) -> None:
         self.cleared.append(key)
 
+    async def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
+        return [
+            copy.deepcopy(obj)
+            for (kind, ns, _), obj in sorted(self.objects.items())
+            if kind == "Pod"
+            and ns == namespace
+            and selector.items() <= (obj["metadata"].get("labels") or {}).items()
+        ]
+
     def reasons(self) -> list[str]:
         return [reason for _, reason, _ in self.events]
 

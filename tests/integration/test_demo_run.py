@@ -58,6 +58,12 @@ def test_short_demo_processes_everything_it_sent(tmp_path: Path) -> None:
     assert summary["processed"] == summary["sent"]
     assert summary["lost"] == 0
     assert summary["reaction_s"] is not None
+    # The composer's contract: every conversation's first message is answered
+    # (acknowledgement, or at level >= 2 for bulk the notice), and the prediction is judged.
+    assert summary["conversations"] > 0
+    assert summary["replies_sent"] >= summary["conversations"]
+    assert "eta_error_median" in summary
+    assert summary["eta_error"]["all"]["n"] > 0
     assert summary["reaction_s"] <= 3.0
     assert summary["max_replicas"] > 1
     assert set(summary["p95_wait_s"]) == {"critical", "normal", "bulk"}

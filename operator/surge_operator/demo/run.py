@@ -376,7 +376,8 @@ def print_goals(summary: DemoSummary, console: Console, honesty: Honesty | None 
     if honesty is not None:
         for sample in worst(honesty.samples):
             console.print(
-                f"  worst: {sample.priority} {sample.msg_id} predicted {sample.predicted:.2f} s,"
+                f"  worst: {sample.priority} {sample.msg_id} at position {sample.position}:"
+                f" predicted {sample.predicted:.2f} s,"
                 f" waited {sample.actual:.2f} s (error {sample.error:.2f})"
             )
 

@@ -1,7 +1,8 @@
 """The `surge` command line: parse arguments, call library code, render output. No logic here.
 
 Local commands (demo, simulate, load, bench, crds) live here; the commands that talk to a
-cluster (status, failback, drain-region, check-install) in `cli_cluster`. Exit codes are
+cluster (status, failback, drain-region, check-install) in `cli_cluster`, the dead-letter
+commands (`dlq list|replay`, talking to NATS) in `cli_dlq`. Exit codes are
 the same everywhere: 0 ok, 1 failure, 2 usage.
 
 Each command imports its implementation lazily so `surge --help` stays fast and the
@@ -19,6 +20,7 @@ from surge_operator import __version__
 from surge_operator.backup.cli import backup_app, bench_backup
 from surge_operator.backup.cli import restore as backup_restore
 from surge_operator.cli_cluster import register as register_cluster_commands
+from surge_operator.cli_dlq import dlq_app
 
 app = typer.Typer(
     name="surge",
@@ -34,6 +36,7 @@ app.add_typer(backup_app, name="backup")
 app.command("restore")(backup_restore)
 bench_app.command("backup")(bench_backup)
 register_cluster_commands(app)
+app.add_typer(dlq_app, name="dlq")
 
 
 def _version(value: bool) -> None:
@@ -154,6 +157,22 @@ def bench_operator(
     typer.echo(render(result, as_json))
     if not result.passed:
         raise typer.Exit(1)
+
+
+@bench_app.command("nats")
+def bench_nats(
+    messages: Annotated[int, typer.Option("--messages", min=100, help="Per run.")] = 20_000,
+    size: Annotated[int, typer.Option("--size", min=16, help="Message bytes.")] = 1024,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Runs per figure.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """fsync always vs lazy and R3 vs R1 with `nats bench`; Surge end to end as a fraction."""
+    import json as _json
+
+    from surge_operator.bench_nats import render, run_bench
+
+    result = run_bench(messages=messages, size=size, rounds=rounds)
+    typer.echo(_json.dumps(result.as_dict(), indent=2) if as_json else render(result))
 
 
 @bench_app.command("dataplane")

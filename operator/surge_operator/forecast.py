@@ -3,8 +3,9 @@
 Published beside the degradation level (key ``eta`` of the degradation bucket) by the
 operator's tick and by `surge demo`, read by the composer to tell each new conversation
 how long it should wait. The model (:mod:`surge_workers.eta`): the pool serves at the
-measured per-replica service rate times the ready replicas, and at the decided replica
-count once the replicas being started are ready (after ``pod_startup_s``); classes are
+measured per-replica service rate times the ready replicas, and at the replica count the
+loop is heading for (the model's unbounded demand within min/max) once it has stepped
+there and those replicas started (``max_step`` per tick, ``pod_startup_s``); classes are
 served in priority order, so a class waits for the backlog of every class before it and
 loses the capacity that the classes before it keep arriving with; the level caps each
 class's share of the pool (0: not served, no promise).
@@ -12,10 +13,13 @@ class's share of the pool (0: not served, no promise).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 from surge_operator.policy.config import PolicyConfig
 from surge_operator.policy.types import Decision, Snapshot
 from surge_workers import contract
-from surge_workers.eta import Forecast, forecast_classes
+from surge_workers.eta import ClassForecast, Forecast, forecast_classes
 
 
 def wait_forecast(
@@ -28,11 +32,30 @@ def wait_forecast(
 ) -> Forecast:
     """The forecast to publish at wall-clock ``at`` (unix seconds); ``level`` is the level
     actually published (the decision's unless degradation is disabled)."""
-    per_replica = decision.service_rate or config.scaling.service_rate_hint or 0.0
-    ready = max(0, snapshot.ready_replicas)
-    starting = decision.replicas > ready
     published = int(decision.degradation_level) if level is None else level
-    level_now = contract.DegradationLevel(published)
+    return Forecast(
+        at=at,
+        level=published,
+        classes=forecast_of(snapshot, decision, config, level=published),
+    )
+
+
+def forecast_of(
+    snapshot: Snapshot, decision: Decision, config: PolicyConfig, *, level: int
+) -> Mapping[contract.Priority, ClassForecast]:
+    """Per priority, what a new message's wait is computed from (the engine's plan
+    carries it; publishers stamp it with their wall clock)."""
+
+    scaling = config.scaling
+    per_replica = decision.service_rate or scaling.service_rate_hint or 0.0
+    ready = max(0, snapshot.ready_replicas)
+    # Where the loop is heading, not just this tick's step: the model's own replica count
+    # (bounded), reached max_step replicas per tick, each ready after pod_startup_s.
+    heading = scaling.bounded(max(decision.replicas, math.ceil(decision.unbounded_replicas)))
+    starting = heading > ready
+    steps = math.ceil((heading - ready) / scaling.max_step) if starting else 0
+    later_in_s = (steps - 1) * scaling.tick_s + scaling.pod_startup_s if starting else 0.0
+    level_now = contract.DegradationLevel(level)
     sheddable = frozenset(contract.Priority(p.value) for p in config.degradation.sheddable)
     backlog: dict[contract.Priority, int] = {}
     rates: dict[contract.Priority, float] = {}
@@ -40,12 +63,11 @@ def wait_forecast(
         key = contract.Priority(priority.value)
         backlog[key] = metrics.backlog or 0
         rates[key] = metrics.arrival_rate or 0.0
-    classes = forecast_classes(
+    return forecast_classes(
         backlog=backlog,
         arrival_rate=rates,
         capacity=per_replica * ready,
-        capacity_later=per_replica * decision.replicas if starting else 0.0,
-        later_in_s=config.scaling.pod_startup_s if starting else 0.0,
+        capacity_later=per_replica * heading if starting else 0.0,
+        later_in_s=later_in_s,
         shares={p: contract.worker_share(level_now, p, sheddable) for p in contract.PRIORITIES},
     )
-    return Forecast(at=at, level=published, classes=classes)

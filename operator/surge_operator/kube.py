@@ -44,6 +44,7 @@ _PLURALS: dict[tuple[str, str], str] = {
     ("v1", "Event"): "events",
     ("v1", "Pod"): "pods",
     ("apps/v1", "Deployment"): "deployments",
+    ("apps/v1", "StatefulSet"): "statefulsets",
     ("rbac.authorization.k8s.io/v1", "Role"): "roles",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
@@ -104,6 +105,10 @@ class KubeApi(Protocol):
     ) -> None: ...
 
     async def clear_annotation(self, cluster: ClusterObject, key: str) -> None: ...
+
+    async def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Pods matching every label of `selector` (managed NATS servers)."""
+        ...
 
 
 class HttpKubeApi:
@@ -214,6 +219,12 @@ class HttpKubeApi:
             return await self._request("GET", object_path(api_version, kind, namespace, name))
         except KubeNotFoundError:
             return None
+
+    async def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        path = object_path("v1", "Pod", namespace)
+        result = await self._request("GET", path, params={"labelSelector": labels})
+        return list((result or {}).get("items") or [])
 
     async def delete(self, ref: ObjectRef) -> bool:
         path = object_path(ref.api_version, ref.kind, ref.namespace, ref.name)

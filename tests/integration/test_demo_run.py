@@ -14,14 +14,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _demo_workers_alive() -> list[int]:
-    """Pids of processes whose environment says they are a demo worker."""
+    """Pids of processes whose environment says they are a demo worker of this checkout
+    (other checkouts on a shared machine may run demos of their own)."""
+    venv = str(Path(sys.executable).parent).encode()
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             environ = (proc / "environ").read_bytes()
+            cmdline = (proc / "cmdline").read_bytes()
         except OSError:
+            continue
+        if venv not in cmdline:
             continue
         if b"SURGE_STREAM=SURGE_DEMO\0" in environ and b"SURGE_COMPLETIONS=true" in environ:
             pids.append(int(proc.name))
@@ -58,6 +63,12 @@ def test_short_demo_processes_everything_it_sent(tmp_path: Path) -> None:
     assert summary["processed"] == summary["sent"]
     assert summary["lost"] == 0
     assert summary["reaction_s"] is not None
+    # The composer's contract: every conversation's first message is answered
+    # (acknowledgement, or at level >= 2 for bulk the notice), and the prediction is judged.
+    assert summary["conversations"] > 0
+    assert summary["replies_sent"] >= summary["conversations"]
+    assert "eta_error_median" in summary
+    assert summary["eta_error"]["all"]["n"] > 0
     assert summary["reaction_s"] <= 3.0
     assert summary["max_replicas"] > 1
     assert set(summary["p95_wait_s"]) == {"critical", "normal", "bulk"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from typing import Any
 
 import nats.errors
@@ -109,12 +110,36 @@ async def _start_when_consumers_exist(worker: Worker, stop: asyncio.Event, log: 
     return False
 
 
-def mean_handling_seconds(metrics: WorkerMetrics, priority: Priority) -> float:
-    """This worker's mean handler time for a priority so far (0 before the first)."""
-    labels = {"priority": priority.value}
-    total = metrics.registry.get_sample_value("surge_worker_handling_seconds_sum", labels)
-    count = metrics.registry.get_sample_value("surge_worker_handling_seconds_count", labels)
-    return total / count if total is not None and count else 0.0
+class RecentHandling:
+    """Mean handler time per priority over the last few seconds (what a message arriving
+    now will take), from the worker's own handling histogram: the mean since start would
+    carry the slow minutes of a past surge into every later promise."""
+
+    def __init__(self, metrics: WorkerMetrics, window_s: float = 5.0, min_samples: int = 5):
+        self.metrics = metrics
+        self.window_s = window_s
+        self.min_samples = min_samples
+        self._last: dict[Priority, tuple[float, float, float]] = {}  # at, sum, count
+        self._mean: dict[Priority, float] = {}
+
+    def _totals(self, priority: Priority) -> tuple[float, float]:
+        labels = {"priority": priority.value}
+        registry = self.metrics.registry
+        total = registry.get_sample_value("surge_worker_handling_seconds_sum", labels) or 0.0
+        count = registry.get_sample_value("surge_worker_handling_seconds_count", labels) or 0.0
+        return total, count
+
+    def __call__(self, priority: Priority) -> float:
+        now = time.monotonic()
+        total, count = self._totals(priority)
+        last = self._last.get(priority)
+        if last is None:
+            self._last[priority] = (now, total, count)
+            self._mean[priority] = total / count if count else 0.0
+        elif now - last[0] >= self.window_s and count - last[2] >= self.min_samples:
+            self._mean[priority] = (total - last[1]) / (count - last[2])
+            self._last[priority] = (now, total, count)
+        return self._mean.get(priority, 0.0)
 
 
 def intake_stage(
@@ -137,7 +162,7 @@ def intake_stage(
         TemplateStore(settings.templates_dir, log=log),
         log=log,
         state=lambda: watcher.state,
-        service_time=lambda p: mean_handling_seconds(worker.metrics, p),
+        service_time=RecentHandling(worker.metrics),
         route=route_message,
         on_reply=metrics.replied,
     )

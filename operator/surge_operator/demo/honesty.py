@@ -34,6 +34,7 @@ class Sample:
     predicted: float
     actual: float
     msg_id: str
+    position: int | None = None
 
     @property
     def error(self) -> float:
@@ -155,6 +156,7 @@ async def measure(js: JetStreamContext, stream: str) -> Honesty:
                 predicted=reply.expected_wait_s,
                 actual=entry.stored_at - enqueued,
                 msg_id=reply.in_reply_to,
+                position=reply.position,
             )
         )
     return honesty

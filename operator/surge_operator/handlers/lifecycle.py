@@ -29,14 +29,23 @@ from surge_operator.handlers.autoscale import tick
 from surge_operator.handlers.backup import BACKUP_TICK, backup_tick
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.failover import failover_tick, multi_region
-from surge_operator.handlers.reconcile import emit, figures_from_deployment, finalize, reconcile
+from surge_operator.handlers.nats_ops import NATS_TICK_SECONDS, nats_tick
+from surge_operator.handlers.reconcile import (
+    _flush,
+    build_context,
+    emit,
+    figures_from_deployment,
+    finalize,
+    reconcile,
+)
 from surge_operator.handlers.state import WorkerFigures
 from surge_operator.jetstream import NatsJetStreamOps, NatsPool
 from surge_operator.kube import ClusterObject, HttpKubeApi
-from surge_operator.kube_scale import KubeScaleTarget
+from surge_operator.kube_scale import KubeScaleTarget, Observed
 from surge_operator.leader import Unfenced
 from surge_operator.logs import bound_cluster, get_logger
 from surge_operator.metrics import OperatorMetrics
+from surge_operator.natsops.admin import PooledNatsAdmin
 from surge_operator.resources.labels import MANAGED_BY
 from surge_operator.settings import OperatorConfig
 from surge_operator.snapshots import JetStreamSnapshots
@@ -106,12 +115,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     pool = NatsPool(connect_timeout=config.nats.connect_timeout_seconds)
     js = NatsJetStreamOps(pool)
 
-    def scale_target(ref: ClusterObject, deployment: str) -> KubeScaleTarget:
+    def scale_target(ref: ClusterObject, deployment: str, observed: Observed) -> KubeScaleTarget:
         return KubeScaleTarget(
             kube,
             namespace=ref.namespace,
             deployment=deployment,
             field_manager=config.apply.scale_field_manager,
+            observed=observed,
         )
 
     memo["pool"] = pool
@@ -121,6 +131,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         js=js,
         snapshots=JetStreamSnapshots(js),
         scale_target=scale_target,
+        nats_admin=PooledNatsAdmin(pool),
         leadership=memo.get("leadership") or Unfenced(),
         metrics=metrics,
     )
@@ -259,6 +270,31 @@ async def failover_loop(
                     except Exception as exc:  # probes must never kill the loop
                         log.exception("failover_tick_failed", error=str(exc))
         await stopped.wait(period)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, id="nats-operations", cancellation_timeout=5)
+async def nats_operations(
+    stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """Managed NATS: reload, roll, scale one safe step at a time (handlers/nats_ops.py).
+    Acts only while the Lease holds; idle for clusters without a managed region."""
+    deps = deps_of(memo)
+    ref = cluster_ref(body)
+    await stopped.wait(random.uniform(0, NATS_TICK_SECONDS))
+    while not stopped:
+        cs = deps.registry.get(ref.uid)
+        spec = cs.spec if cs is not None else None
+        if cs is not None and spec is not None and any(r.nats.managed for r in spec.regions):
+            with bound_cluster(ref.namespace, ref.name):
+                if not deps.leadership.holds():
+                    log.warning("nats_operations_paused_not_leader")
+                else:
+                    try:
+                        await nats_tick(deps, cs, build_context(deps, ref, spec, cs.status))
+                        await _flush(deps, cs)
+                    except Exception as exc:  # operations must never kill the loop
+                        log.exception("nats_tick_failed", error=str(exc))
+        await stopped.wait(NATS_TICK_SECONDS)
 
 
 async def _resync(deps: Deps, ref: ClusterObject, body: kopf.Body) -> None:

@@ -22,6 +22,7 @@ from surge_operator.resources.nats.credentials import (
     credentials_secret_name,
     passwords_from_secrets,
 )
+from surge_operator.resources.nats.names import nats_name
 from surge_operator.resources.nats.objects import desired_nats_objects
 from surge_operator.resources.nats.tls import (
     CA_KEY,
@@ -95,8 +96,17 @@ async def apply_managed_nats(deps: Deps, ctx: BuildContext, cs: ClusterState) ->
     await ensure_certificates(deps, ctx)
     manager = deps.config.apply.field_manager
     passwords = await load_passwords(deps, ctx)
+    # An existing StatefulSet keeps its server count: nats_ops moves it one safe step at
+    # a time (scale-in needs peer removal and current streams between steps).
+    replicas: dict[str, int] = {}
+    for region in managed_regions(ctx):
+        sts = await deps.kube.get(
+            "apps/v1", "StatefulSet", ctx.namespace, nats_name(ctx.name, region.name)
+        )
+        if sts is not None and (sts.get("spec") or {}).get("replicas") is not None:
+            replicas[region.name] = int(sts["spec"]["replicas"])
     changed = 0
-    for obj in desired_nats_objects(ctx, passwords):
+    for obj in desired_nats_objects(ctx, passwords, replicas):
         result = await deps.kube.apply(obj, field_manager=manager)
         key = (obj["kind"], obj["metadata"]["name"])
         rv = (result.get("metadata") or {}).get("resourceVersion")

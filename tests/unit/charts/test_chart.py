@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from surge_cluster.versions import bin_dir
 from surge_operator.metrics import OperatorMetrics
 from surge_workers.metrics import GatewayMetrics, WorkerMetrics
+from surge_workers.reply_metrics import ComposerMetrics, SseMetrics
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "surge"
@@ -24,11 +25,10 @@ CHART = ROOT / "charts" / "surge"
 
 def exported_metric_names() -> set[str]:
     names: set[str] = set()
-    registries: list[CollectorRegistry] = [
-        OperatorMetrics().registry,
-        WorkerMetrics().registry,
-        GatewayMetrics().registry,
-    ]
+    worker, gateway = WorkerMetrics().registry, GatewayMetrics().registry
+    ComposerMetrics(worker)
+    SseMetrics(gateway)
+    registries: list[CollectorRegistry] = [OperatorMetrics().registry, worker, gateway]
     # Derive series names from the family type: labelled families without children yet
     # have no samples to read names from.
     suffixes = {
@@ -58,7 +58,8 @@ def test_dashboard_and_alerts_reference_only_exported_metrics() -> None:
 def test_dashboard_is_valid_json_with_the_promised_panels() -> None:
     dashboard = json.loads((CHART / "dashboards" / "surge.json").read_text())
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for word in ("throughput", "wait", "error", "queue depth", "workers", "degradation", "region"):
+    promised = ("throughput", "wait", "error", "queue depth", "workers", "degradation", "region")
+    for word in (*promised, "replies sent", "(sse) clients", "expected-wait error"):
         assert word in titles
 
 

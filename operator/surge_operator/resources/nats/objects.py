@@ -9,6 +9,7 @@ Service before the StatefulSet that names it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from surge_operator.resources.context import BuildContext
@@ -16,6 +17,7 @@ from surge_operator.resources.nats.accounts import Role
 from surge_operator.resources.nats.config import (
     Passwords,
     build_config_secret,
+    config_digest,
     managed_regions,
 )
 from surge_operator.resources.nats.credentials import build_credentials_secret
@@ -26,7 +28,11 @@ from surge_operator.resources.nats.statefulset import build_statefulset
 __all__ = ["Passwords", "desired_nats_objects", "managed_regions"]
 
 
-def desired_nats_objects(ctx: BuildContext, passwords: Passwords) -> list[dict[str, Any]]:
+def desired_nats_objects(
+    ctx: BuildContext, passwords: Passwords, replicas: Mapping[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """`replicas`: per region, the server count the scaling steps reached (an existing
+    StatefulSet keeps its count; `natsops` moves it one safe step at a time)."""
     regions = managed_regions(ctx)
     if not regions:
         return []
@@ -36,7 +42,12 @@ def desired_nats_objects(ctx: BuildContext, passwords: Passwords) -> list[dict[s
             build_config_secret(ctx, region, passwords),
             build_headless_service(ctx, region),
             build_client_service(ctx, region),
-            build_statefulset(ctx, region),
+            build_statefulset(
+                ctx,
+                region,
+                replicas=(replicas or {}).get(region.name),
+                config_hash=config_digest(ctx, region, passwords),
+            ),
             build_nats_pdb(ctx, region),
         ]
     return objects

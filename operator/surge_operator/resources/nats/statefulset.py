@@ -46,6 +46,7 @@ from surge_operator.resources.nats.names import (
 )
 from surge_operator.resources.nats.services import nats_selector
 from surge_operator.resources.nats.tls import client_tls_secret, route_tls_secret
+from surge_operator.resources.overrides import apply_overrides, merge_templates
 from surge_operator.resources.pods import container_security_context, pod_security_context
 
 ZONE_KEY = "topology.kubernetes.io/zone"
@@ -133,7 +134,26 @@ def _volume_claim(managed: ManagedNats) -> dict[str, Any]:
     return {"metadata": {"name": "data"}, "spec": spec}
 
 
-def build_statefulset(ctx: BuildContext, region: Region) -> dict[str, Any]:
+CONFIG_HASH_ANNOTATION = "surge.dev/nats-config-hash"
+
+
+def _overrides(ctx: BuildContext, managed: ManagedNats) -> dict[str, Any]:
+    override = merge_templates(ctx.pod_defaults, managed.template)
+    if managed.template is None or managed.template.resources is None:
+        override.pop("resources", None)  # the data plane's sizes are not a server's
+    return override
+
+
+def build_statefulset(
+    ctx: BuildContext,
+    region: Region,
+    *,
+    replicas: int | None = None,
+    config_hash: str | None = None,
+) -> dict[str, Any]:
+    """`replicas`: the count the operator's scaling steps have reached (default: the
+    spec's); `config_hash`: the rendered configuration's digest, on the StatefulSet's own
+    metadata (not the pod template: a configuration change is reloaded, not rolled)."""
     managed = region.nats.managed
     if managed is None:
         raise ValueError(f"region {region.name} is not managed")
@@ -143,7 +163,7 @@ def build_statefulset(ctx: BuildContext, region: Region) -> dict[str, Any]:
     if managed.metrics:
         containers.append(exporter_container(image))
     selector = nats_selector(ctx, region)
-    template = {
+    template: dict[str, Any] = {
         "metadata": {
             "labels": {**pod_labels(ctx, "nats"), **selector},
             "annotations": scrape_annotations(managed),
@@ -179,15 +199,18 @@ def build_statefulset(ctx: BuildContext, region: Region) -> dict[str, Any]:
             "volumes": _volumes(ctx, region, tls),
         },
     }
+    template = apply_overrides(template, _overrides(ctx, managed), selector=selector)
     meta = metadata(ctx, nats_name(ctx.name, region.name), "nats")
     meta["labels"] = {**meta["labels"], REGION_LABEL: region.name}  # type: ignore[dict-item]
+    if config_hash is not None:
+        meta["annotations"] = {CONFIG_HASH_ANNOTATION: config_hash}
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": meta,
         "spec": {
             "serviceName": headless_name(ctx.name, region.name),
-            "replicas": managed.servers,
+            "replicas": managed.servers if replicas is None else replicas,
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "OnDelete"},
             "persistentVolumeClaimRetentionPolicy": {

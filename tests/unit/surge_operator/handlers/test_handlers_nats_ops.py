@@ -1,0 +1,122 @@
+"""The managed-NATS operations tick against fakes: one safe step, and the condition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handler_fakes import REF, FakeJetStream, FakeKube, make_deps
+
+from surge_operator.api import ConditionStatus, ConditionType, parse_spec
+from surge_operator.handlers.nats_ops import nats_tick
+from surge_operator.handlers.reconcile import build_context, reconcile
+from surge_operator.jetstream import NatsAuth
+from surge_operator.natsops.plan import ServerView, StreamView
+from surge_operator.natsops.views import JetStreamView
+from surge_operator.status import get_condition
+
+SPEC: dict[str, Any] = {"regions": [{"name": "east", "role": "primary", "nats": {"managed": {}}}]}
+SELECTOR = {
+    "app.kubernetes.io/name": "surge",
+    "app.kubernetes.io/instance": "support",
+    "app.kubernetes.io/component": "nats",
+    "surge.dev/nats-region": "east",
+}
+
+
+class FakeAdmin:
+    def __init__(self, streams: list[StreamView], refuse_reload: bool = False) -> None:
+        self.streams = streams
+        self.refuse_reload = refuse_reload
+        self.reloaded: list[str] = []
+        self.removed: list[str] = []
+
+    async def servers(self, url: str, auth: NatsAuth) -> list[ServerView]:
+        assert auth.user == "system"
+        return [ServerView(f"support-nats-east-{i}", f"ID{i}", "sha256:x") for i in range(3)]
+
+    async def jetstream(self, url: str, auth: NatsAuth) -> JetStreamView:
+        peers = [f"support-nats-east-{i}" for i in range(3)]
+        return JetStreamView(self.streams, "support-nats-east-0", peers, {})
+
+    async def reload(self, url: str, auth: NatsAuth, server_id: str) -> str | None:
+        self.reloaded.append(server_id)
+        return "config reload not supported for jetstream" if self.refuse_reload else None
+
+    async def remove_peer(self, url: str, auth: NatsAuth, server_name: str) -> str | None:
+        self.removed.append(server_name)
+        return None
+
+
+def add_pods(kube: FakeKube, revision: str) -> None:
+    for i in range(3):
+        name = f"support-nats-east-{i}"
+        kube.objects[("Pod", REF.namespace, name)] = {
+            "metadata": {
+                "name": name,
+                "labels": {**SELECTOR, "controller-revision-hash": revision},
+            },
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        }
+    sts = kube.objects[("StatefulSet", REF.namespace, "support-nats-east")]
+    sts["status"] = {"updateRevision": "rev-2"}
+
+
+async def ready(admin: FakeAdmin, revision: str, spec: dict[str, Any] = SPEC) -> Any:
+    kube = FakeKube()
+    deps = make_deps(kube, FakeJetStream())
+    deps.nats_admin = admin
+    await reconcile(deps, REF, spec_raw=spec, generation=1, raw_status={})
+    add_pods(kube, revision)
+    cs = deps.registry.get(REF.uid)
+    return kube, deps, cs
+
+
+def condition(cs: Any) -> tuple[ConditionStatus, str, str]:
+    cond = get_condition(cs.status.conditions, ConditionType.NATS_READY)
+    assert cond is not None
+    return cond.status, cond.reason, cond.message
+
+
+HEALTHY = [StreamView("S", 3, "support-nats-east-1", 3)]
+
+
+async def test_a_template_change_deletes_one_pod_per_pass_the_meta_leader_last() -> None:
+    admin = FakeAdmin(HEALTHY)
+    kube, deps, cs = await ready(admin, "rev-1")
+    ctx = build_context(deps, REF, cs.spec, cs.status)
+    await nats_tick(deps, cs, ctx)  # first sight of the config: reload window opens
+    assert admin.reloaded == ["ID0", "ID1", "ID2"]
+    assert [r.name for r in kube.deleted if r.kind == "Pod"] == []
+    deps.monotonic = lambda: 1e9  # past the reload window
+    await nats_tick(deps, cs, ctx)
+    assert [r.name for r in kube.deleted if r.kind == "Pod"] == ["support-nats-east-2"]
+    assert condition(cs)[:2] == (ConditionStatus.FALSE, "Changing")
+
+
+async def test_nothing_is_touched_while_a_stream_is_behind() -> None:
+    admin = FakeAdmin([StreamView("S", 3, "support-nats-east-1", 2, lag=9)])
+    kube, deps, cs = await ready(admin, "rev-1")
+    deps.monotonic = lambda: 1e9
+    await nats_tick(deps, cs, build_context(deps, REF, cs.spec, cs.status))
+    assert [r for r in kube.deleted if r.kind == "Pod"] == []
+    assert "S: 2 of 3 replicas current (lag 9)" in condition(cs)[2]
+
+
+async def test_a_new_configuration_is_reloaded_and_a_refused_reload_becomes_a_restart() -> None:
+    admin = FakeAdmin(HEALTHY, refuse_reload=True)
+    kube, deps, cs = await ready(admin, "rev-2")
+    await nats_tick(deps, cs, build_context(deps, REF, cs.spec, cs.status))
+    assert admin.reloaded == ["ID0", "ID1", "ID2"]
+    assert [r.name for r in kube.deleted if r.kind == "Pod"] == ["support-nats-east-2"]
+
+
+async def test_scaling_below_a_streams_replicas_is_refused_with_a_condition() -> None:
+    one = {"regions": [{"name": "east", "role": "primary", "nats": {"managed": {"servers": 1}}}]}
+    admin = FakeAdmin(HEALTHY)
+    kube, deps, cs = await ready(admin, "rev-2")
+    cs.spec = parse_spec(one)
+    await nats_tick(deps, cs, build_context(deps, REF, cs.spec, cs.status))
+    status, reason, message = condition(cs)
+    assert (status, reason) == (ConditionStatus.FALSE, "ChangeRefused")
+    assert "1 servers cannot hold stream S with 3 replicas" in message
+    assert [r for r in kube.deleted if r.kind == "Pod"] == []

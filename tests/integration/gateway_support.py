@@ -48,6 +48,7 @@ async def running_gateway(
     **overrides: Any,
 ) -> AsyncIterator[tuple[str, Gateway]]:
     by_tenant = TOKENS if tokens is None else tokens
+    tmp_path.mkdir(parents=True, exist_ok=True)
     tokens_file = tmp_path / "tokens.json"
     tokens_file.write_text(json.dumps(by_tenant))
     settings = GatewaySettings(

@@ -7,6 +7,7 @@ frozen dataclasses that are passed down explicitly; nothing else reads the envir
 Connection (both)
     ``SURGE_NATS_URL``          NATS URL(s), comma-separated             ``nats://127.0.0.1:4222``
     ``SURGE_NATS_CREDS_FILE``   path of a .creds file (JWT + nkey)       unset
+    ``SURGE_NATS_NKEY_FILE``    path of an nkey seed file (nkey user)    unset
     ``SURGE_NATS_USER``         user name (with SURGE_NATS_PASSWORD)     unset
     ``SURGE_NATS_PASSWORD``     password — secret, never logged          unset
     ``SURGE_NATS_TOKEN``        auth token — secret, never logged        unset
@@ -119,6 +120,7 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
 class NatsSettings:
     servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
     creds_file: str | None = None
+    nkey_file: str | None = None
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
@@ -136,6 +138,7 @@ class NatsSettings:
         return cls(
             servers=urls or cls.servers,
             creds_file=env.get("SURGE_NATS_CREDS_FILE") or None,
+            nkey_file=env.get("SURGE_NATS_NKEY_FILE") or None,
             user=user,
             password=password,
             token=env.get("SURGE_NATS_TOKEN") or None,
@@ -147,6 +150,8 @@ class NatsSettings:
         options: dict[str, Any] = {"servers": list(self.servers)}
         if self.creds_file:
             options["user_credentials"] = self.creds_file
+        if self.nkey_file:
+            options["nkeys_seed"] = self.nkey_file
         if self.user:
             options["user"] = self.user
             options["password"] = self.password or ""

@@ -19,6 +19,9 @@ from pydantic.alias_generators import to_camel
 
 from surge_operator.api_pods import ConfigMapKeyRef, FieldRef, PodTemplate, ResourceFieldRef
 
+# Priority is defined once, in the contract shared with the data plane.
+from surge_workers.contract import Priority as Priority
+
 GROUP = "surge.dev"
 VERSION = "v1alpha1"
 KIND = "MessagingCluster"
@@ -57,14 +60,6 @@ def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, An
 
 
 # --------------------------------------------------------------------------- enums
-
-
-class Priority(StrEnum):
-    """Message priority classes, most important first."""
-
-    CRITICAL = "critical"
-    NORMAL = "normal"
-    BULK = "bulk"
 
 
 class RegionRole(StrEnum):
@@ -573,6 +568,12 @@ class AutoscalingSpec(_Model):
         default=None, gt=0, description="Messages per second one worker handles, until measured."
     )
     tick_seconds: float = Field(default=1.0, ge=0.2, le=60, description="Decision interval.")
+    keda_lag_threshold: float = Field(
+        default=10.0,
+        gt=0,
+        le=1_000_000,
+        description="With policy keda: lagThreshold per priority consumer (KEDA's default 10).",
+    )
     prometheus: PrometheusSpec | None = Field(default=None, description="Optional latency source.")
 
     @model_validator(mode="after")

@@ -237,6 +237,7 @@ async def test_ack_floors_survive_an_operator_restart_mid_outage(
     outcome, _ = await tick_until_moved(restarted)
     assert outcome.promotion is not None
     assert outcome.promotion.start_seqs[Priority.CRITICAL] == acked_to + 1
+    assert outcome.rpo == 0  # known, from the record's last sequence, though never probed
     west = await connect(regions, "west")
     try:
         info = await west.jetstream(timeout=2.0).consumer_info(

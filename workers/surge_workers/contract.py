@@ -511,6 +511,9 @@ class FailoverRecord:
     region: str
     at: float
     floors: dict[Priority, int]
+    #: The writer's message-stream last sequence when written: after an operator restart
+    #: it still tells how far a standby is behind (the estimated RPO).
+    last_seq: int = 0
 
 
 def encode_failover(record: FailoverRecord) -> bytes:
@@ -520,6 +523,7 @@ def encode_failover(record: FailoverRecord) -> bytes:
             "region": record.region,
             "at": record.at,
             "floors": {p.value: s for p, s in record.floors.items()},
+            "last_seq": record.last_seq,
         },
         sort_keys=True,
     ).encode()
@@ -557,4 +561,9 @@ def decode_failover(raw: bytes | None) -> FailoverRecord | None:
         for name, seq in floors.items()
         if name in known and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0
     }
-    return FailoverRecord(epoch=epoch, region=region, at=float(at), floors=parsed)
+    last_seq = doc.get("last_seq", 0)
+    if isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0:
+        last_seq = 0
+    return FailoverRecord(
+        epoch=epoch, region=region, at=float(at), floors=parsed, last_seq=last_seq
+    )

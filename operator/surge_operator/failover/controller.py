@@ -168,6 +168,17 @@ class FailoverController:
     ) -> TickOutcome:
         at = self.clock()
         probes = await self.probe_all(at)
+        # After a restart this process never saw the active region's last sequence; the
+        # record mirrored into the standbys still knows it (for the estimated RPO).
+        for p in probes.values():
+            record = p.record
+            if (
+                p.ok
+                and record is not None
+                and (record.region, record.epoch) == (self.state.active, self.state.epoch)
+                and record.last_seq
+            ):
+                self.state = self.state.with_last_seq(record.region, record.last_seq)
         before = self.state
         decision = decide(
             before,

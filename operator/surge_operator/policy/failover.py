@@ -270,6 +270,16 @@ class FailoverState:
             last_transition_at=last_transition_at,
         )
 
+    def with_last_seq(self, region: str, last_seq: int) -> FailoverState:
+        """Seed a region's last known sequence (from the mirrored failover record after a
+        restart) when no probe of this process has seen it."""
+        current = self.health.get(region, RegionHealth())
+        if region not in self.regions or current.last_seq is not None:
+            return self
+        health = dict(self.health)
+        health[region] = replace(current, last_seq=last_seq)
+        return replace(self, health=_frozen(health))
+
     def region_health(self, region: str) -> RegionHealth:
         return self.health.get(region, RegionHealth())
 

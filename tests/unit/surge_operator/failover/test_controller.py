@@ -347,3 +347,14 @@ async def test_no_destructive_action_without_the_lease(edge: FakeEdge) -> None:
     for _ in range(3):
         await ctl.tick()
     assert edge.mirrored == []  # the old primary is not fenced or deleted without the lease
+
+
+async def test_after_a_restart_the_rpo_comes_from_the_mirrored_record(edge: FakeEdge) -> None:
+    edge.mirrored_record["west"] = FailoverRecord(0, "east", 1.0, {}, last_seq=140)
+    edge.last_seq["west"] = 100
+    edge.up["east"] = False
+    ctl = controller(edge)
+    await ctl.tick()
+    outcome = await ctl.tick()
+    assert outcome.moved
+    assert outcome.rpo == 40

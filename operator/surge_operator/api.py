@@ -19,6 +19,9 @@ from pydantic.alias_generators import to_camel
 
 from surge_operator.api_pods import ConfigMapKeyRef, FieldRef, PodTemplate, ResourceFieldRef
 
+# Priority is defined once, in the contract shared with the data plane.
+from surge_workers.contract import Priority as Priority
+
 GROUP = "surge.dev"
 VERSION = "v1alpha1"
 KIND = "MessagingCluster"
@@ -57,14 +60,6 @@ def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, An
 
 
 # --------------------------------------------------------------------------- enums
-
-
-class Priority(StrEnum):
-    """Message priority classes, most important first."""
-
-    CRITICAL = "critical"
-    NORMAL = "normal"
-    BULK = "bulk"
 
 
 class RegionRole(StrEnum):
@@ -573,6 +568,12 @@ class AutoscalingSpec(_Model):
         default=None, gt=0, description="Messages per second one worker handles, until measured."
     )
     tick_seconds: float = Field(default=1.0, ge=0.2, le=60, description="Decision interval.")
+    keda_lag_threshold: float = Field(
+        default=10.0,
+        gt=0,
+        le=1_000_000,
+        description="With policy keda: lagThreshold per priority consumer (KEDA's default 10).",
+    )
     prometheus: PrometheusSpec | None = Field(default=None, description="Optional latency source.")
 
     @model_validator(mode="after")
@@ -965,6 +966,26 @@ class RestoreStatus(_Model):
     completed_time: str | None = Field(default=None, description="When the restore finished.")
 
 
+class NatsStreamStatus(_Model):
+    name: str = Field(max_length=256, description="Stream (or KV bucket stream) name.")
+    replicas: int = Field(ge=0, description="Replicas configured.")
+    current: int = Field(ge=0, description="Replicas current, as the stream leader reports.")
+    lag: int = Field(default=0, ge=0, description="Operations the furthest replica is behind.")
+
+
+class NatsRegionStatus(_Model):
+    """One managed region's servers as they report themselves (system account)."""
+
+    region: str = Field(max_length=63, description="Region name.")
+    servers: int = Field(ge=0, description="Server pods that exist.")
+    servers_ready: int = Field(ge=0, description="Server pods ready.")
+    meta_leader: str | None = Field(default=None, description="JetStream meta leader.")
+    step: str = Field(default="", max_length=1024, description="What the operator is doing.")
+    streams: list[NatsStreamStatus] = Field(
+        default_factory=list, max_length=32, description="This cluster's streams."
+    )
+
+
 class MessagingClusterStatus(_Model):
     phase: Phase | None = Field(default=None, description="Coarse lifecycle phase.")
     observed_generation: int | None = Field(default=None, ge=0, description="Generation handled.")
@@ -999,6 +1020,11 @@ class MessagingClusterStatus(_Model):
     )
     mirror_lag: int | None = Field(
         default=None, ge=0, description="Messages the most-behind standby mirror lacks."
+    )
+    nats: list[NatsRegionStatus] = Field(
+        default_factory=list,
+        max_length=MAX_REGIONS,
+        description="Managed NATS per region: servers ready, meta leader, stream replicas.",
     )
     history: list[HistoryEntry] = Field(
         default_factory=list,

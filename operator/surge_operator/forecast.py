@@ -14,11 +14,12 @@ class's share of the pool (0: not served, no promise).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from surge_operator.policy.config import PolicyConfig
 from surge_operator.policy.types import Decision, Snapshot
 from surge_workers import contract
-from surge_workers.eta import Forecast, forecast_classes
+from surge_workers.eta import ClassForecast, Forecast, forecast_classes
 
 
 def wait_forecast(
@@ -31,6 +32,20 @@ def wait_forecast(
 ) -> Forecast:
     """The forecast to publish at wall-clock ``at`` (unix seconds); ``level`` is the level
     actually published (the decision's unless degradation is disabled)."""
+    published = int(decision.degradation_level) if level is None else level
+    return Forecast(
+        at=at,
+        level=published,
+        classes=forecast_of(snapshot, decision, config, level=published),
+    )
+
+
+def forecast_of(
+    snapshot: Snapshot, decision: Decision, config: PolicyConfig, *, level: int
+) -> Mapping[contract.Priority, ClassForecast]:
+    """Per priority, what a new message's wait is computed from (the engine's plan
+    carries it; publishers stamp it with their wall clock)."""
+
     scaling = config.scaling
     per_replica = decision.service_rate or scaling.service_rate_hint or 0.0
     ready = max(0, snapshot.ready_replicas)
@@ -40,8 +55,7 @@ def wait_forecast(
     starting = heading > ready
     steps = math.ceil((heading - ready) / scaling.max_step) if starting else 0
     later_in_s = (steps - 1) * scaling.tick_s + scaling.pod_startup_s if starting else 0.0
-    published = int(decision.degradation_level) if level is None else level
-    level_now = contract.DegradationLevel(published)
+    level_now = contract.DegradationLevel(level)
     sheddable = frozenset(contract.Priority(p.value) for p in config.degradation.sheddable)
     backlog: dict[contract.Priority, int] = {}
     rates: dict[contract.Priority, float] = {}
@@ -49,7 +63,7 @@ def wait_forecast(
         key = contract.Priority(priority.value)
         backlog[key] = metrics.backlog or 0
         rates[key] = metrics.arrival_rate or 0.0
-    classes = forecast_classes(
+    return forecast_classes(
         backlog=backlog,
         arrival_rate=rates,
         capacity=per_replica * ready,
@@ -57,4 +71,3 @@ def wait_forecast(
         later_in_s=later_in_s,
         shares={p: contract.worker_share(level_now, p, sheddable) for p in contract.PRIORITIES},
     )
-    return Forecast(at=at, level=published, classes=classes)

@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -35,6 +35,7 @@ import structlog
 from nats.js import JetStreamContext
 
 from surge_operator.api import Priority, PrometheusSpec
+from surge_operator.engine import MetricsSource as MetricsSource  # the engine's Protocol
 from surge_operator.policy.types import PRIORITY_ORDER, PriorityMetrics, Snapshot
 from surge_workers.contract import (
     OFFERED_KEY_PREFIX,
@@ -52,14 +53,6 @@ log = structlog.get_logger("surge.metrics")
 #: Gateway counters older than this (unix seconds, by the operator's wall clock) belong to
 #: a gateway that stopped reporting and are ignored.
 OFFERED_MAX_AGE = 10.0
-
-
-class MetricsSource(Protocol):
-    """Anything that yields one Snapshot per tick (JetStream, a fake in tests)."""
-
-    async def snapshot(
-        self, *, at: float, current_replicas: int, ready_replicas: int
-    ) -> Snapshot: ...
 
 
 class PrometheusError(Exception):

@@ -1,7 +1,8 @@
-"""Where a Decision is applied: the ScaleTarget protocol and local worker processes.
+"""Local worker processes: the `surge demo` implementation of the engine's ScaleTarget.
 
-The operator implements `ScaleTarget` for a Kubernetes Deployment; `surge demo` uses
-`LocalProcessTarget`, which runs real `surge-worker` processes. Scale-down sends SIGTERM
+The Protocol itself is `surge_operator.engine.ScaleTarget` (the operator implements it for
+a Kubernetes Deployment in `kube_scale`). `LocalProcessTarget` runs real `surge-worker`
+processes. Scale-down sends SIGTERM
 so a worker drains its in-flight messages before it exits; nothing is left behind on
 `close()` (SIGKILL after the drain timeout).
 """
@@ -17,29 +18,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import structlog
 
+from surge_operator.engine import ScaleTarget as ScaleTarget  # the engine's Protocol
 from surge_workers.lifetime import die_with_parent
 
 log = structlog.get_logger("surge.scale")
-
-
-class ScaleTarget(Protocol):
-    """Something with a replica count the engine can read and set."""
-
-    async def current(self) -> int:
-        """Replicas asked for (running or starting)."""
-        ...
-
-    async def ready(self) -> int:
-        """Replicas that serve traffic now."""
-        ...
-
-    async def scale(self, replicas: int) -> None:
-        """Ask for `replicas`; returns once the request is made, not when it is done."""
-        ...
 
 
 class ScaleTargetError(Exception):

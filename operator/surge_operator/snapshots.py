@@ -1,4 +1,4 @@
-"""Adapter from the operator's per-cluster daemons to the autoscaler's `MetricsSource`.
+"""The operator's MetricsSources: one engine `MetricsSource` per MessagingCluster.
 
 One `metrics_source.JetStreamMetricsSource` per MessagingCluster (it keeps the previous
 reading to turn counters into rates), on the pooled NATS connection of the cluster's
@@ -17,7 +17,6 @@ from surge_operator.api import MessagingClusterSpec
 from surge_operator.jetstream import JetStreamOps, NatsAuth
 from surge_operator.kube import ClusterObject
 from surge_operator.metrics_source import JetStreamMetricsSource, PrometheusQueries
-from surge_operator.policy.types import Snapshot
 from surge_workers.pipeline import PipelineConfig
 
 
@@ -40,7 +39,7 @@ class JetStreamSnapshots:
         self._wall = wall_clock
         self._sources: dict[str, _Entry] = {}
 
-    async def snapshot(
+    async def source(
         self,
         cluster: ClusterObject,
         *,
@@ -48,10 +47,7 @@ class JetStreamSnapshots:
         auth: NatsAuth,
         pipeline: PipelineConfig,
         spec: MessagingClusterSpec,
-        at: float,
-        current_replicas: int,
-        ready_replicas: int,
-    ) -> Snapshot:
+    ) -> JetStreamMetricsSource:
         prom = spec.autoscaling.prometheus
         key = (url, auth.digest(), pipeline.stream, pipeline.subject_prefix, prom)
         entry = self._sources.get(cluster.uid)
@@ -68,9 +64,7 @@ class JetStreamSnapshots:
                 ),
             )
             self._sources[cluster.uid] = entry
-        return await entry.source.snapshot(
-            at=at, current_replicas=current_replicas, ready_replicas=ready_replicas
-        )
+        return entry.source
 
     def forget(self, cluster: ClusterObject) -> None:
         self._sources.pop(cluster.uid, None)

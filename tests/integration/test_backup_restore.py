@@ -25,8 +25,8 @@ from tests.integration.dataplane_support import (
 
 from surge_operator.backup.command import run_backup, run_list, run_restore
 from surge_operator.backup.locations import open_store
-from surge_operator.backup.manifest import PartRole
-from surge_operator.backup.runner import ClusterRef, back_up, backup_order, list_backups, restore
+from surge_operator.backup.manifest import PartRole, backup_order
+from surge_operator.backup.runner import ClusterRef, back_up, list_backups, restore
 from surge_operator.backup.s3local import LocalS3
 from surge_operator.backup.verify import message_ids, transcript_ids, transcripts
 from surge_operator.errors import (

@@ -14,14 +14,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _demo_workers_alive() -> list[int]:
-    """Pids of processes whose environment says they are a demo worker."""
+    """Pids of processes whose environment says they are a demo worker of this checkout
+    (other checkouts on a shared machine may run demos of their own)."""
+    venv = str(Path(sys.executable).parent).encode()
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             environ = (proc / "environ").read_bytes()
+            cmdline = (proc / "cmdline").read_bytes()
         except OSError:
+            continue
+        if venv not in cmdline:
             continue
         if b"SURGE_STREAM=SURGE_DEMO\0" in environ and b"SURGE_COMPLETIONS=true" in environ:
             pids.append(int(proc.name))

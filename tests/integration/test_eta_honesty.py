@@ -17,13 +17,13 @@ import pytest
 from tests.integration.dataplane_support import ROOT, provisioned, publish, unique_pipeline
 
 from surge_operator.demo.honesty import measure, summarise, worst
-from surge_operator.demo.loop import Autoscaler
-from surge_operator.forecast import wait_forecast
+from surge_operator.demo.run import KvLevelPublisher
+from surge_operator.engine import Autoscaler
 from surge_operator.metrics_source import JetStreamMetricsSource
-from surge_operator.policy import Decision, PolicyConfig, ScalingConfig, Snapshot
+from surge_operator.policy import PolicyConfig, ScalingConfig
+from surge_operator.policy.engine import EngineConfig
 from surge_operator.scale_target import LocalProcessTarget
 from surge_workers.contract import Priority
-from surge_workers.forecast_kv import publish_forecast
 from surge_workers.natsserver import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -63,16 +63,13 @@ async def test_acknowledged_waits_are_compared_with_the_waits_they_really_had(
         )
     )
 
-    async def publish_wait(snapshot: Snapshot, decision: Decision) -> None:
-        await publish_forecast(
-            js, config.stream, wait_forecast(snapshot, decision, policy, time.time())
-        )
-
     loop = Autoscaler(
         source=JetStreamMetricsSource(js, config),
         target=target,
-        config=policy,
-        publish_forecast=publish_wait,
+        # The demo's publisher: the level on change, the expected wait every tick.
+        publisher=KvLevelPublisher(js, config.stream, frozenset({Priority.BULK})),
+        config=EngineConfig(policy=policy),
+        clock=time.monotonic,
     )
     stop = asyncio.Event()
 

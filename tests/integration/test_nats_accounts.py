@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import nats
 import pytest
@@ -150,3 +151,39 @@ async def _read_key(js: JetStreamContext, bucket: str, key: str) -> bytes | None
 async def _fetch_one(js: JetStreamContext, stream: str, durable: str) -> None:
     sub = await js.pull_subscribe_bind(durable, stream=stream)
     await sub.fetch(1, timeout=1)
+
+
+async def test_backup_user_snapshots_and_restores_but_cannot_ingest_or_consume(
+    server: str, pipeline: PipelineConfig, tmp_path: Path
+) -> None:
+    """The backup Job's own user: enough for a whole backup and restore, nothing else."""
+    from surge_operator.backup.locations import open_store
+    from surge_operator.backup.runner import ClusterRef, back_up, restore
+
+    async with connected(server, Role.GATEWAY) as gw:
+        for i in range(3):
+            await publish(gw.jetstream(), pipeline, msg_id=f"b{i}", conversation="c3")
+    store = open_store(f"dir:{tmp_path / 'pvc'}", {})
+    ref = ClusterRef("team-a", "support", pipeline.stream, pipeline.subject_prefix)
+    async with connected(server, Role.BACKUP) as nc:
+        manifest = await back_up(nc, store, ref, spool=tmp_path / "s", nonce="abc123")
+        assert manifest.parts[0].messages >= 3
+        js = nc.jetstream(timeout=1)
+        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+            await publish(js, pipeline, msg_id="forged-by-backup", conversation="c")
+        with pytest.raises(nats.errors.Error):
+            await _fetch_one(js, pipeline.stream, "surge-normal")
+    async with connected(server, Role.OPERATOR) as nc:
+        for part in manifest.parts:
+            await nc.jetstream().delete_stream(part.stream)
+    async with connected(server, Role.BACKUP) as nc:
+        await restore(
+            nc,
+            store,
+            source_namespace="team-a",
+            source_name="support",
+            backup=manifest.id,
+            into=ref,
+            spool=tmp_path / "s",
+        )
+    assert await stream_messages(server, pipeline.stream) == manifest.parts[0].messages

@@ -99,18 +99,19 @@ async def test_snapshots_measure_backlog_and_arrival_rate(nats_server: NatsServe
     nc = await nats.connect(nats_server.url)
     try:
         await ops.provision(nats_server.url, NatsAuth(), config)
-        first = await snaps.snapshot(
-            REF, url=nats_server.url, auth=NatsAuth(), pipeline=config, spec=SPEC,
-            at=1000.0, current_replicas=1, ready_replicas=1,
-        )  # fmt: skip
+        source = await snaps.source(
+            REF, url=nats_server.url, auth=NatsAuth(), pipeline=config, spec=SPEC
+        )
+        first = await source.snapshot(at=1000.0, current_replicas=1, ready_replicas=1)
         assert first.total_backlog() == 0
         js = nc.jetstream()
         for i in range(50):
             await js.publish(f"support.normal.{i % 4}", b"{}")
-        second = await snaps.snapshot(
-            REF, url=nats_server.url, auth=NatsAuth(), pipeline=config, spec=SPEC,
-            at=1002.0, current_replicas=1, ready_replicas=1,
-        )  # fmt: skip
+        again = await snaps.source(
+            REF, url=nats_server.url, auth=NatsAuth(), pipeline=config, spec=SPEC
+        )
+        assert again is source  # kept between ticks: it turns counters into rates
+        second = await source.snapshot(at=1002.0, current_replicas=1, ready_replicas=1)
         assert second.total_backlog() == 50
         assert second.total_arrival_rate() == pytest.approx(25.0)
     finally:

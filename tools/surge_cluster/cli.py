@@ -61,7 +61,8 @@ def render_status(status: ClusterStatus) -> str:
     for comp in status.components:
         state = "running" if comp.alive else "stopped"
         rss = f"{comp.rss / 2**20:5.0f} MiB"
-        lines.append(f"  {comp.name:<24} pid {comp.pid:<8} {state:<8} {rss}  log {comp.log}")
+        pid = f"pid {comp.pid}" if comp.processes == 1 else f"{comp.processes} procs"
+        lines.append(f"  {comp.name:<28} {pid:<12} {state:<8} {rss}  log {comp.log}")
     if not status.components:
         lines.append("  (nothing started)")
     else:

@@ -86,6 +86,8 @@ class ComponentStatus:
     log: str
     rss: int
     """Resident memory in bytes (0 when stopped)."""
+    processes: int = 1
+    """More than one for a node's containers or shims (pid is then the first of them)."""
 
 
 @dataclass(frozen=True)
@@ -146,9 +148,26 @@ class LocalCluster:
             self.down()
         try:
             return self._start(timeout)
+        except NotReadyError as err:
+            report = self._exited_report()
+            self.down()
+            raise ClusterError(f"{err}{report}") from err
         except BaseException:
             self.down()
             raise
+
+    def _exited_report(self) -> str:
+        """Which recorded processes died, with the end of their logs (for the error)."""
+        lines = []
+        for record in load_state(self.layout).processes:
+            if not procs.record_alive(record):
+                try:
+                    tail = Path(record.log).read_text(errors="replace").splitlines()[-5:]
+                except OSError:
+                    tail = []
+                lines.append(f"\n{record.name} exited; {record.log} ends with:")
+                lines += [f"\n  {line[:300]}" for line in tail]
+        return "".join(lines)
 
     def required_binaries(self) -> tuple[str, ...]:
         needed = [b for b in CONTROL_PLANE_BINARIES if b != "kwok" or self.nodes]
@@ -419,7 +438,28 @@ class LocalCluster:
             except (OSError, KeyError):
                 api_ready = False
         kubeconfig = Path(state.kubeconfig) if state.kubeconfig else None
+        pool = self._pool()
+        if pool is not None and comps:
+            comps += tuple(_workload_status(pool))
         return ClusterStatus(layout.root, kubeconfig, state.server, api_ready, comps)
+
+
+def _workload_status(pool: NodePool) -> list[ComponentStatus]:
+    """What runs on the nodes besides their daemons: containerd shims and containers."""
+    from surge_cluster import nodes
+
+    out = []
+    for node in pool.net.nodes:
+        paths = pool.paths(node)
+        groups = {
+            f"shims/{node.name}": nodes.shim_pids(paths),
+            f"containers/{node.name}": sorted(nodes.cgroup_pids(node.cgroup_root)),
+        }
+        for name, pids in groups.items():
+            if pids:
+                rss = sum(procs.rss_bytes(pid) for pid in pids)
+                out.append(ComponentStatus(name, pids[0], True, "-", rss, len(pids)))
+    return out
 
 
 def _stop_orphaned_pods(layout: Layout) -> list[str]:

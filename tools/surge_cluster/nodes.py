@@ -163,7 +163,7 @@ def import_image(paths: NodePaths, archive: Path) -> None:
 
 
 # ----------------------------------------------------------------- removal
-def _cgroup_pids(root: str) -> set[int]:
+def cgroup_pids(root: str) -> set[int]:
     pids: set[int] = set()
     for ctrl in controllers():
         base = ctrl / root.strip("/")
@@ -180,7 +180,7 @@ def kill_containers(root: str, timeout: float = 10.0) -> int:
     """SIGKILL every process in the node's cgroup tree (all its containers); returns how many."""
     killed: set[int] = set()
     deadline = time.monotonic() + timeout
-    while (pids := _cgroup_pids(root)) and time.monotonic() < deadline:
+    while (pids := cgroup_pids(root)) and time.monotonic() < deadline:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
@@ -224,13 +224,17 @@ def processes_mentioning(needle: str) -> list[int]:
     return found
 
 
-def kill_shims(paths: NodePaths) -> int:
+def shim_pids(paths: NodePaths) -> list[int]:
     """containerd shims outlive containerd; each names our socket in `-address`."""
-    pids = [
+    return [
         pid
         for pid in processes_mentioning(str(paths.socket))
         if "containerd-shim" in " ".join(_cmdline(pid)[:1])
     ]
+
+
+def kill_shims(paths: NodePaths) -> int:
+    pids = shim_pids(paths)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -307,7 +311,7 @@ def leftovers(node: NodeNet, paths: NodePaths) -> list[str]:
     found = [f"process {pid}" for pid in processes_mentioning(str(paths.root))]
     found += [f"process {pid} (in {node.netns})" for pid in processes_mentioning(node.netns)]
     found += [f"mount {m}" for m in mounts_under(paths.root)]
-    found += [f"cgroup pid {p}" for p in _cgroup_pids(node.cgroup_root)]
+    found += [f"cgroup pid {p}" for p in cgroup_pids(node.cgroup_root)]
     found += [
         f"cgroup {ctrl / node.cgroup_root.strip('/')}"
         for ctrl in controllers()

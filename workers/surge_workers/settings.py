@@ -7,6 +7,7 @@ frozen dataclasses that are passed down explicitly; nothing else reads the envir
 Connection (both)
     ``SURGE_NATS_URL``          NATS URL(s), comma-separated             ``nats://127.0.0.1:4222``
     ``SURGE_NATS_CREDS_FILE``   path of a .creds file (JWT + nkey)       unset
+    ``SURGE_NATS_NKEY_FILE``    path of an nkey seed file (nkey user)    unset
     ``SURGE_NATS_USER``         user name (with SURGE_NATS_PASSWORD)     unset
     ``SURGE_NATS_PASSWORD``     password — secret, never logged          unset
     ``SURGE_NATS_TOKEN``        auth token — secret, never logged        unset
@@ -52,6 +53,9 @@ Gateway
     ``SURGE_MAX_MSG_SIZE``      the stream's max_msg_size (413 above)    ``0`` (unknown)
     ``SURGE_RATE_LIMIT``        per-tenant messages/s (0 = unlimited)    ``2000``
     ``SURGE_RATE_BURST``        per-tenant burst                         ``= 2 * rate``
+                                (both cluster-wide: each replica enforces rate / live replicas)
+    ``SURGE_UNAUTHENTICATED_RATE`` requests/s without a valid token, per address ``5``
+    ``SURGE_UNAUTHENTICATED_BURST`` their burst                          ``20``
 
 Logging (both)
     ``SURGE_LOG_LEVEL``         debug | info | warning | error           ``info``
@@ -119,6 +123,7 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
 class NatsSettings:
     servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
     creds_file: str | None = None
+    nkey_file: str | None = None
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
@@ -136,6 +141,7 @@ class NatsSettings:
         return cls(
             servers=urls or cls.servers,
             creds_file=env.get("SURGE_NATS_CREDS_FILE") or None,
+            nkey_file=env.get("SURGE_NATS_NKEY_FILE") or None,
             user=user,
             password=password,
             token=env.get("SURGE_NATS_TOKEN") or None,
@@ -147,6 +153,8 @@ class NatsSettings:
         options: dict[str, Any] = {"servers": list(self.servers)}
         if self.creds_file:
             options["user_credentials"] = self.creds_file
+        if self.nkey_file:
+            options["nkeys_seed"] = self.nkey_file
         if self.user:
             options["user"] = self.user
             options["password"] = self.password or ""
@@ -283,6 +291,9 @@ class GatewaySettings:
     max_msg_size: int = 0
     rate_limit: float = 2000.0
     rate_burst: float = 4000.0
+    #: Requests without a valid token, per client address (429 above, not 401).
+    unauthenticated_rate: float = 5.0
+    unauthenticated_burst: float = 20.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -303,4 +314,10 @@ class GatewaySettings:
             max_msg_size=_int(env, "SURGE_MAX_MSG_SIZE", cls.max_msg_size, minimum=0),
             rate_limit=rate,
             rate_burst=_float(env, "SURGE_RATE_BURST", 2 * rate),
+            unauthenticated_rate=_float(
+                env, "SURGE_UNAUTHENTICATED_RATE", cls.unauthenticated_rate, minimum=0
+            ),
+            unauthenticated_burst=_float(
+                env, "SURGE_UNAUTHENTICATED_BURST", cls.unauthenticated_burst, minimum=1
+            ),
         )

@@ -20,7 +20,8 @@ from typing import Any
 import nats
 
 from surge_operator.backup.locations import open_store
-from surge_operator.backup.runner import ClusterRef, back_up, backup_order, restore
+from surge_operator.backup.manifest import backup_order
+from surge_operator.backup.runner import ClusterRef, back_up, restore
 from surge_operator.backup.s3local import LocalS3
 from surge_operator.backup.verify import message_ids, transcript_ids
 from surge_workers.consumer import Worker

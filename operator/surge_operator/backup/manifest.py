@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from surge_workers.contract import dead_letter_stream, routing_bucket, transcripts_bucket
+
 MANIFEST_FORMAT = 1
 MANIFEST_NAME = "manifest.json"
 _ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -66,6 +68,18 @@ class Manifest(BaseModel):
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
         return cls.model_validate_json(raw)
+
+
+def backup_order(stream: str) -> list[tuple[str, PartRole]]:
+    """Streams in snapshot order (see the module docstring). The degradation bucket is left
+    out on purpose: it is live control state, and a restored stale level would throttle a
+    healthy new cluster until the operator's next tick."""
+    return [
+        (stream, PartRole.MESSAGES),
+        (dead_letter_stream(stream), PartRole.DEAD_LETTER),
+        (f"KV_{routing_bucket(stream)}", PartRole.KV),
+        (f"KV_{transcripts_bucket(stream)}", PartRole.KV),
+    ]
 
 
 def backup_id(at: datetime, nonce: str) -> str:

@@ -28,6 +28,7 @@ from surge_operator.backup.manifest import (
     PartRole,
     StreamPart,
     backup_id,
+    backup_order,
     cluster_folder,
     is_backup_id,
     retention_plan,
@@ -46,7 +47,6 @@ from surge_operator.errors import (
     RestoreConflictError,
     SnapshotError,
 )
-from surge_workers.contract import dead_letter_stream, routing_bucket, transcripts_bucket
 
 log = structlog.get_logger("surge.backup")
 
@@ -73,18 +73,6 @@ class RestoreResult:
     manifest: Manifest
     streams: dict[str, int]  # stream -> messages restored
     seconds: float
-
-
-def backup_order(stream: str) -> list[tuple[str, PartRole]]:
-    """Streams in snapshot order (see the module docstring). The degradation bucket is left
-    out on purpose: it is live control state, and a restored stale level would throttle a
-    healthy new cluster until the operator's next tick."""
-    return [
-        (stream, PartRole.MESSAGES),
-        (dead_letter_stream(stream), PartRole.DEAD_LETTER),
-        (f"KV_{routing_bucket(stream)}", PartRole.KV),
-        (f"KV_{transcripts_bucket(stream)}", PartRole.KV),
-    ]
 
 
 def _rfc3339(at: datetime) -> str:

@@ -9,7 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from surge_operator.demo.loop import Tick
+from surge_operator.engine import Tick
 from surge_operator.policy import PRIORITY_ORDER
 
 _LEVELS = ("normal", "throttle bulk", "shed bulk", "critical first")

@@ -20,20 +20,18 @@ from rich.live import Live
 from surge_operator.demo.dashboard import render
 from surge_operator.demo.honesty import GOAL_MEDIAN, Honesty, measure, summary_fields, worst
 from surge_operator.demo.latency import LatencyTracker
-from surge_operator.demo.loop import Autoscaler, Tick
-from surge_operator.forecast import wait_forecast
+from surge_operator.engine import Autoscaler, Tick
 from surge_operator.metrics_source import JetStreamMetricsSource
 from surge_operator.policy import (
-    Decision,
     DegradationConfig,
-    DegradationLevel,
     PolicyConfig,
     ScalingConfig,
-    Snapshot,
 )
+from surge_operator.policy.engine import EngineConfig, Plan
 from surge_operator.scale_target import LocalProcessTarget
 from surge_workers import contract
 from surge_workers.degradation import publish_degradation
+from surge_workers.eta import Forecast
 from surge_workers.forecast_kv import publish_forecast
 from surge_workers.load import LoadReport, LoadSpec, Target, arrivals, rate_at, run_load
 from surge_workers.natsserver import NatsServer, free_port
@@ -172,8 +170,26 @@ def _reaction(ticks: list[Tick], surge_at: float) -> float | None:
     for tick in ticks:
         d = tick.decision
         if d.at >= surge_at and d.replicas > tick.snapshot.current_replicas:
-            return round(d.at - surge_at, 2)
+            return round(float(d.at) - surge_at, 2)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class KvLevelPublisher:
+    """The demo's LevelPublisher: the degradation KV bucket that workers, the gateway and
+    the composer watch (the level on change, the expected wait every tick)."""
+
+    js: JetStreamContext
+    stream: str
+    sheddable: frozenset[contract.Priority]
+
+    async def publish(self, plan: Plan) -> None:
+        if plan.level_changed:
+            await publish_degradation(
+                self.js, self.stream, plan.level, plan.decision.message, sheddable=self.sheddable
+            )
+        forecast = Forecast(at=time.time(), level=int(plan.level), classes=plan.expected_wait)
+        await publish_forecast(self.js, self.stream, forecast)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,21 +219,12 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         policy = options.policy()
         sheddable = frozenset(contract.Priority(p.value) for p in policy.degradation.sheddable)
 
-        async def publish_level(level: DegradationLevel, reason: str) -> None:
-            await publish_degradation(
-                js, STREAM, contract.DegradationLevel(int(level)), reason, sheddable=sheddable
-            )
-
-        async def publish_wait(snapshot: Snapshot, decision: Decision) -> None:
-            forecast = wait_forecast(snapshot, decision, policy, time.time())
-            await publish_forecast(js, STREAM, forecast)
-
         autoscaler = Autoscaler(
             source=JetStreamMetricsSource(js, pipeline),
             target=target,
-            config=policy,
-            publish_level=publish_level,
-            publish_forecast=publish_wait,
+            publisher=KvLevelPublisher(js, STREAM, sheddable),
+            config=EngineConfig(policy=policy),
+            clock=time.monotonic,
         )
         spec = options.load()
         surge_at = spec.surge_start * spec.duration

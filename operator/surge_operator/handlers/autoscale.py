@@ -8,22 +8,19 @@ once, backlog and rates at most once per status interval.
 
 from __future__ import annotations
 
-from surge_operator.api import HISTORY_LIMIT
+from dataclasses import dataclass
+
+from surge_operator.api import HISTORY_LIMIT, MessagingClusterSpec, ScalingPolicy
+from surge_operator.engine import Autoscaler, Tick
 from surge_operator.errors import SurgeError
-from surge_operator.forecast import wait_forecast
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.reconcile import _flush, emit
 from surge_operator.handlers.state import ClusterState, gateway_pair
 from surge_operator.logs import get_logger
 from surge_operator.policy.config import PolicyConfig
-from surge_operator.policy.scaling import decide
-from surge_operator.policy.types import (
-    Decision,
-    DegradationLevel,
-    DegradationState,
-    ScalingState,
-    Snapshot,
-)
+from surge_operator.policy.engine import EngineConfig, EngineState, Plan, initial_state
+from surge_operator.policy.select import policy_for
+from surge_operator.policy.types import DegradationLevel, Snapshot
 from surge_operator.resources.deployment import manual_replicas
 from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.labels import worker_deployment_name
@@ -36,8 +33,72 @@ from surge_operator.status import (
     scaling_update,
     workers_update,
 )
+from surge_workers.eta import Forecast
 
 log = get_logger()
+
+
+@dataclass
+class _ClusterSource:
+    """The engine's MetricsSource for this cluster, looked up per tick (the source is
+    rebuilt when what it reads changes)."""
+
+    deps: Deps
+    cs: ClusterState
+    spec: MessagingClusterSpec
+
+    async def snapshot(self, *, at: float, current_replicas: int, ready_replicas: int) -> Snapshot:
+        assert self.cs.nats_url is not None
+        assert self.cs.auth is not None
+        source = await self.deps.snapshots.source(
+            self.cs.ref,
+            url=self.cs.nats_url,
+            auth=self.cs.auth,
+            pipeline=pipeline_config(self.cs.status.stream or "", self.spec),
+            spec=self.spec,
+        )
+        return await source.snapshot(
+            at=at, current_replicas=current_replicas, ready_replicas=ready_replicas
+        )
+
+
+@dataclass
+class _ClusterPublisher:
+    """The engine's LevelPublisher: the cluster's degradation KV bucket. The level goes
+    out when it differs from what was last published (or the classes the spec lets it
+    shed changed: workers and the gateway read both); the expected wait every tick."""
+
+    deps: Deps
+    cs: ClusterState
+    sheddable: frozenset[str]
+    level: int
+    problem: SurgeError | None = None
+
+    async def publish(self, plan: Plan) -> None:
+        cs, js = self.cs, self.deps.js
+        assert cs.nats_url is not None
+        assert cs.auth is not None
+        stream = cs.status.stream or ""
+        try:
+            if self.level != cs.published_level or self.sheddable != cs.published_sheddable:
+                await js.publish_level(
+                    cs.nats_url, cs.auth, stream, self.level, plan.decision.message,
+                    self.deps.wall(), sheddable=self.sheddable,
+                )  # fmt: skip
+                cs.published_level = self.level
+                cs.published_sheddable = self.sheddable
+            # Every tick, beside the level: the composer promises waits from it.
+            forecast = Forecast(at=self.deps.wall(), level=self.level, classes=plan.expected_wait)
+            await js.publish_forecast(cs.nats_url, cs.auth, stream, forecast)
+        except SurgeError as exc:
+            self.problem = exc
+
+
+def engine_config(spec: MessagingClusterSpec) -> EngineConfig:
+    """`spec.autoscaling.policy` picks the decision function the engine runs."""
+    return EngineConfig(
+        policy=PolicyConfig.from_spec(spec), decider=policy_for(spec.autoscaling.policy)
+    )
 
 
 async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
@@ -50,42 +111,43 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
     ref = cs.ref
     figures = cs.workers
     current = figures.spec_replicas
-    # The autoscaler's clock is monotonic (its MetricsSource stamps readings with it).
-    at = deps.monotonic()
-    snapshot: Snapshot | None = None
+    config = engine_config(spec)
+    policy = ScalingPolicy(spec.autoscaling.policy).value
+    sheddable = frozenset(p.value for p in spec.sheddable())
+    autoscaler = Autoscaler(
+        source=_ClusterSource(deps, cs, spec),
+        target=deps.scale_target(
+            ref, worker_deployment_name(ref.name), lambda: (figures.spec_replicas, figures.ready)
+        ),
+        publisher=None,
+        config=config,
+        # The autoscaler's clock is monotonic (its MetricsSource stamps readings with it).
+        clock=deps.monotonic,
+        state=_engine_state(cs, config, policy),
+        keep_ticks=False,
+    )
+    planned: Tick | None = None
     problem: SurgeError | None = None
     try:
-        snapshot = await deps.snapshots.snapshot(
-            ref,
-            url=cs.nats_url,
-            auth=cs.auth,
-            pipeline=pipeline_config(cs.status.stream or "", spec),
-            spec=spec,
-            at=at,
-            current_replicas=current,
-            ready_replicas=figures.ready,
-        )
+        planned = await autoscaler.plan()
     except SurgeError as exc:
         problem = exc
-
-    decision: Decision | None = None
-    if snapshot is not None:
-        state = cs.scaling if isinstance(cs.scaling, ScalingState) else resumed_state(cs)
-        decision, cs.scaling = decide(snapshot, PolicyConfig.from_spec(spec), state)
-        deps.metrics.decisions.labels(reason=decision.reason.value).inc()
+    plan = planned.plan if planned is not None else None
+    if plan is not None:
+        cs.scaling = (policy, autoscaler.state)
+        deps.metrics.decisions.labels(reason=plan.decision.reason.value).inc()
 
     async with cs.lock:
         if cs.spec is not spec:
             return  # the spec changed while we were measuring; next tick uses the new one
         now = deps.now()
         history = list(cs.status.history)
-        desired = current if decision is None else decision.replicas
+        desired = current if plan is None else plan.replicas
         if not spec.autoscaling.enabled:
             desired = manual_replicas(spec)
-        elif decision is not None and desired != current and figures.exists:
-            target = deps.scale_target(ref, worker_deployment_name(ref.name))
+        elif planned is not None and plan is not None and plan.scales and figures.exists:
             try:
-                await target.scale(desired)
+                await autoscaler.scale(planned)
             except SurgeError as exc:
                 problem = exc
                 desired = current
@@ -95,50 +157,28 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
                 cs.workers.spec_replicas = desired
                 history = append_history(
                     history,
-                    history_entry(now, "scale", current, desired, decision.message),
+                    history_entry(now, "scale", current, desired, plan.decision.message),
                     HISTORY_LIMIT,
                 )
                 log.info(
                     "scaled", tick=tick_no, replicas_from=current, replicas_to=desired,
-                    reason=decision.reason.value, message=decision.message,
+                    reason=plan.decision.reason.value, message=plan.decision.message,
                 )  # fmt: skip
-                await emit(
-                    deps, ref, "Normal", "Scaled" + direction.capitalize(),
-                    f"Workers {current} -> {desired}: {decision.message}",
-                )  # fmt: skip
+                for event in plan.events:
+                    if event.kind.value.startswith("Scaled"):
+                        await emit(deps, ref, "Normal", event.kind.value, event.message)
 
         level = cs.status.degradation_level or 0
-        new_level = level
-        if decision is not None and spec.degradation.enabled:
-            new_level = int(decision.degradation_level)
-        elif not spec.degradation.enabled:
+        new_level = int(plan.level) if plan is not None else level
+        if not spec.degradation.enabled:
             new_level = 0
-        # Workers and the gateway read which classes may be shed from the published state,
-        # so a spec change of priorities[].sheddable is published even at the same level.
-        sheddable = frozenset(p.value for p in spec.sheddable())
-        if new_level != cs.published_level or sheddable != cs.published_sheddable:
-            try:
-                await deps.js.publish_level(
-                    cs.nats_url, cs.auth, cs.status.stream or "", new_level,
-                    decision.message if decision else "", deps.wall(), sheddable=sheddable,
-                )  # fmt: skip
-                cs.published_level = new_level
-                cs.published_sheddable = sheddable
-            except SurgeError as exc:
-                problem = problem or exc
-        if decision is not None and snapshot is not None:
-            # Every tick, beside the level: the composer promises waits from it.
-            forecast = wait_forecast(
-                snapshot, decision, PolicyConfig.from_spec(spec), deps.wall(), level=new_level
-            )
-            try:
-                await deps.js.publish_forecast(
-                    cs.nats_url, cs.auth, cs.status.stream or "", forecast
-                )
-            except SurgeError as exc:
-                problem = problem or exc
+        if planned is not None and plan is not None:
+            publisher = _ClusterPublisher(deps, cs, sheddable, new_level)
+            autoscaler.publisher = publisher
+            await autoscaler.publish(planned)
+            problem = problem or publisher.problem
         if new_level != level:
-            reason_text = decision.message if decision else "degradation disabled"
+            reason_text = plan.decision.message if plan else "degradation disabled"
             history = append_history(
                 history, history_entry(now, "degrade", level, new_level, reason_text), HISTORY_LIMIT
             )
@@ -149,19 +189,21 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
                 f"Degradation level {level} -> {new_level}: {reason_text}",
             )  # fmt: skip
 
+        message = plan.decision.message if plan is not None else ""
         scaling_text = (
-            decision.message if decision is not None
+            message if plan is not None
             else f"holding: {problem.message}" if problem is not None else ""
         )  # fmt: skip
         updates = [
             workers_update(figures.replicas, figures.ready, desired, gateway_pair(cs, spec)),
             scaling_update(figures.replicas, desired, spec.autoscaling.enabled, scaling_text),
-            degraded_update(new_level, decision.message if decision and new_level else ""),
+            degraded_update(new_level, message if new_level else ""),
         ]
         conditions = apply_updates(cs.status.conditions, updates, now, cs.generation)
-        backlog = snapshot.total_backlog() if snapshot is not None else cs.status.backlog
-        arrival = snapshot.total_arrival_rate() if snapshot is not None else cs.status.arrival_rate
-        p95 = _p95(snapshot) if snapshot is not None else cs.status.p95_wait
+        shown = plan.figures if plan is not None else None
+        backlog = shown.backlog if shown is not None else cs.status.backlog
+        arrival = shown.arrival_rate if shown is not None else cs.status.arrival_rate
+        p95 = shown.p95_wait if shown is not None else cs.status.p95_wait
         cs.status = cs.status.model_copy(
             update={
                 "conditions": conditions,
@@ -190,19 +232,14 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
         log.warning("tick_degraded", tick=tick_no, reason=problem.reason, error=problem.message)
 
 
-def resumed_state(cs: ClusterState) -> ScalingState:
-    """Policy memory for a cluster this process has not ticked yet. The degradation level
-    survives an operator restart through status: starting again at level 0 would reopen
-    the floodgates in the middle of the overload that raised it."""
-    level = cs.status.degradation_level or 0
-    return ScalingState(degradation=DegradationState(level=DegradationLevel(level)))
-
-
-def _p95(snapshot: Snapshot) -> float | None:
-    """Prometheus p95 when known, else the oldest unacked message's age (an upper bound
-    on the wait of everything queued, which is what the latency targets protect)."""
-    waits = [m.p95_wait for m in snapshot.priorities.values() if m.p95_wait is not None]
-    if waits:
-        return max(waits)
-    ages = [m.oldest_unacked_age for m in snapshot.priorities.values() if m.oldest_unacked_age]
-    return max(ages) if ages else 0.0
+def _engine_state(cs: ClusterState, config: EngineConfig, policy: str) -> EngineState:
+    """The engine's memory for this cluster: kept between ticks while the policy stays
+    the same; otherwise fresh, with the degradation level taken from status (starting
+    again at level 0 would reopen the floodgates in the middle of the overload that
+    raised it, e.g. after an operator restart)."""
+    if isinstance(cs.scaling, tuple) and cs.scaling[0] == policy:
+        state = cs.scaling[1]
+        assert isinstance(state, EngineState)
+        return state
+    level = DegradationLevel(cs.status.degradation_level or 0)
+    return initial_state(config, level)

@@ -1,8 +1,9 @@
 """What handlers need, built once at start-up and kept in kopf's memo.
 
-Everything with I/O is behind a Protocol (`KubeApi`, `JetStreamOps`, `SnapshotSource`,
-`ScaleTargetFactory`), so handler logic is unit-tested with small fakes; the integration
-and e2e tests run the same code against a real API server and nats-server.
+Everything with I/O is behind a Protocol (`KubeApi`, `JetStreamOps`, `MetricsSources`,
+`ScaleTargetFactory`; the last two hand out the engine's MetricsSource and ScaleTarget),
+so handler logic is unit-tested with small fakes; the integration and e2e tests run the
+same code against a real API server and nats-server.
 """
 
 from __future__ import annotations
@@ -14,21 +15,22 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from surge_operator.api import MessagingClusterSpec
+from surge_operator.engine import MetricsSource, ScaleTarget
 from surge_operator.handlers.state import Registry
 from surge_operator.jetstream import JetStreamOps, NatsAuth
 from surge_operator.kube import ClusterObject, KubeApi
 from surge_operator.leader import Leadership, Unfenced
 from surge_operator.metrics import OperatorMetrics
 from surge_operator.natsops.admin import NatsAdmin
-from surge_operator.policy.types import Snapshot
 from surge_operator.settings import OperatorConfig
 from surge_workers.pipeline import PipelineConfig
 
 
-class SnapshotSource(Protocol):
-    """One tick's metrics for one cluster (JetStream, optionally Prometheus)."""
+class MetricsSources(Protocol):
+    """The engine's MetricsSource for each cluster (JetStream, optionally Prometheus),
+    kept between ticks because a source turns counters into rates."""
 
-    async def snapshot(
+    async def source(
         self,
         cluster: ClusterObject,
         *,
@@ -36,21 +38,13 @@ class SnapshotSource(Protocol):
         auth: NatsAuth,
         pipeline: PipelineConfig,
         spec: MessagingClusterSpec,
-        at: float,
-        current_replicas: int,
-        ready_replicas: int,
-    ) -> Snapshot: ...
+    ) -> MetricsSource: ...
 
     def forget(self, cluster: ClusterObject) -> None: ...
 
 
-class ScaleTarget(Protocol):
-    """Sets the worker count (the Kubernetes Deployment here; local processes in the demo)."""
-
-    async def scale(self, replicas: int) -> None: ...
-
-
-ScaleTargetFactory = Callable[[ClusterObject, str], ScaleTarget]
+#: (cluster, worker Deployment name, its observed (replicas, ready)) -> the engine's target.
+ScaleTargetFactory = Callable[[ClusterObject, str, Callable[[], tuple[int, int]]], ScaleTarget]
 
 
 def _utcnow() -> datetime:
@@ -62,7 +56,7 @@ class Deps:
     config: OperatorConfig
     kube: KubeApi
     js: JetStreamOps
-    snapshots: SnapshotSource
+    snapshots: MetricsSources
     scale_target: ScaleTargetFactory
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     registry: Registry = field(default_factory=Registry)

@@ -41,7 +41,7 @@ from surge_operator.handlers.reconcile import (
 from surge_operator.handlers.state import WorkerFigures
 from surge_operator.jetstream import NatsJetStreamOps, NatsPool
 from surge_operator.kube import ClusterObject, HttpKubeApi
-from surge_operator.kube_scale import KubeScaleTarget
+from surge_operator.kube_scale import KubeScaleTarget, Observed
 from surge_operator.leader import Unfenced
 from surge_operator.logs import bound_cluster, get_logger
 from surge_operator.metrics import OperatorMetrics
@@ -115,12 +115,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     pool = NatsPool(connect_timeout=config.nats.connect_timeout_seconds)
     js = NatsJetStreamOps(pool)
 
-    def scale_target(ref: ClusterObject, deployment: str) -> KubeScaleTarget:
+    def scale_target(ref: ClusterObject, deployment: str, observed: Observed) -> KubeScaleTarget:
         return KubeScaleTarget(
             kube,
             namespace=ref.namespace,
             deployment=deployment,
             field_manager=config.apply.scale_field_manager,
+            observed=observed,
         )
 
     memo["pool"] = pool

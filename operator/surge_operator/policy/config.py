@@ -32,6 +32,8 @@ class ScalingConfig:
     service_rate_hint: float | None = None
     #: Handlers per worker (spec.workers.concurrency): turns Little's law into capacity.
     concurrency: int = 16
+    #: lagThreshold of the in-process KEDA model (`policy: keda`); KEDA's default.
+    keda_lag_threshold: float = 10.0
     tick_s: float = 1.0
     latency_targets: Mapping[Priority, float] = field(default_factory=_default_targets)
     #: Metrics older than this are not acted on (the policy holds instead).
@@ -84,6 +86,7 @@ class PolicyConfig:
             pod_startup_s=auto.pod_startup_seconds,
             service_rate_hint=auto.service_rate_hint,
             concurrency=spec.workers.concurrency,
+            keda_lag_threshold=auto.keda_lag_threshold,
             tick_s=auto.tick_seconds,
             latency_targets=MappingProxyType(spec.latency_targets()),
             # Three missed ticks (or 5 s on fast ticks) before the data counts as stale.

@@ -9,22 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from types import MappingProxyType
 
-from surge_operator.api import Priority
+# The shared vocabulary is defined once, in the contract below operator and data plane.
+from surge_workers.contract import DegradationLevel as DegradationLevel
+from surge_workers.contract import Priority
 
 #: Service order of the workers: critical before normal before bulk.
 PRIORITY_ORDER: tuple[Priority, ...] = (Priority.CRITICAL, Priority.NORMAL, Priority.BULK)
-
-
-class DegradationLevel(IntEnum):
-    """How much the pipeline sheds to protect the latency of what matters most."""
-
-    NORMAL = 0
-    THROTTLE_BULK = 1
-    SHED_BULK = 2
-    CRITICAL_ONLY = 3
 
 
 class Reason(StrEnum):

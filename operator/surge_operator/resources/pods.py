@@ -85,6 +85,8 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
 
 
 def _role(component: Component) -> Role:
+    if component == "backup":
+        return Role.BACKUP
     return Role.GATEWAY if component == "gateway" else Role.WORKER
 
 

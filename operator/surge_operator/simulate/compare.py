@@ -20,21 +20,19 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 
 from surge_operator.api import MessagingClusterSpec
 from surge_operator.policy.baselines import KedaConfig
 from surge_operator.policy.config import PolicyConfig
-from surge_operator.policy.select import KEDA_DEFAULT_LAG_THRESHOLD
-from surge_operator.policy.types import PRIORITY_ORDER
+from surge_operator.policy.select import KEDA_DEFAULT_LAG_THRESHOLD, keda_config
 from surge_operator.simulate.bound import BoundUnavailableError, LowerBound, lower_bound
 from surge_operator.simulate.engine import (
-    KedaController,
-    OracleController,
+    OraclePolicy,
     RunResult,
     SimConfig,
-    SurgeController,
+    keda_policy,
     run,
+    surge_policy,
 )
 from surge_operator.simulate.traffic import Arrivals
 
@@ -68,15 +66,6 @@ def scenario_policy(
 def spec_policy(spec: MessagingClusterSpec, sim: SimConfig | None = None) -> PolicyConfig:
     """A user's own spec, exactly as the operator would run it."""
     return PolicyConfig.from_spec(spec)
-
-
-def keda_config(policy: PolicyConfig, lag_threshold: float) -> KedaConfig:
-    """One ScaledObject: a nats-jetstream trigger per priority consumer, one threshold."""
-    return KedaConfig(
-        lag_thresholds=MappingProxyType(dict.fromkeys(PRIORITY_ORDER, float(lag_threshold))),
-        min_replicas=max(1, policy.scaling.min_replicas),
-        max_replicas=policy.scaling.max_replicas,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +225,7 @@ def compare(
     def keda_run(threshold: float) -> RunResult:
         config = keda_config(policy, threshold)
         return run(
-            arrivals, KedaController(config, sync_phase_s=_hpa_phase(sim.seed, config)), sim, policy
+            arrivals, keda_policy(config, sync_phase_s=_hpa_phase(sim.seed, config)), sim, policy
         )
 
     keda = keda_run(keda_lag_threshold)
@@ -245,9 +234,9 @@ def compare(
         result = keda if threshold == keda_lag_threshold else keda_run(threshold)
         points.append(sweep_point(threshold, result))
     results = {
-        "surge": run(arrivals, SurgeController(policy), sim, policy),
+        "surge": run(arrivals, surge_policy(), sim, policy),
         "keda": keda,
-        "oracle": run(arrivals, OracleController(policy, arrivals, sim), sim, policy),
+        "oracle": run(arrivals, OraclePolicy(policy, arrivals, sim), sim, policy),
     }
     bound = None
     if with_bound:

@@ -13,30 +13,32 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
 from surge_operator.api import Priority
-from surge_operator.policy.baselines import KedaConfig, KedaState, keda_decide, oracle_replicas
+from surge_operator.engine import Autoscaler, run_sync
+from surge_operator.policy.baselines import KedaConfig, oracle_replicas
 from surge_operator.policy.config import PolicyConfig
-from surge_operator.policy.scaling import decide
+from surge_operator.policy.engine import EngineConfig, Plan
+from surge_operator.policy.select import KedaPolicy, Policy, SurgePolicy
 from surge_operator.policy.types import (
     PRIORITY_ORDER,
+    Decision,
     DegradationLevel,
-    ScalingState,
+    Reason,
     Snapshot,
 )
 from surge_operator.simulate.traffic import Arrivals
 from surge_operator.simulate.world import SimConfig, World, weighted_p95
 
 __all__ = [
-    "Controller",
-    "KedaController",
-    "OracleController",
+    "OraclePolicy",
     "RunResult",
     "Series",
     "SimConfig",
-    "SurgeController",
+    "keda_policy",
     "run",
+    "surge_policy",
     "weighted_p95",
 ]
 
@@ -93,49 +95,17 @@ class RunResult:
         }
 
 
-class Controller(Protocol):
-    """A scaling policy as the simulator drives it: one call per tick."""
-
-    name: str
-
-    def tick(self, snapshot: Snapshot, second: int) -> tuple[int, DegradationLevel]: ...
+def surge_policy() -> Policy[Any]:
+    return SurgePolicy()
 
 
-# --------------------------------------------------------------------------- controllers
+def keda_policy(config: KedaConfig, *, sync_phase_s: float = 0.0) -> Policy[Any]:
+    return KedaPolicy(keda=config, sync_phase_s=sync_phase_s)
 
 
-class SurgeController:
-    name = "surge"
-
-    def __init__(self, config: PolicyConfig) -> None:
-        self.config = config
-        self.state = ScalingState()
-
-    def tick(self, snapshot: Snapshot, second: int) -> tuple[int, DegradationLevel]:
-        decision, self.state = decide(snapshot, self.config, self.state)
-        return decision.replicas, decision.degradation_level
-
-
-class KedaController:
-    name = "keda"
-
-    def __init__(self, config: KedaConfig, *, sync_phase_s: float = 0.0) -> None:
-        """`sync_phase_s`: where in its 15 s cycle the HPA controller is when the run
-        starts (it is not synchronised with anyone's traffic)."""
-        self.config = config
-        self.state = KedaState(last_sync=-math.inf if sync_phase_s <= 0 else None)
-        self._phase = sync_phase_s
-
-    def tick(self, snapshot: Snapshot, second: int) -> tuple[int, DegradationLevel]:
-        if self.state.last_sync is None:
-            # First call: pretend the previous sync happened `phase` seconds ago.
-            self.state = KedaState(last_sync=snapshot.at - self._phase)
-        decision, self.state = keda_decide(snapshot, self.config, self.state)
-        return decision.replicas, DegradationLevel.NORMAL
-
-
-class OracleController:
-    """Sees the arrivals to come (the same counts the run will feed)."""
+class OraclePolicy:
+    """Sees the arrivals to come (the same counts the run will feed) and what is queued.
+    A look-ahead heuristic, not a bound (see `bound` for the bound)."""
 
     name = "oracle"
 
@@ -148,6 +118,9 @@ class OracleController:
         self.horizon = 5
         #: The world it runs in (set by `run`): it sees what is queued, not just metrics.
         self.world: World | None = None
+
+    def initial_state(self, level: DegradationLevel = DegradationLevel.NORMAL) -> None:
+        return None
 
     def _upcoming(self, second: int) -> dict[Priority, float]:
         """Mean arrival rate per priority over [second, second + horizon)."""
@@ -165,7 +138,10 @@ class OracleController:
             return {}
         return self.arrivals.counts[second]
 
-    def tick(self, snapshot: Snapshot, second: int) -> tuple[int, DegradationLevel]:
+    def decide(
+        self, snapshot: Snapshot, config: PolicyConfig, state: None
+    ) -> tuple[Decision, None]:
+        second = round(snapshot.at)
         if self.world is not None:
             backlog = dict(self.world.waiting)
         else:
@@ -184,16 +160,81 @@ class OracleController:
                     self.scaling,
                 ),
             )
-        return need, DegradationLevel.NORMAL
+        decision = Decision(
+            at=snapshot.at,
+            replicas=need,
+            degradation_level=DegradationLevel.NORMAL,
+            reason=Reason.STEADY,
+            message="oracle",
+        )
+        return decision, None
+
+
+# --------------------------------------------------------------------------- the engine's edges
+
+
+class _Source:
+    """The simulator's MetricsSource: what the operator would read from JetStream."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def snapshot(self, *, at: float, current_replicas: int, ready_replicas: int) -> Snapshot:
+        metrics, acked, pending = self.world.metrics(at)
+        return Snapshot(
+            at=at,
+            observed_at=at,
+            priorities=metrics,
+            current_replicas=current_replicas,
+            ready_replicas=ready_replicas,
+            completion_rate=acked,
+            waiting=pending,
+        )
+
+
+class _Target:
+    """The simulator's ScaleTarget: the world's pods."""
+
+    def __init__(self, world: World, clock: _Clock) -> None:
+        self.world = world
+        self.clock = clock
+
+    async def current(self) -> int:
+        return len(self.world.pods)
+
+    async def ready(self) -> int:
+        return self.world.ready_count(self.clock.now)
+
+    async def scale(self, replicas: int) -> None:
+        self.world.resize(replicas, self.clock.now)
+
+
+class _Publisher:
+    """The simulator's LevelPublisher: the gateway and workers of the world."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def publish(self, plan: Plan) -> None:
+        self.world.level = plan.level
+
+
+@dataclass(slots=True)
+class _Clock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 # --------------------------------------------------------------------------- the run
 
 
 def run(
-    arrivals: Arrivals, controller: Controller, sim: SimConfig, policy: PolicyConfig
+    arrivals: Arrivals, decider: Policy[Any], sim: SimConfig, policy: PolicyConfig
 ) -> RunResult:
-    """Feed `arrivals` through the world under `controller` and measure what happened."""
+    """Feed `arrivals` through the world, with the engine running `decider` (the same
+    `Autoscaler` and `step` the operator runs), and measure what happened."""
     steps = max(1, round(1 / sim.dt))
     dt = 1.0 / steps
     targets = policy.scaling.latency_targets
@@ -203,8 +244,17 @@ def run(
     opening_rate = sum(sum(c.values()) for c in opening) / max(1, len(opening))
     initial = policy.scaling.bounded(math.ceil(opening_rate / sim.service_rate))
     world.pods = [world.new_pod(0.0, ready=True) for _ in range(initial)]
-    if isinstance(controller, OracleController):
-        controller.world = world
+    if isinstance(decider, OraclePolicy):
+        decider.world = world
+    clock = _Clock()
+    autoscaler = Autoscaler(
+        _Source(world),
+        _Target(world, clock),
+        _Publisher(world),
+        EngineConfig(policy=policy, decider=decider),
+        clock,
+        keep_ticks=False,
+    )
 
     # Reaction is timed from the surge's known onset: the first scale-up decided at or
     # after it, whatever caused it.
@@ -248,20 +298,11 @@ def run(
         elif not measuring:
             window_start = tick_at
 
-        ready = world.ready_count(tick_at)
-        metrics, acked, pending = world.metrics(tick_at)
-        snapshot = Snapshot(
-            at=tick_at,
-            observed_at=tick_at,
-            priorities=metrics,
-            current_replicas=len(world.pods),
-            ready_replicas=ready,
-            completion_rate=acked,
-            waiting=pending,
-        )
-        before = len(world.pods)
-        target, world.level = controller.tick(snapshot, second + 1)
-        world.resize(target, tick_at)
+        clock.now = tick_at
+        tick = run_sync(autoscaler.tick())
+        ready = tick.ready
+        target = tick.plan.replicas
+        before = tick.plan.current_replicas
         if measuring:
             if first_scale_up is None and target > before and tick_at >= onset:
                 first_scale_up = tick_at
@@ -286,7 +327,7 @@ def run(
     minutes["total"] = round(sum(minutes.values()), 2)
     tally = world.tally
     return RunResult(
-        policy=controller.name,
+        policy=decider.name,
         reaction_s=reaction,
         violation_minutes=minutes,
         replica_seconds=replica_seconds,

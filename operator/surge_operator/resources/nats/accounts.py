@@ -11,6 +11,9 @@ whole tokens, so each bucket's stream is named, never `KV_<stream>-*`):
     worker    pull, ack and dead-letter; read and write the transcript and routing buckets;
               read the degradation level. It cannot publish to the ingest subjects.
     client    a user's own producer: publish to the ingest subjects, read its acks. Nothing else.
+    backup    the backup and restore Jobs: snapshot and restore the cluster's streams and
+              buckets, record runs in its own bucket. It cannot publish to the ingest
+              subjects, pull from consumers or write transcripts.
     leaf      the leafnode link between regions (mirrors reach the primary's JetStream API)
     route     servers of one region authenticating their cluster routes to each other
     system    the system account (`$SYS.REQ.SERVER.<id>.RELOAD`, server and JetStream health)
@@ -44,13 +47,20 @@ class Role(StrEnum):
     GATEWAY = "gateway"
     WORKER = "worker"
     CLIENT = "client"
+    BACKUP = "backup"
     LEAF = "leaf"
     ROUTE = "route"
     SYSTEM = "system"
 
 
 #: the roles that connect as Surge processes or users (not the leaf link, not SYS)
-APP_ROLES: tuple[Role, ...] = (Role.OPERATOR, Role.GATEWAY, Role.WORKER, Role.CLIENT)
+APP_ROLES: tuple[Role, ...] = (
+    Role.OPERATOR,
+    Role.GATEWAY,
+    Role.WORKER,
+    Role.CLIENT,
+    Role.BACKUP,
+)
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,31 @@ def client_permissions(stream: str, prefix: str) -> Permissions:
     )
 
 
+def backup_permissions(stream: str, prefix: str) -> Permissions:
+    """JetStream's snapshot/restore API for exactly the streams a backup holds. Chunks of a
+    snapshot are acknowledged on `$JS.SNAPSHOT.ACK.<stream>.>`; chunks of a restore are
+    sent to `$JS.SNAPSHOT.RESTORE.<stream>.>`."""
+    from surge_operator.backup.manifest import backup_order
+    from surge_operator.backup.records import records_bucket
+
+    streams = [name for name, _ in backup_order(stream)]
+    records = _kv_stream(records_bucket(stream))
+    return Permissions(
+        publish=(
+            "$JS.API.INFO",
+            *(f"$JS.API.STREAM.INFO.{s}" for s in streams),
+            *(f"$JS.API.STREAM.SNAPSHOT.{s}" for s in streams),
+            *(f"$JS.SNAPSHOT.ACK.{s}.>" for s in streams),
+            *(f"$JS.API.STREAM.RESTORE.{s}" for s in streams),
+            *(f"$JS.SNAPSHOT.RESTORE.{s}.>" for s in streams),
+            f"$JS.API.STREAM.CREATE.{records}",
+            f"$JS.API.STREAM.INFO.{records}",
+            *_kv_write(records_bucket(stream)),
+        ),
+        subscribe=(INBOX,),
+    )
+
+
 def role_permissions(role: Role, stream: str, prefix: str) -> Permissions | None:
     """Permissions of a role; None = unrestricted within its account (operator, leaf)."""
     if role is Role.GATEWAY:
@@ -154,4 +189,6 @@ def role_permissions(role: Role, stream: str, prefix: str) -> Permissions | None
         return worker_permissions(stream, prefix)
     if role is Role.CLIENT:
         return client_permissions(stream, prefix)
+    if role is Role.BACKUP:
+        return backup_permissions(stream, prefix)
     return None

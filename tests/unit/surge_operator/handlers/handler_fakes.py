@@ -1,9 +1,9 @@
-"""Small fakes for the handler Protocols (KubeApi, JetStreamOps, SnapshotSource, ScaleTarget)."""
+"""Small fakes for the handler Protocols (KubeApi, JetStreamOps, MetricsSources, ScaleTarget)."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,10 +141,15 @@ class FakeJetStream:
 
 
 class FakeSnapshots:
+    """MetricsSources handing out itself as every cluster's MetricsSource."""
+
     def __init__(self) -> None:
         self.next: Snapshot | SurgeError | None = None
 
-    async def snapshot(self, cluster: ClusterObject, **kw: Any) -> Snapshot:
+    async def source(self, cluster: ClusterObject, **kw: Any) -> FakeSnapshots:
+        return self
+
+    async def snapshot(self, **kw: Any) -> Snapshot:
         if isinstance(self.next, SurgeError):
             raise self.next
         assert self.next is not None
@@ -157,9 +162,28 @@ class FakeSnapshots:
 class FakeScaleTarget:
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.observed: Callable[[], tuple[int, int]] = lambda: (0, 0)
+
+    async def current(self) -> int:
+        return self.observed()[0]
+
+    async def ready(self) -> int:
+        return self.observed()[1]
 
     async def scale(self, replicas: int) -> None:
         self.calls.append(replicas)
+
+
+def _target_factory(
+    target: FakeScaleTarget,
+) -> Callable[[ClusterObject, str, Callable[[], tuple[int, int]]], FakeScaleTarget]:
+    def factory(
+        ref: ClusterObject, name: str, observed: Callable[[], tuple[int, int]]
+    ) -> FakeScaleTarget:
+        target.observed = observed
+        return target
+
+    return factory
 
 
 class Clock:
@@ -187,7 +211,7 @@ def make_deps(
         kube=kube or FakeKube(),
         js=js or FakeJetStream(),
         snapshots=snapshots or FakeSnapshots(),
-        scale_target=lambda ref, name: target,
+        scale_target=_target_factory(target),
         now=clock.now,
         monotonic=clock.monotonic,
         wall=clock.monotonic,

@@ -120,6 +120,55 @@ async def test_the_spec_sheddable_classes_are_published_with_the_level() -> None
     assert deps.js.levels[-1] == 0  # type: ignore[attr-defined]
 
 
+async def _cluster_with(autoscaling: dict[str, object]):  # type: ignore[no-untyped-def]
+    kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
+    clock = Clock()
+    deps = make_deps(kube, snapshots=snaps, target=target, clock=clock)
+    spec = {**SPEC, "autoscaling": {**SPEC["autoscaling"], **autoscaling}}
+    await reconcile(deps, REF, spec_raw=spec, generation=1, raw_status={})
+    cs = deps.registry.get(REF.uid)
+    assert cs is not None
+    return deps, cs, clock, snaps, target
+
+
+async def test_policy_keda_runs_the_keda_hpa_model_in_the_operator() -> None:
+    # The same backlog of 2000: Surge drains it within the target (a big step at once),
+    # KEDA asks ceil(2000 / lagThreshold 500) = 4, then holds until its next HPA sync.
+    decisions = {}
+    for policy in ("surge", "keda"):
+        deps, cs, clock, snaps, target = await _cluster_with(
+            {"policy": policy, "kedaLagThreshold": 500}
+        )
+        snaps.next = snapshot(clock.t, backlog=2000, rate=80.0, current=1)
+        await tick(deps, cs, 1)
+        first = cs.status.desired_replicas
+        clock.t += 5
+        snaps.next = snapshot(clock.t, backlog=6000, rate=80.0, current=first or 1)
+        await tick(deps, cs, 2)
+        decisions[policy] = (first, cs.status.desired_replicas, target.calls)
+    assert decisions["keda"][0] == 4
+    assert decisions["keda"][1] == 4  # between HPA syncs nothing changes
+    assert decisions["surge"][0] == 10  # maxReplicas: the drain needs more than a step
+    assert decisions["keda"][2] == [4]
+
+
+async def test_switching_the_policy_starts_fresh_but_keeps_the_degradation_level() -> None:
+    deps, cs, clock, snaps, _ = await _cluster_with({"policy": "surge"})
+    cs.status = cs.status.model_copy(update={"degradation_level": 2})
+    snaps.next = snapshot(clock.t, backlog=5, rate=1.0, current=1)
+    await tick(deps, cs, 1)
+    assert cs.scaling[0] == "surge"
+    assert cs.spec is not None
+    cs.spec = cs.spec.model_copy(
+        update={"autoscaling": cs.spec.autoscaling.model_copy(update={"policy": "keda"})}
+    )
+    clock.t += 1
+    snaps.next = snapshot(clock.t, backlog=5, rate=1.0, current=1)
+    await tick(deps, cs, 2)
+    assert cs.scaling[0] == "keda"
+    assert cs.status.degradation_level == 0  # KEDA never degrades
+
+
 async def test_the_expected_wait_is_published_every_tick_beside_the_level() -> None:
     kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
     deps, cs, clock = await _ready_cluster(kube, snaps, target)

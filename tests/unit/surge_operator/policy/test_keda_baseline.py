@@ -83,7 +83,10 @@ def test_spec_policy_name_picks_the_decision_function() -> None:
     surge = policy_for(ScalingPolicy.SURGE)
     assert isinstance(surge.initial_state(), ScalingState)
     keda = policy_for("keda")
-    config = PolicyConfig().with_scaling(service_rate_hint=50.0)
+    config = PolicyConfig()
     decision, state = keda.decide(snap(0.0, lag=350, replicas=1), config, keda.initial_state())
     assert isinstance(state, KedaState)
-    assert decision.replicas == 4  # critical lagThreshold 2 s x 50 msg/s = 100
+    assert decision.replicas == 5  # KEDA's default lagThreshold 10: 35 wanted, +4 per sync
+    config = PolicyConfig().with_scaling(keda_lag_threshold=100.0)
+    decision, _ = keda.decide(snap(0.0, lag=350, replicas=1), config, keda.initial_state())
+    assert decision.replicas == 4  # the spec's kedaLagThreshold

@@ -88,3 +88,11 @@ def test_the_network_policy_lets_backup_pods_reach_the_s3_port_only_when_needed(
     assert 9443 in ports(WITH_BACKUP)
     assert 9443 not in ports(None)
     assert ports(WITH_PVC_RESTORE) == ports(None)
+
+
+def test_with_managed_nats_the_backup_pod_gets_the_backup_user_not_the_workers() -> None:
+    managed = {"regions": [{"name": "east", "role": "primary", "nats": {"managed": {}}}]}
+    cron = build_backup_cronjob(make_ctx({**managed, "backup": WITH_BACKUP["backup"]}))
+    env = {e["name"]: e for e in _container(cron["spec"]["jobTemplate"]["spec"]["template"])["env"]}
+    secret = env["SURGE_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
+    assert secret == "support-nats-backup"

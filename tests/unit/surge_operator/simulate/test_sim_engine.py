@@ -8,15 +8,15 @@ from types import MappingProxyType
 import pytest
 
 from surge_operator.api import Priority
-from surge_operator.policy import DegradationLevel, Snapshot
+from surge_operator.policy import Decision, DegradationLevel, PolicyConfig, Reason, Snapshot
 from surge_operator.simulate.bound import lower_bound
 from surge_operator.simulate.compare import default_policy, scenario_policy
-from surge_operator.simulate.engine import SimConfig, SurgeController, run, weighted_p95
+from surge_operator.simulate.engine import SimConfig, run, surge_policy, weighted_p95
 from surge_operator.simulate.traffic import PROFILES, Arrivals, draw_arrivals
 
 
 class Fixed:
-    """A controller that never changes the pool (to check the world, not a policy)."""
+    """A policy that never changes the pool (to check the world, not a policy)."""
 
     name = "fixed"
 
@@ -24,8 +24,17 @@ class Fixed:
         self.replicas = replicas
         self.level = level
 
+    def initial_state(self, level: DegradationLevel = DegradationLevel.NORMAL) -> None:
+        return None
+
     def tick(self, snapshot: Snapshot, second: int) -> tuple[int, DegradationLevel]:
         return self.replicas, self.level
+
+    def decide(
+        self, snapshot: Snapshot, config: PolicyConfig, state: None
+    ) -> tuple[Decision, None]:
+        replicas, level = self.tick(snapshot, round(snapshot.at))
+        return Decision(snapshot.at, replicas, level, Reason.STEADY, "fixed"), None
 
 
 def steady(rate: dict[Priority, int], seconds: int) -> Arrivals:
@@ -103,7 +112,7 @@ def test_the_consumers_backlog_includes_in_flight_work_as_keda_reads_it() -> Non
 
 
 def test_reaction_is_timed_from_the_known_onset_not_from_earlier_scale_ups() -> None:
-    class StepUp:
+    class StepUp(Fixed):
         name = "step"
 
         def tick(self, snapshot: Snapshot, second: int) -> tuple[int, DegradationLevel]:
@@ -117,7 +126,7 @@ def test_reaction_is_timed_from_the_known_onset_not_from_earlier_scale_ups() -> 
         known_onset_s=40.0,
     )
     policy = scenario_policy(arrivals, SIM, default_policy())
-    assert run(arrivals, StepUp(), SIM, policy).reaction_s == 3.0
+    assert run(arrivals, StepUp(3), SIM, policy).reaction_s == 3.0
 
 
 def test_the_scenario_hands_surge_no_rate_or_start_up_hints() -> None:
@@ -194,7 +203,7 @@ def test_capped_pool_at_level_three_keeps_serving_normal() -> None:
     arrivals = draw_arrivals(PROFILES["flash-surge"], 1)
     arrivals = Arrivals(arrivals.name, arrivals.counts, max(2, arrivals.max_replicas // 3))
     policy = scenario_policy(arrivals, SimConfig(seed=1), default_policy())
-    result = run(arrivals, SurgeController(policy), SimConfig(seed=1), policy)
+    result = run(arrivals, surge_policy(), SimConfig(seed=1), policy)
     assert int(DegradationLevel.CRITICAL_ONLY) in result.series.level
     assert result.violation_minutes["critical"] == 0
     assert result.shed["normal"] == 0

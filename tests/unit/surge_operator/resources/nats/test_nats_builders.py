@@ -30,18 +30,16 @@ def east(ctx: Any) -> Any:
 def test_objects_per_region_in_creation_order_after_the_shared_credentials() -> None:
     ctx = managed_ctx()
     kinds = [(o["kind"], o["metadata"]["name"]) for o in desired_nats_objects(ctx, PASSWORDS)]
-    assert kinds[:7] == [
-        ("Secret", f"support-nats-{r}")
-        for r in ("operator", "gateway", "worker", "client", "leaf", "route", "system")
-    ]
-    assert kinds[7:12] == [
+    roles = ("operator", "gateway", "worker", "client", "backup", "leaf", "route", "system")
+    assert kinds[:8] == [("Secret", f"support-nats-{r}") for r in roles]
+    assert kinds[8:13] == [
         ("Secret", "support-nats-east-config"),
         ("Service", "support-nats-east-headless"),
         ("Service", "support-nats-east"),
         ("StatefulSet", "support-nats-east"),
         ("PodDisruptionBudget", "support-nats-east"),
     ]
-    assert [n for _, n in kinds[12:]] == [n.replace("east", "west") for _, n in kinds[7:12]]
+    assert [n for _, n in kinds[13:]] == [n.replace("east", "west") for _, n in kinds[8:13]]
 
 
 def test_external_regions_own_no_nats_objects() -> None:
@@ -181,7 +179,7 @@ def test_config_routes_every_ordinal_and_fsyncs_always_in_the_region_domain() ->
 
 def test_sync_interval_can_be_relaxed() -> None:
     ctx = managed_ctx(syncInterval="2m")
-    assert server_config(ctx, east(ctx), PASSWORDS)["jetstream"]["sync_interval"] == Raw("2m")
+    assert server_config(ctx, east(ctx), PASSWORDS)["jetstream"]["sync_interval"] == "2m"
 
 
 def test_single_server_has_no_cluster_block() -> None:
@@ -203,10 +201,10 @@ def test_first_region_is_the_leafnode_hub_and_the_others_connect_to_it() -> None
     assert server_config(ctx, ctx.spec.regions[1], PASSWORDS)["jetstream"]["domain"] == "west"
 
 
-def test_users_one_per_role_with_restricted_gateway_worker_and_client() -> None:
+def test_users_one_per_role_with_restricted_gateway_worker_client_and_backup() -> None:
     ctx = managed_ctx()
     users = server_config(ctx, east(ctx), PASSWORDS)["accounts"]["SURGE"]["users"]
-    assert [u["user"] for u in users] == ["operator", "gateway", "worker", "client"]
+    assert [u["user"] for u in users] == ["operator", "gateway", "worker", "client", "backup"]
     assert "permissions" not in users[0]
     assert all("permissions" in u for u in users[1:])
 

@@ -14,12 +14,12 @@ E2E_RETAG ?= e2e-retag
 K8S_BIN := $(shell tools/build-k8s.sh --print-bin-dir)
 
 .PHONY: demo test lint typecheck unit integration e2e e2e-load e2e-install e2e-test venv \
-	prometheus k8s images actionlint s3-server crds chart-docs clean
+	prometheus k8s images actionlint s3-server natscli crds chart-docs clean
 
 demo: venv
 	$(BIN)/surge demo $(DEMO_ARGS)
 
-test: venv prometheus k8s images actionlint s3-server lint typecheck
+test: venv prometheus k8s images actionlint s3-server natscli lint typecheck
 	SURGE_REQUIRE_E2E=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -38,6 +38,11 @@ prometheus:
 S3_SERVER_VERSION ?= v1.8.0
 s3-server:
 	tools/go-tool.sh versitygw github.com/versity/versitygw $(S3_SERVER_VERSION) ./cmd/versitygw >/dev/null
+
+# natscli (`nats bench`) for `surge bench nats` and its test: the broker's own limit.
+NATSCLI_VERSION ?= v0.5.0
+natscli:
+	tools/go-tool.sh nats github.com/nats-io/natscli $(NATSCLI_VERSION) ./nats >/dev/null
 
 # Debian's containerd/runc/CNI plugins for real nodes; kube-apiserver, controller-manager,
 # scheduler, kubelet, kube-proxy, etcd, CoreDNS, kube-router, kwok, kubectl, helm from Go

@@ -198,6 +198,22 @@ def bench_operator(
         raise typer.Exit(1)
 
 
+@bench_app.command("nats")
+def bench_nats(
+    messages: Annotated[int, typer.Option("--messages", min=100, help="Per run.")] = 20_000,
+    size: Annotated[int, typer.Option("--size", min=16, help="Message bytes.")] = 1024,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Runs per figure.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """fsync always vs lazy and R3 vs R1 with `nats bench`; Surge end to end as a fraction."""
+    import json as _json
+
+    from surge_operator.bench_nats import render, run_bench
+
+    result = run_bench(messages=messages, size=size, rounds=rounds)
+    typer.echo(_json.dumps(result.as_dict(), indent=2) if as_json else render(result))
+
+
 @bench_app.command("dataplane")
 def bench_dataplane(
     messages: Annotated[int, typer.Option("--messages", min=100, help="Per round.")] = 20_000,

@@ -1,0 +1,311 @@
+"""`surge bench nats`: what durability costs, and how close Surge gets to the broker.
+
+Runs the operator's generated configuration for a managed region (3 servers, R3, the
+per-role accounts) with LocalNatsCluster. With no kubeconfig support yet, it always
+starts its own servers on loopback, and says so in the output.
+
+nats_bench (msg/s, `nats bench js pub` from natscli, the NATS project's own benchmark,
+built from its Go module; same message count and size for every row)
+    fsync_always   R3 on servers with `sync_interval: always` (Surge's managed default)
+    fsync_lazy     R3 on servers with nats-server's default (`sync_interval: 2m`)
+    r3             = fsync_always (the durable default)
+    r1             R1 on the fsync-always servers
+fsync_cost_ratio       fsync_always ÷ fsync_lazy
+r1_vs_r3_ratio         r3 ÷ r1
+surge_msgs_per_s       end to end on the fsync-always R3 servers: `surge-gateway` (own
+                       process, HTTP batches of 100, 4 connections, every message acked by
+                       JetStream before the 202) -> stream -> `surge-worker` engine (noop
+                       handler) acking each; from the first POST to the last ack
+surge_vs_nats_bench    surge_msgs_per_s ÷ nats_bench.fsync_always (goal >= 0.5)
+
+Every figure is the median of `rounds` runs; all runs are printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from surge_operator.api import parse_spec
+from surge_operator.natscluster import LocalNatsCluster
+from surge_operator.resources import BuildContext
+from surge_operator.resources.jetstream import pipeline_config
+from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.conf import Raw
+from surge_operator.resources.nats.config import Passwords, server_config
+from surge_workers.bench import worker_consume
+from surge_workers.contract import Priority as WirePriority
+from surge_workers.natsserver import free_port
+from surge_workers.pipeline import PipelineConfig
+from surge_workers.provision import provision_pipeline
+from surge_workers.settings import PipelineSettings, WorkerSettings
+
+GOAL = 0.5
+TENANT = "bench"
+TOKEN = "bench-token"
+GO_TOOL = Path(__file__).resolve().parents[2] / "tools" / "go-tool.sh"
+NATSCLI_VERSION = "v0.5.0"  # keep in step with the Makefile's NATSCLI_VERSION
+
+
+@dataclass
+class NatsBenchResult:
+    messages: int
+    size: int
+    rounds: int
+    where: str
+    nats_bench: dict[str, float] = field(default_factory=dict)
+    fsync_cost_ratio: float = 0.0
+    r1_vs_r3_ratio: float = 0.0
+    surge_msgs_per_s: float = 0.0
+    surge_vs_nats_bench: float = 0.0
+    runs: dict[str, list[float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def natscli() -> str:
+    """The pinned natscli binary (built once from its Go module, cached)."""
+    args = ["bash", str(GO_TOOL), "nats", "github.com/nats-io/natscli", NATSCLI_VERSION, "./nats"]
+    out = subprocess.run(args, check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _ctx(sync_interval: str) -> BuildContext:
+    spec = {
+        "regions": [
+            {
+                "name": "bench",
+                "role": "primary",
+                "nats": {"managed": {"syncInterval": sync_interval}},
+            }
+        ],
+        "stream": {"name": "SURGEBENCH", "subjectPrefix": "surgebench", "partitions": 16},
+        "gateway": {"rateLimitPerTenant": 1e9},
+    }
+    return BuildContext(name="bench", namespace="bench", uid="bench", spec=parse_spec(spec))
+
+
+_RATE = re.compile(r"([\d,]+(?:\.\d+)?)\s*msgs/sec")
+
+
+def parse_nats_bench(output: str) -> float:
+    """The aggregate publish rate `nats bench` prints (the first msgs/sec figure)."""
+    match = _RATE.search(output)
+    if match is None:
+        raise RuntimeError(f"no msgs/sec in nats bench output:\n{output[-2000:]}")
+    return float(match.group(1).replace(",", ""))
+
+
+def run_nats_bench(
+    binary: str, url: str, password: str, *, replicas: int, messages: int, size: int
+) -> float:
+    args = [
+        binary,
+        "--server", url,
+        "--user", Role.OPERATOR.value,
+        "--password", password,
+        "bench", "js", "pub", f"natsbench.{time.time_ns()}",
+        "--msgs", str(messages),
+        "--size", str(size),
+        "--replicas", str(replicas),
+        "--storage", "file",
+        "--create",
+        "--purge",
+        "--no-progress",
+    ]  # fmt: skip
+    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=600)
+    return parse_nats_bench(out.stdout + out.stderr)
+
+
+@contextlib.contextmanager
+def cluster(sync_interval: str, passwords: Passwords, root: Path) -> Any:
+    ctx = _ctx(sync_interval)
+    config = server_config(ctx, ctx.spec.regions[0], passwords)
+    overrides = {"max_payload": 8 * 1024 * 1024, "lame_duck_grace_period": Raw("1s")}
+    with LocalNatsCluster(
+        config, 3, name=f"bench-{sync_interval}", root=root, overrides=overrides
+    ) as c:
+        yield ctx, c
+
+
+async def surge_end_to_end(
+    ctx: BuildContext, urls: list[str], passwords: Passwords, messages: int, size: int
+) -> float:
+    """Gateway (own process) -> R3 stream -> worker engine, first POST to last ack."""
+    from surge_workers.loadclient import post_batches
+
+    config: PipelineConfig = pipeline_config(ctx.stream, ctx.spec)
+    op = await nats.connect(servers=urls, user="operator", password=passwords[Role.OPERATOR])
+    await provision_pipeline(op.jetstream(timeout=10), config)
+    await op.jetstream().purge_stream(config.stream)
+    await op.close()
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="surge-bench-nats-") as tmp:
+        tokens = Path(tmp) / "tokens.json"
+        tokens.write_text(json.dumps({TENANT: [TOKEN]}))
+        env = dict(os.environ)
+        env.update(
+            SURGE_NATS_URL=",".join(urls),
+            SURGE_NATS_USER=Role.GATEWAY.value,
+            SURGE_NATS_PASSWORD=passwords[Role.GATEWAY],
+            SURGE_STREAM=config.stream,
+            SURGE_SUBJECT_PREFIX=config.subject_prefix,
+            SURGE_PARTITIONS=str(config.partitions),
+            SURGE_HTTP_HOST="127.0.0.1",
+            SURGE_HTTP_PORT=str(port),
+            SURGE_METRICS_PORT="0",
+            SURGE_TOKENS_FILE=str(tokens),
+            SURGE_RATE_LIMIT="0",
+            SURGE_LOG_LEVEL="error",
+        )
+        proc = subprocess.Popen(  # noqa: ASYNC220 - a child we own; spawning is quick
+            [sys.executable, "-c", "from surge_workers.cli import gateway_main; gateway_main()"],
+            env=env,
+        )
+        worker_nc = await nats.connect(
+            servers=urls, user=Role.WORKER.value, password=passwords[Role.WORKER]
+        )
+        try:
+            from surge_workers.bench import _wait_http
+
+            await _wait_http(f"http://127.0.0.1:{port}/readyz", 30.0)
+            settings = WorkerSettings(
+                pipeline=PipelineSettings(
+                    stream=config.stream,
+                    subject_prefix=config.subject_prefix,
+                    partitions=config.partitions,
+                ),
+                handler="surge_workers.handlers:noop",
+                concurrency=64,
+                prefetch=1024,
+                max_batch=256,
+                priorities=(WirePriority.NORMAL,),
+                metrics_port=0,
+            )
+            started = time.perf_counter()
+            consume = asyncio.create_task(worker_consume(worker_nc, messages, settings))
+            await post_batches(
+                f"http://127.0.0.1:{port}", TOKEN, TENANT, messages, size, batch=100, parallel=4
+            )
+            await consume
+            return messages / (time.perf_counter() - started)
+        finally:
+            await worker_nc.close()
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+            if proc.poll() is None:
+                proc.kill()
+
+
+def run_bench(messages: int = 20_000, size: int = 1024, rounds: int = 3) -> NatsBenchResult:
+    binary = natscli()
+    passwords = Passwords({role: os.urandom(12).hex() for role in Role})
+    result = NatsBenchResult(
+        messages=messages,
+        size=size,
+        rounds=rounds,
+        where="3 nats-servers on loopback (no kubeconfig support yet), generated config",
+    )
+    runs: dict[str, list[float]] = {"fsync_always": [], "fsync_lazy": [], "r1": [], "surge": []}
+
+    def pub(url: str, *, replicas: int) -> float:
+        password = passwords[Role.OPERATOR]
+        return run_nats_bench(
+            binary, url, password, replicas=replicas, messages=messages, size=size
+        )
+
+    with tempfile.TemporaryDirectory(prefix="surge-bench-nats-") as tmp:
+        root = Path(tmp)
+        with cluster("always", passwords, root / "always") as (ctx, c):
+            url = ",".join(c.urls)
+            for _ in range(rounds):
+                runs["fsync_always"].append(
+                    run_nats_bench(
+                        binary,
+                        url,
+                        passwords[Role.OPERATOR],
+                        replicas=3,
+                        messages=messages,
+                        size=size,
+                    )
+                )
+                runs["r1"].append(
+                    run_nats_bench(
+                        binary,
+                        url,
+                        passwords[Role.OPERATOR],
+                        replicas=1,
+                        messages=messages,
+                        size=size,
+                    )
+                )
+                runs["surge"].append(
+                    asyncio.run(surge_end_to_end(ctx, c.urls, passwords, messages, size))
+                )
+        with cluster("2m", passwords, root / "lazy") as (_, c):
+            url = ",".join(c.urls)
+            for _ in range(rounds):
+                runs["fsync_lazy"].append(
+                    run_nats_bench(
+                        binary,
+                        url,
+                        passwords[Role.OPERATOR],
+                        replicas=3,
+                        messages=messages,
+                        size=size,
+                    )
+                )
+    med = {k: round(statistics.median(v), 1) for k, v in runs.items()}
+    result.runs = {k: [round(x, 1) for x in v] for k, v in runs.items()}
+    result.nats_bench = {
+        "fsync_always": med["fsync_always"],
+        "fsync_lazy": med["fsync_lazy"],
+        "r3": med["fsync_always"],
+        "r1": med["r1"],
+    }
+    result.fsync_cost_ratio = round(med["fsync_always"] / med["fsync_lazy"], 3)
+    result.r1_vs_r3_ratio = round(med["fsync_always"] / med["r1"], 3)
+    result.surge_msgs_per_s = med["surge"]
+    result.surge_vs_nats_bench = round(med["surge"] / med["fsync_always"], 3)
+    result.notes.append(
+        "nats bench: one publisher, synchronous publish (one ack at a time), file storage"
+    )
+    return result
+
+
+def render(result: NatsBenchResult) -> str:
+    goal = "met" if result.surge_vs_nats_bench >= GOAL else "MISSED"
+    nb, runs = result.nats_bench, result.runs
+    rows = [
+        ("nats bench R3 fsync always", nb["fsync_always"], runs["fsync_always"]),
+        ("nats bench R3 fsync lazy", nb["fsync_lazy"], runs["fsync_lazy"]),
+        ("nats bench R1 fsync always", nb["r1"], runs["r1"]),
+        ("surge gateway->stream->worker", result.surge_msgs_per_s, runs["surge"]),
+    ]
+    lines = [
+        f"surge bench nats: {result.messages} msgs x {result.size} B, {result.rounds} rounds "
+        f"(median), {result.where}",
+        *(f"  {name:<31}{rate:10,.0f} msg/s  runs {all_runs}" for name, rate, all_runs in rows),
+        f"  fsync_cost_ratio (always/lazy) {result.fsync_cost_ratio:.3f}",
+        f"  r1_vs_r3_ratio (R3/R1)         {result.r1_vs_r3_ratio:.3f}",
+        f"  surge_vs_nats_bench            {result.surge_vs_nats_bench:.3f}"
+        f"  (goal >= {GOAL}: {goal})",
+    ]
+    lines += [f"  note: {n}" for n in result.notes]
+    return "\n".join(lines)

@@ -1,8 +1,9 @@
-"""Smoke test of the e2e tier: the real API server admits the generated CRD and its CEL rules,
-the controller manager and scheduler place a Deployment's pods on nodes of the right region,
-the pod runner (local control plane) runs them as processes, and garbage collection works.
+"""Smoke test of the e2e tier on real nodes: the real API server admits the generated CRD and
+its CEL rules, the controller manager and scheduler place a Deployment's pods on the node of
+the right region where containerd runs them, garbage collection works, pods carry their
+ServiceAccount's token and their Secret volumes, helm installs, admission policies apply.
 
-Runs unchanged against kind (SURGE_E2E_KUBECONFIG); the process checks only apply locally.
+Runs unchanged against kind (SURGE_E2E_KUBECONFIG) with the busybox test image loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from surge_cluster.procs import is_alive
+from surge_cluster.images import BUSYBOX_IMAGE
 from surge_cluster.testing import KubeCluster, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -27,20 +28,30 @@ REGION = "topology.kubernetes.io/region"
 
 
 @pytest.fixture(scope="module")
-def crd(kube_cluster: KubeCluster) -> str:
+def crd(node_cluster: KubeCluster) -> str:
     if not CRD.exists():
         pytest.skip(f"{CRD.relative_to(ROOT)} not generated yet (surge crds)")
-    kube_cluster.kubectl("apply", "--server-side", "-f", str(CRD))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD))
+    node_cluster.kubectl("apply", "--server-side", "-f", str(CRD))
+    # kubectl wait can fail at once while discovery catches up with the new resource: retry.
+    eventually(
+        "the CRD to be Established",
+        lambda: (
+            node_cluster.kubectl(
+                "wait", "--for=condition=Established", "--timeout=20s", "-f", str(CRD), check=False
+            ).returncode
+            == 0
+        ),
+        timeout=90,
+    )
     return "messagingclusters.surge.dev"
 
 
 def test_example_messaging_cluster_is_admitted(
-    kube_cluster: KubeCluster, crd: str, kube_namespace: str
+    node_cluster: KubeCluster, crd: str, node_namespace: str
 ) -> None:
-    kube_cluster.kubectl("apply", "-n", kube_namespace, "-f", str(EXAMPLE))
+    node_cluster.kubectl("apply", "-n", node_namespace, "-f", str(EXAMPLE))
 
-    got = json.loads(kube_cluster.kubectl("get", "mc", "-n", kube_namespace, "-o", "json").stdout)
+    got = json.loads(node_cluster.kubectl("get", "mc", "-n", node_namespace, "-o", "json").stdout)
 
     assert [item["metadata"]["name"] for item in got["items"]] == ["support"]
 
@@ -55,24 +66,24 @@ def test_example_messaging_cluster_is_admitted(
     ],
 )
 def test_invalid_messaging_cluster_is_rejected_with_the_cel_message(
-    kube_cluster: KubeCluster, crd: str, kube_namespace: str, example: str, message: str
+    node_cluster: KubeCluster, crd: str, node_namespace: str, example: str, message: str
 ) -> None:
     path = INVALID / example
 
-    result = kube_cluster.kubectl("apply", "-n", kube_namespace, "-f", str(path), check=False)
+    result = node_cluster.kubectl("apply", "-n", node_namespace, "-f", str(path), check=False)
 
     assert result.returncode != 0
     assert message in result.stderr
 
 
 def http_deployment(name: str, replicas: int, region: str) -> dict[str, Any]:
-    """A trivial HTTP server pinned to one region and marked for the local pod runner."""
+    """A trivial HTTP server from the locally built test image, pinned to one region."""
     labels = {"app": name}
     container = {
         "name": "web",
-        "image": "python:3.11-slim",
-        "command": ["python", "-m", "http.server", "--bind", "$(POD_IP)", "8080"],
-        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+        "image": BUSYBOX_IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
         "ports": [{"name": "http", "containerPort": 8080}],
         "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
     }
@@ -84,7 +95,7 @@ def http_deployment(name: str, replicas: int, region: str) -> dict[str, Any]:
             "replicas": replicas,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": {**labels, "surge.dev/run-local": "true"}},
+                "metadata": {"labels": labels},
                 "spec": {
                     "nodeSelector": {REGION: region},
                     "terminationGracePeriodSeconds": 5,
@@ -106,18 +117,14 @@ def ready_pods(core: Any, namespace: str, app: str) -> list[Any]:
     ]
 
 
-def local_pids(kube_cluster: KubeCluster, namespace: str) -> set[int]:
-    return {p.record.pid for p in kube_cluster.local_processes(namespace)}
-
-
-def test_deployment_pods_run_in_their_region_as_local_processes_and_are_collected(
-    kube_cluster: KubeCluster, kube_namespace: str
+def test_deployment_pods_run_in_their_region_as_containers_and_are_collected(
+    node_cluster: KubeCluster, node_namespace: str
 ) -> None:
-    api = kube_cluster.api_client
+    api = node_cluster.api_client
     # Any: the typed client marks every field Optional; these tests read what they created.
     apps: Any = client.AppsV1Api(api)
     core: Any = client.CoreV1Api(api)
-    ns = kube_namespace
+    ns = node_namespace
 
     apps.create_namespaced_deployment(ns, http_deployment("web", 2, "east"))
     pods = eventually(
@@ -127,74 +134,61 @@ def test_deployment_pods_run_in_their_region_as_local_processes_and_are_collecte
     for pod in pods:
         node = core.read_node(pod.spec.node_name)
         assert node.metadata.labels[REGION] == "east"
-    if kube_cluster.local:
-        pids = eventually("2 local processes", lambda: len(local_pids(kube_cluster, ns)) == 2)
-        container_pids = {
-            int(p.status.container_statuses[0].container_id.rsplit("/", 1)[1]) for p in pods
-        }
-        assert container_pids == local_pids(kube_cluster, ns)
-        assert all(is_alive(pid) for pid in container_pids)
-        del pids
-
+        assert pod.status.container_statuses[0].container_id.startswith("containerd://")
     apps.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": 3}})
     eventually("3 ready pods", lambda: len(ready_pods(core, ns, "web")) == 3)
-    if kube_cluster.local:
-        eventually("3 local processes", lambda: len(local_pids(kube_cluster, ns)) == 3)
 
-    before = local_pids(kube_cluster, ns)
     apps.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": 1}})
     eventually(
         "1 pod left", lambda: len(core.list_namespaced_pod(ns, label_selector="app=web").items) == 1
     )
-    if kube_cluster.local:
-        eventually("1 local process", lambda: len(local_pids(kube_cluster, ns)) == 1)
-        assert sum(is_alive(pid) for pid in before) == 1
 
     apps.delete_namespaced_deployment("web", ns, propagation_policy="Background")
     eventually("ReplicaSets collected", lambda: not apps.list_namespaced_replica_set(ns).items)
     eventually("pods collected", lambda: not core.list_namespaced_pod(ns).items)
-    if kube_cluster.local:
-        assert not local_pids(kube_cluster, ns)
-        assert not any(is_alive(pid) for pid in before)
 
 
-WHOAMI = """
-from kubernetes import client, config
-config.load_kube_config()
-review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-who = client.AuthenticationV1Api().create_self_subject_review(review)
-print("user:", who.status.user_info.username, flush=True)
-time.sleep(600)
-"""
-
-
-def test_local_pod_processes_act_as_their_service_account(
-    kube_cluster: KubeCluster, kube_namespace: str
-) -> None:
-    if not kube_cluster.local:
-        pytest.skip("the pod runner only exists on the local control plane")
-    core: Any = client.CoreV1Api(kube_cluster.api_client)
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "whoami", "labels": {"surge.dev/run-local": "true"}},
-        "spec": {
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "c", "image": "python", "command": ["python", "-c", WHOAMI]}],
-        },
+def _idle_pod(name: str, **spec: Any) -> dict[str, Any]:
+    container = {
+        "name": "c",
+        "image": BUSYBOX_IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["sleep", "3600"],
     }
-    core.create_namespaced_pod(kube_namespace, pod)
+    container.update(spec.pop("container", {}))
+    return {
+        "metadata": {"name": name},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [container], **spec},
+    }
 
-    log = eventually(
-        "the pod's output",
-        lambda: "user:" in (out := kube_cluster.local_log(kube_namespace, "whoami", "c")) and out,
+
+def _running(core: Any, ns: str, name: str) -> bool:
+    return bool(core.read_namespaced_pod(name, ns).status.phase == "Running")
+
+
+def test_pods_carry_their_service_account_identity(
+    node_cluster: KubeCluster, node_namespace: str
+) -> None:
+    core: Any = client.CoreV1Api(node_cluster.api_client)
+    core.create_namespaced_pod(node_namespace, _idle_pod("whoami"))
+    eventually("the pod to run", lambda: _running(core, node_namespace, "whoami"))
+    token = node_cluster.kubectl(
+        "exec", "-n", node_namespace, "whoami", "--",
+        "cat", "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    ).stdout  # fmt: skip
+
+    # Ask the API server who that token is: the credentials the kubelet mounted are the pod's.
+    review = client.AuthenticationV1Api(node_cluster.api_client).create_token_review(
+        {"spec": {"token": token}}
     )
 
-    assert f"user: system:serviceaccount:{kube_namespace}:default" in log
+    assert review.status.authenticated
+    assert review.status.user.username == f"system:serviceaccount:{node_namespace}:default"
+    assert review.status.user.extra["authentication.kubernetes.io/pod-name"] == ["whoami"]
 
 
 def test_helm_installs_and_uninstalls_a_release(
-    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path
+    node_cluster: KubeCluster, node_namespace: str, tmp_path: Path
 ) -> None:
     chart = tmp_path / "probe"
     (chart / "templates").mkdir(parents=True)
@@ -202,23 +196,23 @@ def test_helm_installs_and_uninstalls_a_release(
     (chart / "templates" / "cm.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe}\ndata: {k: {{ .Values.k }}}\n"
     )
-    core: Any = client.CoreV1Api(kube_cluster.api_client)
+    core: Any = client.CoreV1Api(node_cluster.api_client)
 
-    kube_cluster.helm(
-        "install", "probe", str(chart), "-n", kube_namespace, "--set", "k=v", "--wait"
+    node_cluster.helm(
+        "install", "probe", str(chart), "-n", node_namespace, "--set", "k=v", "--wait"
     )
-    assert core.read_namespaced_config_map("probe", kube_namespace).data == {"k": "v"}
-    kube_cluster.helm("uninstall", "probe", "-n", kube_namespace, "--wait")
+    assert core.read_namespaced_config_map("probe", node_namespace).data == {"k": "v"}
+    node_cluster.helm("uninstall", "probe", "-n", node_namespace, "--wait")
 
     assert not core.list_namespaced_config_map(
-        kube_namespace, field_selector="metadata.name=probe"
+        node_namespace, field_selector="metadata.name=probe"
     ).items
 
 
 def test_validating_admission_policies_are_enforced(
-    kube_cluster: KubeCluster, kube_namespace: str
+    node_cluster: KubeCluster, node_namespace: str
 ) -> None:
-    name = f"deny-forbidden-{kube_namespace}"
+    name = f"deny-forbidden-{node_namespace}"
     policy = f"""
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy
@@ -240,57 +234,43 @@ spec:
   validationActions: [Deny]
   matchResources:
     namespaceSelector:
-      matchLabels: {{kubernetes.io/metadata.name: {kube_namespace}}}
+      matchLabels: {{kubernetes.io/metadata.name: {node_namespace}}}
 """
-    kube_cluster.kubectl("apply", "-f", "-", input=policy)
+    node_cluster.kubectl("apply", "-f", "-", input=policy)
     try:
 
         def denied() -> bool:
-            result = kube_cluster.kubectl(
-                "create", "configmap", "forbidden", "-n", kube_namespace, check=False
+            result = node_cluster.kubectl(
+                "create", "configmap", "forbidden", "-n", node_namespace, check=False
             )
             if result.returncode == 0:
-                kube_cluster.kubectl("delete", "configmap", "forbidden", "-n", kube_namespace)
+                node_cluster.kubectl("delete", "configmap", "forbidden", "-n", node_namespace)
                 return False
             return "surge-e2e: this name is forbidden" in result.stderr
 
         eventually("the policy to deny", denied, timeout=30)
-        kube_cluster.kubectl("create", "configmap", "allowed", "-n", kube_namespace)
+        node_cluster.kubectl("create", "configmap", "allowed", "-n", node_namespace)
     finally:
-        kube_cluster.kubectl("delete", "-f", "-", input=policy, check=False)
+        node_cluster.kubectl("delete", "-f", "-", input=policy, check=False)
 
 
-def test_local_pods_see_their_secret_volumes_at_the_mounted_paths(
-    kube_cluster: KubeCluster, kube_namespace: str
+def test_pods_see_their_secret_volumes_at_the_mounted_paths(
+    node_cluster: KubeCluster, node_namespace: str
 ) -> None:
-    if not kube_cluster.local:
-        pytest.skip("the pod runner only exists on the local control plane")
-    core: Any = client.CoreV1Api(kube_cluster.api_client)
+    core: Any = client.CoreV1Api(node_cluster.api_client)
     core.create_namespaced_secret(
-        kube_namespace, {"metadata": {"name": "tokens"}, "stringData": {"tokens": "t0ken"}}
+        node_namespace, {"metadata": {"name": "tokens"}, "stringData": {"tokens": "t0ken"}}
     )
-    read = "import os, time; print('read:', open(os.environ['FILE']).read(), flush=True); time.sleep(600)"  # noqa: E501
-    pod = {
-        "metadata": {"name": "reader", "labels": {"surge.dev/run-local": "true"}},
-        "spec": {
-            "terminationGracePeriodSeconds": 1,
-            "volumes": [{"name": "t", "secret": {"secretName": "tokens"}}],
-            "containers": [
-                {
-                    "name": "c",
-                    "image": "python",
-                    "command": ["python", "-c", read],
-                    "env": [{"name": "FILE", "value": "/etc/surge/tokens/tokens"}],
-                    "volumeMounts": [{"name": "t", "mountPath": "/etc/surge/tokens"}],
-                }
-            ],
-        },
-    }
-    core.create_namespaced_pod(kube_namespace, pod)
+    pod = _idle_pod(
+        "reader",
+        volumes=[{"name": "t", "secret": {"secretName": "tokens"}}],
+        container={"volumeMounts": [{"name": "t", "mountPath": "/etc/surge/tokens"}]},
+    )
+    core.create_namespaced_pod(node_namespace, pod)
+    eventually("the pod to run", lambda: _running(core, node_namespace, "reader"))
 
-    log = eventually(
-        "the pod's output",
-        lambda: "read:" in (out := kube_cluster.local_log(kube_namespace, "reader", "c")) and out,
+    read = node_cluster.kubectl(
+        "exec", "-n", node_namespace, "reader", "--", "cat", "/etc/surge/tokens/tokens"
     )
 
-    assert "read: t0ken" in log
+    assert read.stdout == "t0ken"

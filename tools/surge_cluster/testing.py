@@ -132,15 +132,19 @@ def _if_built(binaries: Path) -> Path | None:
 
 @contextmanager
 def local_cluster(
-    root: Path, binaries: Path | None = None, *, fake_nodes: bool = False
+    root: Path,
+    binaries: Path | None = None,
+    *,
+    fake_nodes: bool = False,
+    pod_runner: bool = False,
 ) -> Iterator[KubeCluster]:
     """Start a LocalCluster in root for the duration of the block; always tear it down.
 
-    Real nodes by default; fake_nodes=True gives the legacy kwok nodes + emulated pod runner
-    (many nodes that run nothing: the operator benchmark)."""
+    Real nodes by default; fake_nodes=True gives kwok nodes instead (many nodes that run
+    nothing: the operator benchmark), pod_runner=True adds the legacy emulated kubelet."""
     cluster = LocalCluster(root, binaries=binaries or bin_dir(), owner_pid=os.getpid())
     if fake_nodes:
-        cluster.real_nodes, cluster.nodes, cluster.pod_runner = (), DEFAULT_NODES, True
+        cluster.real_nodes, cluster.nodes, cluster.pod_runner = (), DEFAULT_NODES, pod_runner
     try:
         info = cluster.up()
         api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
@@ -151,7 +155,7 @@ def local_cluster(
             api,
             local=True,
             bin_dir=cluster.binaries,
-            pod_runner_dir=cluster.layout.podrunner if fake_nodes else None,
+            pod_runner_dir=cluster.layout.podrunner if cluster.pod_runner else None,
             cluster=cluster,
         )
     finally:

@@ -55,6 +55,21 @@ def _root(
 
 
 @app.command()
+def chaos(
+    short: bool = typer.Option(False, "--short", help="The CI form (seconds, not minutes)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of scenario objects."),
+) -> None:
+    """Fault scenarios on real nats-servers and the real failover controller; each ends
+    with an id-by-id check (lost, double effects, order, duplicates absorbed)."""
+    from surge_operator.chaos.command import chaos as run_chaos
+
+    output, ok = run_chaos(short=short, as_json=as_json)
+    typer.echo(output)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def crds(
     markdown: bool = typer.Option(False, "--markdown", help="Print the field reference instead."),
 ) -> None:

@@ -966,6 +966,26 @@ class RestoreStatus(_Model):
     completed_time: str | None = Field(default=None, description="When the restore finished.")
 
 
+class NatsStreamStatus(_Model):
+    name: str = Field(max_length=256, description="Stream (or KV bucket stream) name.")
+    replicas: int = Field(ge=0, description="Replicas configured.")
+    current: int = Field(ge=0, description="Replicas current, as the stream leader reports.")
+    lag: int = Field(default=0, ge=0, description="Operations the furthest replica is behind.")
+
+
+class NatsRegionStatus(_Model):
+    """One managed region's servers as they report themselves (system account)."""
+
+    region: str = Field(max_length=63, description="Region name.")
+    servers: int = Field(ge=0, description="Server pods that exist.")
+    servers_ready: int = Field(ge=0, description="Server pods ready.")
+    meta_leader: str | None = Field(default=None, description="JetStream meta leader.")
+    step: str = Field(default="", max_length=1024, description="What the operator is doing.")
+    streams: list[NatsStreamStatus] = Field(
+        default_factory=list, max_length=32, description="This cluster's streams."
+    )
+
+
 class MessagingClusterStatus(_Model):
     phase: Phase | None = Field(default=None, description="Coarse lifecycle phase.")
     observed_generation: int | None = Field(default=None, ge=0, description="Generation handled.")
@@ -1000,6 +1020,11 @@ class MessagingClusterStatus(_Model):
     )
     mirror_lag: int | None = Field(
         default=None, ge=0, description="Messages the most-behind standby mirror lacks."
+    )
+    nats: list[NatsRegionStatus] = Field(
+        default_factory=list,
+        max_length=MAX_REGIONS,
+        description="Managed NATS per region: servers ready, meta leader, stream replicas.",
     )
     history: list[HistoryEntry] = Field(
         default_factory=list,

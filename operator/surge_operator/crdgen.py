@@ -148,6 +148,13 @@ def printer_columns() -> list[dict[str, Any]]:
             "description": "p95 queue wait in seconds",
         },
         {"name": "Level", "type": "integer", "jsonPath": ".status.degradationLevel"},
+        {
+            "name": "NATS",
+            "type": "string",
+            "priority": 1,
+            "description": "NatsReady: managed servers current, every stream current.",
+            "jsonPath": '.status.conditions[?(@.type=="NatsReady")].status',
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
 

@@ -82,6 +82,26 @@ class OperatorMetrics:
             registry=r,
         )
 
+        # Managed NATS, from the servers' own reports (handlers/nats_ops.py).
+        self.nats_servers_ready = Gauge(
+            "surge_operator_nats_servers_ready",
+            "Managed nats-server pods ready.",
+            (*_LABELS, "region"),
+            registry=r,
+        )
+        self.nats_stream_lag = Gauge(
+            "surge_operator_nats_stream_replica_lag",
+            "Operations the furthest replica of a stream is behind its leader.",
+            (*_LABELS, "region", "stream"),
+            registry=r,
+        )
+        self.nats_stream_current = Gauge(
+            "surge_operator_nats_stream_replicas_current",
+            "Replicas of a stream that are current.",
+            (*_LABELS, "region", "stream"),
+            registry=r,
+        )
+
         self.backup_last_success = Gauge(
             "surge_operator_backup_last_success_timestamp_seconds",
             "Unix time the newest successful backup finished.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +49,7 @@ async def running_gateway(
     **overrides: Any,
 ) -> AsyncIterator[tuple[str, Gateway]]:
     by_tenant = TOKENS if tokens is None else tokens
+    os.makedirs(tmp_path, exist_ok=True)
     tokens_file = tmp_path / "tokens.json"
     tokens_file.write_text(json.dumps(by_tenant))
     settings = GatewaySettings(

@@ -48,9 +48,8 @@ def region_ctx(servers: int = 3, **stream: object) -> BuildContext:
 def managed_region(ctx: BuildContext, root: Path, servers: int = 3) -> Iterator[LocalNatsCluster]:
     config = server_config(ctx, ctx.spec.regions[0], PASSWORDS)
     # durations must stay bare tokens; conf.Raw keeps them unquoted
-    from surge_operator.resources.nats.conf import Raw
 
-    overrides = {k: Raw(v) for k, v in TEST_OVERRIDES.items()}
+    overrides = dict(TEST_OVERRIDES)
     with LocalNatsCluster(config, servers, name="east", root=root, overrides=overrides) as c:
         yield c
 

@@ -24,6 +24,7 @@ from tests.integration.gateway_support import ACME, message, running_gateway
 from surge_workers.api_models import MessageIn
 from surge_workers.contract import DegradationLevel, Priority
 from surge_workers.degradation import publish_degradation
+from surge_workers.gateway import OfferedReporter
 from surge_workers.handlers import route_and_store
 from surge_workers.openapi import committed_document, openapi_document
 from surge_workers.pipeline import PipelineConfig
@@ -401,3 +402,35 @@ async def test_transcript_pages_follow_the_cursor_and_the_page_size_is_bounded(
     assert whole["next_cursor"] is None
     assert bad == dict.fromkeys(bad, 422)
     assert largest.status == 200
+
+
+async def test_a_tenant_rate_limit_holds_across_gateway_replicas(
+    nats_url: str, tmp_path: Path
+) -> None:
+    config = unique_pipeline()
+    nc, _ = await provisioned(nats_url, config)
+    limits = {"rate_limit": 0.2, "rate_burst": 10}
+    async with (
+        running_gateway(nats_url, config, tmp_path / "a", **limits) as (base_a, gw_a),
+        running_gateway(nats_url, config, tmp_path / "b", **limits) as (base_b, gw_b),
+        aiohttp.ClientSession(headers=ACME) as http,
+    ):
+        reporters = [
+            OfferedReporter(gw_a, instance="gw-a", interval=0.2),
+            OfferedReporter(gw_b, instance="gw-b", interval=0.2),
+        ]
+        for reporter in reporters:
+            reporter.start()
+        shares = lambda: _is((gw_a.limiter.share, gw_b.limiter.share), (0.5, 0.5))  # noqa: E731
+        await wait_until(shares, within=10)
+        codes = [
+            (await http.post(f"{base}/v1/messages", json=message(f"r{i}"))).status
+            for i, base in zip(range(30), [base_a, base_b] * 15, strict=False)
+        ]
+        for reporter in reporters:
+            await reporter.stop()
+    await nc.close()
+
+    # One gateway alone would admit the burst (10); two without sharing would admit 20.
+    assert 10 <= codes.count(202) <= 11, codes
+    assert set(codes) == {202, 429}

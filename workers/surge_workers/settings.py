@@ -53,6 +53,9 @@ Gateway
     ``SURGE_MAX_MSG_SIZE``      the stream's max_msg_size (413 above)    ``0`` (unknown)
     ``SURGE_RATE_LIMIT``        per-tenant messages/s (0 = unlimited)    ``2000``
     ``SURGE_RATE_BURST``        per-tenant burst                         ``= 2 * rate``
+                                (both cluster-wide: each replica enforces rate / live replicas)
+    ``SURGE_UNAUTHENTICATED_RATE`` requests/s without a valid token, per address ``5``
+    ``SURGE_UNAUTHENTICATED_BURST`` their burst                          ``20``
 
 Logging (both)
     ``SURGE_LOG_LEVEL``         debug | info | warning | error           ``info``
@@ -288,6 +291,9 @@ class GatewaySettings:
     max_msg_size: int = 0
     rate_limit: float = 2000.0
     rate_burst: float = 4000.0
+    #: Requests without a valid token, per client address (429 above, not 401).
+    unauthenticated_rate: float = 5.0
+    unauthenticated_burst: float = 20.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -308,4 +314,10 @@ class GatewaySettings:
             max_msg_size=_int(env, "SURGE_MAX_MSG_SIZE", cls.max_msg_size, minimum=0),
             rate_limit=rate,
             rate_burst=_float(env, "SURGE_RATE_BURST", 2 * rate),
+            unauthenticated_rate=_float(
+                env, "SURGE_UNAUTHENTICATED_RATE", cls.unauthenticated_rate, minimum=0
+            ),
+            unauthenticated_burst=_float(
+                env, "SURGE_UNAUTHENTICATED_BURST", cls.unauthenticated_burst, minimum=1
+            ),
         )

@@ -16,7 +16,13 @@ from typing import Any
 
 import nats.errors
 
-from surge_operator.api import ConditionStatus, ConditionType, Region
+from surge_operator.api import (
+    ConditionStatus,
+    ConditionType,
+    NatsRegionStatus,
+    NatsStreamStatus,
+    Region,
+)
 from surge_operator.errors import CredentialsSecretMissingError, SurgeError
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.nats import load_passwords
@@ -167,12 +173,38 @@ async def act(
     return step
 
 
+def region_status(region: str, obs: RegionObservation, step: Step, stream: str) -> NatsRegionStatus:
+    """This cluster's streams only (its own stream, dead letters and KV buckets)."""
+    ours = [v for v in obs.streams if v.name.startswith((stream, f"KV_{stream}"))]
+    return NatsRegionStatus(
+        region=region,
+        servers=len(obs.pods),
+        servers_ready=sum(1 for p in obs.pods if p.ready),
+        meta_leader=obs.meta_leader,
+        step=f"{step.kind}: {step.reason}"[:1024],
+        streams=[
+            NatsStreamStatus(name=v.name, replicas=v.replicas, current=v.current, lag=v.lag)
+            for v in ours[:32]
+        ],
+    )
+
+
+def _export(deps: Deps, ctx: BuildContext, status: NatsRegionStatus) -> None:
+    labels = (ctx.namespace, ctx.name, status.region)
+    deps.metrics.nats_servers_ready.labels(*labels).set(status.servers_ready)
+    for stream in status.streams:
+        deps.metrics.nats_stream_lag.labels(*labels, stream.name).set(stream.lag)
+        deps.metrics.nats_stream_current.labels(*labels, stream.name).set(stream.current)
+
+
 async def nats_tick(deps: Deps, cs: ClusterState, ctx: BuildContext) -> dict[str, Step]:
-    """One observe -> plan -> act pass over every managed region; the NatsReady condition."""
+    """One observe -> plan -> act pass over every managed region; NatsReady, status.nats
+    and the NATS metrics."""
     admin = deps.nats_admin
     if admin is None:
         return {}
     steps: dict[str, Step] = {}
+    statuses: list[NatsRegionStatus] = []
     for region in managed_regions(ctx):
         try:
             observed = await observe_region(deps, cs, ctx, region, admin)
@@ -182,13 +214,17 @@ async def nats_tick(deps: Deps, cs: ClusterState, ctx: BuildContext) -> dict[str
         if observed is None:
             steps[region.name] = Step("Wait", "StatefulSet not created yet")
             continue
-        steps[region.name] = await act(deps, cs, ctx, region, *observed, admin)
+        step = steps[region.name] = await act(deps, cs, ctx, region, *observed, admin)
+        status = region_status(region.name, observed[0], step, ctx.stream)
+        statuses.append(status)
+        _export(deps, ctx, status)
     if steps:
         cs.status = cs.status.model_copy(
             update={
                 "conditions": apply_updates(
                     cs.status.conditions, [nats_condition(steps)], deps.now(), cs.generation
-                )
+                ),
+                "nats": statuses,
             }
         )
     return steps

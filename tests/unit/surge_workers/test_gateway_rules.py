@@ -331,3 +331,20 @@ def test_a_missing_tokens_file_is_a_config_error_naming_the_path(tmp_path: Path)
     missing = tmp_path / "tokens.json"
     with pytest.raises(ConfigError, match=r"tokens\.json"):
         TokenFile(missing, log=None)
+
+
+def test_unknown_tokens_from_one_address_turn_into_429_after_the_burst() -> None:
+    gw, _ = gateway(unauthenticated_rate=1, unauthenticated_burst=2)
+
+    class Remote(FakeRequest):
+        remote = "192.0.2.7"
+
+    codes = []
+    for _ in range(3):
+        with pytest.raises(Refused) as refused:
+            gw.tenant_of(Remote({"Authorization": "Bearer guessed"}))  # type: ignore[arg-type]
+        codes.append(refused.value.status)
+    assert codes == [401, 401, 429]
+    assert refused.value.headers["Retry-After"] == "1"
+    # a valid token is never held back by this limit
+    assert gw.tenant_of(Remote({"Authorization": "Bearer tok-a"})) == "acme"  # type: ignore[arg-type]

@@ -122,3 +122,26 @@ def test_trace_rows_default_their_optional_columns() -> None:
         "acme",
     )
     assert trace_row({"t": "0", "priority": "critical"}, 2).priority is Priority.CRITICAL
+
+
+def test_a_replica_enforces_its_share_of_the_cluster_wide_rate() -> None:
+    from surge_workers.ratelimit import TenantLimiter, replica_share
+
+    limiter = TenantLimiter(rate=10, burst=10, throttled_fraction=0.1)
+    assert replica_share([100.0, 99.0, 50.0], now=100.0) == 0.5  # the stale one is gone
+    assert replica_share([], now=100.0) == 1.0
+    limiter.set_share(replica_share([100.0, 100.0], now=100.0))
+    allowed = sum(limiter.take("acme", 1, now=0.0) == 0 for _ in range(20))
+    assert allowed == 5  # half the burst on each of two replicas
+    limiter.set_share(1.0)
+    assert limiter.take("acme", 1, now=1.0) == 0  # refilled at the full rate again
+
+
+def test_requests_without_a_valid_token_are_limited_per_address() -> None:
+    from surge_workers.ratelimit import AddressLimiter
+
+    limiter = AddressLimiter(rate=1, burst=3, max_addresses=2)
+    assert [limiter.take("10.0.0.1", 0.0) == 0 for _ in range(4)] == [True, True, True, False]
+    assert limiter.take("10.0.0.2", 0.0) == 0  # another address has its own bucket
+    limiter.take("10.0.0.3", 0.0)  # the least recent address is forgotten, bounded memory
+    assert limiter.take("10.0.0.1", 0.0) == 0

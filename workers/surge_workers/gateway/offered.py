@@ -9,14 +9,20 @@ import socket
 import time
 from collections.abc import Callable
 
+import nats.js.errors
+from nats.js import JetStreamContext
+
 from surge_workers.contract import (
     OFFERED_TTL,
     OfferedCounts,
+    decode_offered,
     degradation_bucket,
     encode_offered,
+    offered_filter,
     offered_key,
 )
 from surge_workers.gateway.service import Gateway
+from surge_workers.ratelimit import replica_share
 
 
 def instance_name() -> str:
@@ -67,6 +73,21 @@ class OfferedReporter:
         bucket = degradation_bucket(self.gateway.settings.pipeline.stream)
         # A KV put with a per-message TTL (nats-py's kv.put has none): same subject.
         await js.publish(f"$KV.{bucket}.{self.key}", encode_offered(offered), msg_ttl=OFFERED_TTL)
+        # The same keys are the replica registry: this replica's share of tenant rates.
+        seen = await self._registry(js, bucket)
+        self.gateway.limiter.set_share(replica_share(seen, self.wall_clock()))
+
+    async def _registry(self, js: JetStreamContext, bucket: str) -> list[float]:
+        stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
+        info = await js.stream_info(stream, subjects_filter=f"{prefix}{offered_filter()}")
+        seen: list[float] = []
+        for subject in info.state.subjects or {}:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                raw = await js.get_last_msg(stream, subject)
+                counts = decode_offered(raw.data)
+                if counts is not None:
+                    seen.append(counts.at)
+        return seen
 
     async def run(self) -> None:
         log = self.gateway.log

@@ -42,7 +42,7 @@ from surge_workers.gateway.encoding import (
 from surge_workers.gateway.publisher import Ack, JetStreamPublisher, Publication
 from surge_workers.gateway.refusals import Refused
 from surge_workers.metrics import GatewayMetrics
-from surge_workers.ratelimit import TenantLimiter
+from surge_workers.ratelimit import AddressLimiter, TenantLimiter
 from surge_workers.settings import GatewaySettings
 
 # Same width as format_enqueued_at(now) until the year 2286: sizes computed before the
@@ -116,6 +116,9 @@ class Gateway:
         self.limiter = TenantLimiter(
             self.settings.rate_limit, self.settings.rate_burst, THROTTLED_RATE_FRACTION
         )
+        self.unauthenticated = AddressLimiter(
+            self.settings.unauthenticated_rate, self.settings.unauthenticated_burst
+        )
         self.js: JetStreamContext | None = None
         self.publisher: JetStreamPublisher | None = None
         if self.nc is not None:
@@ -140,7 +143,20 @@ class Gateway:
     def tenant_of(self, request: web.Request) -> str:
         if self.token_file is not None:
             self.tokens = self.token_file.current()
-        return authenticate(request.headers, self.tokens)
+        try:
+            return authenticate(request.headers, self.tokens)
+        except Refused:
+            address = getattr(request, "remote", None) or "unknown"
+            wait = self.unauthenticated.take(address, self.clock())
+            if wait > 0:
+                self.metrics.rejected("none", "unauthenticated")
+                raise Refused(
+                    429,
+                    "rate_limited",
+                    "too many requests without a valid token from this address",
+                    {"Retry-After": str(max(1, int(wait + 0.999)))},
+                ) from None
+            raise
 
     async def read_body(self, request: web.Request) -> bytes:
         if request.content_length is not None and (

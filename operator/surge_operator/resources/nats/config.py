@@ -142,7 +142,7 @@ def _leafnodes(ctx: BuildContext, region: Region, passwords: Passwords) -> dict[
         if tls_enabled(region):
             remote["tls"] = tls_paths("route")
         block["remotes"] = [remote]
-        block["reconnect"] = Raw("2s")
+        block["reconnect"] = "2s"
     return block
 
 
@@ -150,7 +150,9 @@ def server_config(ctx: BuildContext, region: Region, passwords: Passwords) -> di
     managed = region.nats.managed
     if managed is None:
         raise ValueError(f"region {region.name} is not managed")
-    sync = Raw(managed.sync_interval)
+    # `always` is a keyword; a duration must be a quoted string (a bare `2m` would parse as
+    # the number 2,000,000 and nats-server refuses it).
+    sync: Raw | str = Raw("always") if managed.sync_interval == "always" else managed.sync_interval
     config: dict[str, Any] = {
         "server_name": Raw("$POD_NAME"),
         "listen": f"0.0.0.0:{CLIENT_PORT}",
@@ -158,8 +160,8 @@ def server_config(ctx: BuildContext, region: Region, passwords: Passwords) -> di
         "max_payload": max(MIN_MAX_PAYLOAD, ctx.spec.stream.max_msg_size + 4096),
         # `nats-server --signal ldm=<pid file>` in the preStop hook finds the server here.
         "pid_file": f"{RUN_DIR}/nats.pid",
-        "lame_duck_duration": Raw(f"{LAME_DUCK_SECONDS}s"),
-        "lame_duck_grace_period": Raw(f"{LAME_DUCK_GRACE_SECONDS}s"),
+        "lame_duck_duration": f"{LAME_DUCK_SECONDS}s",
+        "lame_duck_grace_period": f"{LAME_DUCK_GRACE_SECONDS}s",
         "jetstream": {
             "store_dir": f"{DATA_DIR}/jetstream",
             "domain": js_domain(region),

@@ -120,3 +120,21 @@ async def test_scaling_below_a_streams_replicas_is_refused_with_a_condition() ->
     assert (status, reason) == (ConditionStatus.FALSE, "ChangeRefused")
     assert "1 servers cannot hold stream S with 3 replicas" in message
     assert [r for r in kube.deleted if r.kind == "Pod"] == []
+
+
+async def test_status_nats_reports_servers_leader_and_this_clusters_streams() -> None:
+    streams = [
+        StreamView("SURGE_TEAM-A_SUPPORT", 3, "support-nats-east-1", 3),
+        StreamView("KV_SURGE_TEAM-A_SUPPORT-routing", 3, "support-nats-east-0", 2, lag=4),
+        StreamView("SOMEONE_ELSE", 3, "support-nats-east-0", 3),
+    ]
+    _, deps, cs = await ready(FakeAdmin(streams), "rev-2")
+    await nats_tick(deps, cs, build_context(deps, REF, cs.spec, cs.status))
+    [east] = cs.status.nats
+    assert (east.region, east.servers, east.servers_ready) == ("east", 3, 3)
+    assert east.meta_leader == "support-nats-east-0"
+    assert [(s.name, s.current, s.lag) for s in east.streams] == [
+        ("SURGE_TEAM-A_SUPPORT", 3, 0),
+        ("KV_SURGE_TEAM-A_SUPPORT-routing", 2, 4),
+    ]
+    assert east.step.startswith("Wait: stream KV_SURGE_TEAM-A_SUPPORT-routing: 2 of 3")

@@ -179,7 +179,7 @@ def test_config_routes_every_ordinal_and_fsyncs_always_in_the_region_domain() ->
 
 def test_sync_interval_can_be_relaxed() -> None:
     ctx = managed_ctx(syncInterval="2m")
-    assert server_config(ctx, east(ctx), PASSWORDS)["jetstream"]["sync_interval"] == Raw("2m")
+    assert server_config(ctx, east(ctx), PASSWORDS)["jetstream"]["sync_interval"] == "2m"
 
 
 def test_single_server_has_no_cluster_block() -> None:

@@ -55,6 +55,21 @@ def _root(
 
 
 @app.command()
+def chaos(
+    short: bool = typer.Option(False, "--short", help="The CI form (seconds, not minutes)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of scenario objects."),
+) -> None:
+    """Fault scenarios on real nats-servers and the real failover controller; each ends
+    with an id-by-id check (lost, double effects, order, duplicates absorbed)."""
+    from surge_operator.chaos.command import chaos as run_chaos
+
+    output, ok = run_chaos(short=short, as_json=as_json)
+    typer.echo(output)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def crds(
     markdown: bool = typer.Option(False, "--markdown", help="Print the field reference instead."),
 ) -> None:
@@ -87,14 +102,52 @@ def simulate(
         float,
         typer.Option("--keda-lag-threshold", min=0.001, help="Your KEDA lagThreshold."),
     ] = 10.0,
+    from_prometheus: Annotated[
+        str | None,
+        typer.Option(
+            "--from-prometheus",
+            help="Replay your own arrivals: Prometheus URL (gateway offered counters).",
+        ),
+    ] = None,
+    history_range: Annotated[
+        str, typer.Option("--range", help="With --from-prometheus: how far back (e.g. 2h).")
+    ] = "1h",
+    history_end: Annotated[
+        str | None, typer.Option("--end", help="End of the range (ISO 8601; default now).")
+    ] = None,
+    history_step: Annotated[
+        float, typer.Option("--step", min=1.0, help="Query resolution in seconds.")
+    ] = 1.0,
+    history_query: Annotated[
+        str | None,
+        typer.Option("--query", help="PromQL of per-second rates with a priority label."),
+    ] = None,
 ) -> None:
     """Replay traffic through Surge, KEDA+HPA (your lagThreshold, and a sweep), an oracle
     and the LP lower bound; compare latency, refused work and cost."""
+    from surge_operator.prometheus_history import (
+        HistoryError,
+        parse_duration,
+        parse_end,
+        read_history,
+    )
     from surge_operator.simulate.command import SpecError, UnknownProfileError
     from surge_operator.simulate.command import simulate as run_simulate
     from surge_operator.simulate.traffic import TraceError
 
     try:
+        extra = []
+        if from_prometheus is not None:
+            extra.append(
+                read_history(
+                    from_prometheus,
+                    range_s=parse_duration(history_range),
+                    end=parse_end(history_end),
+                    step_s=history_step,
+                    query=history_query,
+                    max_replicas=max_replicas or 60,
+                )
+            )
         run_simulate(
             profile or [],
             trace or [],
@@ -104,8 +157,9 @@ def simulate(
             max_replicas=max_replicas,
             spec_path=spec,
             keda_lag_threshold=keda_lag_threshold,
+            extra=extra,
         )
-    except (UnknownProfileError, TraceError, SpecError, OSError) as err:
+    except (UnknownProfileError, TraceError, SpecError, HistoryError, OSError) as err:
         typer.echo(f"surge simulate: {err}", err=True)
         raise typer.Exit(2) from None
 

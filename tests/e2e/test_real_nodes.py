@@ -8,8 +8,10 @@ Runs unchanged against kind (SURGE_E2E_KUBECONFIG) once the busybox image is loa
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from kubernetes import client
@@ -248,3 +250,33 @@ def test_non_root_read_only_pod_runs_and_its_probe_drives_readiness(
     assert json.loads(json.dumps(served.spec.containers[0].security_context.to_dict()))[
         "read_only_root_filesystem"
     ]
+
+
+def _outside_address() -> str:
+    """This machine's address on its default-route interface (what pods must never reach)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.254", 9))  # no packet is sent: this only picks a source
+        return str(probe.getsockname()[0])
+
+
+def test_pods_reach_the_api_server_and_nothing_else_on_this_machine(
+    node_cluster: KubeCluster, core: Any, node_namespace: str
+) -> None:
+    if node_cluster.cluster is None:
+        pytest.skip("the host guard exists on the local cluster only")
+    ns = node_namespace
+    gateway = urlparse(node_cluster.api_client.configuration.host).hostname
+    with socket.socket() as listener:  # a host service on every address, as many are
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("0.0.0.0", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection((_outside_address(), port), timeout=2):
+            pass  # reachable from the host itself
+        run_pods(core, ns, pod("prober", IDLE))
+
+        for address in (_outside_address(), gateway):
+            code, out = sh(node_cluster, ns, "prober", f"nc -w 2 {address} {port} </dev/null")
+            assert code != 0, (address, out)
+        code, out = sh(node_cluster, ns, "prober", "nc -w 2 kubernetes.default.svc 443 </dev/null")
+        assert code == 0, out

@@ -153,6 +153,52 @@ async def _fetch_one(js: JetStreamContext, stream: str, durable: str) -> None:
     await sub.fetch(1, timeout=1)
 
 
+async def test_worker_composes_replies_and_gateway_streams_them_with_their_own_users(
+    server: str, pipeline: PipelineConfig
+) -> None:
+    from surge_workers.composer import acknowledge
+    from surge_workers.contract import DegradationState
+    from surge_workers.intake import IntakeStage
+    from surge_workers.replies import Reply, ReplyKind, publish_reply, replies_stream, reply_subject
+    from surge_workers.reply_feed import reply_feed
+    from surge_workers.templates import TemplateStore
+
+    async with connected(server, Role.GATEWAY) as gw:
+        await publish(gw.jetstream(), pipeline, msg_id="r0", conversation="c-replies")
+    async with connected(server, Role.WORKER) as nc:
+        intake = IntakeStage(
+            nc,
+            worker_settings(pipeline),
+            acknowledge,
+            TemplateStore(),
+            log=get_logger("accounts"),
+            state=DegradationState,
+            service_time=lambda _: 0.0,
+        )
+        await intake.start()
+        try:
+            subject = reply_subject(pipeline.subject_prefix, "acme", "c-replies")
+
+            async def acked() -> bool:
+                async with (
+                    connected(server, Role.GATEWAY) as reader,
+                    reply_feed(
+                        reader.jetstream(), replies_stream(pipeline.stream), subject
+                    ) as feed,
+                ):
+                    return len(await feed.stored(wait=1.0)) >= 1
+
+            await wait_until(acked, within=20)
+        finally:
+            await intake.stop()
+    async with connected(server, Role.GATEWAY) as gw:
+        agent = Reply(ReplyKind.AGENT, "acme", "c-replies", "a1", "on it", time.time())
+        await publish_reply(gw.jetstream(), pipeline.subject_prefix, agent)
+        async with reply_feed(gw.jetstream(), replies_stream(pipeline.stream), subject) as feed:
+            kinds = [e.reply.kind for e in await feed.stored(wait=2.0) if e.reply]
+    assert kinds == [ReplyKind.ACK, ReplyKind.AGENT]
+
+
 async def test_backup_user_snapshots_and_restores_but_cannot_ingest_or_consume(
     server: str, pipeline: PipelineConfig, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from surge_cluster.cluster import ClusterError, ClusterStatus, LocalCluster
+from surge_cluster.images import ImageBuildError, busybox_image
 from surge_cluster.layout import default_dir
 from surge_cluster.nodes import NodeError
 from surge_cluster.readiness import NotReadyError
@@ -46,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("archives", nargs="+", type=Path)
     sub.add_parser(
         "leftovers", help="list what of this cluster is still on the machine (exit 1 if any)"
+    )
+    sub.add_parser(
+        "test-image",
+        help="build if needed and print the e2e test image archive (kind: kind load image-archive)",
     )
     sub.add_parser("status", help="what runs and where")
     sub.add_parser("env", help="print shell exports: KUBECONFIG and the binaries on PATH")
@@ -106,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cluster.load_images(args.archives)
         except (ClusterError, NodeError) as err:
+            print(f"surge-cluster: {err}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "test-image":
+        try:
+            print(busybox_image())
+        except ImageBuildError as err:
             print(f"surge-cluster: {err}", file=sys.stderr)
             return 1
         return 0

@@ -331,7 +331,9 @@ class LocalCluster:
         layout.kwok_config.write_text(kwokconfig.render())
 
     def _spawn(self, state: State, component: components.Component) -> procs.ProcessRecord:
-        _, record = procs.spawn(component.name, component.argv, self.layout.log(component.name))
+        _, record = procs.spawn(
+            component.name, component.argv, self.layout.log(component.name), env=component.env
+        )
         state.processes.append(record)
         save_state(self.layout, state)
         log.info("started %s (pid %d)", component.name, record.pid)

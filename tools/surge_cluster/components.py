@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ class Component:
     argv: tuple[str, ...]
     stop_grace: float
     """Seconds between SIGTERM and SIGKILL on `down`."""
+    env: Mapping[str, str] | None = None
+    """The whole environment (None: inherit the caller's)."""
 
 
 def etcd(bin_dir: Path, layout: Layout, ports: Ports) -> Component:

@@ -144,9 +144,12 @@ def _digest(*parts: bytes) -> str:
 def pause_source() -> Path:
     """pause.c from the k8s.io/kubernetes module the control plane is built from."""
     version = load_versions().kubernetes
-    gomodcache = subprocess.run(
-        ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=False
-    ).stdout.strip() or str(Path.home() / "go" / "pkg" / "mod")
+    gomodcache = os.environ.get("GOMODCACHE", "")
+    if not gomodcache and shutil.which("go"):
+        gomodcache = subprocess.run(
+            ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    gomodcache = gomodcache or str(Path.home() / "go" / "pkg" / "mod")
     path = Path(gomodcache) / f"k8s.io/kubernetes@{version}/build/pause/linux/pause.c"
     if not path.exists():
         raise ImageBuildError(f"{path} missing: run tools/build-k8s.sh (it downloads the module)")

@@ -42,7 +42,7 @@ def node_env() -> dict[str, str]:
 
 
 def _nsenter(node: NodeNet, *argv: str) -> tuple[str, ...]:
-    return ("nsenter", f"--net=/run/netns/{node.netns}", "--", *argv)
+    return ("/usr/bin/nsenter", f"--net=/run/netns/{node.netns}", "--", *argv)
 
 
 # ----------------------------------------------------------------- prepare
@@ -96,7 +96,7 @@ def create_cgroups(root: str) -> None:
 # ----------------------------------------------------------------- processes
 def containerd(node: NodeNet, paths: NodePaths) -> Component:
     argv = _nsenter(node, CONTAINERD, f"--config={paths.containerd_config}")
-    return Component(f"containerd/{node.name}", argv, stop_grace=5.0)
+    return Component(f"containerd/{node.name}", argv, stop_grace=5.0, env=node_env())
 
 
 def kubelet(node: NodeNet, paths: NodePaths, bin_dir: Path) -> Component:
@@ -111,12 +111,12 @@ def kubelet(node: NodeNet, paths: NodePaths, bin_dir: Path) -> Component:
         f"--node-ip={node.ip}",
         "--v=1",
     )
-    return Component(f"kubelet/{node.name}", argv, stop_grace=5.0)
+    return Component(f"kubelet/{node.name}", argv, stop_grace=5.0, env=node_env())
 
 
 def kube_proxy(node: NodeNet, paths: NodePaths, bin_dir: Path) -> Component:
     argv = _nsenter(node, str(bin_dir / "kube-proxy"), f"--config={paths.kube_proxy_config}")
-    return Component(f"kube-proxy/{node.name}", argv, stop_grace=3.0)
+    return Component(f"kube-proxy/{node.name}", argv, stop_grace=3.0, env=node_env())
 
 
 def kube_router(node: NodeNet, paths: NodePaths, bin_dir: Path) -> Component:
@@ -137,7 +137,7 @@ def kube_router(node: NodeNet, paths: NodePaths, bin_dir: Path) -> Component:
         "--health-port=0",
         "--v=1",
     )
-    return Component(f"kube-router/{node.name}", argv, stop_grace=3.0)
+    return Component(f"kube-router/{node.name}", argv, stop_grace=3.0, env=node_env())
 
 
 def ctr(paths: NodePaths, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -198,6 +198,10 @@ def openapi_document() -> dict[str, Any]:
                         "401": _problem("Missing or unknown bearer token."),
                         "404": _problem("No such conversation for this tenant."),
                         "422": _problem("Invalid limit or cursor."),
+                        "429": _problem(
+                            "Too many requests without a valid token from this address.",
+                            retry_after=True,
+                        ),
                         "503": _problem("NATS unavailable.", retry_after=True),
                     },
                 }

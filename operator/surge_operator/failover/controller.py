@@ -123,6 +123,8 @@ class FailoverController:
         self.clock = clock
         #: Last ack floors seen per region, so a promotion resumes where workers were.
         self.ack_floors: dict[str, Mapping[Priority, int]] = {}
+        #: Estimated RPO of the last promotion this controller carried out.
+        self.last_rpo: int | None = None
         #: The failover record last written into the active region (None: not yet).
         self.written: FailoverRecord | None = None
         self.cluster = cluster
@@ -233,6 +235,7 @@ class FailoverController:
                 log.error("failover.action_failed", target=decision.target, error=exc.message)
             else:
                 self.state = decision.state
+                self.last_rpo = decision.rpo
                 log.warning(
                     "failover.done",
                     target=decision.target,

@@ -89,7 +89,7 @@ class MirrorChange:
     region: str
     source: str
     action: MirrorAction
-    #: Streams created or recreated as mirrors (message stream first).
+    #: Streams created or recreated as mirrors (message stream last).
     streams: tuple[str, ...] = ()
     #: Messages of an old primary's tails re-published to the active region.
     recovered: int = 0
@@ -153,7 +153,11 @@ async def ensure_mirror(
             js = standby_client.jetstream(timeout=request_timeout)
             origin_js = active_client.jetstream(timeout=request_timeout)
             link_checked = False
-            for name in pipeline_streams(pipeline):
+            # Idempotency records (transcripts KV) and dead letters first, the message
+            # stream last: a worker must never see a merged message before the record
+            # that says it was already processed (caught by `surge chaos`).
+            names = pipeline_streams(pipeline)
+            for name in (*names[1:], names[0]):
                 if name == pipeline.stream:
                     desired = main
                 else:
@@ -180,6 +184,11 @@ async def ensure_mirror(
                     # stream must not be deleted before the copy can start.
                     await _check_link(standby_client, standby, active, request_timeout)
                     link_checked = True
+                    # Writes stop here before anything is merged: the message stream is
+                    # fenced first, although it is merged last.
+                    own_main = await stream_info(js, pipeline.stream)
+                    if own_main is not None and own_main.config.mirror is None:
+                        await fence(js, pipeline.stream)
                 if info is not None:
                     if info.config.mirror is None:
                         await fence(js, name)

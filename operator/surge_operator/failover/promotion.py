@@ -104,7 +104,12 @@ async def promote(
                 promoted.append(pipeline.stream)
             else:
                 kind = "already"
-            created, starts = await _ensure_consumers(js, pipeline, ack_floors or {})
+            # The old region's floors count in its own sequence space, which diverged from
+            # this copy after the fork: a floor above what this copy holds would make the
+            # consumers skip the first writes taken here (caught by `surge chaos`).
+            held = (await js.stream_info(pipeline.stream)).state.last_seq
+            floors = {p: min(seq, held) for p, seq in (ack_floors or {}).items()}
+            created, starts = await _ensure_consumers(js, pipeline, floors)
             for name in pipeline_streams(pipeline)[1:]:
                 if await _promote_aux(js, pipeline, name, epoch, leader_token):
                     promoted.append(name)

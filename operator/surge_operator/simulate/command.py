@@ -51,10 +51,16 @@ def load_spec(path: Path) -> MessagingClusterSpec:
 
 
 def gather_arrivals(
-    profiles: Sequence[str], traces: Sequence[Path], seed: int, max_replicas: int | None = None
+    profiles: Sequence[str],
+    traces: Sequence[Path],
+    seed: int,
+    max_replicas: int | None = None,
+    extra: Sequence[Arrivals] = (),
 ) -> list[Arrivals]:
-    chosen: list[Arrivals] = []
-    names = list(profiles) or ([] if traces else all_profile_names())
+    """The named profiles, the trace files and `extra` (e.g. a Prometheus history); every
+    bundled profile when nothing is named."""
+    chosen: list[Arrivals] = list(extra)
+    names = list(profiles) or ([] if traces or extra else all_profile_names())
     for name in names:
         if name == "all":
             names.extend(n for n in all_profile_names() if n not in names)
@@ -81,6 +87,7 @@ def simulate(
     max_replicas: int | None = None,
     spec_path: Path | None = None,
     keda_lag_threshold: float = KEDA_DEFAULT_LAG_THRESHOLD,
+    extra: Sequence[Arrivals] = (),
     console: Console | None = None,
 ) -> list[Comparison]:
     sim = SimConfig(seed=seed)
@@ -88,7 +95,7 @@ def simulate(
     return report(
         [
             compare(a, sim, exact=exact, keda_lag_threshold=keda_lag_threshold)
-            for a in gather_arrivals(profiles, traces, seed, max_replicas)
+            for a in gather_arrivals(profiles, traces, seed, max_replicas, extra)
         ],
         sim,
         as_json=as_json,

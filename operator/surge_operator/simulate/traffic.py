@@ -322,3 +322,43 @@ def write_trace(arrivals: Arrivals, path: Path) -> None:
             for priority in PRIORITY_ORDER:
                 if counts.get(priority, 0):
                     writer.writerow([second, priority.value, counts[priority]])
+
+
+def arrivals_from_rates(
+    name: str,
+    series: Mapping[Priority, Sequence[tuple[float, float]]],
+    *,
+    step_s: float,
+    max_replicas: int = 60,
+) -> Arrivals:
+    """Per-second counts from per-priority rate samples (unix time, msg/s), one every
+    `step_s` seconds: each sample's messages are spread evenly over its step, rounded
+    with a carry so the totals are kept. Gaps (no sample) count as no arrivals."""
+    if step_s <= 0:
+        raise TraceError(f"{name}: step must be positive, got {step_s}")
+    times = [t for points in series.values() for t, _ in points]
+    if not times:
+        raise TraceError(f"{name}: no samples in the range")
+    start = min(times)
+    duration = max(1, math.ceil(max(times) - start + step_s))
+    fractional = {p: [0.0] * duration for p in PRIORITY_ORDER}
+    for priority, points in series.items():
+        slot = fractional[priority]
+        for t, rate in points:
+            if not math.isfinite(rate) or rate <= 0:
+                continue
+            first = int(t - start)
+            seconds = max(1, round(step_s))
+            for second in range(first, min(duration, first + seconds)):
+                slot[second] += rate * step_s / seconds
+    counts = []
+    carry = dict.fromkeys(PRIORITY_ORDER, 0.0)
+    for second in range(duration):
+        row = {}
+        for p in PRIORITY_ORDER:
+            exact = fractional[p][second] + carry[p]
+            whole = max(0, math.floor(exact + 1e-9))
+            carry[p] = exact - whole
+            row[p] = whole
+        counts.append(MappingProxyType(row))
+    return Arrivals(name, tuple(counts), max_replicas)

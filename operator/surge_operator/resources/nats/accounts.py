@@ -6,10 +6,13 @@ and to read cluster health. Permissions name subjects exactly (NATS wildcards on
 whole tokens, so each bucket's stream is named, never `KV_<stream>-*`):
 
     operator  everything in SURGE (it provisions streams, consumers and buckets)
-    gateway   publish the ingest subjects and its offered counters, read the degradation
-              level; subscribe only to reply inboxes. It cannot read transcripts or routing.
-    worker    pull, ack and dead-letter; read and write the transcript and routing buckets;
-              read the degradation level. It cannot publish to the ingest subjects.
+    gateway   publish the ingest subjects, agents' replies and its offered counters, read
+              the degradation level, read the replies stream through ordered consumers
+              (Server-Sent Events); subscribe only to reply inboxes. It cannot read
+              transcripts or routing.
+    worker    pull, ack and dead-letter (the intake consumer too); publish replies; read and
+              write the transcript and routing buckets; read the degradation level and the
+              expected-wait forecast. It cannot publish to the ingest subjects.
     client    a user's own producer: publish to the ingest subjects, read its acks. Nothing else.
     backup    the backup and restore Jobs: snapshot and restore the cluster's streams and
               buckets, record runs in its own bucket. It cannot publish to the ingest
@@ -38,6 +41,8 @@ from surge_workers.contract import (
     routing_bucket,
     transcripts_bucket,
 )
+from surge_workers.intake import INTAKE_CONSUMER
+from surge_workers.replies import replies_stream, replies_subjects
 
 INBOX = "_INBOX.>"
 
@@ -118,15 +123,30 @@ def gateway_permissions(stream: str, prefix: str) -> Permissions:
             *_kv_read(level),
             *_kv_watch(level),
             f"$KV.{level}.offered.>",
+            *replies_subjects(prefix),
+            *_replies_read(stream),
         ),
         subscribe=(INBOX,),
     )
 
 
+def _replies_read(stream: str) -> list[str]:
+    """Ordered (ephemeral) consumers on the replies stream: what an SSE client reads."""
+    replies = replies_stream(stream)
+    return [
+        f"$JS.API.STREAM.INFO.{replies}",
+        f"$JS.API.CONSUMER.CREATE.{replies}",
+        f"$JS.API.CONSUMER.CREATE.{replies}.>",
+        f"$JS.API.CONSUMER.DELETE.{replies}.*",
+        f"$JS.API.CONSUMER.INFO.{replies}.*",
+        f"$JS.FC.{replies}.>",
+    ]
+
+
 def worker_permissions(stream: str, prefix: str) -> Permissions:
     dlq = dead_letter_stream(stream)
     level = degradation_bucket(stream)
-    consumers = [consumer_name(p) for p in PRIORITIES]
+    consumers = [*(consumer_name(p) for p in PRIORITIES), INTAKE_CONSUMER]
     return Permissions(
         publish=(
             "$JS.API.INFO",
@@ -136,6 +156,7 @@ def worker_permissions(stream: str, prefix: str) -> Permissions:
             *(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{c}" for c in consumers),
             f"$JS.ACK.{stream}.>",
             f"{prefix}.dlq.>",
+            *replies_subjects(prefix),
             completion_subject(stream),
             *_kv_read(level),
             *_kv_watch(level),

@@ -51,6 +51,7 @@ def test_pipeline_streams_cover_messages_dead_letters_and_kv() -> None:
     assert pipeline_streams(PIPELINE) == (
         "ORDERS",
         "ORDERS-dlq",
+        "ORDERS-replies",
         "KV_ORDERS-degradation",
         "KV_ORDERS-routing",
         "KV_ORDERS-transcripts",
@@ -61,6 +62,7 @@ def test_pipeline_streams_cover_messages_dead_letters_and_kv() -> None:
         "support.bulk.>",
     ]
     assert writable_subjects(PIPELINE, "KV_ORDERS-routing") == ["$KV.ORDERS-routing.>"]
+    assert writable_subjects(PIPELINE, "ORDERS-replies") == ["support.reply.>"]
     with pytest.raises(ValueError, match="not a stream"):
         writable_subjects(PIPELINE, "OTHER")
 

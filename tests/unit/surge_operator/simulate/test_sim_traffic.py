@@ -81,3 +81,31 @@ def test_drawn_arrivals_are_burstier_than_poisson() -> None:
 def test_bundled_profiles_carry_their_known_onset() -> None:
     arrivals = draw_arrivals(PROFILES["outage-release"], 1)
     assert arrivals.surge_onset() == 240.0
+
+
+def test_rates_from_prometheus_become_per_second_counts_keeping_the_totals() -> None:
+    from surge_operator.simulate.traffic import arrivals_from_rates
+
+    series = {
+        Priority.CRITICAL: [(1000.0, 2.5), (1002.0, 2.5)],
+        Priority.BULK: [(1000.0, 10.0), (1001.0, float("nan")), (1002.0, 0.0)],
+    }
+    arrivals = arrivals_from_rates("prom", series, step_s=2.0)
+    assert arrivals.duration_s == 4
+    assert sum(c[Priority.CRITICAL] for c in arrivals.counts) == 10  # 2.5/s over 4 s
+    assert sum(c[Priority.BULK] for c in arrivals.counts) == 20  # 10/s over the first 2 s
+    assert [c[Priority.BULK] for c in arrivals.counts] == [10, 10, 0, 0]
+    with pytest.raises(TraceError, match="no samples"):
+        arrivals_from_rates("prom", {}, step_s=1.0)
+
+
+def test_history_ranges_are_parsed_or_refused_by_name() -> None:
+    from surge_operator.prometheus_history import HistoryError, parse_duration, parse_end
+
+    assert parse_duration("90s") == 90
+    assert parse_duration("2h") == 7200
+    with pytest.raises(HistoryError, match="--range"):
+        parse_duration("soon")
+    assert parse_end("2026-01-02T03:04:05").tzinfo is not None
+    with pytest.raises(HistoryError, match="--end"):
+        parse_end("yesterday")

@@ -1,0 +1,7 @@
+"""`surge chaos`: fault scenarios on real components, each ending with an id-by-id check.
+
+checker.py    pure: accepted ids vs effects -> lost, double effects, order, absorbed
+regions.py    real nats-servers per region on loopback (shared with the tests)
+scenarios.py  primary-kill-9 and split-brain-heal around the real FailoverController
+command.py    run them and print the JSON list the contract names
+"""

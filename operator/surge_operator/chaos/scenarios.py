@@ -1,0 +1,296 @@
+"""Failover scenarios on real components: two regions of real nats-servers on loopback
+(leafnode-linked, separate JetStream domains), the real `FailoverController` probing and
+promoting, an at-least-once client and an idempotent worker. Faults are real: the primary's
+nats-server gets SIGKILL, the standby is stopped and restarted (its link goes with it).
+
+The client sends ids m0, m1, ... in conversations of 7, retrying a publish with the same
+id (on whichever region is active) until it gets a PubAck: "accepted". The worker pulls
+from the active region and makes an *effect* once per id, remembering done ids in the
+transcripts KV bucket (mirrored across regions like in production); a delivery of a done
+id is a duplicate absorbed. Every run ends with `checker.check`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+
+from surge_operator.chaos.checker import Effect, Verdict, check
+from surge_operator.chaos.regions import Regions, running_regions
+from surge_operator.failover import FailoverController
+from surge_operator.policy.failover import FailoverConfig
+from surge_workers import provision
+from surge_workers.contract import (
+    Header,
+    Priority,
+    consumer_name,
+    message_subject,
+    transcripts_bucket,
+)
+from surge_workers.pipeline import PipelineConfig
+
+PIPELINE = PipelineConfig(
+    stream="SURGE_CHAOS", subject_prefix="chaos", partitions=4, duplicate_window=120.0
+)
+CONFIG = FailoverConfig(probe_interval=0.25, failure_threshold=3)
+CONVERSATIONS = 7
+POSITION = "Surge-Chaos-Position"
+CONVERSATION = "Surge-Chaos-Conversation"
+
+
+@dataclass
+class Run:
+    regions: Regions
+    controller: FailoverController
+    accepted: set[str] = field(default_factory=set)
+    effects: list[Effect] = field(default_factory=list)
+    absorbed: int = 0
+    fault_at: float | None = None
+    recovered_at: float | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def url(self) -> str:
+        return self.regions.servers[self.controller.state.active].url
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    verdict: Verdict
+    recovery_s: float | None
+    rpo: int | None
+
+    def as_json(self) -> dict[str, object]:
+        v = self.verdict
+        return {
+            "name": self.name,
+            "accepted": v.accepted,
+            "lost": v.lost,
+            "double_effects": v.double_effects,
+            "duplicates_absorbed": v.duplicates_absorbed,
+            "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 2),
+            "order_violations": v.order_violations,
+            "rpo": self.rpo,
+            "lost_ids": list(v.lost_ids),
+            "doubled_ids": list(v.doubled_ids),
+        }
+
+
+async def _connect(url: str) -> NatsClient:
+    return await nats.connect(url, allow_reconnect=False, connect_timeout=1)
+
+
+async def _ticker(run: Run) -> None:
+    while not run.stop.is_set():
+        with contextlib.suppress(Exception):
+            await run.controller.tick()
+        await asyncio.sleep(CONFIG.probe_interval)
+
+
+async def _client(
+    run: Run, count: int, rate: float, fault: Callable[[int], Awaitable[None]]
+) -> None:
+    """At-least-once: each id is retried (same id) until some region acknowledges it."""
+    client: NatsClient | None = None
+    url = ""
+    for i in range(count):
+        await fault(i)
+        msg_id, conversation = f"m{i}", f"c{i % CONVERSATIONS}"
+        subject = message_subject(
+            PIPELINE.subject_prefix, Priority.CRITICAL, conversation, PIPELINE.partitions, tenant=""
+        )
+        headers = {
+            Header.MSG_ID: msg_id,
+            CONVERSATION: conversation,
+            POSITION: str(i // CONVERSATIONS),
+        }
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if client is None or url != run.url():
+                    if client is not None:
+                        with contextlib.suppress(Exception):
+                            await client.close()
+                    url = run.url()
+                    client = await _connect(url)
+                await client.jetstream(timeout=1.0).publish(subject, b"x", headers=headers)
+                run.accepted.add(msg_id)
+                if run.fault_at is not None and run.recovered_at is None:
+                    run.recovered_at = time.monotonic()
+                break
+            except (nats.errors.Error, OSError, TimeoutError):
+                client = None
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1 / rate)
+    if client is not None:
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
+async def _worker(run: Run) -> None:
+    """Pull from the active region; one effect per id; done ids in the transcripts KV."""
+    while not run.stop.is_set():
+        url = run.url()
+        try:
+            client = await _connect(url)
+        except (nats.errors.Error, OSError, TimeoutError):
+            await asyncio.sleep(0.2)
+            continue
+        try:
+            js = client.jetstream(timeout=1.0)
+            done = await js.key_value(transcripts_bucket(PIPELINE.stream))
+            sub = await js.pull_subscribe_bind(
+                consumer_name(Priority.CRITICAL), stream=PIPELINE.stream
+            )
+            while not run.stop.is_set() and url == run.url():
+                try:
+                    batch = await sub.fetch(50, timeout=0.5)
+                except nats.errors.TimeoutError:
+                    continue
+                for msg in batch:
+                    msg_id = (msg.headers or {}).get(Header.MSG_ID, "")
+                    key = f"d.{msg_id}"
+                    # The effect *is* the idempotency record (as the default handler's
+                    # transcript write is): one atomic create; an existing key means done.
+                    try:
+                        await done.create(key, b"1")
+                    except nats.js.errors.KeyWrongLastSequenceError:
+                        run.absorbed += 1
+                    else:
+                        conversation = (msg.headers or {}).get(CONVERSATION, "")
+                        position = int((msg.headers or {}).get(POSITION, "0"))
+                        run.effects.append(Effect(msg_id, conversation, position))
+                    await msg.ack_sync()
+        except (nats.errors.Error, OSError, TimeoutError, nats.js.errors.Error):
+            await asyncio.sleep(0.2)
+        finally:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
+async def _settle(run: Run, within: float) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if run.accepted and run.accepted <= {e.msg_id for e in run.effects}:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _scenario(
+    name: str,
+    count: int,
+    rate: float,
+    fault: Callable[[Run, int], Awaitable[None]],
+    heal: Callable[[Run], Awaitable[None]],
+) -> Result:
+    with (
+        tempfile.TemporaryDirectory(prefix="surge-chaos-") as tmp,
+        running_regions(["east", "west"], Path(tmp)) as regions,
+    ):
+        client = await _connect(regions.servers["east"].url)
+        await provision.provision_pipeline(client.jetstream(timeout=2.0), PIPELINE)
+        await client.close()
+        controller = FailoverController(
+            cluster=f"chaos/{name}",
+            endpoints=regions.endpoints(),
+            primary="east",
+            pipeline=PIPELINE,
+            config=CONFIG,
+            probe_timeout=0.2,
+        )
+        run = Run(regions, controller)
+        await controller.tick()
+        tasks = [asyncio.create_task(_ticker(run)), asyncio.create_task(_worker(run))]
+
+        async def at(i: int) -> None:
+            await fault(run, i)
+
+        rpo: int | None = None
+        try:
+            await _client(run, count, rate, at)
+            await heal(run)
+            await _settle(run, within=30.0)
+            rpo = run.controller.last_rpo
+        finally:
+            run.stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    recovery = (
+        run.recovered_at - run.fault_at
+        if run.fault_at is not None and run.recovered_at is not None
+        else None
+    )
+    return Result(name, check(run.accepted, run.effects, run.absorbed), recovery, rpo)
+
+
+async def primary_kill(count: int) -> Result:
+    """SIGKILL of the primary's nats-server a third of the way in; it comes back later."""
+
+    async def fault(run: Run, i: int) -> None:
+        if i == count // 3:
+            run.regions.servers["east"].kill()
+            run.fault_at = time.monotonic()
+
+    async def heal(run: Run) -> None:
+        run.regions.servers["east"].start()
+        await _wait_mirror(run, "east")
+
+    return await _scenario("primary-kill-9", count, 200.0, fault, heal)
+
+
+async def split_brain(count: int) -> Result:
+    """The standby goes away (and its link with it) while the primary keeps acknowledging
+    writes; then the primary dies and the standby returns and is promoted without them;
+    finally the old primary heals and its unmirrored tail is merged by id."""
+
+    async def fault(run: Run, i: int) -> None:
+        if i == count // 4:
+            run.regions.servers["west"].stop()
+        if i == count // 2:
+            run.regions.servers["east"].kill()
+            run.fault_at = time.monotonic()
+            run.regions.servers["west"].start()
+
+    async def heal(run: Run) -> None:
+        run.regions.servers["east"].start()
+        await _wait_mirror(run, "east")
+
+    return await _scenario("split-brain-heal", count, 200.0, fault, heal)
+
+
+async def _wait_mirror(run: Run, region: str, within: float = 20.0) -> None:
+    """Until the healed region has been merged and rebuilt as a mirror of the active one."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if run.controller.state.active != region:
+            with contextlib.suppress(Exception):
+                client = await _connect(run.regions.servers[region].url)
+                try:
+                    info = await client.jetstream(timeout=1.0).stream_info(PIPELINE.stream)
+                    if info.config.mirror is not None:
+                        return
+                finally:
+                    await client.close()
+        await asyncio.sleep(0.25)
+
+
+SHORT: tuple[tuple[str, Callable[[int], Awaitable[Result]], int], ...] = (
+    ("primary-kill-9", primary_kill, 600),
+    ("split-brain-heal", split_brain, 600),
+)
+
+
+async def run_all(*, short: bool) -> list[Result]:
+    scale = 1 if short else 10
+    return [await scenario(count * scale) for _, scenario, count in SHORT]

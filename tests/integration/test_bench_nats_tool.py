@@ -1,0 +1,32 @@
+"""`nats bench` (natscli, built by `make natscli`) against the generated configuration:
+the parser reads a real rate from the real tool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.unit.surge_operator.resources.nats.nats_support import managed_ctx
+
+from surge_operator.bench_nats import natscli, run_nats_bench
+from surge_operator.natscluster import LocalNatsCluster
+from surge_operator.resources.nats.accounts import Role
+from surge_operator.resources.nats.config import Passwords, server_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_nats_bench_publishes_to_an_r1_stream_on_the_generated_config(tmp_path: Path) -> None:
+    ctx = managed_ctx(servers=1)
+    passwords = Passwords({role: f"pw-{role.value}" for role in Role})
+    config = server_config(ctx, ctx.spec.regions[0], passwords)
+    with LocalNatsCluster(config, 1, name="east", root=tmp_path) as cluster:
+        rate = run_nats_bench(
+            natscli(),
+            cluster.urls[0],
+            passwords[Role.OPERATOR],
+            replicas=1,
+            messages=300,
+            size=256,
+        )
+    assert rate > 0

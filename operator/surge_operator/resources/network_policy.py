@@ -41,6 +41,15 @@ def backup_ports(ctx: BuildContext) -> list[int]:
     return sorted({p for p in (target_port(t) for t in targets) if p is not None})
 
 
+# The cluster DNS pods, as kube-dns/CoreDNS deployments label them. A NetworkPolicy sees the
+# pod's port after the Service's translation, and CoreDNS run as non-root listens on a high
+# port (1053, 5353) behind the Service's 53: egress to those pods is allowed on any port.
+CLUSTER_DNS_PEER: dict[str, Any] = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+}
+
+
 def policy_name(ctx: BuildContext) -> str:
     return f"{ctx.name}-surge"
 
@@ -65,6 +74,7 @@ def build_network_policy(ctx: BuildContext) -> dict[str, Any]:
             "ingress": [{"ports": [tcp(GATEWAY_PORT), tcp(METRICS_PORT)]}],
             "egress": [
                 {"ports": [{"protocol": "UDP", "port": 53}, tcp(53)]},
+                {"to": [CLUSTER_DNS_PEER]},
                 {"ports": [tcp(p) for p in nats_ports(ctx)]},
                 *([{"ports": [tcp(p) for p in backup_ports(ctx)]}] if backup_ports(ctx) else []),
                 *(

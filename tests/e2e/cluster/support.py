@@ -45,7 +45,13 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
+def wait_for(
+    what: str,
+    check: Callable[[], Any],
+    timeout: float = 120.0,
+    diagnose: Callable[[], str] | None = None,
+) -> Any:
+    """Poll check until truthy; on timeout fail with the last value and diagnose()'s text."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -57,7 +63,8 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any
             if last:
                 return last
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+            extra = f"\n{diagnose()}" if diagnose else ""
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} ({last!r}){extra}")
         time.sleep(1.0)
 
 
@@ -197,3 +204,18 @@ def install_release(cluster: KubeCluster) -> str:
     if done.returncode != 0:
         pytest.fail(f"tools/e2e/install.sh failed:\n{done.stdout}\n{done.stderr}")
     return done.stderr
+
+
+def describe(cluster: KubeCluster, namespace: str) -> str:
+    """What a person would look at when pods do not come up: pods, events, the
+    MessagingClusters' conditions and the operator's last log lines."""
+    parts = []
+    for args in (
+        ("get", "pods,deployments,messagingclusters", "-n", namespace, "-o", "wide"),
+        ("get", "events", "-n", namespace, "--sort-by=.lastTimestamp"),
+        ("get", "messagingclusters", "-n", namespace, "-o", "jsonpath={.items[*].status}"),
+        ("logs", "-n", RELEASE_NS, "deployment/surge", "--tail=40"),
+    ):
+        done = cluster.kubectl(*args, check=False)
+        parts.append(f"$ kubectl {' '.join(args)}\n{done.stdout}{done.stderr}")
+    return "\n".join(parts)

@@ -165,7 +165,7 @@ def test_extra_egress_rules_are_added_after_dns_and_nats() -> None:
         "to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}],
         "ports": [{"protocol": "TCP", "port": 443}],
     }
-    assert len(egress) == 3
+    assert len(egress) == 4  # DNS port, DNS pods, NATS, the extra rule
 
 
 def test_operator_settings_read_the_chart_defaults_and_refuse_bad_ones() -> None:

@@ -70,6 +70,17 @@ def test_network_policy_allows_dns_and_the_nats_ports_only() -> None:
     assert np["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert np["spec"]["egress"] == [
         {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        # the DNS pods themselves on any port: non-root CoreDNS listens behind port 53
+        {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                    },
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ]
+        },
         {"ports": [{"protocol": "TCP", "port": 4222}, {"protocol": "TCP", "port": 4333}]},
     ]
 

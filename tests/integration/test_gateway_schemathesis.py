@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection
@@ -197,6 +197,14 @@ def raw_requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], bytes]:
     return method, path, headers, body
 
 
+_GOOD = json.dumps({"id": "f1", "conversation_id": "c1", "text": "hi"}).encode()
+_GOOD_BATCH = b'{"messages": [' + _GOOD + b"]}"
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
 def test_fuzzed_headers_and_bodies_never_get_a_5xx(gateway_url: str) -> None:
     host, port = gateway_url.removeprefix("http://").split(":")
     seen: Counter[int] = Counter()
@@ -205,6 +213,9 @@ def test_fuzzed_headers_and_bodies_never_get_a_5xx(gateway_url: str) -> None:
         max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
     )
     @given(request=raw_requests())
+    @example(request=("POST", "/v1/messages", _bearer(TOKENS["acme"]), _GOOD))
+    @example(request=("POST", "/v1/messages", _bearer(TOKENS["globex"]), _GOOD))
+    @example(request=("POST", "/v1/messages/batch", _bearer(TOKENS["initech"]), _GOOD_BATCH))
     def run(request: tuple[str, str, dict[str, str], bytes]) -> None:
         method, path, headers, body = request
         conn = http.client.HTTPConnection(host, int(port), timeout=10)

@@ -220,7 +220,10 @@ def test_fuzzed_headers_and_bodies_never_get_a_5xx(gateway_url: str) -> None:
         finally:
             conn.close()
         seen[response.status] += 1
-        assert response.status < 500, (request, response.status, payload)
+        # 503 + Retry-After is the documented answer when the stream does not confirm in
+        # time (a loaded machine); any other 5xx is a bug.
+        transient = response.status == 503 and response.getheader("Retry-After") == "1"
+        assert response.status < 500 or transient, (request, response.status, payload)
         if response.status >= 400:
             problem = json.loads(payload)  # every refusal is a Problem body
             assert set(problem) == {"error", "detail"}, payload

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection
@@ -197,6 +197,14 @@ def raw_requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], bytes]:
     return method, path, headers, body
 
 
+_GOOD = json.dumps({"id": "f1", "conversation_id": "c1", "text": "hi"}).encode()
+_GOOD_BATCH = b'{"messages": [' + _GOOD + b"]}"
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
 def test_fuzzed_headers_and_bodies_never_get_a_5xx(gateway_url: str) -> None:
     host, port = gateway_url.removeprefix("http://").split(":")
     seen: Counter[int] = Counter()
@@ -205,6 +213,9 @@ def test_fuzzed_headers_and_bodies_never_get_a_5xx(gateway_url: str) -> None:
         max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
     )
     @given(request=raw_requests())
+    @example(request=("POST", "/v1/messages", _bearer(TOKENS["acme"]), _GOOD))
+    @example(request=("POST", "/v1/messages", _bearer(TOKENS["globex"]), _GOOD))
+    @example(request=("POST", "/v1/messages/batch", _bearer(TOKENS["initech"]), _GOOD_BATCH))
     def run(request: tuple[str, str, dict[str, str], bytes]) -> None:
         method, path, headers, body = request
         conn = http.client.HTTPConnection(host, int(port), timeout=10)
@@ -220,7 +231,10 @@ def test_fuzzed_headers_and_bodies_never_get_a_5xx(gateway_url: str) -> None:
         finally:
             conn.close()
         seen[response.status] += 1
-        assert response.status < 500, (request, response.status, payload)
+        # 503 + Retry-After is the documented answer when the stream does not confirm in
+        # time (a loaded machine); any other 5xx is a bug.
+        transient = response.status == 503 and response.getheader("Retry-After") == "1"
+        assert response.status < 500 or transient, (request, response.status, payload)
         if response.status >= 400:
             problem = json.loads(payload)  # every refusal is a Problem body
             assert set(problem) == {"error", "detail"}, payload

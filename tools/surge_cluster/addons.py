@@ -14,8 +14,11 @@ from typing import Any
 from surge_cluster.netplan import CLUSTER_DOMAIN, DNS_SERVICE_IP
 from surge_cluster.nodecerts import APISERVER_KUBELET_CLIENT, KUBE_ROUTER_USER
 
-DNS_PORT = 1053
-"""CoreDNS listens above 1024 so it runs without any capability; the Service maps 53."""
+DNS_PORT = 53
+"""CoreDNS listens on 53 inside its pod, as in kind and managed clusters, so NetworkPolicies
+that allow DNS egress to port 53 work here too (policies match the port after kube-proxy's
+DNAT). It still needs no capability: the pod's namespaced, "safe" sysctl
+net.ipv4.ip_unprivileged_port_start lets its non-root user bind 53."""
 
 COREFILE = f"""{CLUSTER_DOMAIN}:{DNS_PORT} in-addr.arpa:{DNS_PORT} ip6.arpa:{DNS_PORT} {{
     errors
@@ -130,6 +133,11 @@ def coredns(image: str) -> list[dict[str, Any]]:
                     "serviceAccountName": "coredns",
                     "priorityClassName": "system-cluster-critical",
                     "dnsPolicy": "Default",
+                    "securityContext": {
+                        "sysctls": [
+                            {"name": "net.ipv4.ip_unprivileged_port_start", "value": str(DNS_PORT)}
+                        ]
+                    },
                     "terminationGracePeriodSeconds": 5,
                     "containers": [container],
                     "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from surge_workers.contract import dead_letter_stream, routing_bucket, transcripts_bucket
+from surge_workers.replies import replies_stream
 
 MANIFEST_FORMAT = 1
 MANIFEST_NAME = "manifest.json"
@@ -23,6 +24,7 @@ _ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 class PartRole(StrEnum):
     MESSAGES = "messages"
     DEAD_LETTER = "dead-letter"
+    REPLIES = "replies"
     KV = "kv"
 
 
@@ -71,12 +73,13 @@ class Manifest(BaseModel):
 
 
 def backup_order(stream: str) -> list[tuple[str, PartRole]]:
-    """Streams in snapshot order (see the module docstring). The degradation bucket is left
+    """Streams in snapshot order (why: surge_operator.backup.runner). The degradation bucket is left
     out on purpose: it is live control state, and a restored stale level would throttle a
     healthy new cluster until the operator's next tick."""
     return [
         (stream, PartRole.MESSAGES),
         (dead_letter_stream(stream), PartRole.DEAD_LETTER),
+        (replies_stream(stream), PartRole.REPLIES),
         (f"KV_{routing_bucket(stream)}", PartRole.KV),
         (f"KV_{transcripts_bucket(stream)}", PartRole.KV),
     ]

@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import nats.errors
 import pytest
 from tests.integration.natsops_support import (
     PASSWORDS,
@@ -29,9 +30,19 @@ from surge_operator.resources.nats.config import server_config
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-async def stored_ids(js: object, stream: str) -> int:
-    info = await js.stream_info(stream)  # type: ignore[attr-defined]
-    return int(info.state.messages)
+async def stored_ids(js: object, stream: str, within: float = 30.0) -> int:
+    """Messages the stream holds, once the cluster answers again: right after a server
+    restart the stream may still be electing its leader, and a read then times out."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            info = await js.stream_info(stream)  # type: ignore[attr-defined]
+        except nats.errors.TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+            continue
+        return int(info.state.messages)
 
 
 async def test_rolling_restart_under_load_loses_nothing_and_keeps_a_leader(

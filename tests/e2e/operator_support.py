@@ -116,7 +116,18 @@ class OperatorProcess:
 
 def install_crd(cluster: KubeCluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD))
+    # `kubectl wait` right after the apply can fail at once (exit 1) while discovery does
+    # not know the new type yet: retry until it succeeds or the deadline passes.
+    deadline = time.monotonic() + 90
+    while True:
+        done = cluster.kubectl(
+            "wait", "--for=condition=Established", "--timeout=30s", "-f", str(CRD), check=False
+        )
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the CRD was not Established within 90 s: {done.stderr.strip()}")
+        time.sleep(1.0)
 
 
 def manifest(name: str, nats_url: str, **spec: Any) -> dict[str, Any]:

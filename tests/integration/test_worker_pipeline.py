@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
+from nats.js import JetStreamContext
 from tests.integration.dataplane_support import (
     Recorder,
     backlog,
@@ -36,11 +38,24 @@ from surge_workers.degradation import (
 from surge_workers.delivery import Delivery, HandlerContext
 from surge_workers.errors import RetryableError
 from surge_workers.handlers import route_and_store
-from surge_workers.pipeline import PriorityPolicy
+from surge_workers.pipeline import PipelineConfig, PriorityPolicy
 from surge_workers.provision import provision_pipeline
 from surge_workers.transcripts import read_transcript
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+async def _settled_transcript(
+    js: JetStreamContext, config: PipelineConfig, conversation: str, expected: int
+) -> list[Any]:
+    """read_transcript, again while it returns fewer entries than expected: nats-py's KV
+    watcher can end before delivering the first entry (seen once in CI)."""
+    deadline = time.monotonic() + 10
+    while True:
+        entries = await read_transcript(js, config.stream, "acme", conversation)
+        if len(entries) >= expected or time.monotonic() > deadline:
+            return entries
+        await asyncio.sleep(0.2)
 
 
 async def test_conversation_order_survives_partitions_and_redeliveries(nats_url: str) -> None:
@@ -74,7 +89,7 @@ async def test_conversation_order_survives_partitions_and_redeliveries(nats_url:
         running_worker(nats_url, settings, recorder),
     ):
         await wait_until(lambda: _drained(js, config), within=30)
-    transcripts = {c: await read_transcript(js, config.stream, "acme", c) for c in conversations}
+    transcripts = {c: await _settled_transcript(js, config, c, len(sent[c])) for c in conversations}
     await nc.close()
 
     assert any(n > 1 for _, _, n in recorder.calls), "the test must exercise redeliveries"

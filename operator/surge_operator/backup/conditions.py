@@ -13,14 +13,11 @@ from typing import Any, Literal
 from surge_operator.api import BackupSpec, BackupStatus, ConditionStatus, ConditionType
 from surge_operator.backup.records import RunRecord
 from surge_operator.backup.schedule import is_overdue, next_run
-from surge_operator.status import ConditionUpdate
+from surge_operator.status import ConditionUpdate, timestamp
 
 
-def _rfc3339(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
-
-
-def _parse(stamp: str | None) -> datetime | None:
+def parse_time(stamp: str | None) -> datetime | None:
+    """An RFC 3339 time as written in status and run records ('Z' or an offset)."""
     if not stamp:
         return None
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
@@ -43,9 +40,9 @@ def backup_status(
         last_duration_seconds=last_success.duration_seconds if last_success else None,
         last_failure_time=last.finished_at if failed and last else None,
         last_failure_reason=last.reason if failed and last else None,
-        next_run=None if spec.suspend else _rfc3339(next_run(spec.schedule, now)),
+        next_run=None if spec.suspend else timestamp(next_run(spec.schedule, now)),
     )
-    succeeded_at = _parse(last_success.finished_at) if last_success else None
+    succeeded_at = parse_time(last_success.finished_at) if last_success else None
     overdue = not spec.suspend and is_overdue(spec.schedule, succeeded_at, created, now)
     if failed and last is not None:
         # The message names the target and the reason, never credentials (records hold none).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from surge_operator.backup.conditions import backup_status
+from surge_operator.backup.conditions import backup_status, parse_time
 from surge_operator.backup.records import read_records
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.reconcile import _flush, emit
@@ -22,12 +22,6 @@ from surge_operator.status import apply_updates
 BACKUP_TICK = 30.0
 
 log = get_logger()
-
-
-def _epoch(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 async def backup_tick(deps: Deps, cs: ClusterState, created: datetime) -> None:
@@ -62,8 +56,8 @@ async def backup_tick(deps: Deps, cs: ClusterState, created: datetime) -> None:
             }
         )
         await _flush(deps, cs)
-    if (at := _epoch(status.last_successful_time)) is not None:
-        deps.metrics.backup_last_success.labels(*labels).set(at)
+    if (at := parse_time(status.last_successful_time)) is not None:
+        deps.metrics.backup_last_success.labels(*labels).set(at.timestamp())
     if status.last_size_bytes is not None:
         deps.metrics.backup_size.labels(*labels).set(status.last_size_bytes)
     if status.last_duration_seconds is not None:

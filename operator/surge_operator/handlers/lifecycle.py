@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import datetime
 from typing import Any
 
 import kopf
 
 from surge_operator.api import GROUP, KIND, PLURAL, VERSION
+from surge_operator.backup.conditions import parse_time
 from surge_operator.errors import SurgeError, is_permanent
 from surge_operator.handlers.autoscale import tick
 from surge_operator.handlers.backup import BACKUP_TICK, backup_tick
@@ -231,9 +231,7 @@ async def backups(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     cs = deps.registry.get(ref.uid)
     if cs is None or cs.spec is None or cs.spec.backup is None:
         return
-    created = datetime.fromisoformat(
-        str(body.meta.get("creationTimestamp") or deps.now().isoformat()).replace("Z", "+00:00")
-    )
+    created = parse_time(body.meta.get("creationTimestamp")) or deps.now()
     with bound_cluster(ref.namespace, ref.name):
         try:
             await backup_tick(deps, cs, created)

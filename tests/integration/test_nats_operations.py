@@ -85,7 +85,9 @@ async def test_rolling_restart_under_load_loses_nothing_and_keeps_a_leader(
         f"longest_leaderless_s={watch.longest:.2f}"
     )
     assert sorted(steps) == ["east-0", "east-1", "east-2"], "every server restarted once"
-    assert stored == len(publisher.acked), "every acknowledged message is stored, once"
+    # Once each (retries reuse the Nats-Msg-Id); the publish in flight at stop may be stored
+    # without its ack having come back.
+    assert len(publisher.acked) <= stored <= len(publisher.acked) + 1, "acknowledged = stored"
     assert len(publisher.acked) > 100
 
 
@@ -151,7 +153,13 @@ async def test_kill_9_one_of_three_under_load_loses_nothing_and_consumption_goes
             await asyncio.sleep(1.5)
             cluster.servers[1].kill()
             killed_at = len(publisher.acked)
+            # Publishing must resume with two of three servers; how soon depends on the
+            # stream's leader election, which is slow on a loaded CI machine, so wait for
+            # it (bounded) rather than for a fixed time.
+            resumed_by = time.monotonic() + 20
             await asyncio.sleep(3.0)
+            while len(publisher.acked) - killed_at < 10 and time.monotonic() < resumed_by:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
             during = len(publisher.acked) - killed_at
             cluster.servers[1].start(timeout=20)
             await asyncio.sleep(1.0)
@@ -169,6 +177,8 @@ async def test_kill_9_one_of_three_under_load_loses_nothing_and_consumption_goes
         f"consumed={len(consumed)} acked_while_down={during} "
         f"longest_unavailable_s={publisher.longest_gap():.2f} missing={len(missing)}"
     )
-    assert stored == len(publisher.acked)
+    # Every acknowledged message is stored; one more may be, if the publish in flight when
+    # the publisher stopped was stored but its ack never came back.
+    assert len(publisher.acked) <= stored <= len(publisher.acked) + 1
     assert not missing, f"acknowledged but never consumed: {sorted(missing)[:5]}"
     assert during > 0, "publishing went on with two of three servers"

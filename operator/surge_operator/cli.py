@@ -256,9 +256,15 @@ def bench_dataplane(
 
 @app.command()
 def load(
-    nats_url: Annotated[str, typer.Option("--nats-url", envvar="SURGE_NATS_URL")] = (
-        "nats://127.0.0.1:4222"
-    ),
+    nats_url: Annotated[
+        str | None,
+        typer.Option(
+            "--nats-url",
+            envvar="SURGE_NATS_URL",
+            help="NATS to publish to (default nats://127.0.0.1:4222); with --gateway-url "
+            "optional: only to measure end-to-end latency (workers with SURGE_COMPLETIONS).",
+        ),
+    ] = None,
     stream: Annotated[str, typer.Option("--stream", envvar="SURGE_STREAM")] = "surge",
     prefix: Annotated[str, typer.Option("--prefix", envvar="SURGE_SUBJECT_PREFIX")] = "surge",
     partitions: Annotated[int, typer.Option("--partitions", envvar="SURGE_PARTITIONS")] = 16,

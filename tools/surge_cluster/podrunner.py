@@ -291,6 +291,9 @@ class PodRunner:
         addresses = PodAddresses(pod_ip=run.pod_ip, host_ip=HOST_IP)
         try:
             base = dict(self.base_env)
+            # A real pod binds 0.0.0.0 in its own network namespace; these processes share
+            # the host's, so Surge's servers bind the pod's own loopback IP instead.
+            base["SURGE_HTTP_HOST"] = base["SURGE_METRICS_HOST"] = run.pod_ip
             if kubeconfig := self._service_account_kubeconfig(run):
                 base["KUBECONFIG"] = str(kubeconfig)
             env = container_env(run.pod, c.spec, self.lookup, addresses, base)

@@ -95,10 +95,8 @@ def env(ctx: BuildContext, component: Component = "worker") -> list[dict[str, An
     out: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        # Bind to the pod IP: the same in a real pod network namespace, and what keeps
-        # several pods apart when the local pod runner runs them on one host.
-        {"name": "SURGE_HTTP_HOST", "value": "$(POD_IP)"},
-        {"name": "SURGE_METRICS_HOST", "value": "$(POD_IP)"},
+        # HTTP and metrics bind every address of the pod (the default 0.0.0.0), not only
+        # the pod IP: `kubectl port-forward` reaches a pod through its loopback.
     ]
     # Each component gets only its own role's credentials (managed NATS), never the
     # operator's; an external NATS uses the one Secret the spec names.

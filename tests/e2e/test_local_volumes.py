@@ -130,11 +130,12 @@ def test_a_claim_gets_a_node_local_volume_that_outlives_its_pod_and_goes_with_th
 
     core.delete_namespaced_pod("reader", ns, grace_period_seconds=0)
     core.delete_namespaced_persistent_volume_claim("data", ns)
-    names = lambda: {v.metadata.name for v in core.list_persistent_volume().items}  # noqa: E731
-    eventually(
-        f"volume {volume.metadata.name} deleted",
-        lambda: volume.metadata.name not in names(),
-        timeout=180,
-    )
+
+    def volume_gone() -> bool:
+        return volume.metadata.name not in {
+            v.metadata.name for v in core.list_persistent_volume().items
+        }
+
+    eventually(f"volume {volume.metadata.name} deleted", volume_gone, timeout=180)
     if host_dir is not None:
         assert not host_dir.exists()

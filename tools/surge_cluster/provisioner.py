@@ -20,7 +20,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,18 @@ PASS_INTERVAL = 1.0
 
 
 class Provisioner:
-    def __init__(self, api: Any, node_dirs: dict[str, Path]) -> None:
-        self.api = api
-        self.core: Any = client.CoreV1Api(api)
+    """core: a kubernetes CoreV1Api (or a fake with its four calls); plain turns what it
+    returns into API JSON (ApiClient.sanitize_for_serialization)."""
+
+    def __init__(
+        self, core: Any, node_dirs: dict[str, Path], plain: Callable[[Any], Any] = lambda o: o
+    ) -> None:
+        self.core = core
         self.node_dirs = node_dirs
+        self.plain = plain
 
     def _plain(self, items: Sequence[Any]) -> list[dict[str, Any]]:
-        return [self.api.sanitize_for_serialization(i) for i in items]
+        return [self.plain(i) for i in items]
 
     def reconcile(self) -> localpath.Plan:
         claims = self._plain(self.core.list_persistent_volume_claim_for_all_namespaces().items)
@@ -118,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     api = config.new_client_from_config(config_file=str(args.kubeconfig))  # type: ignore[no-untyped-call]
     node_dirs = dict(args.node_dir)
     log.info("serving StorageClass %s on %s", localpath.STORAGE_CLASS, ", ".join(node_dirs))
-    run(Provisioner(api, node_dirs), stop, args.interval)
+    core = client.CoreV1Api(api)
+    run(Provisioner(core, node_dirs, api.sanitize_for_serialization), stop, args.interval)
     return 0
 
 

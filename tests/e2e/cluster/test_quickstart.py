@@ -168,7 +168,9 @@ def test_the_readme_quickstart_runs_word_for_word_then_cleans_up(
         claims = kube_json(node_cluster, "get", "pvc", "-n", NS)["items"]
         accepted = [
             int(m.group(1))
-            for m in re.finditer(r"^\s+\w+\s+\d+\s+(\d+)\s", quick.stdout, re.MULTILINE)
+            for m in re.finditer(
+                r"^\s+(?:critical|normal|bulk)\s+\d+\s+(\d+)\s", quick.stdout, re.MULTILINE
+            )
         ]
         mc = kube_json(node_cluster, "get", "mc", "support", "-n", NS)
         to_ready = quick.duration("kubectl apply") + quick.duration(

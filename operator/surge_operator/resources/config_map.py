@@ -16,6 +16,7 @@ from surge_operator.resources.context import BuildContext
 from surge_operator.resources.jetstream import credentials_kind
 from surge_operator.resources.labels import config_name, metadata
 from surge_operator.resources.nats.tls import ca_secret_for_clients
+from surge_workers.settings import NO_COMPOSER
 
 CREDS_DIR = "/var/run/secrets/surge/nats"
 CREDS_FILE = "nats.creds"
@@ -23,6 +24,8 @@ TOKENS_DIR = "/var/run/secrets/surge/tokens"
 NATS_CA_DIR = "/var/run/secrets/surge/nats-ca"
 NATS_CA_FILE = "ca.crt"
 TOKENS_FILE = "tokens"
+#: Where the workers see spec.workers.composer.templatesConfigMap.
+TEMPLATES_DIR = "/etc/surge/templates"
 GATEWAY_PORT = 8080
 METRICS_PORT = 9100
 
@@ -55,7 +58,19 @@ def config_data(ctx: BuildContext) -> dict[str, str]:
         data["SURGE_NATS_CA_FILE"] = f"{NATS_CA_DIR}/{NATS_CA_FILE}"
     if spec.gateway.tokens_secret is not None:
         data["SURGE_TOKENS_FILE"] = f"{TOKENS_DIR}/{TOKENS_FILE}"
+    data.update(composer_settings(ctx))
     return data
+
+
+def composer_settings(ctx: BuildContext) -> dict[str, str]:
+    """The workers' intake stage: which composer, and where its templates are mounted."""
+    composer = ctx.spec.workers.composer
+    if not composer.enabled:
+        return {"SURGE_COMPOSER": NO_COMPOSER}
+    out = {"SURGE_COMPOSER": composer.function}
+    if composer.templates_config_map is not None:
+        out["SURGE_TEMPLATES_DIR"] = TEMPLATES_DIR
+    return out
 
 
 def nats_ca_secret(ctx: BuildContext) -> str | None:

@@ -108,7 +108,6 @@ def test_every_env_var_read_is_documented() -> None:
     from pathlib import Path
 
     import surge_workers.settings as module
-
     from surge_workers.contract import Env
 
     source = Path(module.__file__).read_text()

@@ -21,6 +21,7 @@ from surge_operator.backup.cli import backup_app, bench_backup
 from surge_operator.backup.cli import restore as backup_restore
 from surge_operator.cli_cluster import register as register_cluster_commands
 from surge_operator.cli_dlq import dlq_app
+from surge_workers.contract import Env
 
 app = typer.Typer(
     name="surge",
@@ -266,12 +267,12 @@ def bench_dataplane(
 
 @app.command()
 def load(
-    nats_url: Annotated[str, typer.Option("--nats-url", envvar="SURGE_NATS_URL")] = (
+    nats_url: Annotated[str, typer.Option("--nats-url", envvar=Env.NATS_URL)] = (
         "nats://127.0.0.1:4222"
     ),
-    stream: Annotated[str, typer.Option("--stream", envvar="SURGE_STREAM")] = "surge",
-    prefix: Annotated[str, typer.Option("--prefix", envvar="SURGE_SUBJECT_PREFIX")] = "surge",
-    partitions: Annotated[int, typer.Option("--partitions", envvar="SURGE_PARTITIONS")] = 16,
+    stream: Annotated[str, typer.Option("--stream", envvar=Env.STREAM)] = "surge",
+    prefix: Annotated[str, typer.Option("--prefix", envvar=Env.SUBJECT_PREFIX)] = "surge",
+    partitions: Annotated[int, typer.Option("--partitions", envvar=Env.PARTITIONS)] = 16,
     profile: Annotated[str, typer.Option("--profile", help="steady | surge | diurnal")] = "steady",
     rate: Annotated[float, typer.Option("--rate", help="Base arrivals per second.")] = 100.0,
     duration: Annotated[float, typer.Option("--duration", help="Seconds.")] = 30.0,

@@ -16,6 +16,7 @@ from surge_operator.resources.context import BuildContext
 from surge_operator.resources.jetstream import credentials_kind
 from surge_operator.resources.labels import config_name, metadata
 from surge_operator.resources.nats.tls import ca_secret_for_clients
+from surge_workers.contract import Env
 
 CREDS_DIR = "/var/run/secrets/surge/nats"
 CREDS_FILE = "nats.creds"
@@ -31,30 +32,30 @@ def config_data(ctx: BuildContext) -> dict[str, str]:
     spec = ctx.spec
     region = ctx.region
     data = {
-        "SURGE_CLUSTER": ctx.name,
-        "SURGE_NAMESPACE": ctx.namespace,
-        "SURGE_REGION": region.name,
-        "SURGE_NATS_URL": ctx.nats_url,
-        "SURGE_STREAM": ctx.stream,
-        "SURGE_SUBJECT_PREFIX": spec.stream.subject_prefix,
-        "SURGE_PARTITIONS": str(spec.stream.partitions),
-        "SURGE_HANDLER": spec.workers.handler,
-        "SURGE_CONCURRENCY": str(spec.workers.concurrency),
-        "SURGE_METRICS_PORT": str(METRICS_PORT),
-        "SURGE_HTTP_PORT": str(GATEWAY_PORT),
-        "SURGE_RATE_LIMIT": f"{spec.gateway.rate_limit_per_tenant:g}",
+        Env.CLUSTER: ctx.name,
+        Env.NAMESPACE: ctx.namespace,
+        Env.REGION: region.name,
+        Env.NATS_URL: ctx.nats_url,
+        Env.STREAM: ctx.stream,
+        Env.SUBJECT_PREFIX: spec.stream.subject_prefix,
+        Env.PARTITIONS: str(spec.stream.partitions),
+        Env.HANDLER: spec.workers.handler,
+        Env.CONCURRENCY: str(spec.workers.concurrency),
+        Env.METRICS_PORT: str(METRICS_PORT),
+        Env.HTTP_PORT: str(GATEWAY_PORT),
+        Env.RATE_LIMIT: f"{spec.gateway.rate_limit_per_tenant:g}",
         # The gateway answers 413 for what the stream could never store.
-        "SURGE_MAX_MSG_SIZE": str(spec.stream.max_msg_size),
-        "SURGE_TRANSCRIPT_TTL": str(spec.stream.transcript_ttl_seconds),
-        "SURGE_LOG_FORMAT": "json",
+        Env.MAX_MSG_SIZE: str(spec.stream.max_msg_size),
+        Env.TRANSCRIPT_TTL: str(spec.stream.transcript_ttl_seconds),
+        Env.LOG_FORMAT: "json",
     }
     creds = region.nats.credentials_secret
     if creds is not None and credentials_kind(creds) == "creds":
-        data["SURGE_NATS_CREDS_FILE"] = f"{CREDS_DIR}/{CREDS_FILE}"
+        data[Env.NATS_CREDS_FILE] = f"{CREDS_DIR}/{CREDS_FILE}"
     if nats_ca_secret(ctx) is not None:
-        data["SURGE_NATS_CA_FILE"] = f"{NATS_CA_DIR}/{NATS_CA_FILE}"
+        data[Env.NATS_CA_FILE] = f"{NATS_CA_DIR}/{NATS_CA_FILE}"
     if spec.gateway.tokens_secret is not None:
-        data["SURGE_TOKENS_FILE"] = f"{TOKENS_DIR}/{TOKENS_FILE}"
+        data[Env.TOKENS_FILE] = f"{TOKENS_DIR}/{TOKENS_FILE}"
     return data
 
 

@@ -34,6 +34,7 @@ from surge_operator.resources.labels import (
 from surge_operator.resources.nats.accounts import Role
 from surge_operator.resources.nats.credentials import credentials_ref
 from surge_operator.resources.overrides import apply_overrides, merge_templates
+from surge_workers.contract import Env
 
 RUN_AS = 65532  # the conventional "nonroot" uid of distroless images
 REGION_LABEL = "topology.kubernetes.io/region"
@@ -93,21 +94,21 @@ def _role(component: Component) -> Role:
 def env(ctx: BuildContext, component: Component = "worker") -> list[dict[str, Any]]:
     """Downward-API identity, secret references, then the user's variables (which win)."""
     out: list[dict[str, Any]] = [
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": Env.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         # Bind to the pod IP: the same in a real pod network namespace, and what keeps
         # several pods apart when the local pod runner runs them on one host.
-        {"name": "SURGE_HTTP_HOST", "value": "$(POD_IP)"},
-        {"name": "SURGE_METRICS_HOST", "value": "$(POD_IP)"},
+        {"name": Env.HTTP_HOST, "value": "$(POD_IP)"},
+        {"name": Env.METRICS_HOST, "value": "$(POD_IP)"},
     ]
     # Each component gets only its own role's credentials (managed NATS), never the
     # operator's; an external NATS uses the one Secret the spec names.
     creds = credentials_ref(ctx.name, ctx.region, _role(component))
     if creds is not None and credentials_kind(creds) == "token":
-        out.append(_secret_env("SURGE_NATS_TOKEN", creds.name, TOKEN_KEY))
+        out.append(_secret_env(Env.NATS_TOKEN, creds.name, TOKEN_KEY))
     elif creds is not None and credentials_kind(creds) == "userpass":
-        out.append(_secret_env("SURGE_NATS_USER", creds.name, USER_KEY))
-        out.append(_secret_env("SURGE_NATS_PASSWORD", creds.name, PASSWORD_KEY))
+        out.append(_secret_env(Env.NATS_USER, creds.name, USER_KEY))
+        out.append(_secret_env(Env.NATS_PASSWORD, creds.name, PASSWORD_KEY))
     for var in ctx.spec.workers.env:
         item: dict[str, Any] = {"name": var.name}
         if var.value_from is not None:

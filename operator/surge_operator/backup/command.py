@@ -24,6 +24,7 @@ from surge_operator.backup.locations import open_store, parse_backup_address
 from surge_operator.backup.records import KEY_LAST, KEY_LAST_SUCCESS, RunRecord, records_bucket
 from surge_operator.backup.runner import ClusterRef, back_up, list_backups, prune, restore
 from surge_operator.errors import BackupError, SurgeError
+from surge_workers.contract import Env
 from surge_workers.settings import NatsSettings
 
 
@@ -32,7 +33,7 @@ def _now() -> str:
 
 
 async def connect(env: Mapping[str, str], url: str | None = None) -> Client:
-    settings = NatsSettings.from_env({**env, **({"SURGE_NATS_URL": url} if url else {})})
+    settings = NatsSettings.from_env({**env, **({Env.NATS_URL: url} if url else {})})
     try:
         return await nats.connect(
             **settings.connect_options(),

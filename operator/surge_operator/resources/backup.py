@@ -26,6 +26,7 @@ from surge_operator.backup.contract import (
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.labels import metadata, pod_labels
 from surge_operator.resources.pods import pod_template
+from surge_workers.contract import Env
 
 #: retries of a failed run; Kubernetes spaces them 10 s, 20 s, 40 s, ... (capped at 6 min)
 BACKOFF_LIMIT = 4
@@ -148,7 +149,7 @@ def build_restore_job(ctx: BuildContext) -> dict[str, Any]:
     args = [
         "restore",
         f"--from={source.target.uri()}/{source.cluster}/{source.backup}",
-        "--nats-url=$(SURGE_NATS_URL)",
+        f"--nats-url=$({Env.NATS_URL})",
         "--output=json",
     ]
     return {

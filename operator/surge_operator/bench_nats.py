@@ -46,6 +46,7 @@ from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.nats.accounts import Role
 from surge_operator.resources.nats.config import Passwords, server_config
 from surge_workers.bench import worker_consume
+from surge_workers.contract import Env
 from surge_workers.contract import Priority as WirePriority
 from surge_workers.natsserver import free_port
 from surge_workers.pipeline import PipelineConfig
@@ -167,18 +168,20 @@ async def surge_end_to_end(
         tokens.write_text(json.dumps({TENANT: [TOKEN]}))
         env = dict(os.environ)
         env.update(
-            SURGE_NATS_URL=",".join(urls),
-            SURGE_NATS_USER=Role.GATEWAY.value,
-            SURGE_NATS_PASSWORD=passwords[Role.GATEWAY],
-            SURGE_STREAM=config.stream,
-            SURGE_SUBJECT_PREFIX=config.subject_prefix,
-            SURGE_PARTITIONS=str(config.partitions),
-            SURGE_HTTP_HOST="127.0.0.1",
-            SURGE_HTTP_PORT=str(port),
-            SURGE_METRICS_PORT="0",
-            SURGE_TOKENS_FILE=str(tokens),
-            SURGE_RATE_LIMIT="0",
-            SURGE_LOG_LEVEL="error",
+            {
+                Env.NATS_URL: ",".join(urls),
+                Env.NATS_USER: Role.GATEWAY.value,
+                Env.NATS_PASSWORD: passwords[Role.GATEWAY],
+                Env.STREAM: config.stream,
+                Env.SUBJECT_PREFIX: config.subject_prefix,
+                Env.PARTITIONS: str(config.partitions),
+                Env.HTTP_HOST: "127.0.0.1",
+                Env.HTTP_PORT: str(port),
+                Env.METRICS_PORT: "0",
+                Env.TOKENS_FILE: str(tokens),
+                Env.RATE_LIMIT: "0",
+                Env.LOG_LEVEL: "error",
+            }
         )
         proc = subprocess.Popen(  # noqa: ASYNC220 - a child we own; spawning is quick
             [sys.executable, "-c", "from surge_workers.cli import gateway_main; gateway_main()"],

@@ -21,6 +21,7 @@ from surge_operator.backup.cli import backup_app, bench_backup
 from surge_operator.backup.cli import restore as backup_restore
 from surge_operator.cli_cluster import register as register_cluster_commands
 from surge_operator.cli_dlq import dlq_app
+from surge_workers.contract import Env
 
 app = typer.Typer(
     name="surge",
@@ -58,12 +59,22 @@ def _root(
 def chaos(
     short: bool = typer.Option(False, "--short", help="The CI form (seconds, not minutes)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of scenario objects."),
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run just this scenario (repeatable); default all."),
+    ] = None,
 ) -> None:
-    """Fault scenarios on real nats-servers and the real failover controller; each ends
-    with an id-by-id check (lost, double effects, order, duplicates absorbed)."""
+    """Fault scenarios on real components (nats-servers, worker and gateway processes, the
+    failover controller); each ends with an id-by-id check (lost, double effects, order,
+    duplicates absorbed)."""
     from surge_operator.chaos.command import chaos as run_chaos
+    from surge_operator.chaos.suite import UnknownScenarioError
 
-    output, ok = run_chaos(short=short, as_json=as_json)
+    try:
+        output, ok = run_chaos(short=short, as_json=as_json, only=only or ())
+    except UnknownScenarioError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from err
     typer.echo(output)
     if not ok:
         raise typer.Exit(1)
@@ -256,12 +267,12 @@ def bench_dataplane(
 
 @app.command()
 def load(
-    nats_url: Annotated[str, typer.Option("--nats-url", envvar="SURGE_NATS_URL")] = (
+    nats_url: Annotated[str, typer.Option("--nats-url", envvar=Env.NATS_URL)] = (
         "nats://127.0.0.1:4222"
     ),
-    stream: Annotated[str, typer.Option("--stream", envvar="SURGE_STREAM")] = "surge",
-    prefix: Annotated[str, typer.Option("--prefix", envvar="SURGE_SUBJECT_PREFIX")] = "surge",
-    partitions: Annotated[int, typer.Option("--partitions", envvar="SURGE_PARTITIONS")] = 16,
+    stream: Annotated[str, typer.Option("--stream", envvar=Env.STREAM)] = "surge",
+    prefix: Annotated[str, typer.Option("--prefix", envvar=Env.SUBJECT_PREFIX)] = "surge",
+    partitions: Annotated[int, typer.Option("--partitions", envvar=Env.PARTITIONS)] = 16,
     profile: Annotated[str, typer.Option("--profile", help="steady | surge | diurnal")] = "steady",
     rate: Annotated[float, typer.Option("--rate", help="Base arrivals per second.")] = 100.0,
     duration: Annotated[float, typer.Option("--duration", help="Seconds.")] = 30.0,

@@ -22,6 +22,7 @@ from pathlib import Path
 import structlog
 
 from surge_operator.engine import ScaleTarget as ScaleTarget  # the engine's Protocol
+from surge_workers.contract import Env
 from surge_workers.lifetime import die_with_parent
 
 log = structlog.get_logger("surge.scale")
@@ -123,8 +124,8 @@ class LocalProcessTarget:
     async def _start_one(self) -> None:
         env = dict(self.env)
         port = self.port_factory() if self.port_factory is not None else 0
-        env["SURGE_METRICS_PORT"] = str(port)
-        env.setdefault("SURGE_METRICS_HOST", "127.0.0.1")
+        env[Env.METRICS_PORT] = str(port)
+        env.setdefault(Env.METRICS_HOST, "127.0.0.1")
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.command,

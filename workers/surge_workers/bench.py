@@ -48,6 +48,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from surge_workers.consumer import Worker
 from surge_workers.contract import (
+    Env,
     Priority,
     consumer_name,
     format_enqueued_at,
@@ -217,15 +218,17 @@ async def _gateway_rates(
         tokens.write_text(json.dumps({TENANT: [TOKEN]}))
         env = dict(os.environ)
         env.update(
-            SURGE_NATS_URL=url,
-            SURGE_STREAM=STREAM,
-            SURGE_SUBJECT_PREFIX=PREFIX,
-            SURGE_PARTITIONS="16",
-            SURGE_HTTP_HOST="127.0.0.1",
-            SURGE_HTTP_PORT=str(port),
-            SURGE_TOKENS_FILE=str(tokens),
-            SURGE_RATE_LIMIT="0",
-            SURGE_LOG_LEVEL="error",
+            {
+                Env.NATS_URL: url,
+                Env.STREAM: STREAM,
+                Env.SUBJECT_PREFIX: PREFIX,
+                Env.PARTITIONS: "16",
+                Env.HTTP_HOST: "127.0.0.1",
+                Env.HTTP_PORT: str(port),
+                Env.TOKENS_FILE: str(tokens),
+                Env.RATE_LIMIT: "0",
+                Env.LOG_LEVEL: "error",
+            }
         )
         proc = subprocess.Popen(  # noqa: ASYNC220 - a child process we own; spawning is quick
             [sys.executable, "-c", "from surge_workers.cli import gateway_main; gateway_main()"],

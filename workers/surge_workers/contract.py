@@ -81,6 +81,68 @@ class Header:
     DEAD_DELIVERIES: Final = "Surge-Dead-Deliveries"
 
 
+class Env:
+    """The environment variables `surge-worker` and `surge-gateway` read (the meaning and
+    defaults of each are in `surge_workers.settings`). The operator's builders, `surge
+    demo` and the benchmarks set them through these names, so a rename is one edit."""
+
+    # Connection (both)
+    NATS_URL: Final = "SURGE_NATS_URL"
+    NATS_CREDS_FILE: Final = "SURGE_NATS_CREDS_FILE"
+    NATS_NKEY_FILE: Final = "SURGE_NATS_NKEY_FILE"
+    NATS_USER: Final = "SURGE_NATS_USER"
+    NATS_PASSWORD: Final = "SURGE_NATS_PASSWORD"
+    NATS_TOKEN: Final = "SURGE_NATS_TOKEN"
+    NATS_CA_FILE: Final = "SURGE_NATS_CA_FILE"
+    CLUSTER: Final = "SURGE_CLUSTER"
+    NAMESPACE: Final = "SURGE_NAMESPACE"
+    REGION: Final = "SURGE_REGION"
+    # Pipeline (both)
+    STREAM: Final = "SURGE_STREAM"
+    SUBJECT_PREFIX: Final = "SURGE_SUBJECT_PREFIX"
+    PARTITIONS: Final = "SURGE_PARTITIONS"
+    # Worker
+    HANDLER: Final = "SURGE_HANDLER"
+    COMPOSER: Final = "SURGE_COMPOSER"
+    TEMPLATES_DIR: Final = "SURGE_TEMPLATES_DIR"
+    CONCURRENCY: Final = "SURGE_CONCURRENCY"
+    PREFETCH: Final = "SURGE_PREFETCH"
+    MAX_BATCH: Final = "SURGE_MAX_BATCH"
+    PULL_EXPIRES: Final = "SURGE_PULL_EXPIRES"
+    PRIORITIES: Final = "SURGE_PRIORITIES"
+    METRICS_PORT: Final = "SURGE_METRICS_PORT"
+    METRICS_HOST: Final = "SURGE_METRICS_HOST"
+    DRAIN_TIMEOUT: Final = "SURGE_DRAIN_TIMEOUT"
+    COMPLETIONS: Final = "SURGE_COMPLETIONS"
+    PROVISION: Final = "SURGE_PROVISION"
+    ROUTING_RULES_FILE: Final = "SURGE_ROUTING_RULES_FILE"
+    TRANSCRIPT_TTL: Final = "SURGE_TRANSCRIPT_TTL"
+    WORK_MS: Final = "SURGE_WORK_MS"
+    # Gateway
+    HTTP_HOST: Final = "SURGE_HTTP_HOST"
+    HTTP_PORT: Final = "SURGE_HTTP_PORT"
+    TOKENS_FILE: Final = "SURGE_TOKENS_FILE"
+    MAX_BODY_BYTES: Final = "SURGE_MAX_BODY_BYTES"
+    MAX_TEXT_BYTES: Final = "SURGE_MAX_TEXT_BYTES"
+    MAX_BATCH_MESSAGES: Final = "SURGE_MAX_BATCH_MESSAGES"
+    MAX_MSG_SIZE: Final = "SURGE_MAX_MSG_SIZE"
+    RATE_LIMIT: Final = "SURGE_RATE_LIMIT"
+    RATE_BURST: Final = "SURGE_RATE_BURST"
+    UNAUTHENTICATED_RATE: Final = "SURGE_UNAUTHENTICATED_RATE"
+    UNAUTHENTICATED_BURST: Final = "SURGE_UNAUTHENTICATED_BURST"
+    #: The gateway's instance name for its offered counters (the pod name in Kubernetes).
+    INSTANCE: Final = "SURGE_INSTANCE"
+    POD_NAME: Final = "POD_NAME"
+    # Logging (both)
+    LOG_LEVEL: Final = "SURGE_LOG_LEVEL"
+    LOG_FORMAT: Final = "SURGE_LOG_FORMAT"
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        """Every name above (for tests and for checking a builder's output)."""
+        return frozenset(v for k, v in vars(cls).items() if k.isupper() and isinstance(v, str))
+
+
 # Ids become KV key tokens and subject tokens, so the gateway only accepts this alphabet.
 ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
 _ID_RE: Final = re.compile(ID_PATTERN)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from surge_workers.contract import Env
 from surge_workers.errors import ConfigError
 from surge_workers.lifetime import die_with_parent
 
@@ -149,5 +150,5 @@ class NatsServer:
 def env_for(server: NatsServer) -> dict[str, str]:
     """Environment for a child worker/gateway pointing at this server."""
     env = dict(os.environ)
-    env["SURGE_NATS_URL"] = server.url
+    env[Env.NATS_URL] = server.url
     return env

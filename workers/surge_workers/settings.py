@@ -1,5 +1,8 @@
 """Settings of `surge-worker` and `surge-gateway`, read once from environment variables.
 
+The names are `surge_workers.contract.Env` (what the operator's builders set); this
+docstring is their reference.
+
 Both run as Kubernetes pods (env from the Deployment, credentials from Secrets) and as
 local processes started by ``surge demo``. Values are parsed by :meth:`from_env` into
 frozen dataclasses that are passed down explicitly; nothing else reads the environment.
@@ -56,6 +59,8 @@ Gateway
                                 (both cluster-wide: each replica enforces rate / live replicas)
     ``SURGE_UNAUTHENTICATED_RATE`` requests/s without a valid token, per address ``5``
     ``SURGE_UNAUTHENTICATED_BURST`` their burst                          ``20``
+    ``SURGE_INSTANCE``          this gateway's name for its offered counters when
+                                ``POD_NAME`` is unset                    host-pid
 
 Logging (both)
     ``SURGE_LOG_LEVEL``         debug | info | warning | error           ``info``
@@ -70,7 +75,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from surge_workers.contract import PRIORITIES, Priority, is_valid_prefix, is_valid_stream_name
+from surge_workers.contract import (
+    PRIORITIES,
+    Env,
+    Priority,
+    is_valid_prefix,
+    is_valid_stream_name,
+)
 from surge_workers.errors import ConfigError
 
 DEFAULT_HANDLER = "surge_workers.handlers:route_and_store"
@@ -133,19 +144,19 @@ class NatsSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NatsSettings:
-        urls = tuple(u.strip() for u in _str(env, "SURGE_NATS_URL", "").split(",") if u.strip())
-        password = env.get("SURGE_NATS_PASSWORD") or None
-        user = env.get("SURGE_NATS_USER") or None
+        urls = tuple(u.strip() for u in _str(env, Env.NATS_URL, "").split(",") if u.strip())
+        password = env.get(Env.NATS_PASSWORD) or None
+        user = env.get(Env.NATS_USER) or None
         if password and not user:
-            raise ConfigError("SURGE_NATS_PASSWORD: set SURGE_NATS_USER too")
+            raise ConfigError(f"{Env.NATS_PASSWORD}: set {Env.NATS_USER} too")
         return cls(
             servers=urls or cls.servers,
-            creds_file=env.get("SURGE_NATS_CREDS_FILE") or None,
-            nkey_file=env.get("SURGE_NATS_NKEY_FILE") or None,
+            creds_file=env.get(Env.NATS_CREDS_FILE) or None,
+            nkey_file=env.get(Env.NATS_NKEY_FILE) or None,
             user=user,
             password=password,
-            token=env.get("SURGE_NATS_TOKEN") or None,
-            ca_file=env.get("SURGE_NATS_CA_FILE") or None,
+            token=env.get(Env.NATS_TOKEN) or None,
+            ca_file=env.get(Env.NATS_CA_FILE) or None,
         )
 
     def connect_options(self) -> dict[str, Any]:
@@ -175,18 +186,18 @@ class PipelineSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PipelineSettings:
-        stream = _str(env, "SURGE_STREAM", cls.stream)
-        prefix = _str(env, "SURGE_SUBJECT_PREFIX", cls.subject_prefix)
+        stream = _str(env, Env.STREAM, cls.stream)
+        prefix = _str(env, Env.SUBJECT_PREFIX, cls.subject_prefix)
         if not is_valid_stream_name(stream):
-            raise ConfigError(f"SURGE_STREAM: {stream!r} is not a valid stream name")
+            raise ConfigError(f"{Env.STREAM}: {stream!r} is not a valid stream name")
         if not is_valid_prefix(prefix):
-            raise ConfigError(f"SURGE_SUBJECT_PREFIX: {prefix!r} is not a valid subject prefix")
+            raise ConfigError(f"{Env.SUBJECT_PREFIX}: {prefix!r} is not a valid subject prefix")
         return cls(
-            cluster=_str(env, "SURGE_CLUSTER", cls.cluster),
-            region=env.get("SURGE_REGION", "").strip(),
+            cluster=_str(env, Env.CLUSTER, cls.cluster),
+            region=env.get(Env.REGION, "").strip(),
             stream=stream,
             subject_prefix=prefix,
-            partitions=_int(env, "SURGE_PARTITIONS", cls.partitions, minimum=1),
+            partitions=_int(env, Env.PARTITIONS, cls.partitions, minimum=1),
         )
 
 
@@ -197,14 +208,14 @@ class LogSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LogSettings:
-        fmt = _str(env, "SURGE_LOG_FORMAT", cls.format).lower()
+        fmt = _str(env, Env.LOG_FORMAT, cls.format).lower()
         if fmt not in ("auto", "json", "console"):
-            raise ConfigError(f"SURGE_LOG_FORMAT: {fmt!r} must be auto, json or console")
-        return cls(level=_str(env, "SURGE_LOG_LEVEL", cls.level).lower(), format=fmt)
+            raise ConfigError(f"{Env.LOG_FORMAT}: {fmt!r} must be auto, json or console")
+        return cls(level=_str(env, Env.LOG_LEVEL, cls.level).lower(), format=fmt)
 
 
 def _priorities(env: Mapping[str, str]) -> tuple[Priority, ...]:
-    raw = env.get("SURGE_PRIORITIES", "").strip()
+    raw = env.get(Env.PRIORITIES, "").strip()
     if not raw:
         return PRIORITIES
     chosen = set()
@@ -212,7 +223,7 @@ def _priorities(env: Mapping[str, str]) -> tuple[Priority, ...]:
         try:
             chosen.add(Priority(part.strip().lower()))
         except ValueError as err:
-            raise ConfigError(f"SURGE_PRIORITIES: unknown priority {part.strip()!r}") from err
+            raise ConfigError(f"{Env.PRIORITIES}: unknown priority {part.strip()!r}") from err
     return tuple(p for p in PRIORITIES if p in chosen)  # keep pull order regardless of input
 
 
@@ -243,35 +254,35 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
         env = os.environ if env is None else env
-        handler = _str(env, "SURGE_HANDLER", DEFAULT_HANDLER)
+        handler = _str(env, Env.HANDLER, DEFAULT_HANDLER)
         if ":" not in handler:
-            raise ConfigError(f"SURGE_HANDLER: {handler!r} must be module:function")
-        concurrency = _int(env, "SURGE_CONCURRENCY", cls.concurrency, minimum=1)
-        composer: str | None = _str(env, "SURGE_COMPOSER", DEFAULT_COMPOSER)
+            raise ConfigError(f"{Env.HANDLER}: {handler!r} must be module:function")
+        concurrency = _int(env, Env.CONCURRENCY, cls.concurrency, minimum=1)
+        composer: str | None = _str(env, Env.COMPOSER, DEFAULT_COMPOSER)
         if composer is not None and composer.lower() in (NO_COMPOSER, "off", "false"):
             composer = None
         elif composer is not None and ":" not in composer:
-            raise ConfigError(f"SURGE_COMPOSER: {composer!r} must be module:function or none")
+            raise ConfigError(f"{Env.COMPOSER}: {composer!r} must be module:function or none")
         return cls(
             nats=NatsSettings.from_env(env),
             pipeline=PipelineSettings.from_env(env),
             log=LogSettings.from_env(env),
             handler=handler,
             composer=composer,
-            templates_dir=env.get("SURGE_TEMPLATES_DIR") or None,
+            templates_dir=env.get(Env.TEMPLATES_DIR) or None,
             concurrency=concurrency,
-            prefetch=_int(env, "SURGE_PREFETCH", concurrency * 4, minimum=0),
-            max_batch=_int(env, "SURGE_MAX_BATCH", cls.max_batch, minimum=1),
-            pull_expires=_float(env, "SURGE_PULL_EXPIRES", cls.pull_expires, minimum=0.1),
+            prefetch=_int(env, Env.PREFETCH, concurrency * 4, minimum=0),
+            max_batch=_int(env, Env.MAX_BATCH, cls.max_batch, minimum=1),
+            pull_expires=_float(env, Env.PULL_EXPIRES, cls.pull_expires, minimum=0.1),
             priorities=_priorities(env),
-            metrics_port=_int(env, "SURGE_METRICS_PORT", cls.metrics_port),
-            metrics_host=_str(env, "SURGE_METRICS_HOST", cls.metrics_host),
-            drain_timeout=_float(env, "SURGE_DRAIN_TIMEOUT", cls.drain_timeout),
-            completions=_bool(env, "SURGE_COMPLETIONS", cls.completions),
-            provision=_bool(env, "SURGE_PROVISION", cls.provision),
-            routing_rules_file=env.get("SURGE_ROUTING_RULES_FILE") or None,
-            transcript_ttl=_float(env, "SURGE_TRANSCRIPT_TTL", cls.transcript_ttl, minimum=1),
-            work_seconds=_float(env, "SURGE_WORK_MS", cls.work_seconds * 1000) / 1000,
+            metrics_port=_int(env, Env.METRICS_PORT, cls.metrics_port),
+            metrics_host=_str(env, Env.METRICS_HOST, cls.metrics_host),
+            drain_timeout=_float(env, Env.DRAIN_TIMEOUT, cls.drain_timeout),
+            completions=_bool(env, Env.COMPLETIONS, cls.completions),
+            provision=_bool(env, Env.PROVISION, cls.provision),
+            routing_rules_file=env.get(Env.ROUTING_RULES_FILE) or None,
+            transcript_ttl=_float(env, Env.TRANSCRIPT_TTL, cls.transcript_ttl, minimum=1),
+            work_seconds=_float(env, Env.WORK_MS, cls.work_seconds * 1000) / 1000,
         )
 
 
@@ -298,26 +309,24 @@ class GatewaySettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
         env = os.environ if env is None else env
-        rate = _float(env, "SURGE_RATE_LIMIT", cls.rate_limit)
+        rate = _float(env, Env.RATE_LIMIT, cls.rate_limit)
         return cls(
             nats=NatsSettings.from_env(env),
             pipeline=PipelineSettings.from_env(env),
             log=LogSettings.from_env(env),
-            host=_str(env, "SURGE_HTTP_HOST", cls.host),
-            port=_int(env, "SURGE_HTTP_PORT", cls.port),
-            tokens_file=env.get("SURGE_TOKENS_FILE") or None,
-            max_body_bytes=_int(env, "SURGE_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
-            max_text_bytes=_int(env, "SURGE_MAX_TEXT_BYTES", cls.max_text_bytes, minimum=1),
-            max_batch_messages=_int(
-                env, "SURGE_MAX_BATCH_MESSAGES", cls.max_batch_messages, minimum=1
-            ),
-            max_msg_size=_int(env, "SURGE_MAX_MSG_SIZE", cls.max_msg_size, minimum=0),
+            host=_str(env, Env.HTTP_HOST, cls.host),
+            port=_int(env, Env.HTTP_PORT, cls.port),
+            tokens_file=env.get(Env.TOKENS_FILE) or None,
+            max_body_bytes=_int(env, Env.MAX_BODY_BYTES, cls.max_body_bytes, minimum=1024),
+            max_text_bytes=_int(env, Env.MAX_TEXT_BYTES, cls.max_text_bytes, minimum=1),
+            max_batch_messages=_int(env, Env.MAX_BATCH_MESSAGES, cls.max_batch_messages, minimum=1),
+            max_msg_size=_int(env, Env.MAX_MSG_SIZE, cls.max_msg_size, minimum=0),
             rate_limit=rate,
-            rate_burst=_float(env, "SURGE_RATE_BURST", 2 * rate),
+            rate_burst=_float(env, Env.RATE_BURST, 2 * rate),
             unauthenticated_rate=_float(
-                env, "SURGE_UNAUTHENTICATED_RATE", cls.unauthenticated_rate, minimum=0
+                env, Env.UNAUTHENTICATED_RATE, cls.unauthenticated_rate, minimum=0
             ),
             unauthenticated_burst=_float(
-                env, "SURGE_UNAUTHENTICATED_BURST", cls.unauthenticated_burst, minimum=1
+                env, Env.UNAUTHENTICATED_BURST, cls.unauthenticated_burst, minimum=1
             ),
         )

@@ -25,11 +25,12 @@ from surge_operator.backup.records import KEY_LAST, KEY_LAST_SUCCESS, RunRecord,
 from surge_operator.backup.runner import ClusterRef, back_up, list_backups, prune, restore
 from surge_operator.errors import BackupError, SurgeError
 from surge_operator.status import timestamp
+from surge_workers.contract import Env
 from surge_workers.settings import NatsSettings
 
 
 async def connect(env: Mapping[str, str], url: str | None = None) -> Client:
-    settings = NatsSettings.from_env({**env, **({"SURGE_NATS_URL": url} if url else {})})
+    settings = NatsSettings.from_env({**env, **({Env.NATS_URL: url} if url else {})})
     try:
         return await nats.connect(
             **settings.connect_options(),

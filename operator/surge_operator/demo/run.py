@@ -30,6 +30,7 @@ from surge_operator.policy import (
 from surge_operator.policy.engine import EngineConfig, Plan
 from surge_operator.scale_target import LocalProcessTarget
 from surge_workers import contract
+from surge_workers.contract import Env
 from surge_workers.degradation import publish_degradation
 from surge_workers.eta import Forecast
 from surge_workers.forecast_kv import publish_forecast
@@ -132,19 +133,21 @@ class DemoSummary:
 def worker_env(url: str, options: DemoOptions) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        SURGE_NATS_URL=url,
-        SURGE_STREAM=STREAM,
-        SURGE_SUBJECT_PREFIX=PREFIX,
-        SURGE_PARTITIONS=str(PARTITIONS),
-        SURGE_CLUSTER="demo",
-        SURGE_HANDLER="surge_workers.handlers:simulated",
-        SURGE_WORK_MS=f"{options.work_ms:g}",
-        SURGE_CONCURRENCY=str(options.concurrency),
-        SURGE_COMPLETIONS="true",
-        SURGE_DRAIN_TIMEOUT="10",
-        SURGE_LOG_LEVEL="warning",
-        SURGE_LOG_FORMAT="json",
-        SURGE_METRICS_HOST="127.0.0.1",
+        {
+            Env.NATS_URL: url,
+            Env.STREAM: STREAM,
+            Env.SUBJECT_PREFIX: PREFIX,
+            Env.PARTITIONS: str(PARTITIONS),
+            Env.CLUSTER: "demo",
+            Env.HANDLER: "surge_workers.handlers:simulated",
+            Env.WORK_MS: f"{options.work_ms:g}",
+            Env.CONCURRENCY: str(options.concurrency),
+            Env.COMPLETIONS: "true",
+            Env.DRAIN_TIMEOUT: "10",
+            Env.LOG_LEVEL: "warning",
+            Env.LOG_FORMAT: "json",
+            Env.METRICS_HOST: "127.0.0.1",
+        }
     )
     return env
 

@@ -27,6 +27,7 @@ from surge_operator.backup.contract import (
 from surge_operator.resources.context import BuildContext
 from surge_operator.resources.labels import metadata, pod_labels
 from surge_operator.resources.pods import pod_template
+from surge_workers.contract import Env
 
 CONTAINER = "surge-backup"
 #: retries of a failed run; Kubernetes spaces them 10 s, 20 s, 40 s, ... (capped at 6 min)
@@ -150,7 +151,7 @@ def build_restore_job(ctx: BuildContext) -> dict[str, Any]:
     args = [
         "restore",
         f"--from={source.target.uri()}/{source.cluster}/{source.backup}",
-        "--nats-url=$(SURGE_NATS_URL)",
+        f"--nats-url=$({Env.NATS_URL})",
         # this cluster's names: another stream name renames, another prefix is refused
         f"--stream={ctx.stream}",
         f"--subject-prefix={ctx.spec.stream.subject_prefix}",

@@ -16,6 +16,8 @@ from surge_operator.resources.context import BuildContext
 from surge_operator.resources.jetstream import credentials_kind
 from surge_operator.resources.labels import config_name, metadata
 from surge_operator.resources.nats.tls import ca_secret_for_clients
+from surge_workers.contract import Env
+from surge_workers.settings import NO_COMPOSER
 
 CREDS_DIR = "/var/run/secrets/surge/nats"
 CREDS_FILE = "nats.creds"
@@ -23,6 +25,8 @@ TOKENS_DIR = "/var/run/secrets/surge/tokens"
 NATS_CA_DIR = "/var/run/secrets/surge/nats-ca"
 NATS_CA_FILE = "ca.crt"
 TOKENS_FILE = "tokens"
+#: Where the workers see spec.workers.composer.templatesConfigMap.
+TEMPLATES_DIR = "/etc/surge/templates"
 GATEWAY_PORT = 8080
 METRICS_PORT = 9100
 
@@ -31,31 +35,43 @@ def config_data(ctx: BuildContext) -> dict[str, str]:
     spec = ctx.spec
     region = ctx.region
     data = {
-        "SURGE_CLUSTER": ctx.name,
-        "SURGE_NAMESPACE": ctx.namespace,
-        "SURGE_REGION": region.name,
-        "SURGE_NATS_URL": ctx.nats_url,
-        "SURGE_STREAM": ctx.stream,
-        "SURGE_SUBJECT_PREFIX": spec.stream.subject_prefix,
-        "SURGE_PARTITIONS": str(spec.stream.partitions),
-        "SURGE_HANDLER": spec.workers.handler,
-        "SURGE_CONCURRENCY": str(spec.workers.concurrency),
-        "SURGE_METRICS_PORT": str(METRICS_PORT),
-        "SURGE_HTTP_PORT": str(GATEWAY_PORT),
-        "SURGE_RATE_LIMIT": f"{spec.gateway.rate_limit_per_tenant:g}",
+        Env.CLUSTER: ctx.name,
+        Env.NAMESPACE: ctx.namespace,
+        Env.REGION: region.name,
+        Env.NATS_URL: ctx.nats_url,
+        Env.STREAM: ctx.stream,
+        Env.SUBJECT_PREFIX: spec.stream.subject_prefix,
+        Env.PARTITIONS: str(spec.stream.partitions),
+        Env.HANDLER: spec.workers.handler,
+        Env.CONCURRENCY: str(spec.workers.concurrency),
+        Env.METRICS_PORT: str(METRICS_PORT),
+        Env.HTTP_PORT: str(GATEWAY_PORT),
+        Env.RATE_LIMIT: f"{spec.gateway.rate_limit_per_tenant:g}",
         # The gateway answers 413 for what the stream could never store.
-        "SURGE_MAX_MSG_SIZE": str(spec.stream.max_msg_size),
-        "SURGE_TRANSCRIPT_TTL": str(spec.stream.transcript_ttl_seconds),
-        "SURGE_LOG_FORMAT": "json",
+        Env.MAX_MSG_SIZE: str(spec.stream.max_msg_size),
+        Env.TRANSCRIPT_TTL: str(spec.stream.transcript_ttl_seconds),
+        Env.LOG_FORMAT: "json",
     }
     creds = region.nats.credentials_secret
     if creds is not None and credentials_kind(creds) == "creds":
-        data["SURGE_NATS_CREDS_FILE"] = f"{CREDS_DIR}/{CREDS_FILE}"
+        data[Env.NATS_CREDS_FILE] = f"{CREDS_DIR}/{CREDS_FILE}"
     if nats_ca_secret(ctx) is not None:
-        data["SURGE_NATS_CA_FILE"] = f"{NATS_CA_DIR}/{NATS_CA_FILE}"
+        data[Env.NATS_CA_FILE] = f"{NATS_CA_DIR}/{NATS_CA_FILE}"
     if spec.gateway.tokens_secret is not None:
-        data["SURGE_TOKENS_FILE"] = f"{TOKENS_DIR}/{TOKENS_FILE}"
+        data[Env.TOKENS_FILE] = f"{TOKENS_DIR}/{TOKENS_FILE}"
+    data.update(composer_settings(ctx))
     return data
+
+
+def composer_settings(ctx: BuildContext) -> dict[str, str]:
+    """The workers' intake stage: which composer, and where its templates are mounted."""
+    composer = ctx.spec.workers.composer
+    if not composer.enabled:
+        return {Env.COMPOSER: NO_COMPOSER}
+    out = {Env.COMPOSER: composer.function}
+    if composer.templates_config_map is not None:
+        out[Env.TEMPLATES_DIR] = TEMPLATES_DIR
+    return out
 
 
 def nats_ca_secret(ctx: BuildContext) -> str | None:

@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 
 from surge_workers.contract import (
     OFFERED_TTL,
+    Env,
     OfferedCounts,
     decode_offered,
     degradation_bucket,
@@ -27,7 +28,7 @@ from surge_workers.ratelimit import replica_share
 
 def instance_name() -> str:
     """This gateway's name among its replicas: the pod name when set, else host-pid."""
-    for variable in ("POD_NAME", "SURGE_INSTANCE"):
+    for variable in (Env.POD_NAME, Env.INSTANCE):
         value = os.environ.get(variable, "").strip()
         if value:
             return value

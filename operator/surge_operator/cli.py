@@ -267,9 +267,15 @@ def bench_dataplane(
 
 @app.command()
 def load(
-    nats_url: Annotated[str, typer.Option("--nats-url", envvar=Env.NATS_URL)] = (
-        "nats://127.0.0.1:4222"
-    ),
+    nats_url: Annotated[
+        str | None,
+        typer.Option(
+            "--nats-url",
+            envvar=Env.NATS_URL,
+            help="NATS to publish to (default nats://127.0.0.1:4222); with --gateway-url "
+            "optional: only to measure end-to-end latency (workers with SURGE_COMPLETIONS).",
+        ),
+    ] = None,
     stream: Annotated[str, typer.Option("--stream", envvar=Env.STREAM)] = "surge",
     prefix: Annotated[str, typer.Option("--prefix", envvar=Env.SUBJECT_PREFIX)] = "surge",
     partitions: Annotated[int, typer.Option("--partitions", envvar=Env.PARTITIONS)] = 16,

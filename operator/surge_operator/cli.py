@@ -221,7 +221,10 @@ def _bench_live(
 
     from surge_operator.livebench.report import print_live
     from surge_operator.livebench.run import LiveBenchError, LiveOptions, live_json, run_live
+    from surge_workers.logs import configure
 
+    # Progress to stderr, so --json stays one document on stdout.
+    configure("warning")
     options = LiveOptions(seed=seed, speedup=speedup, peak_rate=peak_rate)
     if profile:
         options = LiveOptions(profile=profile[0], seed=seed, speedup=speedup, peak_rate=peak_rate)

@@ -78,6 +78,8 @@ class Replayer:
     log: ReplayLog = field(default_factory=ReplayLog)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    #: Tasks waiting out a Retry-After (cancelled when the trace ends).
+    _retrying: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def run(self, arrivals: Arrivals) -> ReplayLog:
         """Send `arrivals` in real time; returns once the last second is sent (retries
@@ -112,7 +114,12 @@ class Replayer:
                             if n:
                                 ids = [f"{run}-{next(self._ids)}" for _ in range(n)]
                                 self._spawn(session, p, ids, self._now())
-                # The run ends with the trace: whatever is still retrying stays unserved.
+                # The run ends with the trace: whatever waits to retry stays unserved; the
+                # last requests in flight get their answer (bounded).
+                for task in list(self._retrying):
+                    task.cancel()
+                if self._tasks:
+                    await asyncio.wait(list(self._tasks), timeout=10)
                 for task in list(self._tasks):
                     task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -157,10 +164,18 @@ class Replayer:
                     self.log.gave_up += len(ids)
                     plog.retrying.extend([(first, refused_at, float("inf"))] * len(ids))
                     return
-                await asyncio.sleep(retry_after)
+                me = asyncio.current_task()
+                assert me is not None
+                self._retrying.add(me)
+                try:
+                    await asyncio.sleep(retry_after)
+                finally:
+                    self._retrying.discard(me)
         except asyncio.CancelledError:
             if refused_at is not None:
                 plog.retrying.extend([(first, refused_at, float("inf"))] * len(ids))
+            else:
+                self.log.errors += len(ids)
             raise
 
     async def _post(

@@ -95,15 +95,21 @@ class Figures:
     reaction_s: float | None
     refused: int
     max_replicas: int
+    #: Per tick: [t, replicas asked for, ready, backlog, arrivals/s, the decision's
+    #: per-worker service rate] (live runs only; for reading a gap).
+    ticks: tuple[tuple[float, ...], ...] = ()
 
     def json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "violation_minutes": self.violation_minutes,
             "replica_seconds": round(self.replica_seconds, 1),
             "reaction_s": self.reaction_s,
             "refused": self.refused,
             "max_replicas": self.max_replicas,
         }
+        if self.ticks:
+            out["ticks"] = [[round(v, 2) for v in row] for row in self.ticks]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +141,7 @@ class PolicyRun:
 
 def agree(live: float, sim: float, *, tolerance: float = AGREEMENT) -> bool:
     """Within `tolerance` of the larger; two values both under one window (10 s) agree."""
-    if max(live, sim) <= 1 / 6 + 1e-9:
+    if max(live, sim) <= round(10 / 60, 2):
         return True
     return abs(live - sim) <= tolerance * max(live, sim)
 
@@ -305,9 +311,20 @@ async def run_live_policy(
         onset = arrivals.surge_onset()
         reaction: float | None = None
         next_tick = started
+        ticks: list[tuple[float, ...]] = []
         while not replay.done():
             tick = await autoscaler.tick()
             at = time.monotonic() - started
+            ticks.append(
+                (
+                    at,
+                    tick.plan.replicas,
+                    tick.ready,
+                    tick.snapshot.total_backlog() if tick.snapshot.priorities else -1,
+                    tick.snapshot.total_arrival_rate() if tick.snapshot.priorities else -1,
+                    tick.decision.service_rate or 0.0,
+                )
+            )
             if reaction is None and at >= onset and tick.plan.replicas > tick.plan.current_replicas:
                 reaction = round(max(0.0, at - onset), 2)
             next_tick += policy.scaling.tick_s
@@ -343,6 +360,7 @@ async def run_live_policy(
             reaction_s=reaction,
             refused=refused,
             max_replicas=max(n for _, n in target.history),
+            ticks=tuple(ticks),
         )
         return figures, replay_log, list(workers.startup_times), handling
     finally:

@@ -59,12 +59,22 @@ def _root(
 def chaos(
     short: bool = typer.Option(False, "--short", help="The CI form (seconds, not minutes)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of scenario objects."),
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run just this scenario (repeatable); default all."),
+    ] = None,
 ) -> None:
-    """Fault scenarios on real nats-servers and the real failover controller; each ends
-    with an id-by-id check (lost, double effects, order, duplicates absorbed)."""
+    """Fault scenarios on real components (nats-servers, worker and gateway processes, the
+    failover controller); each ends with an id-by-id check (lost, double effects, order,
+    duplicates absorbed)."""
     from surge_operator.chaos.command import chaos as run_chaos
+    from surge_operator.chaos.suite import UnknownScenarioError
 
-    output, ok = run_chaos(short=short, as_json=as_json)
+    try:
+        output, ok = run_chaos(short=short, as_json=as_json, only=only or ())
+    except UnknownScenarioError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from err
     typer.echo(output)
     if not ok:
         raise typer.Exit(1)

@@ -106,6 +106,12 @@ async def _route(delivery: Delivery, ctx: HandlerContext, payload: dict[str, Any
 
 
 async def route_and_store(delivery: Delivery, ctx: HandlerContext) -> None:
+    await store_message(delivery, ctx)
+
+
+async def store_message(delivery: Delivery, ctx: HandlerContext) -> bool:
+    """`route_and_store`, telling whether this delivery stored the message (False: it was
+    stored before, a duplicate absorbed by the transcript's create-only key)."""
     conversation = delivery.conversation_id
     if not conversation:
         raise PoisonError("missing Surge-Conversation header")
@@ -127,8 +133,10 @@ async def route_and_store(delivery: Delivery, ctx: HandlerContext) -> None:
             stored_at=time.time(),
         )
         kv = await ctx.kv(transcripts_bucket(ctx.settings.pipeline.stream))
-        if await store_entry(kv, entry, ttl=ctx.settings.transcript_ttl):
+        stored = await store_entry(kv, entry, ttl=ctx.settings.transcript_ttl)
+        if stored:
             await observe_prediction(ctx, delivery, entry.stored_at)
+        return stored
     except (nats.errors.Error, TimeoutError) as err:
         # NATS trouble is transient by nature: retry with backoff.
         raise RetryableError(f"nats: {type(err).__name__}: {err}") from err

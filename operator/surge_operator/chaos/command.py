@@ -6,13 +6,15 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Sequence
 
 import structlog
 
-from surge_operator.chaos.scenarios import Result, run_all
+from surge_operator.chaos.result import Result
+from surge_operator.chaos.suite import run_all
 
 
-def chaos(*, short: bool, as_json: bool) -> tuple[str, bool]:
+def chaos(*, short: bool, as_json: bool, only: Sequence[str] = ()) -> tuple[str, bool]:
     """Returns (output, every scenario lost nothing and doubled nothing)."""
     # The controller logs every probe, promotion and (expected) failed mirror attempt while
     # regions are down; here the report is the output: only critical lines, on stderr.
@@ -22,20 +24,20 @@ def chaos(*, short: bool, as_json: bool) -> tuple[str, bool]:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
     try:
-        results: list[Result] = asyncio.run(run_all(short=short))
+        results: list[Result] = asyncio.run(run_all(short=short, only=only))
     finally:
         structlog.configure(**saved)  # a caller's (or a test session's) logging is theirs
     ok = all(r.verdict.ok for r in results)
     if as_json:
         return json.dumps([r.as_json() for r in results], indent=2), ok
     lines = [
-        f"{'scenario':<20} {'accepted':>8} {'lost':>5} {'double':>6} {'absorbed':>8} "
+        f"{'scenario':<26} {'accepted':>8} {'lost':>5} {'double':>6} {'absorbed':>8} "
         f"{'order':>5} {'recovery_s':>10} {'rpo':>5}"
     ]
     for r in results:
         row = r.as_json()
         lines.append(
-            f"{r.name:<20} {row['accepted']:>8} {row['lost']:>5} {row['double_effects']:>6} "
+            f"{r.name:<26} {row['accepted']:>8} {row['lost']:>5} {row['double_effects']:>6} "
             f"{row['duplicates_absorbed']:>8} {row['order_violations']:>5} "
             f"{row['recovery_s']!s:>10} {row['rpo']!s:>5}"
         )

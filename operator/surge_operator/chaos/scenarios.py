@@ -25,8 +25,9 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 
-from surge_operator.chaos.checker import Effect, Verdict, check
+from surge_operator.chaos.checker import Effect, check
 from surge_operator.chaos.regions import Regions, running_regions
+from surge_operator.chaos.result import Result
 from surge_operator.failover import FailoverController
 from surge_operator.policy.failover import FailoverConfig
 from surge_workers import provision
@@ -61,29 +62,6 @@ class Run:
 
     def url(self) -> str:
         return self.regions.servers[self.controller.state.active].url
-
-
-@dataclass(frozen=True)
-class Result:
-    name: str
-    verdict: Verdict
-    recovery_s: float | None
-    rpo: int | None
-
-    def as_json(self) -> dict[str, object]:
-        v = self.verdict
-        return {
-            "name": self.name,
-            "accepted": v.accepted,
-            "lost": v.lost,
-            "double_effects": v.double_effects,
-            "duplicates_absorbed": v.duplicates_absorbed,
-            "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 2),
-            "order_violations": v.order_violations,
-            "rpo": self.rpo,
-            "lost_ids": list(v.lost_ids),
-            "doubled_ids": list(v.doubled_ids),
-        }
 
 
 async def _connect(url: str) -> NatsClient:
@@ -283,14 +261,3 @@ async def _wait_mirror(run: Run, region: str, within: float = 20.0) -> None:
                 finally:
                     await client.close()
         await asyncio.sleep(0.25)
-
-
-SHORT: tuple[tuple[str, Callable[[int], Awaitable[Result]], int], ...] = (
-    ("primary-kill-9", primary_kill, 600),
-    ("split-brain-heal", split_brain, 600),
-)
-
-
-async def run_all(*, short: bool) -> list[Result]:
-    scale = 1 if short else 10
-    return [await scenario(count * scale) for _, scenario, count in SHORT]

@@ -1,0 +1,55 @@
+"""The one list of chaos scenarios. Add a scenario by appending a `Scenario` to `SCENARIOS`:
+`run(short)` runs it on real components and returns its `Result` (short = the CI form)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from surge_operator.chaos import process_faults, scenarios
+from surge_operator.chaos.result import Result
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    run: Callable[[bool], Awaitable[Result]]
+
+
+def _scaled(
+    run: Callable[[int], Awaitable[Result]], count: int
+) -> Callable[[bool], Awaitable[Result]]:
+    async def scaled(short: bool) -> Result:
+        return await run(count if short else count * 10)
+
+    return scaled
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario("primary-kill-9", _scaled(scenarios.primary_kill, 600)),
+    Scenario("split-brain-heal", _scaled(scenarios.split_brain, 600)),
+    Scenario("worker-surge-kill-stop", _scaled(process_faults.worker_surge, 1200)),
+    Scenario("gateway-kill-9", _scaled(process_faults.gateway_kill, 1200)),
+    Scenario("poison-1pct", _scaled(process_faults.poison, 1000)),
+]
+
+
+class UnknownScenarioError(ValueError):
+    """`--only` named a scenario the suite does not have."""
+
+
+def select(only: Sequence[str] = ()) -> list[Scenario]:
+    if not only:
+        return list(SCENARIOS)
+    known = {s.name: s for s in SCENARIOS}
+    missing = [name for name in only if name not in known]
+    if missing:
+        raise UnknownScenarioError(
+            f"unknown scenario(s) {', '.join(missing)}; known: {', '.join(known)}"
+        )
+    return [known[name] for name in only]
+
+
+async def run_all(*, short: bool, only: Sequence[str] = ()) -> list[Result]:
+    # One after another: each scenario owns the machine's (two) cores while it runs.
+    return [await scenario.run(short) for scenario in select(only)]

@@ -68,11 +68,12 @@ def chaos(
     failover controller); each ends with an id-by-id check (lost, double effects, order,
     duplicates absorbed)."""
     from surge_operator.chaos.command import chaos as run_chaos
+    from surge_operator.chaos.lazyfs_mount import LazyMountError
     from surge_operator.chaos.suite import UnknownScenarioError
 
     try:
         output, ok = run_chaos(short=short, as_json=as_json, only=only or ())
-    except UnknownScenarioError as err:
+    except (UnknownScenarioError, LazyMountError) as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from err
     typer.echo(output)

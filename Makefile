@@ -1,7 +1,7 @@
 # The two entry points of the README, and the steps they are made of.
 #   make demo   set everything up, then run `surge demo`
-#   make test   set everything up (packages, nats-server, Prometheus, local Kubernetes, the
-#               container images), then run ruff, mypy --strict and the whole pytest suite
+#   make test   set everything up (packages, nats-server, Prometheus, fuse3, local Kubernetes,
+#               the container images), then run ruff, mypy --strict and the whole pytest suite
 # Every step is idempotent and skips work that is already done (caches live under ~/.cache).
 
 PYTHON ?= python3
@@ -14,12 +14,12 @@ E2E_RETAG ?= e2e-retag
 K8S_BIN := $(shell tools/build-k8s.sh --print-bin-dir)
 
 .PHONY: demo test lint typecheck unit integration e2e e2e-load e2e-install e2e-test venv \
-	prometheus k8s images actionlint s3-server natscli crds chart-docs clean
+	prometheus fuse k8s images actionlint s3-server natscli crds chart-docs clean
 
 demo: venv
 	$(BIN)/surge demo $(DEMO_ARGS)
 
-test: venv prometheus k8s images actionlint s3-server natscli lint typecheck
+test: venv prometheus fuse k8s images actionlint s3-server natscli lint typecheck
 	SURGE_REQUIRE_E2E=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -33,6 +33,10 @@ $(STAMP): pyproject.toml
 # Debian's Prometheus, for the integration tier (the tests start their own on loopback).
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || tools/install-prometheus.sh
+
+# Debian's fuse3: the lazy filesystem under `surge chaos`'s power-loss scenarios.
+fuse:
+	tools/install-fuse.sh
 
 # An S3-compatible server (versitygw, checks SigV4) for the backup tests and `surge bench backup`.
 S3_SERVER_VERSION ?= v1.8.0

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.kube",
     "tests.fixtures.s3",
+    "tests.fixtures.fuse",
 ]

@@ -7,6 +7,7 @@ changes).
     ├── DependencyError             something outside the operator is not there yet [temporary]
     │   ├── CredentialsSecretMissingError   the NATS credentials Secret/key is absent
     │   ├── NatsUnavailableError            the NATS server cannot be reached
+    │   ├── ConsumerMissingError            the stream or a priority's consumer is gone
     │   └── RestorePendingError             the restore Job has not finished yet
     ├── ProvisioningError           JetStream refused the stream/consumers/KV        [temporary]
     │   ├── StreamSubjectsOverlapError      another stream already owns the subjects [temporary]
@@ -59,6 +60,13 @@ class CredentialsSecretMissingError(DependencyError):
 class NatsUnavailableError(DependencyError):
     reason = "NatsUnavailable"
     retry_after = 5.0
+
+
+class ConsumerMissingError(DependencyError):
+    """The autoscaler cannot read a queue whose stream or consumer is gone: it holds the
+    worker count (never scales to max, unlike KEDA #7657) and StreamReady says which."""
+
+    reason = "ConsumerMissing"
 
 
 class RestorePendingError(DependencyError):

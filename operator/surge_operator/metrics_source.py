@@ -17,7 +17,9 @@ This is the only place that turns wire data into a policy `Snapshot`:
   thread because it is synchronous).
 
 A failed read never raises into the decision loop: it returns a snapshot without metrics
-(`priorities` empty, `observed_at` of the last good read), and the policy holds.
+(`priorities` empty, `observed_at` of the last good read), and the policy holds. With
+``missing_raises`` (the operator) a missing stream or consumer raises ConsumerMissingError
+instead, so the shell can hold *and* say which consumer is gone in a condition.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from nats.js import JetStreamContext
 
 from surge_operator.api import Priority, PrometheusSpec
 from surge_operator.engine import MetricsSource as MetricsSource  # the engine's Protocol
+from surge_operator.errors import ConsumerMissingError
 from surge_operator.policy.types import PRIORITY_ORDER, PriorityMetrics, Snapshot
 from surge_workers.contract import (
     OFFERED_KEY_PREFIX,
@@ -147,9 +150,11 @@ class JetStreamMetricsSource:
         prometheus: PrometheusQueries | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        missing_raises: bool = False,
     ) -> None:
         self.js = js
         self.pipeline = pipeline
+        self.missing_raises = missing_raises
         self.prometheus = prometheus
         self.clock = clock
         self.wall_clock = wall_clock
@@ -160,8 +165,12 @@ class JetStreamMetricsSource:
     async def snapshot(self, *, at: float, current_replicas: int, ready_replicas: int) -> Snapshot:
         try:
             reading = await self._read()
+        except QueueStateUnavailable as err:
+            self.log.warning("jetstream_read_failed", error=str(err))
+            if self.missing_raises:
+                raise ConsumerMissingError(str(err)) from err
+            return self._empty(at, current_replicas, ready_replicas)
         except (
-            QueueStateUnavailable,
             nats.errors.Error,
             nats.js.errors.Error,
             TimeoutError,

@@ -61,6 +61,7 @@ class JetStreamSnapshots:
                     prometheus=PrometheusQueries.from_spec(prom),
                     clock=self._clock,
                     wall_clock=self._wall,
+                    missing_raises=True,
                 ),
             )
             self._sources[cluster.uid] = entry

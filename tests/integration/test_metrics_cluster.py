@@ -23,6 +23,7 @@ from nats.js import JetStreamContext
 from tests.integration.natsops_support import connect, managed_region, provisioned, region_ctx
 
 from surge_operator.api import Priority
+from surge_operator.errors import ConsumerMissingError
 from surge_operator.metrics_source import JetStreamMetricsSource
 from surge_operator.natscluster import LocalNatsCluster
 from surge_operator.policy.types import Snapshot
@@ -159,7 +160,7 @@ async def test_backlog_is_exact_after_the_consumer_leaders_server_is_killed(
     assert got == TRUTH
 
 
-async def test_a_missing_consumer_gives_no_figures_never_a_huge_backlog(
+async def test_a_missing_consumer_gives_no_figures_and_a_named_error_never_a_huge_backlog(
     loaded: tuple[LocalNatsCluster, PipelineConfig],
 ) -> None:
     cluster, config = loaded
@@ -169,6 +170,11 @@ async def test_a_missing_consumer_gives_no_figures_never_a_huge_backlog(
     snap = await JetStreamMetricsSource(js, config).snapshot(
         at=time.monotonic(), current_replicas=1, ready_replicas=1
     )
+    # The operator's source says which consumer is gone (StreamReady=False ConsumerMissing).
+    with pytest.raises(ConsumerMissingError, match=consumer_name(WirePriority.NORMAL)):
+        await JetStreamMetricsSource(js, config, missing_raises=True).snapshot(
+            at=time.monotonic(), current_replicas=1, ready_replicas=1
+        )
     await nc.close()
     assert snap.priorities == {}, "no figures: the policy holds instead of scaling to max"
     assert snap.observed_at == float("-inf")

@@ -116,9 +116,16 @@ async def read_queue_state(
     observed_at = time.time() if now is None else now
     try:
         stream = await js.stream_info(config.stream)
-        infos = {p: await js.consumer_info(config.stream, consumer_name(p)) for p in PRIORITIES}
     except nats.js.errors.NotFoundError as err:
-        raise QueueStateUnavailable(f"{config.stream}: {err.description}") from err
+        raise QueueStateUnavailable(f"stream {config.stream} does not exist") from err
+    infos: dict[Priority, ConsumerInfo] = {}
+    for p in PRIORITIES:
+        try:
+            infos[p] = await js.consumer_info(config.stream, consumer_name(p))
+        except nats.js.errors.NotFoundError as err:
+            raise QueueStateUnavailable(
+                f"consumer {consumer_name(p)} of stream {config.stream} does not exist"
+            ) from err
     priorities: dict[Priority, PriorityQueueState] = {}
     for priority, info in infos.items():
         age = (

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from surge_operator.api import HISTORY_LIMIT, MessagingClusterSpec, ScalingPolicy
+from surge_operator.api import HISTORY_LIMIT, ConditionType, MessagingClusterSpec, ScalingPolicy
 from surge_operator.engine import Autoscaler, Tick
-from surge_operator.errors import SurgeError
+from surge_operator.errors import ConsumerMissingError, SurgeError
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.reconcile import _flush, emit
 from surge_operator.handlers.state import ClusterState, gateway_pair
@@ -25,12 +25,16 @@ from surge_operator.resources.deployment import manual_replicas
 from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.labels import worker_deployment_name
 from surge_operator.status import (
+    ConditionUpdate,
     append_history,
     apply_updates,
     degraded_update,
+    get_condition,
     history_entry,
     phase_of,
     scaling_update,
+    stream_failed,
+    stream_ready,
     workers_update,
 )
 from surge_workers.eta import Forecast
@@ -199,6 +203,11 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
             scaling_update(figures.replicas, desired, spec.autoscaling.enabled, scaling_text),
             degraded_update(new_level, message if new_level else ""),
         ]
+        stream_update = _stream_update(cs, problem, plan is not None)
+        if stream_update is not None:
+            updates.append(stream_update)
+            if stream_update.reason == ConsumerMissingError.reason:
+                await emit(deps, ref, "Warning", stream_update.reason, stream_update.message)
         conditions = apply_updates(cs.status.conditions, updates, now, cs.generation)
         shown = plan.figures if plan is not None else None
         backlog = shown.backlog if shown is not None else cs.status.backlog
@@ -230,6 +239,24 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
     deps.metrics.tick_seconds.observe(deps.monotonic() - started)
     if problem is not None:
         log.warning("tick_degraded", tick=tick_no, reason=problem.reason, error=problem.message)
+
+
+def _stream_update(
+    cs: ClusterState, problem: SurgeError | None, measured: bool
+) -> ConditionUpdate | None:
+    """StreamReady=False ConsumerMissing while the queue cannot be read because its stream
+    or a consumer is gone (the tick holds the size; KEDA scales to max here, #7657), and
+    back to True once a tick measures it again. None when nothing changes."""
+    old = get_condition(cs.status.conditions, ConditionType.STREAM_READY)
+    was_missing = old is not None and old.reason == ConsumerMissingError.reason
+    if isinstance(problem, ConsumerMissingError):
+        message = f"{problem.message}; holding the worker count until it is back"
+        if was_missing and old is not None and old.message == message:
+            return None
+        return stream_failed(ConsumerMissingError.reason, message)
+    if measured and was_missing:
+        return stream_ready(cs.status.stream or "")
+    return None
 
 
 def _engine_state(cs: ClusterState, config: EngineConfig, policy: str) -> EngineState:

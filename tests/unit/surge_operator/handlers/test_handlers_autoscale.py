@@ -7,7 +7,7 @@ from types import MappingProxyType
 from handler_fakes import REF, SPEC, Clock, FakeKube, FakeScaleTarget, FakeSnapshots, make_deps
 
 from surge_operator.api import ConditionType, Priority, PriorityClass
-from surge_operator.errors import NatsUnavailableError
+from surge_operator.errors import ConsumerMissingError, NatsUnavailableError
 from surge_operator.handlers.autoscale import tick
 from surge_operator.handlers.reconcile import reconcile
 from surge_operator.policy.types import PriorityMetrics, Snapshot
@@ -180,3 +180,30 @@ async def test_the_expected_wait_is_published_every_tick_beside_the_level() -> N
     assert len(forecasts) == 3  # every tick, not only when the level changes
     assert all(f.level == cs.status.degradation_level for f in forecasts)
     assert all(f.classes for f in forecasts)
+
+
+async def test_a_missing_consumer_holds_the_size_and_becomes_a_condition_until_it_is_back() -> None:
+    kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
+    deps, cs, clock = await _ready_cluster(kube, snaps, target)
+    missing = "consumer surge-normal of stream SUPPORT does not exist"
+    snaps.next = ConsumerMissingError(missing)
+    await tick(deps, cs, 1)
+    assert target.calls == [], "never a scale (KEDA #7657 scales to max here)"
+    assert cs.status.desired_replicas == cs.workers.spec_replicas
+    stream = get_condition(cs.status.conditions, ConditionType.STREAM_READY)
+    assert stream is not None
+    assert (stream.status, stream.reason) == ("False", "ConsumerMissing")
+    assert missing in stream.message
+    ready = get_condition(cs.status.conditions, ConditionType.READY)
+    assert ready is not None
+    assert ready.status == "False"
+    assert kube.reasons().count("ConsumerMissing") == 1
+    clock.t += 1
+    await tick(deps, cs, 2)  # still missing: no second event
+    assert kube.reasons().count("ConsumerMissing") == 1
+    clock.t += 1
+    snaps.next = snapshot(clock.t, backlog=5, rate=1.0, current=1)
+    await tick(deps, cs, 3)
+    stream = get_condition(cs.status.conditions, ConditionType.STREAM_READY)
+    assert stream is not None
+    assert (stream.status, stream.reason) == ("True", "StreamProvisioned")

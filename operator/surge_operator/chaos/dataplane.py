@@ -26,7 +26,12 @@ from nats.aio.msg import Msg
 
 from surge_operator.chaos.checker import check
 from surge_operator.chaos.clients import Traffic, send_traffic
-from surge_operator.chaos.effects import Stored, dead_lettered, read_effects
+from surge_operator.chaos.effects import (
+    Stored,
+    dead_lettered,
+    read_effects,
+    transcript_order_violations,
+)
 from surge_operator.chaos.handler import ABSORBED_SUBJECT
 from surge_operator.chaos.result import Result
 from surge_operator.chaos.stage import Stage
@@ -66,6 +71,16 @@ class Plane:
 
     def mark_fault(self) -> None:
         self.faults.append(time.time())
+
+
+def later(plane: Plane, delay: float, action: Callable[[], Awaitable[None]]) -> None:
+    """Run `action` after `delay` s without holding up the client that triggered it."""
+
+    async def run() -> None:
+        await asyncio.sleep(delay)
+        await action()
+
+    plane.tasks.append(asyncio.create_task(run()))
 
 
 Fault = Callable[[Plane, int], Awaitable[None]]
@@ -222,6 +237,9 @@ def verdict(
     )
     extra: dict[str, object] = {
         "sent": len(traffic.sent),
+        # order_violations is processing order (a redelivered message stored after a newer
+        # one); this is the transcript's order, which must be the client's.
+        "transcript_order_violations": transcript_order_violations(effects),
         "refused_answers": {str(k): n for k, n in sorted(traffic.refusals.items())},
         **plane.notes,
     }

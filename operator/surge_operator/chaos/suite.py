@@ -34,6 +34,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("nats-r3-server-kill-9", _scaled(nats_faults.r3_server_kill, 900)),
     Scenario("power-loss-fsync-always", _scaled(powerloss.fsync_always, 600)),
     Scenario("power-loss-fsync-lazy", _scaled(powerloss.fsync_lazy, 600)),
+    Scenario("power-loss-r3-fsync-always", _scaled(powerloss.r3_fsync_always, 600)),
+    Scenario("power-loss-r3-fsync-lazy", _scaled(powerloss.r3_fsync_lazy, 600)),
 ]
 
 

@@ -66,6 +66,8 @@ class Plane:
     urls: Sequence[str]
     faults: list[float] = field(default_factory=list)  # wall clock of each fault
     notes: dict[str, object] = field(default_factory=dict)
+    #: What the clients did so far (filled in as they go).
+    traffic: Traffic = field(default_factory=Traffic)
     #: Delayed fault actions (a replacement, a SIGCONT), awaited before the heal.
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -87,10 +89,14 @@ Fault = Callable[[Plane, int], Awaitable[None]]
 Heal = Callable[[Plane], Awaitable[None]]
 
 
+async def _quiet(_: Exception) -> None:
+    """Connection errors while a server is down are the scenario, not news."""
+
+
 async def connect(urls: Sequence[str], **auth: str) -> NatsClient:
     return await nats.connect(
         servers=list(urls), connect_timeout=2, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
-        **auth,
+        error_cb=_quiet, **auth,
     )  # fmt: skip
 
 
@@ -180,6 +186,7 @@ async def run_plane(
 
         traffic = await send_traffic(
             stage.gateway_urls,
+            traffic=plane.traffic,
             count=count,
             rate=rate,
             poison_every=poison_every,

@@ -34,6 +34,7 @@ HISTORY_LIMIT = 20
 MAX_REGIONS = 8
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _HANDLER = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
 _SUBJECT_TOKEN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 _STREAM_NAME = r"^[A-Za-z0-9_-]+$"
@@ -439,6 +440,60 @@ class EnvVar(_Model):
     )
 
 
+_TEMPLATES_WITHOUT_COMPOSER = (
+    "spec.workers.composer.templatesConfigMap needs spec.workers.composer.enabled: a "
+    "disabled composer sends no replies to render"
+)
+
+
+class ComposerSpec(_Model):
+    """What each new conversation hears at once (the workers' intake stage)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.enabled || !has(self.templatesConfigMap)",
+                    _TEMPLATES_WITHOUT_COMPOSER,
+                    ".templatesConfigMap",
+                )
+            ]
+        }
+    )
+
+    enabled: bool = Field(
+        default=True,
+        description=(
+            "Acknowledge each new conversation with its position and expected wait, and send "
+            "high-volume notices at degradation level 2 or more. false: no replies are "
+            "composed (agents' replies still reach clients)."
+        ),
+    )
+    function: str = Field(
+        default="surge_workers.composer:acknowledge",
+        max_length=256,
+        pattern=_HANDLER,
+        description="Composer as module:function (the signature of the default's).",
+    )
+    templates_config_map: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=_DNS_SUBDOMAIN,
+        description=(
+            "ConfigMap of reply templates, one key per tenant and kind (acme.ack.j2, "
+            "acme.notice.j2, default.ack.j2), mounted read-only into the workers and "
+            "re-read when it changes. Unset: the built-in texts."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _templates_need_composer(self) -> Self:
+        if self.templates_config_map is not None and not self.enabled:
+            raise ValueError(_TEMPLATES_WITHOUT_COMPOSER)
+        return self
+
+
 class WorkersSpec(_Model):
     image: str | None = Field(
         default=None,
@@ -454,6 +509,10 @@ class WorkersSpec(_Model):
         max_length=256,
         pattern=_HANDLER,
         description="Message handler as module:function.",
+    )
+    composer: ComposerSpec = Field(
+        default_factory=ComposerSpec,
+        description="The reply composer: acknowledgements and high-volume notices.",
     )
     concurrency: int = Field(
         default=16, ge=1, le=1024, description="In-flight messages per worker."
@@ -628,7 +687,7 @@ class S3CredentialsRef(_Model):
     secret_name: str = Field(
         min_length=1,
         max_length=253,
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        pattern=_DNS_SUBDOMAIN,
         description="Secret in the MessagingCluster's namespace holding the S3 keys.",
     )
     access_key_id_key: str = Field(
@@ -808,7 +867,9 @@ class MessagingClusterSpec(_Model):
         default=None,
         description=(
             "Restore this backup before the workers start. Only on a new cluster: set at "
-            "creation, immutable afterwards."
+            "creation, immutable afterwards. spec.stream.name may differ from the backed-up "
+            "cluster's (streams and buckets are renamed); spec.stream.subjectPrefix must be "
+            "the backup's."
         ),
         json_schema_extra={
             "x-kubernetes-validations": [

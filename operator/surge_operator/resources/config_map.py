@@ -17,6 +17,7 @@ from surge_operator.resources.jetstream import credentials_kind
 from surge_operator.resources.labels import config_name, metadata
 from surge_operator.resources.nats.tls import ca_secret_for_clients
 from surge_workers.contract import Env
+from surge_workers.settings import NO_COMPOSER
 
 CREDS_DIR = "/var/run/secrets/surge/nats"
 CREDS_FILE = "nats.creds"
@@ -24,6 +25,8 @@ TOKENS_DIR = "/var/run/secrets/surge/tokens"
 NATS_CA_DIR = "/var/run/secrets/surge/nats-ca"
 NATS_CA_FILE = "ca.crt"
 TOKENS_FILE = "tokens"
+#: Where the workers see spec.workers.composer.templatesConfigMap.
+TEMPLATES_DIR = "/etc/surge/templates"
 GATEWAY_PORT = 8080
 METRICS_PORT = 9100
 
@@ -56,7 +59,19 @@ def config_data(ctx: BuildContext) -> dict[str, str]:
         data[Env.NATS_CA_FILE] = f"{NATS_CA_DIR}/{NATS_CA_FILE}"
     if spec.gateway.tokens_secret is not None:
         data[Env.TOKENS_FILE] = f"{TOKENS_DIR}/{TOKENS_FILE}"
+    data.update(composer_settings(ctx))
     return data
+
+
+def composer_settings(ctx: BuildContext) -> dict[str, str]:
+    """The workers' intake stage: which composer, and where its templates are mounted."""
+    composer = ctx.spec.workers.composer
+    if not composer.enabled:
+        return {Env.COMPOSER: NO_COMPOSER}
+    out = {Env.COMPOSER: composer.function}
+    if composer.templates_config_map is not None:
+        out[Env.TEMPLATES_DIR] = TEMPLATES_DIR
+    return out
 
 
 def nats_ca_secret(ctx: BuildContext) -> str | None:

@@ -11,6 +11,7 @@ from surge_operator.resources.config_map import (
     CREDS_FILE,
     NATS_CA_DIR,
     NATS_CA_FILE,
+    TEMPLATES_DIR,
     TOKENS_DIR,
     TOKENS_FILE,
     config_hash,
@@ -119,7 +120,9 @@ def env(ctx: BuildContext, component: Component = "worker") -> list[dict[str, An
     return out
 
 
-def volumes(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[str, Any]]:
+def volumes(
+    ctx: BuildContext, *, with_tokens: bool = False, with_templates: bool = False
+) -> list[dict[str, Any]]:
     # readOnlyRootFilesystem needs somewhere writable for Python's temp files.
     out: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
     creds = ctx.region.nats.credentials_secret
@@ -158,10 +161,24 @@ def volumes(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[str, A
                 },
             }
         )
+    templates = reply_templates(ctx) if with_templates else None
+    if templates is not None:
+        # Mounted whole (no subPath), so the kubelet refreshes the files when it changes.
+        out.append(
+            {"name": "reply-templates", "configMap": {"name": templates, "defaultMode": 0o444}}
+        )
     return out
 
 
-def volume_mounts(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[str, Any]]:
+def reply_templates(ctx: BuildContext) -> str | None:
+    """The ConfigMap of reply templates the workers mount, if the composer has one."""
+    composer = ctx.spec.workers.composer
+    return composer.templates_config_map if composer.enabled else None
+
+
+def volume_mounts(
+    ctx: BuildContext, *, with_tokens: bool = False, with_templates: bool = False
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     creds = ctx.region.nats.credentials_secret
     if creds is not None and credentials_kind(creds) == "creds":
@@ -170,6 +187,8 @@ def volume_mounts(ctx: BuildContext, *, with_tokens: bool = False) -> list[dict[
         out.append({"name": "nats-ca", "mountPath": NATS_CA_DIR, "readOnly": True})
     if with_tokens and ctx.spec.gateway.tokens_secret is not None:
         out.append({"name": "tenant-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
+    if with_templates and reply_templates(ctx) is not None:
+        out.append({"name": "reply-templates", "mountPath": TEMPLATES_DIR, "readOnly": True})
     return out
 
 
@@ -195,7 +214,9 @@ def pod_template(
         "envFrom": [{"configMapRef": {"name": config_name(ctx)}}],
         "env": env(ctx, component),
         "securityContext": container_security_context(),
-        "volumeMounts": volume_mounts(ctx, with_tokens=with_tokens),
+        "volumeMounts": volume_mounts(
+            ctx, with_tokens=with_tokens, with_templates=component == "worker"
+        ),
     }
     if ctx.image_pull_policy:
         container["imagePullPolicy"] = ctx.image_pull_policy
@@ -234,7 +255,7 @@ def pod_template(
                 }
             },
             "containers": [container],
-            "volumes": volumes(ctx, with_tokens=with_tokens),
+            "volumes": volumes(ctx, with_tokens=with_tokens, with_templates=component == "worker"),
         },
     }
     override = merge_templates(ctx.pod_defaults, component_template(ctx, component))

@@ -36,6 +36,11 @@ def test_every_example_loads_through_the_models(path: Path) -> None:
         ("url-and-managed.yaml", "spec.regions.0.nats", "exactly one of url (external NATS)"),
         ("replicas-above-servers.yaml", "spec", "spec.stream.replicas (3) must not exceed"),
         (
+            "composer-templates-disabled.yaml",
+            "spec.workers.composer",
+            "spec.workers.composer.templatesConfigMap needs spec.workers.composer.enabled",
+        ),
+        (
             "env-secret-ref.yaml",
             "spec.workers.env.0.valueFrom.secretKeyRef",
             "spec.workers.env[].valueFrom.secretKeyRef is not allowed",
@@ -119,3 +124,42 @@ def test_critical_may_not_be_sheddable() -> None:
                 "priorities": [{"name": "critical", "latencyTargetSeconds": 1, "sheddable": True}],
             }
         )
+
+
+def test_the_composer_defaults_to_the_built_in_acknowledgements() -> None:
+    composer = api.parse_spec({"regions": [primary()]}).workers.composer
+    assert composer.enabled
+    assert composer.function == "surge_workers.composer:acknowledge"
+    assert composer.templates_config_map is None
+
+
+@pytest.mark.parametrize(
+    ("composer", "field", "words"),
+    [
+        ({"function": "not a function"}, "function", "should match pattern"),
+        ({"templatesConfigMap": "Acme_Replies"}, "templatesConfigMap", "should match pattern"),
+        (
+            {"enabled": False, "templatesConfigMap": "acme-replies"},
+            "",
+            "spec.workers.composer.templatesConfigMap needs spec.workers.composer.enabled",
+        ),
+        ({"sendNotices": True}, "sendNotices", "Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_composer_settings_are_rejected_naming_the_field(
+    composer: dict[str, Any], field: str, words: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        api.parse_spec({"regions": [primary()], "workers": {"composer": composer}})
+    errors = caught.value.errors()
+    where = ".".join(["workers", "composer", *([field] if field else [])])
+    assert [".".join(str(p) for p in e["loc"]) for e in errors] == [where]
+    assert words in errors[0]["msg"]
+
+
+def test_the_cel_rule_says_what_the_model_says() -> None:
+    """The API server refuses templates without a composer with the model's own words."""
+    schema = api.ComposerSpec.model_json_schema()
+    rules = schema["x-kubernetes-validations"]
+    assert [r["fieldPath"] for r in rules] == [".templatesConfigMap"]
+    assert rules[0]["message"].startswith("spec.workers.composer.templatesConfigMap needs")

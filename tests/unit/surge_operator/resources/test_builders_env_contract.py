@@ -6,7 +6,12 @@ from __future__ import annotations
 from builder_support import MINIMAL, make_ctx
 
 import surge_workers.settings as settings_module
-from surge_operator.resources.config_map import GATEWAY_PORT, METRICS_PORT, config_data
+from surge_operator.resources.config_map import (
+    GATEWAY_PORT,
+    METRICS_PORT,
+    TEMPLATES_DIR,
+    config_data,
+)
 from surge_operator.resources.pods import env
 from surge_workers.contract import Env
 from surge_workers.settings import GatewaySettings, WorkerSettings
@@ -14,7 +19,11 @@ from surge_workers.settings import GatewaySettings, WorkerSettings
 SPEC = {
     **MINIMAL,
     "stream": {"name": "orders", "subjectPrefix": "acme.orders", "partitions": 5},
-    "workers": {"handler": "team.handlers:route", "concurrency": 7},
+    "workers": {
+        "handler": "team.handlers:route",
+        "concurrency": 7,
+        "composer": {"function": "team.replies:compose", "templatesConfigMap": "team-replies"},
+    },
     "gateway": {"rateLimitPerTenant": 123},
 }
 
@@ -35,6 +44,8 @@ def test_the_data_plane_reads_what_the_config_map_says() -> None:
     assert worker.pipeline.cluster == "support"
     assert worker.handler == "team.handlers:route"
     assert worker.concurrency == 7
+    assert worker.composer == "team.replies:compose"
+    assert worker.templates_dir == TEMPLATES_DIR
     assert worker.metrics_port == METRICS_PORT
     gateway = GatewaySettings.from_env(data)
     assert gateway.port == GATEWAY_PORT

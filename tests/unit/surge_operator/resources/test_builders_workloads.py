@@ -10,6 +10,7 @@ from surge_operator.resources.config_map import build_config_map, config_hash
 from surge_operator.resources.deployment import build_worker_deployment
 from surge_operator.resources.gateway import build_gateway_deployment, build_gateway_service
 from surge_operator.resources.pods import container_security_context, pod_security_context
+from surge_workers.settings import WorkerSettings
 
 
 def _container(obj: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +149,63 @@ def test_config_map_carries_the_data_plane_settings() -> None:
         "SURGE_MAX_MSG_SIZE": "65536",
         "SURGE_TRANSCRIPT_TTL": "2592000",
         "SURGE_LOG_FORMAT": "json",
+        "SURGE_COMPOSER": "surge_workers.composer:acknowledge",
     }
+
+
+def _volumes_and_mounts(obj: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    return obj["spec"]["template"]["spec"]["volumes"], _container(obj)["volumeMounts"]
+
+
+def test_the_composers_templates_are_mounted_into_the_workers_only() -> None:
+    spec = {
+        **MINIMAL,
+        "workers": {
+            "composer": {"function": "acme.replies:compose", "templatesConfigMap": "acme-replies"}
+        },
+    }
+    ctx = make_ctx(spec)
+    data = build_config_map(ctx)["data"]
+    assert data["SURGE_COMPOSER"] == "acme.replies:compose"
+    assert data["SURGE_TEMPLATES_DIR"] == "/etc/surge/templates"
+    volumes, mounts = _volumes_and_mounts(build_worker_deployment(ctx))
+    assert {
+        "name": "reply-templates",
+        "configMap": {"name": "acme-replies", "defaultMode": 0o444},
+    } in volumes
+    assert {
+        "name": "reply-templates",
+        "mountPath": "/etc/surge/templates",
+        "readOnly": True,
+    } in mounts
+    volumes, mounts = _volumes_and_mounts(build_gateway_deployment(ctx))
+    assert "reply-templates" not in {v["name"] for v in volumes}
+    assert "reply-templates" not in {m["name"] for m in mounts}
+
+
+def test_without_templates_the_workers_mount_none_and_use_the_built_in_texts() -> None:
+    data = build_config_map(make_ctx())["data"]
+    assert "SURGE_TEMPLATES_DIR" not in data
+    volumes, mounts = _volumes_and_mounts(build_worker_deployment(make_ctx()))
+    assert "reply-templates" not in {v["name"] for v in volumes}
+    assert "reply-templates" not in {m["name"] for m in mounts}
+
+
+def test_a_disabled_composer_turns_the_workers_intake_stage_off() -> None:
+    spec = {**MINIMAL, "workers": {"composer": {"enabled": False}}}
+    data = build_config_map(make_ctx(spec))["data"]
+    assert data["SURGE_COMPOSER"] == "none"
+    assert "SURGE_TEMPLATES_DIR" not in data
+    # What the worker makes of that value: no composer, so no intake stage.
+    assert WorkerSettings.from_env(data).composer is None
+    assert WorkerSettings.from_env(build_config_map(make_ctx())["data"]).composer == (
+        "surge_workers.composer:acknowledge"
+    )
+
+
+def test_changing_the_composer_rolls_the_workers() -> None:
+    spec = {**MINIMAL, "workers": {"composer": {"templatesConfigMap": "acme-replies"}}}
+    assert config_hash(make_ctx(spec)) != config_hash(make_ctx())
 
 
 def test_a_config_change_rolls_the_pods() -> None:

@@ -6,8 +6,15 @@ has asked for and how long they take to start. It publishes that per priority un
 key ``eta`` of the degradation bucket, beside the level. The composer turns it into the
 wait of one message at a known place in the order of service:
 
-    wait(position) = time for the pool to serve the (position - 1) messages ahead of it
+    wait(position) = time for the pool to serve the messages ahead of it that it does
+                     not run beside: (position - 1) - (lanes - 1), none if fewer
                       + the message's own service time
+
+where ``lanes`` is ready replicas x concurrency: a newcomer behind fewer messages than
+that starts at once in a free handler (a single-server queue would charge it for every
+message being handled beside it, the overstatement that dominates at low load). Its own
+service time is the worker's recent handling time, or the pool's (``service_s``:
+concurrency / per-replica rate) while a worker has measured none yet.
 
 where the pool serves a class at ``capacity`` (msg/s, ready replicas) until
 ``later_in_s`` and at ``capacity_later`` once the replicas being started are ready, minus
@@ -47,6 +54,13 @@ class ClassForecast:
     share: float = 1.0
     #: The model's wait for a new arrival of this class (for status and dashboards).
     wait_s: float | None = None
+    #: Messages handled side by side (ready replicas x concurrency); 0: not known.
+    lanes: int = 0
+    #: Seconds one message spends with a worker, from the pool's measured rate.
+    service_s: float | None = None
+    #: How fast this class's queue measurably advanced lately (msg/s): the promise is
+    #: never slower, whatever the model's capacity and share say (0: not measured).
+    drain_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -64,13 +78,25 @@ def _effective(capacity: float, forecast: ClassForecast) -> float:
     return max(0.0, min(capacity * forecast.share, capacity - forecast.higher_rate))
 
 
-def expected_wait(position: int, forecast: ClassForecast, service_s: float = 0.0) -> float | None:
-    """Seconds until a message at ``position`` (1 = next) is handled; None if never."""
+def expected_wait(
+    position: int, forecast: ClassForecast, service_s: float | None = None
+) -> float | None:
+    """Seconds until a message at ``position`` (1 = next) is handled; None if never.
+    ``service_s``: the handling time measured by the worker (None: the pool's)."""
     if forecast.share <= 0:
         return None
-    work = max(0, position - 1)
-    now_rate = _effective(forecast.capacity, forecast)
-    later_rate = _effective(max(forecast.capacity_later, forecast.capacity), forecast)
+    if service_s is None:
+        service_s = forecast.service_s or 0.0
+    work = max(0, position - max(1, forecast.lanes))
+    model_rate = _effective(forecast.capacity, forecast)
+    # What the queue measurably did outranks a stale model; replicas still starting add
+    # to it as they would to the model's rate.
+    now_rate = max(model_rate, forecast.drain_rate)
+    later_rate = (
+        _effective(max(forecast.capacity_later, forecast.capacity), forecast)
+        + now_rate
+        - model_rate
+    )
     if work == 0:
         return max(0.0, service_s)
     window = max(0.0, forecast.later_in_s)
@@ -91,6 +117,9 @@ def forecast_classes(
     capacity_later: float,
     later_in_s: float,
     shares: Mapping[Priority, float],
+    lanes: int = 0,
+    service_s: float | None = None,
+    drain_rates: Mapping[Priority, float] | None = None,
 ) -> dict[Priority, ClassForecast]:
     """One forecast per priority from the tick's figures (pure)."""
     classes: dict[Priority, ClassForecast] = {}
@@ -106,6 +135,9 @@ def forecast_classes(
             later_in_s=max(0.0, later_in_s),
             higher_rate=higher_rate,
             share=share,
+            lanes=max(0, lanes),
+            service_s=_round(service_s),
+            drain_rate=round(max(0.0, (drain_rates or {}).get(priority, 0.0)), 3),
         )
         wait = expected_wait(ahead + 1, partial)
         classes[priority] = replace(partial, wait_s=_round(wait))
@@ -135,6 +167,12 @@ def _number(doc: Mapping[str, Any], name: str, default: float) -> float:
     return float(value)
 
 
+def _positive(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
+
+
 def decode_forecast(raw: bytes | None) -> Forecast | None:
     """None for anything that is not a forecast document (never an exception)."""
     if not raw:
@@ -159,6 +197,9 @@ def decode_forecast(raw: bytes | None) -> Forecast | None:
             higher_rate=_number(item, "higher_rate", 0.0),
             share=_number(item, "share", 1.0),
             wait_s=float(wait) if isinstance(wait, int | float) else None,
+            lanes=int(_number(item, "lanes", 0)),
+            drain_rate=max(0.0, _number(item, "drain_rate", 0.0)),
+            service_s=_positive(item.get("service_s")),
         )
     return Forecast(
         at=_number(doc, "at", 0.0), level=int(_number(doc, "level", 0)), classes=classes

@@ -120,7 +120,7 @@ class IntakeStage:
         *,
         log: Any,
         state: Callable[[], DegradationState],
-        service_time: Callable[[Priority], float],
+        service_time: Callable[[Priority], float | None],
         route: Callable[[Msg, Priority], Any] | None = None,
         on_reply: Callable[[ReplyKind], None] | None = None,
         batch: int = 64,

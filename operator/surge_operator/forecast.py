@@ -83,6 +83,6 @@ def forecast_of(
         later_in_s=later_in_s,
         shares={p: contract.worker_share(level_now, p, sheddable) for p in contract.PRIORITIES},
         drain_rates={p: position_rate(drain, p) for p in contract.PRIORITIES},
-        lanes=ready * scaling.concurrency,
-        service_s=scaling.concurrency / per_replica if per_replica > 0 else None,
+        ready=ready,
+        concurrency=scaling.concurrency,
     )

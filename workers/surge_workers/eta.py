@@ -10,17 +10,19 @@ wait of one message at a known place in the order of service:
                      not run beside: (position - 1) - (lanes - 1), none if fewer
                       + the message's own service time
 
-where ``lanes`` is ready replicas x concurrency: a newcomer behind fewer messages than
-that starts at once in a free handler (a single-server queue would charge it for every
-message being handled beside it, the overstatement that dominates at low load). Its own
-service time is the worker's recent handling time, or the pool's (``service_s``:
-concurrency / per-replica rate) while a worker has measured none yet.
+where ``lanes`` is ready replicas x the workers' concurrency (the worker composing the
+reply knows its own): a newcomer behind fewer messages than that starts at once in a free
+handler (a single-server queue would charge it for every message handled beside it, the
+overstatement that dominates at low load). Its own service time is the worker's recent
+handling time, or, while the worker has measured none yet, the pool's: concurrency over
+the per-replica rate (``capacity / ready``), never 0 s.
 
-where the pool serves a class at ``capacity`` (msg/s, ready replicas) until
+The pool serves a class at ``capacity`` (msg/s, ready replicas) until
 ``later_in_s`` and at ``capacity_later`` once the replicas being started are ready, minus
 what arrives meanwhile in the classes served before it (``higher_rate``), and at most
-``share`` of the pool (the degradation level's cap on the class). A class the level does
-not serve at all (share 0) has no forecast: nobody can promise a time.
+``share`` of the pool (the degradation level's cap on the class), but never slower than
+the class's queue was measured to move (``drain_rate``). A class the level does not serve
+at all (share 0) has no forecast: nobody can promise a time.
 
 The forecast is stamped with ``at`` (unix seconds); a reader treats one older than
 ``max_age_s`` as absent rather than promising a wait from a stale picture.
@@ -54,10 +56,8 @@ class ClassForecast:
     share: float = 1.0
     #: The model's wait for a new arrival of this class (for status and dashboards).
     wait_s: float | None = None
-    #: Messages handled side by side (ready replicas x concurrency); 0: not known.
-    lanes: int = 0
-    #: Seconds one message spends with a worker, from the pool's measured rate.
-    service_s: float | None = None
+    #: Ready replicas behind ``capacity`` (0: not known).
+    ready: int = 0
     #: How fast this class's queue measurably advanced lately (msg/s): the promise is
     #: never slower, whatever the model's capacity and share say (0: not measured).
     drain_rate: float = 0.0
@@ -79,15 +79,20 @@ def _effective(capacity: float, forecast: ClassForecast) -> float:
 
 
 def expected_wait(
-    position: int, forecast: ClassForecast, service_s: float | None = None
+    position: int,
+    forecast: ClassForecast,
+    service_s: float | None = None,
+    *,
+    concurrency: int = 0,
 ) -> float | None:
     """Seconds until a message at ``position`` (1 = next) is handled; None if never.
-    ``service_s``: the handling time measured by the worker (None: the pool's)."""
+    ``service_s``: the handling time measured by the worker (None: the pool's);
+    ``concurrency``: handlers per worker (0: not known, nothing runs beside it)."""
     if forecast.share <= 0:
         return None
     if service_s is None:
-        service_s = forecast.service_s or 0.0
-    work = max(0, position - max(1, forecast.lanes))
+        service_s = _pool_service_s(forecast, concurrency)
+    work = max(0, position - max(1, forecast.ready * concurrency))
     model_rate = _effective(forecast.capacity, forecast)
     # What the queue measurably did outranks a stale model; replicas still starting add
     # to it as they would to the model's rate.
@@ -108,6 +113,13 @@ def expected_wait(
     return window + (work - served_early) / later_rate + service_s
 
 
+def _pool_service_s(forecast: ClassForecast, concurrency: int) -> float:
+    """Seconds a message spends with a worker at the pool's rate (Little's law)."""
+    if forecast.ready <= 0 or forecast.capacity <= 0 or concurrency <= 0:
+        return 0.0
+    return concurrency * forecast.ready / forecast.capacity
+
+
 def forecast_classes(
     *,
     backlog: Mapping[Priority, int],
@@ -117,11 +129,12 @@ def forecast_classes(
     capacity_later: float,
     later_in_s: float,
     shares: Mapping[Priority, float],
-    lanes: int = 0,
-    service_s: float | None = None,
+    ready: int = 0,
+    concurrency: int = 0,
     drain_rates: Mapping[Priority, float] | None = None,
 ) -> dict[Priority, ClassForecast]:
-    """One forecast per priority from the tick's figures (pure)."""
+    """One forecast per priority from the tick's figures (pure); ``concurrency`` only
+    for ``wait_s``, the figure status shows (workers apply their own)."""
     classes: dict[Priority, ClassForecast] = {}
     ahead = 0
     higher_rate = 0.0
@@ -135,11 +148,10 @@ def forecast_classes(
             later_in_s=max(0.0, later_in_s),
             higher_rate=higher_rate,
             share=share,
-            lanes=max(0, lanes),
-            service_s=_round(service_s),
+            ready=max(0, ready),
             drain_rate=round(max(0.0, (drain_rates or {}).get(priority, 0.0)), 3),
         )
-        wait = expected_wait(ahead + 1, partial)
+        wait = expected_wait(ahead + 1, partial, concurrency=concurrency)
         classes[priority] = replace(partial, wait_s=_round(wait))
         higher_rate += max(0.0, arrival_rate.get(priority, 0.0))
     return classes
@@ -167,12 +179,6 @@ def _number(doc: Mapping[str, Any], name: str, default: float) -> float:
     return float(value)
 
 
-def _positive(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and value > 0 else None
-
-
 def decode_forecast(raw: bytes | None) -> Forecast | None:
     """None for anything that is not a forecast document (never an exception)."""
     if not raw:
@@ -197,9 +203,8 @@ def decode_forecast(raw: bytes | None) -> Forecast | None:
             higher_rate=_number(item, "higher_rate", 0.0),
             share=_number(item, "share", 1.0),
             wait_s=float(wait) if isinstance(wait, int | float) else None,
-            lanes=int(_number(item, "lanes", 0)),
+            ready=int(_number(item, "ready", 0)),
             drain_rate=max(0.0, _number(item, "drain_rate", 0.0)),
-            service_s=_positive(item.get("service_s")),
         )
     return Forecast(
         at=_number(doc, "at", 0.0), level=int(_number(doc, "level", 0)), classes=classes

@@ -360,4 +360,9 @@ class IntakeStage:
             return None
         # The level the data plane obeys now decides the class's share of the pool.
         cls = replace(cls, share=worker_share(state.level, priority, state.sheddable))
-        return expected_wait(position, cls, self.service_time(priority))
+        return expected_wait(
+            position,
+            cls,
+            self.service_time(priority),
+            concurrency=self.settings.concurrency,
+        )

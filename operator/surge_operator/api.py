@@ -867,7 +867,9 @@ class MessagingClusterSpec(_Model):
         default=None,
         description=(
             "Restore this backup before the workers start. Only on a new cluster: set at "
-            "creation, immutable afterwards."
+            "creation, immutable afterwards. spec.stream.name may differ from the backed-up "
+            "cluster's (streams and buckets are renamed); spec.stream.subjectPrefix must be "
+            "the backup's."
         ),
         json_schema_extra={
             "x-kubernetes-validations": [

@@ -68,11 +68,12 @@ def chaos(
     failover controller); each ends with an id-by-id check (lost, double effects, order,
     duplicates absorbed)."""
     from surge_operator.chaos.command import chaos as run_chaos
+    from surge_operator.chaos.lazyfs_mount import LazyMountError
     from surge_operator.chaos.suite import UnknownScenarioError
 
     try:
         output, ok = run_chaos(short=short, as_json=as_json, only=only or ())
-    except UnknownScenarioError as err:
+    except (UnknownScenarioError, LazyMountError) as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from err
     typer.echo(output)
@@ -186,11 +187,28 @@ def bench_autoscale(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write the Pareto plot (PNG).")
     ] = None,
+    live: bool = typer.Option(
+        False,
+        "--live",
+        help="Replay one profile through a real nats-server, gateway, workers and "
+        "Prometheus on loopback (Surge, then KEDA), next to its simulation.",
+    ),
+    seed: int = typer.Option(1, "--seed", help="With --live: the profile's seed."),
+    speedup: int = typer.Option(
+        4, "--speedup", min=1, help="With --live: profile seconds per live second."
+    ),
+    peak_rate: float = typer.Option(
+        120.0, "--peak-rate", min=1.0, help="With --live: msg/s at the busiest seconds."
+    ),
 ) -> None:
     """Every bundled profile over many seeds: Surge vs KEDA (default lagThreshold and a
-    sweep), the oracle and the LP lower bound; median and worst; every miss printed."""
+    sweep), the oracle and the LP lower bound; median and worst; every miss printed.
+    With --live: one profile through the real pipeline, simulated against measured."""
     from surge_operator.simulate.command import UnknownProfileError, bench
 
+    if live:
+        _bench_live(profile, seed=seed, speedup=speedup, peak_rate=peak_rate, as_json=as_json)
+        return
     try:
         bench(
             seeds=list(range(1, seeds + 1)),
@@ -202,6 +220,34 @@ def bench_autoscale(
     except UnknownProfileError as err:
         typer.echo(f"surge bench autoscale: {err}", err=True)
         raise typer.Exit(2) from None
+
+
+def _bench_live(
+    profile: list[str] | None, *, seed: int, speedup: int, peak_rate: float, as_json: bool
+) -> None:
+    import asyncio
+    import json
+
+    from rich.console import Console
+
+    from surge_operator.livebench.report import print_live
+    from surge_operator.livebench.run import LiveBenchError, LiveOptions, live_json, run_live
+    from surge_workers.logs import configure
+
+    # Progress to stderr, so --json stays one document on stdout.
+    configure("warning")
+    options = LiveOptions(seed=seed, speedup=speedup, peak_rate=peak_rate)
+    if profile:
+        options = LiveOptions(profile=profile[0], seed=seed, speedup=speedup, peak_rate=peak_rate)
+    try:
+        runs = asyncio.run(run_live(options))
+    except (LiveBenchError, KeyError) as err:
+        typer.echo(f"surge bench autoscale --live: {err}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(live_json(options, runs), indent=2))
+    else:
+        print_live(options, runs, Console(width=160))
 
 
 @bench_app.command("replies")
@@ -300,9 +346,15 @@ def bench_dataplane(
 
 @app.command()
 def load(
-    nats_url: Annotated[str, typer.Option("--nats-url", envvar=Env.NATS_URL)] = (
-        "nats://127.0.0.1:4222"
-    ),
+    nats_url: Annotated[
+        str | None,
+        typer.Option(
+            "--nats-url",
+            envvar=Env.NATS_URL,
+            help="NATS to publish to (default nats://127.0.0.1:4222); with --gateway-url "
+            "optional: only to measure end-to-end latency (workers with SURGE_COMPLETIONS).",
+        ),
+    ] = None,
     stream: Annotated[str, typer.Option("--stream", envvar=Env.STREAM)] = "surge",
     prefix: Annotated[str, typer.Option("--prefix", envvar=Env.SUBJECT_PREFIX)] = "surge",
     partitions: Annotated[int, typer.Option("--partitions", envvar=Env.PARTITIONS)] = 16,

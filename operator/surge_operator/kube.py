@@ -33,6 +33,7 @@ from surge_operator.errors import (
     KubeRejectedError,
 )
 from surge_operator.resources import ObjectRef
+from surge_operator.status import timestamp
 
 # apiVersion + kind -> plural, for every kind the operator touches. A table, not discovery:
 # the set is fixed, and discovery would cost requests and memory at start-up.
@@ -258,7 +259,7 @@ class HttpKubeApi:
     async def emit_event(
         self, cluster: ClusterObject, *, type_: str, reason: str, message: str
     ) -> None:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = timestamp(datetime.now(UTC))
         event = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -81,6 +81,8 @@ class LocalProcessTarget:
     drain_timeout_s: float = 10.0
     #: Returns a free port for each new worker's health/metrics server (None: no probe).
     port_factory: Callable[[], int] | None = None
+    #: Seconds from start to first ready, per worker (as often as `ready` is asked).
+    startup_times: list[float] = field(default_factory=list)
     _workers: list[_Worker] = field(default_factory=list)
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -100,6 +102,8 @@ class LocalProcessTarget:
                 worker.ready = await _probe_ready(worker.metrics_port)
             else:
                 worker.ready = now - worker.started_at >= self.ready_after_s
+            if worker.ready:
+                self.startup_times.append(time.monotonic() - worker.started_at)
         return sum(1 for w in self._workers if w.ready)
 
     async def scale(self, replicas: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +28,7 @@ from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.nats.accounts import Role
 from surge_operator.resources.nats.config import Passwords, server_config
 from surge_workers.consumer import Worker
-from surge_workers.contract import transcripts_bucket
+from surge_workers.contract import routing_bucket, transcripts_bucket
 from surge_workers.handlers import route_and_store
 from surge_workers.logs import get_logger
 from surge_workers.metrics import WorkerMetrics
@@ -233,3 +234,48 @@ async def test_backup_user_snapshots_and_restores_but_cannot_ingest_or_consume(
             spool=tmp_path / "s",
         )
     assert await stream_messages(server, pipeline.stream) == manifest.parts[0].messages
+
+
+async def test_backup_user_restores_another_streams_backup_under_its_own_names(
+    server: str, pipeline: PipelineConfig, tmp_path: Path
+) -> None:
+    """A renaming restore (staged bucket, mirror, promotion, marker) needs nothing more
+    than the backup user of the cluster restored into."""
+    from surge_operator.backup.locations import open_store
+    from surge_operator.backup.manifest import backup_order
+    from surge_operator.backup.runner import ClusterRef, back_up, restore
+    from surge_workers.restored import MARKER_KEY, RestoreMarker
+
+    old = dataclasses.replace(pipeline, stream="OLDSUPPORT")
+    store = open_store(f"dir:{tmp_path / 'pvc'}", {})
+    async with connected(server, Role.OPERATOR) as nc:
+        js = nc.jetstream()
+        for name, _ in backup_order(pipeline.stream):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(name)
+        await provision_pipeline(js, old)
+        for i in range(3):
+            await publish(js, old, msg_id=f"o{i}", conversation="c-old")
+        await (await js.key_value(routing_bucket(old.stream))).put("c.old", b"billing")
+        ref = ClusterRef("team-a", "old", old.stream, old.subject_prefix)
+        await back_up(nc, store, ref, spool=tmp_path / "s", nonce="abc123")
+        for name, _ in backup_order(old.stream):
+            await js.delete_stream(name)
+    into = ClusterRef("team-a", "support", pipeline.stream, pipeline.subject_prefix)
+    async with connected(server, Role.BACKUP) as nc:
+        await restore(
+            nc,
+            store,
+            source_namespace="team-a",
+            source_name="old",
+            backup="latest",
+            into=into,
+            spool=tmp_path / "s",
+        )
+    assert await stream_messages(server, pipeline.stream) == 3
+    async with connected(server, Role.WORKER) as nc:
+        routing = await nc.jetstream().key_value(routing_bucket(pipeline.stream))
+        assert (await routing.get("c.old")).value == b"billing"
+        marker = RestoreMarker.decode((await routing.get(MARKER_KEY)).value)
+        assert marker is not None
+        assert marker.messages_last_seq == 3

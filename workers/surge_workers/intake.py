@@ -19,7 +19,10 @@ acking:
  2. every reply is published with a deterministic ``Nats-Msg-Id`` into a stream whose
     duplicate window outlasts the intake consumer's redeliveries: a repeat is stored
     once;
- 3. ids of messages already composed here are remembered (bounded) and acked at once.
+ 3. ids of messages already composed here are remembered (bounded) and acked at once;
+ 4. after a restore, a message that was in the backup looks for its reply among the
+    restored replies first (:mod:`surge_workers.restored`): the duplicate window of step 2
+    has long passed by then.
 """
 
 from __future__ import annotations
@@ -58,7 +61,11 @@ from surge_workers.replies import (
     ReplyKind,
     first_message_key,
     publish_reply,
+    replies_stream,
+    reply_msg_id,
+    reply_subject,
 )
+from surge_workers.restored import RestoreMarker, read_marker, restored_reply
 from surge_workers.settings import WorkerSettings
 from surge_workers.tasks import cancel_and_wait
 from surge_workers.templates import TemplateStore
@@ -146,6 +153,8 @@ class IntakeStage:
         self._forecast: Forecast | None = None
         self._forecast_at = float("-inf")
         self._routing: KeyValue | None = None
+        self._marker: RestoreMarker | None = None
+        self._marker_read = False
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
         self._stopping = False
@@ -257,6 +266,8 @@ class IntakeStage:
                 enqueued_at=intake.enqueued_at,
                 degradation_level=int(state.level),
             )
+            if await self._answered_before_restore(msg, reply):
+                continue
             published = await publish_reply(self.js, self.prefix, reply)
             if not published.duplicate:
                 stored.append(reply)
@@ -264,6 +275,22 @@ class IntakeStage:
                     self.on_reply(reply.kind)
         self._remember(intake.key)
         return stored
+
+    async def _answered_before_restore(self, msg: Msg, reply: Reply) -> bool:
+        if not self._marker_read:
+            # Read once: workers start only after a restore finished (an error here naks
+            # the message and the next attempt reads again).
+            self._marker = await read_marker(await self._routing_kv())
+            self._marker_read = True
+        marker = self._marker
+        if marker is None or not marker.covers(msg.metadata.sequence.stream):
+            return False
+        msg_id = reply_msg_id(reply.tenant, reply.in_reply_to, reply.kind)
+        subject = reply_subject(self.prefix, reply.tenant, reply.conversation_id)
+        found = await restored_reply(self.js, replies_stream(self.stream), subject, msg_id, marker)
+        if found:
+            self.log.info("reply_restored", msg_id=msg_id, backup=marker.backup)
+        return found
 
     def _remember(self, key: tuple[str, str]) -> None:
         self._done[key] = None

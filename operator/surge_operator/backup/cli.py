@@ -5,6 +5,7 @@ Registered by surge_operator.cli; the work is imported lazily so `surge --help` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,19 @@ def _logging(default_level: str) -> None:
 def _fail(exc: Exception) -> NoReturn:
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(1)
+
+
+def _terminate(exc: Exception, code: int) -> NoReturn:
+    """Fail with `code`; in a pod, the message also becomes the container's termination
+    message, which the operator puts into the Restored condition."""
+    from surge_operator.backup.contract import TERMINATION_LOG
+
+    log = Path(TERMINATION_LOG)
+    if log.exists():  # the kubelet's file; never create one outside a pod
+        with contextlib.suppress(OSError):
+            log.write_text(f"{exc}"[:4000])
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code)
 
 
 def _check_output(output: str) -> None:
@@ -114,6 +128,14 @@ def restore(
     nats_url: Annotated[
         str | None, typer.Option(help="Restore straight into this NATS instead (no Kubernetes).")
     ] = None,
+    stream: Annotated[
+        str | None,
+        typer.Option(help="With --nats-url: the stream to restore as (default: the backup's)."),
+    ] = None,
+    subject_prefix: Annotated[
+        str | None,
+        typer.Option(help="With --nats-url: must equal the backup's subject prefix if given."),
+    ] = None,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the Restored condition.")
@@ -121,7 +143,7 @@ def restore(
     output: Output = "table",
 ) -> None:
     """Restore a backup: into a new MessagingCluster (--into FILE) or into a NATS (--nats-url)."""
-    from surge_operator.errors import SurgeError
+    from surge_operator.errors import RestoreConflictError, SurgeError
 
     _check_output(output)
     _logging("info")
@@ -135,8 +157,8 @@ def restore(
                 run_restore(
                     source=source,
                     nats_url=nats_url,
-                    stream=None,
-                    subject_prefix=None,
+                    stream=stream,
+                    subject_prefix=subject_prefix,
                     api_prefix="$JS.API",
                 )
             )
@@ -145,6 +167,12 @@ def restore(
 
             assert into is not None
             payload = restore_into_new_cluster(source, into, namespace, timeout)
+    except RestoreConflictError as exc:
+        # Retrying cannot help: a distinct exit code lets the restore Job fail at once
+        # (podFailurePolicy) and its termination message name the field to change.
+        from surge_operator.backup.contract import CONFLICT_EXIT_CODE
+
+        _terminate(exc, CONFLICT_EXIT_CODE)
     except SurgeError as exc:
         _fail(exc)
     _emit(payload, output)

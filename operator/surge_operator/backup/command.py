@@ -24,12 +24,9 @@ from surge_operator.backup.locations import open_store, parse_backup_address
 from surge_operator.backup.records import KEY_LAST, KEY_LAST_SUCCESS, RunRecord, records_bucket
 from surge_operator.backup.runner import ClusterRef, back_up, list_backups, prune, restore
 from surge_operator.errors import BackupError, SurgeError
+from surge_operator.status import timestamp
 from surge_workers.contract import Env
 from surge_workers.settings import NatsSettings
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def connect(env: Mapping[str, str], url: str | None = None) -> Client:
@@ -89,7 +86,7 @@ async def run_backup(
                     stream,
                     RunRecord(
                         outcome="failed",
-                        finished_at=_now(),
+                        finished_at=timestamp(datetime.now(UTC)),
                         target=store.describe(),
                         reason=exc.reason,
                         message=exc.message[:1024],
@@ -151,7 +148,8 @@ async def run_restore(
     env: Mapping[str, str] = os.environ,
 ) -> dict[str, Any]:
     """Restore straight into a NATS (no Kubernetes). Stream name and prefix default to the
-    backup's own; when given they must match it."""
+    backup's own; another stream name renames the streams and buckets, another prefix is
+    refused (RestoreConflictError)."""
     from surge_operator.backup.runner import load_manifest
 
     address = parse_backup_address(source)

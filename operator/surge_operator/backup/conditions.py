@@ -5,12 +5,14 @@ No I/O, no clock reads: the timer and the reconcile pass `now` and what they rea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from surge_operator.api import BackupSpec, BackupStatus, ConditionStatus, ConditionType
+from surge_operator.backup.contract import CONFLICT_EXIT_CODE
 from surge_operator.backup.records import RunRecord
 from surge_operator.backup.schedule import is_overdue, next_run
 from surge_operator.status import ConditionUpdate, timestamp
@@ -96,8 +98,41 @@ def job_outcome(job: Mapping[str, Any] | None) -> JobOutcome:
     return JobOutcome("running", f"{status.get('failed', 0)} failed attempt(s) so far")
 
 
-def restore_condition(outcome: JobOutcome, backup: str, source: str) -> ConditionUpdate:
+_REFUSED_POD = re.compile(
+    rf"for pod [^/\s]+/(\S+) failed with exit code {CONFLICT_EXIT_CODE} matching FailJob"
+)
+
+
+def refused_pod(job: Mapping[str, Any] | None) -> str | None:
+    """The pod whose refusal failed the restore Job (its podFailurePolicy rule names it in
+    the Failed condition), or None when the Job failed some other way."""
+    for cond in ((job or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            found = _REFUSED_POD.search(str(cond.get("message") or ""))
+            return found.group(1) if found else None
+    return None
+
+
+def termination_message(pod: Mapping[str, Any] | None, container: str) -> str | None:
+    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == container:
+            message = ((status.get("state") or {}).get("terminated") or {}).get("message")
+            return str(message).strip() or None if message else None
+    return None
+
+
+def restore_condition(
+    outcome: JobOutcome, backup: str, source: str, refusal: str | None = None
+) -> ConditionUpdate:
     what = f"backup {backup} of {source}"
+    if outcome.phase == "failed" and refusal:
+        return ConditionUpdate(
+            ConditionType.RESTORED,
+            ConditionStatus.FALSE,
+            "RestoreConflict",
+            f"restoring {what} was refused: {refusal}; workers stay off (change the field, "
+            "then delete the Job to try again)",
+        )
     if outcome.phase == "succeeded":
         return ConditionUpdate(
             ConditionType.RESTORED, ConditionStatus.TRUE, "RestoreSucceeded", f"restored {what}"

@@ -108,7 +108,7 @@ def restore_into_new_cluster(
                         "restored": True,
                         "seconds": round(time.monotonic() - started, 1),
                     }
-                if detail.startswith("RestoreFailed"):
+                if detail.startswith(("RestoreFailed", "RestoreConflict")):
                     raise BackupError(f"{ns}/{name}: {detail}")
             time.sleep(POLL_SECONDS)
     raise BackupError(f"{ns}/{name} was not restored within {timeout:.0f} s")

@@ -85,6 +85,19 @@ def backup_order(stream: str) -> list[tuple[str, PartRole]]:
     ]
 
 
+def restored_names(backed_up: str, into: str) -> dict[str, str]:
+    """Each backed-up stream's name in the cluster restored into (same roles, same order)."""
+    return {
+        old: new
+        for (old, _), (new, _) in zip(backup_order(backed_up), backup_order(into), strict=True)
+    }
+
+
+def kv_bucket(stream: str) -> str | None:
+    """The bucket a KV stream holds (`KV_<bucket>`); None for any other stream."""
+    return stream.removeprefix("KV_") if stream.startswith("KV_") else None
+
+
 def backup_id(at: datetime, nonce: str) -> str:
     """Sortable, unique id: UTC start time plus 6 hex digits of the caller's nonce."""
     if len(nonce) < 6 or any(c not in "0123456789abcdef" for c in nonce[:6]):

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 from nats.aio.client import Client
@@ -31,9 +32,12 @@ from surge_operator.backup.manifest import (
     backup_order,
     cluster_folder,
     is_backup_id,
+    kv_bucket,
+    restored_names,
     retention_plan,
     snapshot_object,
 )
+from surge_operator.backup.rename import delete_stream, renamed_config, restore_bucket_renamed
 from surge_operator.backup.snapshot import (
     CHUNK_SIZE,
     DEFAULT_API_PREFIX,
@@ -47,6 +51,9 @@ from surge_operator.errors import (
     RestoreConflictError,
     SnapshotError,
 )
+from surge_operator.status import timestamp
+from surge_workers.contract import routing_bucket
+from surge_workers.restored import MARKER_KEY, RestoreMarker
 
 log = structlog.get_logger("surge.backup")
 
@@ -73,10 +80,6 @@ class RestoreResult:
     manifest: Manifest
     streams: dict[str, int]  # stream -> messages restored
     seconds: float
-
-
-def _rfc3339(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def stream_exists(nc: Client, stream: str, api_prefix: str = DEFAULT_API_PREFIX) -> bool:
@@ -144,8 +147,8 @@ async def back_up(
         cluster=ref.folder,
         stream=ref.stream,
         subject_prefix=ref.subject_prefix,
-        started_at=_rfc3339(started),
-        finished_at=_rfc3339(now()),
+        started_at=timestamp(started),
+        finished_at=timestamp(now()),
         duration_seconds=round(time.monotonic() - t0, 3),
         parts=tuple(parts),
     )
@@ -219,53 +222,125 @@ async def restore(
     into: ClusterRef,
     spool: Path,
 ) -> RestoreResult:
-    """Restore a backup into a cluster whose streams do not exist yet.
+    """Restore a backup into a cluster whose streams do not exist yet; all or nothing.
 
-    JetStream restores a stream byte for byte, subjects included, so the new cluster must
-    use the backup's stream name and subject prefix; a mismatch is refused before anything
-    is written.
+    The cluster restored into may use another stream name (see backup/rename.py) but not
+    another subject prefix: JetStream restores stored messages with their subjects, and
+    the consumers' ack floors only hold for the stream as it was. A prefix mismatch or an
+    existing stream is refused before anything is written; a failure part-way deletes
+    what this restore created, so the Job's next attempt starts clean. Last, it leaves
+    the restore marker the workers honour (surge_workers.restored).
     """
     t0 = time.monotonic()
     manifest = await load_manifest(store, source_namespace, source_name, backup)
     bound = log.bind(backup=manifest.id, source=manifest.cluster, into=into.folder)
-    if manifest.stream != into.stream or manifest.subject_prefix != into.subject_prefix:
+    if manifest.subject_prefix != into.subject_prefix:
         raise RestoreConflictError(
-            f"backup {manifest.id} holds stream {manifest.stream} with subject prefix "
-            f"{manifest.subject_prefix!r}; set spec.stream.name={manifest.stream} and "
-            f"spec.stream.subjectPrefix={manifest.subject_prefix} on the cluster restored into "
-            f"(it has {into.stream!r} and {into.subject_prefix!r})"
+            f"backup {manifest.id} holds subjects under the prefix {manifest.subject_prefix!r} "
+            f"and spec.stream.subjectPrefix is {into.subject_prefix!r}: set "
+            f"spec.stream.subjectPrefix={manifest.subject_prefix} on the cluster restored "
+            "into (JetStream restores messages with their subjects)"
         )
+    names = restored_names(manifest.stream, into.stream)
     for part in manifest.parts:
-        if await stream_exists(nc, part.stream, into.api_prefix):
+        if await stream_exists(nc, names[part.stream], into.api_prefix):
             raise RestoreConflictError(
-                f"stream {part.stream} already exists; a restore only goes into a cluster "
-                "whose streams were never created (restore before workers start)"
+                f"stream {names[part.stream]} already exists; a restore only goes into a "
+                "cluster whose streams were never created (restore before workers start)"
             )
     await asyncio.to_thread(spool.mkdir, parents=True, exist_ok=True)
     restored: dict[str, int] = {}
+    # None of these existed above: whatever of them exists after a failure is ours.
+    created: list[str] = []
     folder = f"{cluster_folder(source_namespace, source_name)}/{manifest.id}"
-    for part in manifest.parts:
-        local = spool / f"restore-{manifest.id}-{part.stream}.snapshot"
-        try:
-            await store.download(f"{folder}/{part.object}", local)
-            if (digest := _sha256(local)) != part.sha256:
-                raise BackupError(
-                    f"backup {manifest.id}: {part.object} is corrupt "
-                    f"(sha256 {digest[:12]}…, manifest says {part.sha256[:12]}…)"
-                )
+    try:
+        for part in manifest.parts:
+            target = names[part.stream]
+            created.append(target)
+            key = f"{folder}/{part.object}"
+            state = await _restore_part(
+                nc, store, key, part, target, into, spool, manifest_stream=manifest.stream
+            )
+            restored[target] = int(state.get("messages", 0))
+            bound.info("restore_stream_done", stream=target, messages=restored[target])
+        await _leave_marker(nc, manifest, names, into)
+    except BaseException:
+        for name in reversed(created):
+            await delete_stream(nc, name, into.api_prefix)
+        raise
+    seconds = round(time.monotonic() - t0, 3)
+    bound.info("restore_done", seconds=seconds, renamed=manifest.stream != into.stream)
+    return RestoreResult(manifest, restored, seconds)
+
+
+async def _restore_part(
+    nc: Client,
+    store: BackupStore,
+    key: str,
+    part: StreamPart,
+    target: str,
+    into: ClusterRef,
+    spool: Path,
+    *,
+    manifest_stream: str,
+) -> dict[str, Any]:
+    local = spool / f"restore-{target}.snapshot"
+    old_bucket, new_bucket = kv_bucket(part.stream), kv_bucket(target)
+    mirrored = target != part.stream and old_bucket is not None and new_bucket is not None
+    try:
+        await store.download(key, local)
+        if (digest := _sha256(local)) != part.sha256:
+            raise BackupError(
+                f"{key} is corrupt (sha256 {digest[:12]}…, manifest says {part.sha256[:12]}…)"
+            )
+        if target == part.stream:
             info = await restore_stream(
                 nc, part.config, part.state, _chunks(local), api_prefix=into.api_prefix
             )
-        finally:
-            local.unlink(missing_ok=True)
-        state = info.get("state", {})
-        if int(state.get("last_seq", -1)) != part.last_seq:
-            raise BackupError(
-                f"restore of {part.stream}: last sequence {state.get('last_seq')} "
-                f"!= {part.last_seq} recorded in the backup"
+        elif old_bucket is not None and new_bucket is not None:
+            info = await restore_bucket_renamed(
+                nc,
+                part.config,
+                part.state,
+                _chunks(local),
+                old_bucket=old_bucket,
+                new_bucket=new_bucket,
+                api_prefix=into.api_prefix,
             )
-        restored[part.stream] = int(state.get("messages", 0))
-        bound.info("restore_stream_done", stream=part.stream, messages=restored[part.stream])
-    seconds = round(time.monotonic() - t0, 3)
-    bound.info("restore_done", seconds=seconds)
-    return RestoreResult(manifest, restored, seconds)
+        else:
+            config = renamed_config(part.config, target, old=manifest_stream, new=into.stream)
+            info = await restore_stream(
+                nc, config, part.state, _chunks(local), api_prefix=into.api_prefix
+            )
+    finally:
+        local.unlink(missing_ok=True)
+    state: dict[str, Any] = info.get("state", {})
+    # A mirror copies messages, not a trailing gap: count them instead of the sequence.
+    field, want = ("messages", part.messages) if mirrored else ("last_seq", part.last_seq)
+    if int(state.get(field, -1)) != want:
+        raise BackupError(
+            f"restore of {part.stream} as {target}: {field} {state.get(field)} != {want} "
+            "recorded in the backup"
+        )
+    return state
+
+
+async def _leave_marker(
+    nc: Client, manifest: Manifest, names: dict[str, str], into: ClusterRef
+) -> None:
+    """The restore marker in the restored routing bucket (none without one: a cluster
+    whose backup holds no routing state composed no replies worth guarding)."""
+    messages, replies = manifest.part(PartRole.MESSAGES), manifest.part(PartRole.REPLIES)
+    routing = routing_bucket(into.stream)
+    if messages is None or f"KV_{routing}" not in {names[p.stream] for p in manifest.parts}:
+        return
+    marker = RestoreMarker(
+        backup=manifest.id,
+        source=manifest.cluster,
+        messages_last_seq=messages.last_seq,
+        replies_last_seq=replies.last_seq if replies is not None else 0,
+    )
+    try:
+        await nc.jetstream().publish(f"$KV.{routing}.{MARKER_KEY}", marker.encode(), timeout=10)
+    except Exception as exc:
+        raise SnapshotError(f"writing the restore marker into {routing}: {exc!r}") from exc

@@ -56,6 +56,18 @@ async def _request(nc: Client, subject: str, body: bytes, wait: float, what: str
         raise SnapshotError(f"{what}: {exc.__class__.__name__}: {exc}") from exc
 
 
+async def api_call(
+    nc: Client, subject: str, body: dict[str, Any] | None, what: str, wait: float = 10.0
+) -> dict[str, Any]:
+    """One JetStream API request; its error answer raised as SnapshotError."""
+    raw = json.dumps(body).encode() if body is not None else b""
+    reply = await _request(nc, subject, raw, wait, what)
+    answer: dict[str, Any] = json.loads(reply.data)
+    if (error := _api_error(answer, what)) is not None:
+        raise error
+    return answer
+
+
 async def snapshot_stream(
     nc: Client,
     stream: str,

@@ -31,6 +31,7 @@ from surge_operator.policy.failover import (
     ProbeResult,
     decide,
 )
+from surge_operator.status import timestamp
 from surge_workers.contract import FailoverRecord, Priority
 from surge_workers.pipeline import PipelineConfig
 
@@ -82,7 +83,7 @@ class TickOutcome:
 
 
 def rfc3339(at: float) -> str:
-    return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(datetime.fromtimestamp(at, tz=UTC))
 
 
 class FailoverController:

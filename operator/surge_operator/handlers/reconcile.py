@@ -328,7 +328,8 @@ async def _reconcile_locked(
             restored = await restore_gate(deps, ctx, cs)
             updates.append(restored)
             if _changed(cs, restored):
-                kind = "Warning" if restored.reason == "RestoreFailed" else "Normal"
+                failed = restored.reason in ("RestoreFailed", "RestoreConflict")
+                kind = "Warning" if failed else "Normal"
                 await emit(deps, ref, kind, restored.reason, restored.message)
             pending = restored.status is not ConditionStatus.TRUE
             if not pending:  # restored just now: the workers may start in this pass
@@ -411,7 +412,7 @@ async def _reconcile_locked(
     if pending and not errors and spec.restore_from is not None:
         what = f"{spec.restore_from.cluster}/{spec.restore_from.backup}"
         seen = get_condition(cs.status.conditions, ConditionType.RESTORED)
-        if seen is not None and seen.reason == "RestoreFailed":
+        if seen is not None and seen.reason in ("RestoreFailed", "RestoreConflict"):
             raise BackupError(f"restore of {what} failed: {seen.message}")
         raise RestorePendingError(f"waiting for the restore of {what}")
     if not errors:

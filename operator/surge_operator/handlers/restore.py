@@ -14,12 +14,17 @@ from surge_operator.api import (
     MessagingClusterStatus,
     RestoreStatus,
 )
-from surge_operator.backup.conditions import job_outcome, restore_condition
+from surge_operator.backup.conditions import (
+    job_outcome,
+    refused_pod,
+    restore_condition,
+    termination_message,
+)
 from surge_operator.handlers.deps import Deps
 from surge_operator.handlers.state import ClusterState
 from surge_operator.logs import get_logger
 from surge_operator.resources import BuildContext
-from surge_operator.resources.backup import build_restore_job, restore_job_name
+from surge_operator.resources.backup import CONTAINER, build_restore_job, restore_job_name
 from surge_operator.status import ConditionUpdate, timestamp
 
 log = get_logger()
@@ -44,7 +49,11 @@ async def restore_gate(deps: Deps, ctx: BuildContext, cs: ClusterState) -> Condi
         )
         log.info("restore_started", backup=source.backup, source=source.cluster, job=name)
     outcome = job_outcome(job)
-    update = restore_condition(outcome, source.backup, source.cluster)
+    refusal = None
+    if outcome.phase == "failed" and (pod := refused_pod(job)) is not None:
+        failed = await deps.kube.get("v1", "Pod", ctx.namespace, pod)
+        refusal = termination_message(failed, CONTAINER)
+    update = restore_condition(outcome, source.backup, source.cluster, refusal)
     if update.status is ConditionStatus.TRUE:
         cs.status = cs.status.model_copy(
             update={

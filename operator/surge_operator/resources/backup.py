@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from surge_operator.api import BackupTarget
 from surge_operator.backup.contract import (
+    CONFLICT_EXIT_CODE,
     ENV_ACCESS_KEY,
     ENV_ENDPOINT,
     ENV_REGION,
@@ -28,6 +29,7 @@ from surge_operator.resources.labels import metadata, pod_labels
 from surge_operator.resources.pods import pod_template
 from surge_workers.contract import Env
 
+CONTAINER = "surge-backup"
 #: retries of a failed run; Kubernetes spaces them 10 s, 20 s, 40 s, ... (capped at 6 min)
 BACKOFF_LIMIT = 4
 #: a run that takes longer than this is stuck, not slow
@@ -76,7 +78,7 @@ def _target_env(target: BackupTarget) -> list[dict[str, Any]]:
 
 def _job_pod(ctx: BuildContext, target: BackupTarget, args: list[str]) -> dict[str, Any]:
     container: dict[str, Any] = {
-        "name": "surge-backup",
+        "name": CONTAINER,
         "image": ctx.spec.workers.image,
         "command": ["surge"],
         "args": args,
@@ -150,11 +152,29 @@ def build_restore_job(ctx: BuildContext) -> dict[str, Any]:
         "restore",
         f"--from={source.target.uri()}/{source.cluster}/{source.backup}",
         f"--nats-url=$({Env.NATS_URL})",
+        # this cluster's names: another stream name renames, another prefix is refused
+        f"--stream={ctx.stream}",
+        f"--subject-prefix={ctx.spec.stream.subject_prefix}",
         "--output=json",
     ]
+    spec = _job_spec(ctx, source.target, args)
+    # A refused restore (exit CONFLICT_EXIT_CODE) fails the Job at once: retries cannot
+    # change the spec. Its termination message names the field (handlers/restore.py).
+    spec["podFailurePolicy"] = {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": CONTAINER,
+                    "operator": "In",
+                    "values": [CONFLICT_EXIT_CODE],
+                },
+            }
+        ]
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": metadata(ctx, restore_job_name(ctx.name), "backup"),
-        "spec": _job_spec(ctx, source.target, args),
+        "spec": spec,
     }

@@ -157,6 +157,8 @@ def worker_permissions(stream: str, prefix: str) -> Permissions:
             f"$JS.ACK.{stream}.>",
             f"{prefix}.dlq.>",
             *replies_subjects(prefix),
+            # after a restore: is a reply already among the restored ones (surge_workers.restored)
+            f"$JS.API.STREAM.MSG.GET.{replies_stream(stream)}",
             completion_subject(stream),
             *_kv_read(level),
             *_kv_watch(level),
@@ -180,20 +182,29 @@ def client_permissions(stream: str, prefix: str) -> Permissions:
 def backup_permissions(stream: str, prefix: str) -> Permissions:
     """JetStream's snapshot/restore API for exactly the streams a backup holds. Chunks of a
     snapshot are acknowledged on `$JS.SNAPSHOT.ACK.<stream>.>`; chunks of a restore are
-    sent to `$JS.SNAPSHOT.RESTORE.<stream>.>`."""
-    from surge_operator.backup.manifest import backup_order
+    sent to `$JS.SNAPSHOT.RESTORE.<stream>.>`. A restore also stages a renamed bucket in
+    `<kv stream>-restore` (backup/rename.py), deletes what it made when it fails, and
+    leaves the restore marker in the routing bucket."""
+    from surge_operator.backup.manifest import backup_order, kv_bucket
     from surge_operator.backup.records import records_bucket
+    from surge_operator.backup.rename import temporary_name
 
     streams = [name for name, _ in backup_order(stream)]
+    kv_streams = [s for s in streams if kv_bucket(s) is not None]
+    staged = [temporary_name(s) for s in kv_streams]
     records = _kv_stream(records_bucket(stream))
     return Permissions(
         publish=(
             "$JS.API.INFO",
-            *(f"$JS.API.STREAM.INFO.{s}" for s in streams),
+            *(f"$JS.API.STREAM.INFO.{s}" for s in (*streams, *staged)),
             *(f"$JS.API.STREAM.SNAPSHOT.{s}" for s in streams),
             *(f"$JS.SNAPSHOT.ACK.{s}.>" for s in streams),
-            *(f"$JS.API.STREAM.RESTORE.{s}" for s in streams),
-            *(f"$JS.SNAPSHOT.RESTORE.{s}.>" for s in streams),
+            *(f"$JS.API.STREAM.RESTORE.{s}" for s in (*streams, *staged)),
+            *(f"$JS.SNAPSHOT.RESTORE.{s}.>" for s in (*streams, *staged)),
+            *(f"$JS.API.STREAM.DELETE.{s}" for s in (*streams, *staged)),
+            *(f"$JS.API.STREAM.CREATE.{s}" for s in kv_streams),
+            *(f"$JS.API.STREAM.UPDATE.{s}" for s in kv_streams),
+            *_kv_write(routing_bucket(stream)),
             f"$JS.API.STREAM.CREATE.{records}",
             f"$JS.API.STREAM.INFO.{records}",
             *_kv_write(records_bucket(stream)),

@@ -1,9 +1,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from surge_operator.api import BackupSpec, ConditionStatus
-from surge_operator.backup.conditions import backup_status, job_outcome, restore_condition
+from surge_operator.backup.conditions import (
+    backup_status,
+    job_outcome,
+    refused_pod,
+    restore_condition,
+    termination_message,
+)
 from surge_operator.backup.records import RunRecord
 
 SPEC = BackupSpec.model_validate(
@@ -94,3 +101,48 @@ def test_restore_conditions_say_what_is_restored_and_what_waits() -> None:
     running = restore_condition(job_outcome({"status": {}}), "latest", "team-a/old")
     assert (running.status, running.reason) == (ConditionStatus.FALSE, "Restoring")
     assert "workers start when it is done" in running.message
+
+
+def _refused_job(exit_code: int) -> dict[str, Any]:
+    message = (
+        "Container surge-backup for pod team-a/support-restore-x7k2p failed with exit code "
+        f"{exit_code} matching FailJob rule at index 0"
+    )
+    return {
+        "status": {
+            "failed": 1,
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "PodFailurePolicy",
+                    "message": message,
+                }
+            ],
+        }
+    }
+
+
+def test_a_refused_restore_names_its_pod_and_the_field_to_change() -> None:
+    assert refused_pod(_refused_job(3)) == "support-restore-x7k2p"
+    assert refused_pod(_refused_job(1)) is None, "any other failure is retried, not refused"
+    assert refused_pod(None) is None
+    pod = {
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "surge-backup",
+                    "state": {"terminated": {"exitCode": 3, "message": "set spec.stream.x=y\n"}},
+                }
+            ]
+        }
+    }
+    refusal = termination_message(pod, "surge-backup")
+    assert refusal == "set spec.stream.x=y"
+    assert termination_message(pod, "other") is None
+    update = restore_condition(job_outcome(_refused_job(3)), "latest", "team-a/old", refusal)
+    assert (update.status, update.reason) == (ConditionStatus.FALSE, "RestoreConflict")
+    assert "spec.stream.x=y" in update.message
+    # without the pod's message it is an ordinary failure
+    plain = restore_condition(job_outcome(_refused_job(3)), "latest", "team-a/old")
+    assert plain.reason == "RestoreFailed"

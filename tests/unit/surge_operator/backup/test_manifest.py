@@ -10,8 +10,11 @@ from surge_operator.backup.manifest import (
     StreamPart,
     backup_id,
     is_backup_id,
+    kv_bucket,
+    restored_names,
     retention_plan,
 )
+from surge_operator.backup.rename import renamed_config
 
 
 def _id(minute: int) -> str:
@@ -85,3 +88,30 @@ def test_manifest_round_trips_and_sums_its_parts() -> None:
     assert again.total_bytes == 1300
     assert again.part(PartRole.KV) == kv
     assert again.part(PartRole.DEAD_LETTER) is None
+
+
+def test_a_restore_under_another_stream_name_renames_every_part_by_role() -> None:
+    names = restored_names("SUPPORT", "SUPPORT_EU")
+    assert names == {
+        "SUPPORT": "SUPPORT_EU",
+        "SUPPORT-dlq": "SUPPORT_EU-dlq",
+        "SUPPORT-replies": "SUPPORT_EU-replies",
+        "KV_SUPPORT-routing": "KV_SUPPORT_EU-routing",
+        "KV_SUPPORT-transcripts": "KV_SUPPORT_EU-transcripts",
+    }
+    assert restored_names("SUPPORT", "SUPPORT") == {k: k for k in names}
+
+
+def test_only_kv_streams_name_a_bucket() -> None:
+    assert kv_bucket("KV_SUPPORT-routing") == "SUPPORT-routing"
+    assert kv_bucket("SUPPORT-dlq") is None
+
+
+def test_a_renamed_config_carries_the_clusters_new_stream_name_into_its_description() -> None:
+    old = {"name": "A-dlq", "description": "dead letters of A", "max_age": 1}
+    assert renamed_config(old, "B-dlq", old="A", new="B") == {
+        "name": "B-dlq",
+        "description": "dead letters of B",
+        "max_age": 1,
+    }
+    assert renamed_config({"name": "A"}, "B", old="A", new="B") == {"name": "B"}

@@ -78,3 +78,38 @@ async def test_a_failed_restore_keeps_the_workers_off_and_backs_off() -> None:
     assert "Deployment" not in {k for k, _, _ in kube.objects}
     assert _restored(deps) == (ConditionStatus.FALSE, "RestoreFailed")
     assert "RestoreFailed" in kube.reasons()
+
+
+async def test_a_refused_restore_is_a_condition_naming_the_field() -> None:
+    kube, js = FakeKube(), FakeJetStream()
+    deps = make_deps(kube, js)
+    with pytest.raises(RestorePendingError):
+        await _reconcile(deps)
+    job = kube.objects[("Job", REF.namespace, f"{REF.name}-restore")]
+    pod = f"{REF.name}-restore-ab12c"
+    job["status"] = {
+        "failed": 1,
+        "conditions": [
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "PodFailurePolicy",
+                "message": f"Container surge-backup for pod {REF.namespace}/{pod} failed with "
+                "exit code 3 matching FailJob rule at index 0",
+            }
+        ],
+    }
+    why = "set spec.stream.subjectPrefix=support on the cluster restored into"
+    kube.objects[("Pod", REF.namespace, pod)] = {
+        "metadata": {"name": pod, "namespace": REF.namespace},
+        "status": {
+            "containerStatuses": [
+                {"name": "surge-backup", "state": {"terminated": {"exitCode": 3, "message": why}}}
+            ]
+        },
+    }
+    with pytest.raises(BackupError, match="subjectPrefix"):
+        await _reconcile(deps)
+    assert _restored(deps) == (ConditionStatus.FALSE, "RestoreConflict")
+    assert "Deployment" not in {k for k, _, _ in kube.objects}
+    assert "RestoreConflict" in kube.reasons()

@@ -96,3 +96,15 @@ def test_with_managed_nats_the_backup_pod_gets_the_backup_user_not_the_workers()
     env = {e["name"]: e for e in _container(cron["spec"]["jobTemplate"]["spec"]["template"])["env"]}
     secret = env["SURGE_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
     assert secret == "support-nats-backup"
+
+
+def test_the_restore_job_restores_under_this_clusters_names_and_never_retries_a_refusal() -> None:
+    ctx = make_ctx(WITH_PVC_RESTORE)
+    job = build_restore_job(ctx)
+    args = _container(job["spec"]["template"])["args"]
+    assert f"--stream={ctx.stream}" in args
+    assert f"--subject-prefix={ctx.spec.stream.subject_prefix}" in args
+    (rule,) = job["spec"]["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob"
+    assert rule["onExitCodes"] == {"containerName": "surge-backup", "operator": "In", "values": [3]}
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never", "podFailurePolicy needs it"

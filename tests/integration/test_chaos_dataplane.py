@@ -52,3 +52,11 @@ def test_a_full_disk_refuses_with_503_and_loses_nothing_acknowledged() -> None:
     refused = disk["refused_answers"]
     assert isinstance(refused, dict)
     assert refused.get("503", 0) > 0  # the clients saw the refusal while it was full
+
+
+def test_soak_prints_memory_and_descriptor_slopes_of_workers_and_gateways() -> None:
+    (soak,) = run_chaos("soak")
+    for role in ("worker", "gateway"):
+        assert soak[f"{role}_rss_kib"] > 0  # sampled from /proc of the real processes
+        assert isinstance(soak[f"{role}_rss_slope_kib_per_min"], float)
+        assert isinstance(soak[f"{role}_fds_slope_per_min"], float)

@@ -2,6 +2,8 @@
 
 - RBAC for the node-side identities: the API server's kubelet client may use the kubelet
   API (system:kubelet-api-admin), kube-router reads what NetworkPolicy enforcement needs.
+- Storage: the default StorageClass `standard` (localpath.py) and the RBAC of its
+  provisioner, which creates and deletes PersistentVolumes and reads claims, nothing else.
 - Cluster DNS: CoreDNS as a Deployment in kube-system behind the kube-dns Service at
   10.96.0.10. It answers cluster.local (and reverse lookups of cluster addresses) only and
   forwards nothing upstream; other names get REFUSED. Non-root, read-only root filesystem.
@@ -11,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from surge_cluster import localpath
 from surge_cluster.netplan import CLUSTER_DOMAIN, DNS_SERVICE_IP
-from surge_cluster.nodecerts import APISERVER_KUBELET_CLIENT, KUBE_ROUTER_USER
+from surge_cluster.nodecerts import APISERVER_KUBELET_CLIENT, KUBE_ROUTER_USER, PROVISIONER_USER
 
 DNS_PORT = 53
 """CoreDNS listens on 53 inside its pod, as in kind and managed clusters, so NetworkPolicies
@@ -68,6 +71,23 @@ def node_rbac() -> list[dict[str, Any]]:
         ),
         router_role,
         _binding("surge:kube-router", "surge:kube-router", KUBE_ROUTER_USER),
+    ]
+
+
+def storage() -> list[dict[str, Any]]:
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "surge:local-path-provisioner"},
+        "rules": [
+            _rule([""], ["persistentvolumes"], ["get", "list", "watch", "create", "delete"]),
+            _rule([""], ["persistentvolumeclaims"], ["get", "list", "watch"]),
+        ],
+    }
+    return [
+        role,
+        _binding("surge:local-path-provisioner", "surge:local-path-provisioner", PROVISIONER_USER),
+        localpath.storage_class(),
     ]
 
 
@@ -174,6 +194,7 @@ _PATHS = {
     ("v1", "ConfigMap"): "/api/v1/namespaces/{ns}/configmaps",
     ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
+    ("storage.k8s.io/v1", "StorageClass"): "/apis/storage.k8s.io/v1/storageclasses",
     (
         "rbac.authorization.k8s.io/v1",
         "ClusterRole",

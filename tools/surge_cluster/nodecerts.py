@@ -1,7 +1,8 @@
 """Certificates signed by the cluster CA for real nodes: each kubelet's client and serving
-certificate, kube-proxy's and kube-router's client certificates, the API server's client
-certificate towards kubelets, and an API server serving certificate valid for the bridge
-address that nodes and pods use. Nothing is anonymous: every identity is a certificate."""
+certificate, the client certificates of kube-proxy, kube-router and the volume provisioner,
+the API server's client certificate towards kubelets, and an API server serving certificate
+valid for the bridge address that nodes and pods use. Nothing is anonymous: every identity
+is a certificate."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from surge_cluster.pki import API_SERVER_DNS_NAMES, SERVICE_CLUSTER_IP, VALIDITY
 APISERVER_KUBELET_CLIENT = "surge:kube-apiserver-kubelet-client"
 KUBE_PROXY_USER = "system:kube-proxy"
 KUBE_ROUTER_USER = "surge:kube-router"
+PROVISIONER_USER = "surge:local-path-provisioner"
 
 
 @dataclass(frozen=True)

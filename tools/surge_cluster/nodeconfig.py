@@ -77,6 +77,11 @@ class NodePaths:
         return self.root / "pod-logs"
 
     @property
+    def volumes(self) -> Path:
+        """The node's dynamically provisioned volumes (one directory each; localpath.py)."""
+        return self.root / "volumes"
+
+    @property
     def resolv_conf(self) -> Path:
         return self.root / "resolv.conf"
 

@@ -4,6 +4,7 @@ surge_operator.cli only parse options and call these)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -35,9 +36,12 @@ def bench_dataplane(
     return 0
 
 
+LOCAL_NATS = "nats://127.0.0.1:4222"
+
+
 def load(
     *,
-    nats_url: str,
+    nats_url: str | None,
     stream: str,
     prefix: str,
     partitions: int,
@@ -63,7 +67,12 @@ def load(
     )
 
     configure("warning")
+    if nats_url is None and not gateway_url:
+        nats_url = LOCAL_NATS
     try:
+        tokens = _tokens_by_tenant(tokens_file) if tokens_file else {}
+        if gateway_url and tokens_file and not tokens:
+            raise ConfigError(f"--tokens-file {tokens_file}: no plain (unhashed) token to send")
         spec = LoadSpec(
             profile=profile,  # type: ignore[arg-type]  # validated by LoadSpec
             rate=rate,
@@ -73,8 +82,9 @@ def load(
             seed=seed,
             mix=_parse_mix(mix) if mix else dict(DEFAULT_MIX),
         )
+        if gateway_url and tokens:  # through a gateway only tenants with a token can send
+            spec = dataclasses.replace(spec, tenants=tuple(sorted(tokens)))
         schedule = load_trace(trace, size) if trace else arrivals(spec)
-        tokens = _tokens_by_tenant(tokens_file) if tokens_file else {}
     except ConfigError as err:
         print(f"surge load: {err}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from surge_workers.honesty import METRICS_KEY
 from surge_workers.intake import IntakeStage
 from surge_workers.logs import get_logger
 from surge_workers.metrics import WorkerMetrics
+from surge_workers.natsclient import SurgeClient
 from surge_workers.pipeline import PipelineConfig
 from surge_workers.provision import provision_pipeline
 from surge_workers.reply_metrics import ComposerMetrics
@@ -31,7 +32,7 @@ from surge_workers.templates import TemplateStore
 
 
 async def connect(settings: NatsSettings, name: str, log: Any) -> Client:
-    client = Client()
+    client = SurgeClient()
 
     async def on_error(err: Exception) -> None:
         log.warning("nats_error", error=str(err))

@@ -157,6 +157,7 @@ def decide(
         verb = "raised" if degradation.level > level else "lowered"
         message += f"; degradation {verb} to {degradation.level.value} ({degradation.level.name})"
 
+    starting = _starting_after(snapshot, state, replicas)
     decision = Decision(
         at=snapshot.at,
         replicas=replicas,
@@ -166,6 +167,7 @@ def decide(
         unbounded_replicas=max(demand, drain),
         predicted_arrival_rate=predicted,
         service_rate=service_rate,
+        startup_s=_startup_bound(snapshot.at, startup_s, starting),
     )
     new_state = ScalingState(
         rate_history=rate_history,
@@ -176,7 +178,7 @@ def decide(
         last_ready=snapshot.ready_replicas,
         degradation=degradation,
         startup_s=startup_s,
-        starting=_starting_after(snapshot, state, replicas),
+        starting=starting,
     )
     return decision, new_state
 
@@ -435,6 +437,13 @@ def _startup_estimate(snapshot: Snapshot, state: ScalingState, config: ScalingCo
         sample = max(0.0, snapshot.at - asked_at - 0.5 * config.tick_s)
         estimate = (1 - _STARTUP_ALPHA) * estimate + _STARTUP_ALPHA * sample
     return estimate
+
+
+def _startup_bound(at: float, estimate: float, starting: tuple[float, ...]) -> float:
+    """The start-up to expect now: the estimate only learns when a replica becomes ready,
+    so a replica that has been starting for longer already proves it too short (a slow
+    node or image pull, a loaded machine) before any sample says so."""
+    return max(estimate, at - starting[0]) if starting else estimate
 
 
 def _starting_after(snapshot: Snapshot, state: ScalingState, replicas: int) -> tuple[float, ...]:

@@ -285,3 +285,19 @@ def test_level_three_counts_normal_after_critical_and_holds_while_its_offer_is_t
         decision, state = decide(snap, CONFIG, state)
         levels.append(decision.degradation_level)
     assert set(levels) == {DegradationLevel.CRITICAL_ONLY}
+
+
+def test_a_replica_still_starting_past_the_estimate_lengthens_the_expected_start_up() -> None:
+    # Asked for 2 more replicas at t=0 (prior start-up 5 s); none is ready at t=9.
+    _, state = decide(snapshot(0.0, rate=400.0, backlog=900, replicas=2), CONFIG, ScalingState())
+    asked = state.starting
+    assert asked
+    decision, state = decide(
+        snapshot(9.0, rate=400.0, backlog=900, replicas=len(asked) + 2, ready=2), CONFIG, state
+    )
+    assert CONFIG.scaling.pod_startup_s < 9.0
+    assert decision.startup_s is not None
+    assert decision.startup_s >= 9.0 - asked[0]
+    # Nothing pending: the estimate itself.
+    steady, _ = decide(snapshot(20.0, rate=10.0), CONFIG, ScalingState(last_ready=3))
+    assert steady.startup_s == CONFIG.scaling.pod_startup_s

@@ -62,6 +62,8 @@ async def restore_bucket_renamed(
     target = f"KV_{new_bucket}"
     temp = temporary_name(target)
     what = f"restore of bucket {old_bucket} as {new_bucket}"
+    # Left by an attempt that was killed mid-way (the name is only ever ours): clear it.
+    await delete_stream(nc, temp, api_prefix)
     # Its own subject: the original bucket may still live on this server.
     staged = await restore_stream(
         nc, {**config, "name": temp, "subjects": [temp]}, state, chunks, api_prefix=api_prefix

@@ -45,6 +45,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("soak", _scaled(soak.soak, 2400)),
     Scenario("power-loss-fsync-always", _scaled(powerloss.fsync_always, 600)),
     Scenario("power-loss-fsync-lazy", _scaled(powerloss.fsync_lazy, 600)),
+    Scenario("power-loss-r3-fsync-always", _scaled(powerloss.r3_fsync_always, 600)),
+    Scenario("power-loss-r3-fsync-lazy", _scaled(powerloss.r3_fsync_lazy, 600)),
 ]
 
 

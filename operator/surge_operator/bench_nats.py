@@ -333,7 +333,12 @@ def render(result: NatsBenchResult) -> str:
     lines = [
         f"surge bench nats: {result.messages} msgs x {result.size} B, {result.rounds} rounds "
         f"(median), {result.where}",
-        *(f"  {name:<31}{rate:10,.0f} msg/s  runs {all_runs}" for name, rate, all_runs in rows),
+        *(
+            f"  {name:<31}{rate:10,.0f} msg/s  runs {all_runs}"
+            if all_runs
+            else f"  {name:<31}    failed  (see notes)"
+            for name, rate, all_runs in rows
+        ),
         f"  fsync_cost_ratio (always/lazy) {result.fsync_cost_ratio:.3f}",
         f"  r1_vs_r3_ratio (R3/R1)         {result.r1_vs_r3_ratio:.3f}",
         f"  surge_vs_nats_bench            {result.surge_vs_nats_bench:.3f}"

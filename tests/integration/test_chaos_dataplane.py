@@ -1,6 +1,7 @@
 """`surge chaos --short --json` on the real data plane: worker and gateway processes killed
 (-9), a worker frozen (SIGSTOP) past its ack wait, 1 % poison messages, the stream
-leader's nats-server killed (-9) in a three-server R3 cluster, the store's disk full. The contract's
+leader's nats-server killed (-9) in a three-server R3 cluster, the store's disk full,
+a partition between regions (a network namespace) and its heal, a compressed soak. The contract's
 invariants are read from the printed objects: nothing accepted lost, nothing doubled."""
 
 from __future__ import annotations
@@ -60,3 +61,10 @@ def test_soak_prints_memory_and_descriptor_slopes_of_workers_and_gateways() -> N
         assert soak[f"{role}_rss_kib"] > 0  # sampled from /proc of the real processes
         assert isinstance(soak[f"{role}_rss_slope_kib_per_min"], float)
         assert isinstance(soak[f"{role}_fds_slope_per_min"], float)
+
+
+def test_partition_between_regions_heals_without_split_brain_or_loss() -> None:
+    (cut,) = run_chaos("partition-heal")
+    assert cut["split_brain"] is False  # east stayed the only writer
+    assert cut["west_caught_up"] is True  # the mirror holds everything east stored
+    assert cut["rpo"] > 0  # the partition really left west behind

@@ -66,6 +66,9 @@ class Plane:
     urls: Sequence[str]
     faults: list[float] = field(default_factory=list)  # wall clock of each fault
     notes: dict[str, object] = field(default_factory=dict)
+    #: Set by a scenario that measures its own recovery (or RPO) instead of late effects.
+    recovery_s: float | None = None
+    rpo: int | None = None
     #: What the clients did so far (filled in as they go).
     traffic: Traffic = field(default_factory=Traffic)
     #: Delayed fault actions (a replacement, a SIGCONT), awaited before the heal.
@@ -253,4 +256,7 @@ def verdict(
     if poison:
         extra["poison_accepted"] = len(poison)
         extra["dead_lettered"] = len(dead)
-    return Result(name, v, recovery_time(plane.faults, traffic, effects), None, extra)
+    recovery = plane.recovery_s
+    if recovery is None:
+        recovery = recovery_time(plane.faults, traffic, effects)
+    return Result(name, v, recovery, plane.rpo, extra)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import nats
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NatsClient
 
 from surge_operator.api import parse_spec
@@ -183,6 +184,11 @@ async def _publish(run: _Run, ids: range, *, within: float = 60.0) -> float:
     return first_ack
 
 
+# nats-py raises its own TimeoutError and asyncio's (both are this one), and a 503 while an
+# R3 consumer elects its leader.
+_NOT_YET = (TimeoutError, nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError)
+
+
 async def _drain(run: _Run, *, within: float = 120.0) -> None:
     """One worker on the critical consumer until it has nothing pending: one effect per id,
     a redelivered done id is a duplicate absorbed."""
@@ -197,11 +203,13 @@ async def _drain(run: _Run, *, within: float = 120.0) -> None:
         while time.monotonic() < deadline:
             try:
                 batch = await sub.fetch(100, timeout=1.0)
-            except TimeoutError:  # nats-py raises its own and asyncio's; both are this
-                with contextlib.suppress(TimeoutError):
+            except _NOT_YET:
+                # Nothing came, or (R3) the consumer has no leader yet after the restart.
+                with contextlib.suppress(*_NOT_YET):
                     info = await sub.consumer_info()
                     if info.num_pending == 0 and info.num_ack_pending == 0:
                         return
+                await asyncio.sleep(0.2)
                 continue
             for msg in batch:
                 headers = msg.headers or {}

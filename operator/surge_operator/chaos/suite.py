@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from surge_operator.chaos import (
     disk_faults,
     nats_faults,
+    partition,
     powerloss,
     process_faults,
     scenarios,
@@ -40,6 +41,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("poison-1pct", _scaled(process_faults.poison, 1000)),
     Scenario("nats-r3-server-kill-9", _scaled(nats_faults.r3_server_kill, 900)),
     Scenario("disk-full", _scaled(disk_faults.disk_full, 900)),
+    Scenario("partition-heal", _scaled(partition.partition_heal, 900)),
     Scenario("soak", _scaled(soak.soak, 2400)),
     Scenario("power-loss-fsync-always", _scaled(powerloss.fsync_always, 600)),
     Scenario("power-loss-fsync-lazy", _scaled(powerloss.fsync_lazy, 600)),

@@ -25,6 +25,7 @@ from tests.e2e.cluster.support import (
     RELEASE_NS,
     RETAG,
     ROOT,
+    archives,
     describe,
     exec_python,
     install_release,
@@ -44,11 +45,28 @@ TOKEN = "e2e-token-0123456789"
 MC = "support-gw"
 
 
+def node_images(cluster: KubeCluster) -> list[set[str]]:
+    """Per node, the image names its kubelet reports (kind and real kubelets alike)."""
+    nodes = kube_json(cluster, "get", "nodes")["items"]
+    out = []
+    for node in nodes:
+        names = {n for img in node["status"].get("images") or [] for n in img["names"]}
+        # Runtimes report fully qualified names; compare on the familiar short form too.
+        out.append(names | {n.rsplit("/", 1)[-1] for n in names})
+    return out
+
+
 @pytest.fixture(scope="module")
-def release(surge_images: KubeCluster) -> Iterator[KubeCluster]:
-    # surge_images (tests/e2e/conftest.py) imported the archives into the local cluster's
-    # nodes once for the session (make e2e-load does it with `kind load` for kind).
-    node_cluster = surge_images
+def release(node_cluster: KubeCluster) -> Iterator[KubeCluster]:
+    if getattr(node_cluster, "cluster", None) is not None:
+        # The local cluster: import the archives into every node's containerd here
+        # (make e2e-load does it with `kind load` for kind).
+        node_cluster.load_images(archives())
+    wait_for(
+        f"{IMAGE} on every node",
+        lambda: all(IMAGE in names for names in node_images(node_cluster)),
+        timeout=90,
+    )
     started = time.monotonic()
     printed = install_release(node_cluster)
     print(f"\n{printed.strip()}\ninstall.sh wall {time.monotonic() - started:.1f} s")

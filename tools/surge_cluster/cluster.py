@@ -28,7 +28,7 @@ from surge_cluster import (
     pki,
     procs,
 )
-from surge_cluster.kubeconfig import write_kubeconfig
+from surge_cluster.kubeconfig import write_cert_kubeconfig, write_kubeconfig
 from surge_cluster.layout import Layout, State, load_state, save_state
 from surge_cluster.netplan import DEFAULT_REAL_NODES, NodeSpec, plan
 from surge_cluster.nodeconfig import node_manifest as real_node_manifest
@@ -43,9 +43,11 @@ log = logging.getLogger("surge_cluster")
 
 PODRUNNER = "podrunner"
 WATCHDOG = "watchdog"
+PROVISIONER = "provisioner"
 STOP_ORDER = (
     WATCHDOG,
     PODRUNNER,
+    PROVISIONER,
     "kube-router",
     "kube-proxy",
     "kubelet",
@@ -289,8 +291,33 @@ class LocalCluster:
         pool.start_agents(spawn)
         self._wait_nodes_ready(rest, state, timeout)
         pool.start_policy(spawn)
+        self._start_storage(pool, rest, keys, state)
         for obj in addons.coredns(images.coredns_ref()):
             rest.create(addons.collection_path(obj), obj)
+
+    def _start_storage(self, pool: NodePool, rest: Rest, keys: pki.Pki, state: State) -> None:
+        """The default StorageClass `standard` and its provisioner: node-local volumes
+        under each node's state directory, as kind's local-path provisioner gives kind."""
+        for obj in addons.storage():
+            rest.create(addons.collection_path(obj), obj)
+        pair = nodecerts.issue(
+            keys, self.layout.root / "node-access" / PROVISIONER, nodecerts.PROVISIONER_USER
+        )
+        kubeconfig = write_cert_kubeconfig(
+            self.layout.component_kubeconfig(PROVISIONER),
+            state.server,
+            keys.ca_cert,
+            pair.cert,
+            pair.key,
+            nodecerts.PROVISIONER_USER,
+        )
+        self._spawn_python(
+            state,
+            PROVISIONER,
+            "surge_cluster.provisioner",
+            f"--kubeconfig={kubeconfig}",
+            *(f"--node-dir={n.name}={pool.paths(n).volumes}" for n in pool.net.nodes),
+        )
 
     def load_images(self, archives: Sequence[Path]) -> None:
         """Import image archives (docker-archive or OCI tar) into every real node."""

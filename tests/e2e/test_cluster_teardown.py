@@ -1,5 +1,5 @@
 """`surge-cluster down` leaves nothing behind: no process, mount, network namespace, veth,
-bridge, nftables/iptables rule, cgroup, CNI cache entry or containerd state.
+bridge, nftables/iptables rule, cgroup, CNI cache entry, containerd state or volume directory.
 
 Starts its own cluster (not the shared session one) so it can bring it down mid-session.
 """
@@ -18,6 +18,7 @@ from kubernetes import client, config
 from surge_cluster.cluster import LocalCluster
 from surge_cluster.images import BUSYBOX_IMAGE
 from surge_cluster.netplan import cluster_id
+from surge_cluster.nodeconfig import NodePaths
 from surge_cluster.nodepool import NODE_STATE_ROOT
 from surge_cluster.testing import eventually
 from surge_cluster.versions import bin_dir
@@ -60,7 +61,17 @@ def test_down_leaves_no_process_mount_netns_link_rule_cgroup_or_state(
     api: Any = config.new_client_from_config(config_file=str(info.kubeconfig))  # type: ignore[no-untyped-call]
     core: Any = client.CoreV1Api(api)
     core.create_namespaced_secret("default", {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
-    for region in ("east", "west"):  # a secret volume (a tmpfs mount) and a pod on each node
+    for region in ("east", "west"):  # a secret volume (a tmpfs mount), a provisioned volume
+        core.create_namespaced_persistent_volume_claim(  # (a bind mount) and a pod on each node
+            "default",
+            {
+                "metadata": {"name": f"v-{region}"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "16Mi"}},
+                },
+            },
+        )
         core.create_namespaced_pod(
             "default",
             {
@@ -73,10 +84,16 @@ def test_down_leaves_no_process_mount_netns_link_rule_cgroup_or_state(
                             "image": BUSYBOX_IMAGE,
                             "imagePullPolicy": "Never",
                             "command": ["sleep", "3600"],
-                            "volumeMounts": [{"name": "s", "mountPath": "/s"}],
+                            "volumeMounts": [
+                                {"name": "s", "mountPath": "/s"},
+                                {"name": "v", "mountPath": "/v"},
+                            ],
                         }
                     ],
-                    "volumes": [{"name": "s", "secret": {"secretName": "s"}}],
+                    "volumes": [
+                        {"name": "s", "secret": {"secretName": "s"}},
+                        {"name": "v", "persistentVolumeClaim": {"claimName": f"v-{region}"}},
+                    ],
                 },
             },
         )
@@ -88,6 +105,11 @@ def test_down_leaves_no_process_mount_netns_link_rule_cgroup_or_state(
         ),
         timeout=120,
     )
+    volume_dirs = [
+        NodePaths(NODE_STATE_ROOT / ident / node.metadata.name).volumes
+        for node in core.list_node().items
+    ]
+    assert all(len(list(d.iterdir())) == 1 for d in volume_dirs), "one volume on each node"
     assert own_cluster.leftovers(), "a running cluster must show up in leftovers()"
     assert ident in _ruleset()
 
@@ -98,3 +120,4 @@ def test_down_leaves_no_process_mount_netns_link_rule_cgroup_or_state(
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(own_cluster.root) not in mounts
     assert not (NODE_STATE_ROOT / ident).exists()
+    assert not any(d.exists() for d in volume_dirs)

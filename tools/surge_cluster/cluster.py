@@ -24,11 +24,12 @@ from surge_cluster import (
     images,
     kernelknobs,
     kwokconfig,
+    netns,
     nodecerts,
     pki,
     procs,
 )
-from surge_cluster.kubeconfig import write_kubeconfig
+from surge_cluster.kubeconfig import write_cert_kubeconfig, write_kubeconfig
 from surge_cluster.layout import Layout, State, load_state, save_state
 from surge_cluster.netplan import DEFAULT_REAL_NODES, NodeSpec, plan
 from surge_cluster.nodeconfig import node_manifest as real_node_manifest
@@ -43,9 +44,11 @@ log = logging.getLogger("surge_cluster")
 
 PODRUNNER = "podrunner"
 WATCHDOG = "watchdog"
+PROVISIONER = "provisioner"
 STOP_ORDER = (
     WATCHDOG,
     PODRUNNER,
+    PROVISIONER,
     "kube-router",
     "kube-proxy",
     "kubelet",
@@ -289,8 +292,33 @@ class LocalCluster:
         pool.start_agents(spawn)
         self._wait_nodes_ready(rest, state, timeout)
         pool.start_policy(spawn)
+        self._start_storage(pool, rest, keys, state)
         for obj in addons.coredns(images.coredns_ref()):
             rest.create(addons.collection_path(obj), obj)
+
+    def _start_storage(self, pool: NodePool, rest: Rest, keys: pki.Pki, state: State) -> None:
+        """The default StorageClass `standard` and its provisioner: node-local volumes
+        under each node's state directory, as kind's local-path provisioner gives kind."""
+        for obj in addons.storage():
+            rest.create(addons.collection_path(obj), obj)
+        pair = nodecerts.issue(
+            keys, self.layout.root / "node-access" / PROVISIONER, nodecerts.PROVISIONER_USER
+        )
+        kubeconfig = write_cert_kubeconfig(
+            self.layout.component_kubeconfig(PROVISIONER),
+            state.server,
+            keys.ca_cert,
+            pair.cert,
+            pair.key,
+            nodecerts.PROVISIONER_USER,
+        )
+        self._spawn_python(
+            state,
+            PROVISIONER,
+            "surge_cluster.provisioner",
+            f"--kubeconfig={kubeconfig}",
+            *(f"--node-dir={n.name}={pool.paths(n).volumes}" for n in pool.net.nodes),
+        )
 
     def load_images(self, archives: Sequence[Path]) -> None:
         """Import image archives (docker-archive or OCI tar) into every real node."""
@@ -298,6 +326,20 @@ class LocalCluster:
         if pool is None:
             raise ClusterError(f"no real nodes recorded in {self.layout.state_file}")
         pool.load_images(archives)
+
+    def node_netns(self, node: str | None = None) -> str:
+        """The network namespace of a real node (the first one by default)."""
+        pool = self._pool()
+        if pool is None or not pool.net.nodes:
+            raise ClusterError(f"no real nodes recorded in {self.layout.state_file}")
+        return pool.net.node(node).netns if node else pool.net.nodes[0].netns
+
+    def on_node(self, argv: Sequence[str], node: str | None = None) -> list[str]:
+        """argv as a host process on a real node: its network and the cluster DNS."""
+        resolv = self.layout.root / "node-resolv.conf"
+        if not resolv.exists():
+            resolv.write_text(netns.resolv_conf())
+        return netns.node_argv(self.node_netns(node), resolv, argv)
 
     def _pool(self) -> NodePool | None:
         state = load_state(self.layout)

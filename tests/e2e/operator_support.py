@@ -69,9 +69,6 @@ class OperatorProcess:
             "SURGE_STATUS_INTERVAL": "2",
             **env,
         }
-        if cluster.cluster is not None and cluster.cluster.pod_runner:
-            # Legacy kwok cluster: only the pods of this test run as local processes.
-            self.env.setdefault("SURGE_POD_LABELS", "surge.dev/run-local=true")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def argv(self) -> list[str]:

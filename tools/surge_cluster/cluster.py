@@ -24,6 +24,7 @@ from surge_cluster import (
     images,
     kernelknobs,
     kwokconfig,
+    netns,
     nodecerts,
     pki,
     procs,
@@ -325,6 +326,20 @@ class LocalCluster:
         if pool is None:
             raise ClusterError(f"no real nodes recorded in {self.layout.state_file}")
         pool.load_images(archives)
+
+    def node_netns(self, node: str | None = None) -> str:
+        """The network namespace of a real node (the first one by default)."""
+        pool = self._pool()
+        if pool is None or not pool.net.nodes:
+            raise ClusterError(f"no real nodes recorded in {self.layout.state_file}")
+        return pool.net.node(node).netns if node else pool.net.nodes[0].netns
+
+    def on_node(self, argv: Sequence[str], node: str | None = None) -> list[str]:
+        """argv as a host process on a real node: its network and the cluster DNS."""
+        resolv = self.layout.root / "node-resolv.conf"
+        if not resolv.exists():
+            resolv.write_text(netns.resolv_conf())
+        return netns.node_argv(self.node_netns(node), resolv, argv)
 
     def _pool(self) -> NodePool | None:
         state = load_state(self.layout)

@@ -10,19 +10,22 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client, config
 
 from surge_cluster.cluster import LocalCluster
+from surge_cluster.netns import call_in_netns
 from surge_cluster.podstate import PodProcess, load_processes
 from surge_cluster.procs import record_alive
 from surge_cluster.topology import DEFAULT_NODES
 from surge_cluster.versions import BINARIES, bin_dir
+
+T = TypeVar("T")
 
 
 def eventually(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -59,6 +62,22 @@ class KubeCluster:
         if self.cluster is None:
             raise ToolMissingError("load_images needs the local cluster (kind: kind load)")
         self.cluster.load_images(archives)
+
+    def _real_nodes(self) -> LocalCluster:
+        if self.cluster is None or not self.cluster.real_nodes:
+            raise ToolMissingError("host processes on a node need the local real-node cluster")
+        return self.cluster
+
+    def on_node(self, argv: Sequence[str], node: str | None = None) -> list[str]:
+        """argv as a host process on a real node, reaching pods, Services and cluster DNS as
+        the node does (see surge_cluster.netns); local real-node cluster only."""
+        return self._real_nodes().on_node(argv, node)
+
+    def in_node(self, fn: Callable[[], T], node: str | None = None) -> T:
+        """fn() on a thread in a real node's network namespace: the sockets it opens reach
+        pods and Services by IP (no cluster DNS in-process); local real-node cluster only."""
+        cluster = self._real_nodes()
+        return call_in_netns(cluster.node_netns(node), fn)
 
     @property
     def prometheus_targets_file(self) -> Path | None:

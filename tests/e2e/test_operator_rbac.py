@@ -75,9 +75,10 @@ def _assert_can_i_matrix(cluster: KubeCluster, namespace: str, operator_sa: str)
         (operator, "get", "secrets", "", False),
         (operator, "list", "secrets", namespace, False),
         (operator, "watch", "secrets", namespace, False),
-        # pods: deleted one at a time to roll managed NATS, never listed or watched
+        # pods: listed by label to observe managed NATS and deleted one at a time to roll it,
+        # never watched
         (operator, "delete", "pods", namespace, True),
-        (operator, "list", "pods", namespace, False),
+        (operator, "list", "pods", namespace, True),
         (operator, "watch", "pods", namespace, False),
         (operator, "patch", "messagingclusters.surge.dev", namespace, True),
         (operator, "delete", "messagingclusters.surge.dev", namespace, False),

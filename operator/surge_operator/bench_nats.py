@@ -11,11 +11,14 @@ built from its Go module; same message count and size for every row)
     r3             = fsync_always (the durable default)
     r1             R1 on the fsync-always servers
 fsync_cost_ratio       fsync_always ÷ fsync_lazy
-r1_vs_r3_ratio         r3 ÷ r1
+r1_vs_r3_ratio         r3 ÷ r1 (0 when every R1 run failed: nats bench gives up on its own
+                       ack timeout when R1 fsyncs every message on an overloaded disk)
 surge_msgs_per_s       end to end on the fsync-always R3 servers: `surge-gateway` (own
-                       process, HTTP batches of 100, 4 connections, every message acked by
-                       JetStream before the 202) -> stream -> `surge-worker` engine (noop
-                       handler) acking each; from the first POST to the last ack
+                       process, HTTP batches of 500 over 4 connections: the same 4 x 500
+                       messages in flight as `nats bench`'s 4 clients; every message acked
+                       by JetStream before the 202) -> stream -> `surge-worker` (own
+                       process, noop handler) acking each; from the first POST until
+                       JetStream's ack floor of the consumer covers the last message
 surge_vs_nats_bench    surge_msgs_per_s ÷ nats_bench.fsync_always (goal >= 0.5)
 
 Every figure is the median of `rounds` runs; all runs are printed.
@@ -45,18 +48,21 @@ from surge_operator.resources import BuildContext
 from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.nats.accounts import Role
 from surge_operator.resources.nats.config import Passwords, server_config
-from surge_workers.bench import worker_consume
-from surge_workers.contract import Env
 from surge_workers.contract import Priority as WirePriority
+from surge_workers.contract import consumer_name
 from surge_workers.natsserver import free_port
 from surge_workers.pipeline import PipelineConfig
 from surge_workers.provision import provision_pipeline
-from surge_workers.settings import PipelineSettings, WorkerSettings
 
 GOAL = 0.5
 #: publishers in `nats bench` (asynchronous publish, batches of 500), matching the four
 #: HTTP connections that feed the gateway in the end-to-end run
 CLIENTS = 4
+HTTP_CONNECTIONS = 4
+NATS_BENCH_ATTEMPTS = 3
+HTTP_BATCH = 500
+WORKER_CONCURRENCY = 64
+WORKER_PREFETCH = 1024
 TENANT = "bench"
 TOKEN = "bench-token"
 GO_TOOL = Path(__file__).resolve().parents[2] / "tools" / "go-tool.sh"
@@ -151,76 +157,104 @@ def cluster(sync_interval: str, passwords: Passwords, root: Path) -> Any:
         yield ctx, c
 
 
+def _process(main: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", f"from surge_workers.cli import {main}; {main}()"], env=env
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+    if proc.poll() is None:
+        proc.kill()
+
+
+async def _acked_through(js: Any, stream: str, consumer: str, last_seq: int, within: float) -> None:
+    """Until JetStream's ack floor of ``consumer`` reaches ``last_seq``: every message
+    acknowledged as the server sees it (not as a worker's counter says)."""
+    deadline = time.monotonic() + within
+    while True:
+        info = await js.consumer_info(stream, consumer)
+        if info.ack_floor is not None and info.ack_floor.stream_seq >= last_seq:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{consumer}: ack floor {info.ack_floor} short of {last_seq}")
+        await asyncio.sleep(0.05)
+
+
 async def surge_end_to_end(
     ctx: BuildContext, urls: list[str], passwords: Passwords, messages: int, size: int
 ) -> float:
-    """Gateway (own process) -> R3 stream -> worker engine, first POST to last ack."""
+    """`surge-gateway` and `surge-worker` (each its own process, as in a pod) on the R3
+    stream; from the first POST until JetStream's ack floor covers the last message."""
+    from surge_workers.bench import _wait_http
     from surge_workers.loadclient import post_batches
 
     config: PipelineConfig = pipeline_config(ctx.stream, ctx.spec)
     op = await nats.connect(servers=urls, user="operator", password=passwords[Role.OPERATOR])
-    await provision_pipeline(op.jetstream(timeout=10), config)
-    await op.jetstream().purge_stream(config.stream)
-    await op.close()
-    port = free_port()
+    js = op.jetstream(timeout=10)
+    await provision_pipeline(js, config)
+    await js.purge_stream(config.stream)
+    consumer = consumer_name(WirePriority.NORMAL)
+    port, worker_port = free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="surge-bench-nats-") as tmp:
         tokens = Path(tmp) / "tokens.json"
         tokens.write_text(json.dumps({TENANT: [TOKEN]}))
-        env = dict(os.environ)
-        env.update(
-            {
-                Env.NATS_URL: ",".join(urls),
-                Env.NATS_USER: Role.GATEWAY.value,
-                Env.NATS_PASSWORD: passwords[Role.GATEWAY],
-                Env.STREAM: config.stream,
-                Env.SUBJECT_PREFIX: config.subject_prefix,
-                Env.PARTITIONS: str(config.partitions),
-                Env.HTTP_HOST: "127.0.0.1",
-                Env.HTTP_PORT: str(port),
-                Env.METRICS_PORT: "0",
-                Env.TOKENS_FILE: str(tokens),
-                Env.RATE_LIMIT: "0",
-                Env.LOG_LEVEL: "error",
-            }
+        common = dict(os.environ)
+        common.update(
+            SURGE_NATS_URL=",".join(urls),
+            SURGE_STREAM=config.stream,
+            SURGE_SUBJECT_PREFIX=config.subject_prefix,
+            SURGE_PARTITIONS=str(config.partitions),
+            SURGE_LOG_LEVEL="error",
         )
-        proc = subprocess.Popen(  # noqa: ASYNC220 - a child we own; spawning is quick
-            [sys.executable, "-c", "from surge_workers.cli import gateway_main; gateway_main()"],
-            env=env,
+        gateway = dict(common)
+        gateway.update(
+            SURGE_NATS_USER=Role.GATEWAY.value,
+            SURGE_NATS_PASSWORD=passwords[Role.GATEWAY],
+            SURGE_HTTP_HOST="127.0.0.1",
+            SURGE_HTTP_PORT=str(port),
+            SURGE_METRICS_PORT="0",
+            SURGE_TOKENS_FILE=str(tokens),
+            SURGE_RATE_LIMIT="0",
         )
-        worker_nc = await nats.connect(
-            servers=urls, user=Role.WORKER.value, password=passwords[Role.WORKER]
+        worker = dict(common)
+        worker.update(
+            SURGE_NATS_USER=Role.WORKER.value,
+            SURGE_NATS_PASSWORD=passwords[Role.WORKER],
+            SURGE_HANDLER="surge_workers.handlers:noop",
+            SURGE_COMPOSER="none",
+            SURGE_PRIORITIES="normal",
+            SURGE_CONCURRENCY=str(WORKER_CONCURRENCY),
+            SURGE_PREFETCH=str(WORKER_PREFETCH),
+            SURGE_METRICS_HOST="127.0.0.1",
+            SURGE_METRICS_PORT=str(worker_port),
         )
         try:
-            from surge_workers.bench import _wait_http
-
+            procs.append(_process("gateway_main", gateway))
+            procs.append(_process("worker_main", worker))
             await _wait_http(f"http://127.0.0.1:{port}/readyz", 30.0)
-            settings = WorkerSettings(
-                pipeline=PipelineSettings(
-                    stream=config.stream,
-                    subject_prefix=config.subject_prefix,
-                    partitions=config.partitions,
-                ),
-                handler="surge_workers.handlers:noop",
-                concurrency=64,
-                prefetch=1024,
-                max_batch=256,
-                priorities=(WirePriority.NORMAL,),
-                metrics_port=0,
-            )
+            await _wait_http(f"http://127.0.0.1:{worker_port}/readyz", 30.0)
             started = time.perf_counter()
-            consume = asyncio.create_task(worker_consume(worker_nc, messages, settings))
             await post_batches(
-                f"http://127.0.0.1:{port}", TOKEN, TENANT, messages, size, batch=100, parallel=4
+                f"http://127.0.0.1:{port}",
+                TOKEN,
+                TENANT,
+                messages,
+                size,
+                batch=HTTP_BATCH,
+                parallel=HTTP_CONNECTIONS,
             )
-            await consume
+            last = (await js.stream_info(config.stream)).state.last_seq
+            await _acked_through(js, config.stream, consumer, last, within=300.0)
             return messages / (time.perf_counter() - started)
         finally:
-            await worker_nc.close()
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(10)
-            if proc.poll() is None:
-                proc.kill()
+            for proc in procs:
+                _stop(proc)
+            await op.close()
 
 
 def run_bench(messages: int = 20_000, size: int = 1024, rounds: int = 3) -> NatsBenchResult:
@@ -236,9 +270,19 @@ def run_bench(messages: int = 20_000, size: int = 1024, rounds: int = 3) -> Nats
 
     def pub(url: str, *, replicas: int) -> float:
         password = passwords[Role.OPERATOR]
-        return run_nats_bench(
-            binary, url, password, replicas=replicas, messages=messages, size=size
-        )
+        # nats bench gives up on its own ack timeout when the machine is overloaded (seen
+        # with R1 + fsync always): run it again, at most twice, and say so.
+        for attempt in range(1, NATS_BENCH_ATTEMPTS + 1):
+            try:
+                return run_nats_bench(
+                    binary, url, password, replicas=replicas, messages=messages, size=size
+                )
+            except RuntimeError as err:
+                if attempt == NATS_BENCH_ATTEMPTS:
+                    raise
+                last = str(err).strip().splitlines()[-1]
+                result.notes.append(f"nats bench R{replicas} attempt {attempt} failed: {last}")
+        raise AssertionError("unreachable")
 
     # Both clusters run at once and every round measures each row back to back, so load
     # from elsewhere on the machine hits all rows alike (paired, like surge bench dataplane).
@@ -250,11 +294,14 @@ def run_bench(messages: int = 20_000, size: int = 1024, rounds: int = 3) -> Nats
         for _ in range(rounds):
             runs["fsync_always"].append(pub(",".join(durable.urls), replicas=3))
             runs["fsync_lazy"].append(pub(",".join(lazy.urls), replicas=3))
-            runs["r1"].append(pub(",".join(durable.urls), replicas=1))
+            try:  # context only (not in surge_vs_nats_bench): a failed row is reported
+                runs["r1"].append(pub(",".join(durable.urls), replicas=1))
+            except RuntimeError:
+                result.notes.append(f"nats bench R1 failed {NATS_BENCH_ATTEMPTS} times this round")
             runs["surge"].append(
                 asyncio.run(surge_end_to_end(ctx, durable.urls, passwords, messages, size))
             )
-    med = {k: round(statistics.median(v), 1) for k, v in runs.items()}
+    med = {k: round(statistics.median(v), 1) if v else 0.0 for k, v in runs.items()}
     result.runs = {k: [round(x, 1) for x in v] for k, v in runs.items()}
     result.nats_bench = {
         "fsync_always": med["fsync_always"],
@@ -263,12 +310,13 @@ def run_bench(messages: int = 20_000, size: int = 1024, rounds: int = 3) -> Nats
         "r1": med["r1"],
     }
     result.fsync_cost_ratio = round(med["fsync_always"] / med["fsync_lazy"], 3)
-    result.r1_vs_r3_ratio = round(med["fsync_always"] / med["r1"], 3)
+    result.r1_vs_r3_ratio = round(med["fsync_always"] / med["r1"], 3) if med["r1"] else 0.0
     result.surge_msgs_per_s = med["surge"]
     result.surge_vs_nats_bench = round(med["surge"] / med["fsync_always"], 3)
     result.notes.append(
         f"nats bench: {CLIENTS} clients, asynchronous publish (batches of 500), file storage; "
-        "surge: 4 HTTP connections, batches of 100, one gateway process, one worker engine"
+        f"surge: {HTTP_CONNECTIONS} HTTP connections, batches of {HTTP_BATCH}, one "
+        "surge-gateway and one surge-worker process"
     )
     return result
 
@@ -285,7 +333,12 @@ def render(result: NatsBenchResult) -> str:
     lines = [
         f"surge bench nats: {result.messages} msgs x {result.size} B, {result.rounds} rounds "
         f"(median), {result.where}",
-        *(f"  {name:<31}{rate:10,.0f} msg/s  runs {all_runs}" for name, rate, all_runs in rows),
+        *(
+            f"  {name:<31}{rate:10,.0f} msg/s  runs {all_runs}"
+            if all_runs
+            else f"  {name:<31}    failed  (see notes)"
+            for name, rate, all_runs in rows
+        ),
         f"  fsync_cost_ratio (always/lazy) {result.fsync_cost_ratio:.3f}",
         f"  r1_vs_r3_ratio (R3/R1)         {result.r1_vs_r3_ratio:.3f}",
         f"  surge_vs_nats_bench            {result.surge_vs_nats_bench:.3f}"

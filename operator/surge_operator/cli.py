@@ -68,11 +68,12 @@ def chaos(
     failover controller); each ends with an id-by-id check (lost, double effects, order,
     duplicates absorbed)."""
     from surge_operator.chaos.command import chaos as run_chaos
+    from surge_operator.chaos.lazyfs_mount import LazyMountError
     from surge_operator.chaos.suite import UnknownScenarioError
 
     try:
         output, ok = run_chaos(short=short, as_json=as_json, only=only or ())
-    except UnknownScenarioError as err:
+    except (UnknownScenarioError, LazyMountError) as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from err
     typer.echo(output)
@@ -249,6 +250,39 @@ def _bench_live(
         print_live(options, runs, Console(width=160))
 
 
+@bench_app.command("replies")
+def bench_replies(
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Demo runs, seeds 1..N.")] = 5,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds of traffic.")] = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """`surge demo` over many seeds: the promised waits' error per seed, median and worst
+    over seeds, every miss of the goals printed."""
+    import asyncio
+    import json as _json
+    import logging
+
+    import structlog
+    from rich.console import Console
+
+    from surge_operator.demo.bench import as_json as bench_json
+    from surge_operator.demo.bench import report, run_seeds
+    from surge_operator.demo.run import DemoOptions, run_demo
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    console = Console(stderr=as_json)
+    runs = run_seeds(
+        range(1, seeds + 1),
+        DemoOptions(duration_s=duration),
+        lambda options: asyncio.run(run_demo(options, console)),
+        console,
+    )
+    if as_json:
+        typer.echo(_json.dumps(bench_json(runs), indent=2))
+    else:
+        report(runs, console)
+
+
 @bench_app.command("operator")
 def bench_operator(
     clusters: Annotated[
@@ -380,6 +414,7 @@ def demo(
     ] = 100.0,
     max_replicas: Annotated[int, typer.Option("--max-replicas", help="Most workers.")] = 10,
     no_live: Annotated[bool, typer.Option("--no-live", help="No live dashboard.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the traffic.")] = 1,
 ) -> None:
     """Run the whole pipeline locally: NATS, workers, a traffic surge, live autoscaling."""
     import asyncio
@@ -400,7 +435,11 @@ def demo(
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     console = Console()
     options = DemoOptions(
-        duration_s=duration, work_ms=work_ms, max_replicas=max_replicas, live=not no_live
+        duration_s=duration,
+        work_ms=work_ms,
+        max_replicas=max_replicas,
+        live=not no_live,
+        seed=seed,
     )
     try:
         result = asyncio.run(run_demo(options, console))

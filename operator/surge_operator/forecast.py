@@ -8,7 +8,10 @@ loop is heading for (the model's unbounded demand within min/max) once it has st
 there and those replicas started (``max_step`` per tick, ``pod_startup_s``); classes are
 served in priority order, so a class waits for the backlog of every class before it and
 loses the capacity that the classes before it keep arriving with; the level caps each
-class's share of the pool (0: not served, no promise).
+class's share of the pool (0: not served, no promise). The start-up time is the one the
+autoscaler measured (:attr:`Decision.startup_s`); ready replicas x concurrency messages
+run side by side, so the first of them do not hold a newcomer up; and a class is never
+promised a slower drain than the snapshots measured (:mod:`surge_operator.drain`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from surge_operator.drain import DrainMemory, position_rate
 from surge_operator.policy.config import PolicyConfig
 from surge_operator.policy.types import Decision, Snapshot
 from surge_workers import contract
@@ -29,6 +33,7 @@ def wait_forecast(
     at: float,
     *,
     level: int | None = None,
+    drain: DrainMemory | None = None,
 ) -> Forecast:
     """The forecast to publish at wall-clock ``at`` (unix seconds); ``level`` is the level
     actually published (the decision's unless degradation is disabled)."""
@@ -36,12 +41,17 @@ def wait_forecast(
     return Forecast(
         at=at,
         level=published,
-        classes=forecast_of(snapshot, decision, config, level=published),
+        classes=forecast_of(snapshot, decision, config, level=published, drain=drain),
     )
 
 
 def forecast_of(
-    snapshot: Snapshot, decision: Decision, config: PolicyConfig, *, level: int
+    snapshot: Snapshot,
+    decision: Decision,
+    config: PolicyConfig,
+    *,
+    level: int,
+    drain: DrainMemory | None = None,
 ) -> Mapping[contract.Priority, ClassForecast]:
     """Per priority, what a new message's wait is computed from (the engine's plan
     carries it; publishers stamp it with their wall clock)."""
@@ -54,7 +64,9 @@ def forecast_of(
     heading = scaling.bounded(max(decision.replicas, math.ceil(decision.unbounded_replicas)))
     starting = heading > ready
     steps = math.ceil((heading - ready) / scaling.max_step) if starting else 0
-    later_in_s = (steps - 1) * scaling.tick_s + scaling.pod_startup_s if starting else 0.0
+    # The autoscaler's measured start-up (the spec's value until it has seen one).
+    startup_s = decision.startup_s if decision.startup_s is not None else scaling.pod_startup_s
+    later_in_s = (steps - 1) * scaling.tick_s + startup_s if starting else 0.0
     level_now = contract.DegradationLevel(level)
     sheddable = frozenset(contract.Priority(p.value) for p in config.degradation.sheddable)
     backlog: dict[contract.Priority, int] = {}
@@ -70,4 +82,7 @@ def forecast_of(
         capacity_later=per_replica * heading if starting else 0.0,
         later_in_s=later_in_s,
         shares={p: contract.worker_share(level_now, p, sheddable) for p in contract.PRIORITIES},
+        drain_rates={p: position_rate(drain, p) for p in contract.PRIORITIES},
+        ready=ready,
+        concurrency=scaling.concurrency,
     )

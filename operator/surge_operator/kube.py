@@ -46,6 +46,8 @@ _PLURALS: dict[tuple[str, str], str] = {
     ("v1", "Pod"): "pods",
     ("apps/v1", "Deployment"): "deployments",
     ("apps/v1", "StatefulSet"): "statefulsets",
+    ("batch/v1", "CronJob"): "cronjobs",
+    ("batch/v1", "Job"): "jobs",
     ("rbac.authorization.k8s.io/v1", "Role"): "roles",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",

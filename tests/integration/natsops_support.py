@@ -127,6 +127,82 @@ class Publisher:
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
+@dataclass
+class GatewayPublisher:
+    """What `surge-gateway` does: its own connection (`runtime.connect`, SurgeClient) and
+    JetStreamPublisher, batches of `batch` numbered messages, a batch retried until every
+    message in it is acknowledged (same Nats-Msg-Ids). `ack_times` are when batches came
+    back fully acknowledged: the gaps are what the gateway's clients would wait."""
+
+    nc: Client
+    config: PipelineConfig
+    batch: int = 10
+    acked: list[str] = field(default_factory=list)
+    ack_times: list[float] = field(default_factory=list)
+    failures: int = 0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        from surge_workers.gateway import JetStreamPublisher
+
+        publisher = JetStreamPublisher(self.nc)
+        n = 0
+        while not self.stop.is_set():
+            ids = [f"g{n + i}" for i in range(self.batch)]
+            batch = [
+                (
+                    message_subject(
+                        self.config.subject_prefix, Priority.NORMAL, f"g{k % 7}", 4, tenant="acme"
+                    ),
+                    b"{}",
+                    {
+                        Header.MSG_ID: f"g{k}",
+                        Header.CONVERSATION: f"g{k % 7}",
+                        Header.TENANT: "acme",
+                    },
+                )
+                for k in range(n, n + self.batch)
+            ]
+            while not self.stop.is_set():
+                try:
+                    await publisher.publish(batch)
+                except (nats.errors.Error, TimeoutError):
+                    self.failures += 1
+                    await asyncio.sleep(0.05)
+                    continue
+                self.acked += ids
+                self.ack_times.append(time.monotonic())
+                break
+            n += self.batch
+        self.resent = publisher.resent
+
+    def longest_gap(self) -> float:
+        return max((b - a for a, b in itertools.pairwise(self.ack_times)), default=0.0)
+
+
+async def gateway_connection(cluster: LocalNatsCluster) -> Client:
+    """The gateway's own connect (SurgeClient, its reconnect settings) as the gateway user."""
+    from surge_workers.logs import get_logger
+    from surge_workers.runtime import connect as runtime_connect
+    from surge_workers.settings import NatsSettings
+
+    settings = NatsSettings(
+        servers=tuple(cluster.urls), user=Role.GATEWAY.value, password=PASSWORDS[Role.GATEWAY]
+    )
+    return await runtime_connect(settings, "test-gateway", get_logger("test"))
+
+
+@contextlib.asynccontextmanager
+async def gateway_publishing(nc: Client, config: PipelineConfig) -> AsyncIterator[GatewayPublisher]:
+    publisher = GatewayPublisher(nc, config)
+    task = asyncio.create_task(publisher.run())
+    try:
+        yield publisher
+    finally:
+        publisher.stop.set()
+        await task
+
+
 @contextlib.asynccontextmanager
 async def publishing(js: JetStreamContext, config: PipelineConfig) -> AsyncIterator[Publisher]:
     publisher = Publisher(js, config)

@@ -1,5 +1,7 @@
 """`surge chaos --short --json` on the real data plane: worker and gateway processes killed
-(-9), a worker frozen (SIGSTOP) past its ack wait, 1 % poison messages. The contract's
+(-9), a worker frozen (SIGSTOP) past its ack wait, 1 % poison messages, the stream
+leader's nats-server killed (-9) in a three-server R3 cluster, the store's disk full,
+a partition between regions (a network namespace) and its heal, a compressed soak. The contract's
 invariants are read from the printed objects: nothing accepted lost, nothing doubled."""
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typer.testing import CliRunner
 
 from surge_operator.cli import app
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 CONTRACT = {"name", "accepted", "lost", "double_effects", "duplicates_absorbed", "recovery_s"}
 
@@ -28,6 +30,7 @@ def run_chaos(*names: str) -> list[dict[str, object]]:
         assert set(s) >= CONTRACT
         assert s["accepted"] == s["sent"]  # every message was eventually accepted
         assert (s["lost"], s["double_effects"]) == (0, 0), s
+        assert s["transcript_order_violations"] == 0, s  # the order customers read
     assert result.exit_code == 0
     return scenarios
 
@@ -38,3 +41,30 @@ def test_process_faults_and_poison_lose_and_double_nothing() -> None:
     }
     poison = by_name["poison-1pct"]
     assert poison["dead_lettered"] == poison["poison_accepted"] > 0  # each poison parked once
+
+
+def test_stream_leader_kill_in_an_r3_cluster_loses_and_doubles_nothing() -> None:
+    (r3,) = run_chaos("nats-r3-server-kill-9")
+    assert "stream leader" in str(r3["killed"])
+
+
+def test_a_full_disk_refuses_with_503_and_loses_nothing_acknowledged() -> None:
+    (disk,) = run_chaos("disk-full")
+    refused = disk["refused_answers"]
+    assert isinstance(refused, dict)
+    assert refused.get("503", 0) > 0  # the clients saw the refusal while it was full
+
+
+def test_soak_prints_memory_and_descriptor_slopes_of_workers_and_gateways() -> None:
+    (soak,) = run_chaos("soak")
+    for role in ("worker", "gateway"):
+        assert soak[f"{role}_rss_kib"] > 0  # sampled from /proc of the real processes
+        assert isinstance(soak[f"{role}_rss_slope_kib_per_min"], float)
+        assert isinstance(soak[f"{role}_fds_slope_per_min"], float)
+
+
+def test_partition_between_regions_heals_without_split_brain_or_loss() -> None:
+    (cut,) = run_chaos("partition-heal")
+    assert cut["split_brain"] is False  # east stayed the only writer
+    assert cut["west_caught_up"] is True  # the mirror holds everything east stored
+    assert cut["rpo"] > 0  # the partition really left west behind

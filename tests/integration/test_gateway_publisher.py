@@ -5,7 +5,10 @@ gets its own ack (in order, with dedup), any error reply fails the whole batch a
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
+from pathlib import Path
 
 import nats.js.errors
 import pytest
@@ -13,6 +16,11 @@ from tests.integration.dataplane_support import connect, provisioned, unique_pip
 
 from surge_workers.contract import Header, Priority, message_subject
 from surge_workers.gateway import JetStreamPublisher, Publication
+from surge_workers.logs import get_logger
+from surge_workers.natsserver import NatsServer
+from surge_workers.provision import provision_pipeline
+from surge_workers.runtime import connect as runtime_connect
+from surge_workers.settings import NatsSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -131,3 +139,35 @@ async def test_in_flight_messages_are_bounded(nats_url: str) -> None:
     # Two batches of 2 never share the 3 slots; the batch of 5 goes alone.
     assert in_flight == {2, 5}
     assert publisher._in_flight == 0
+
+
+async def test_messages_whose_acks_a_reconnect_lost_are_published_again_and_stored_once(
+    tmp_path: Path,
+) -> None:
+    """The server stops answering (SIGSTOP) with a whole batch on the wire, dies (kill -9)
+    and comes back on the same port and store: nothing of the batch reached the stream, so
+    only the publisher's resend after the reconnect can store it; every message ends up
+    stored exactly once and acknowledged."""
+    server = NatsServer(store_dir=tmp_path / "store").start()
+    config = unique_pipeline()
+    settings = NatsSettings(servers=(server.url,))
+    nc = await runtime_connect(settings, "test-gateway", get_logger("test"))
+    try:
+        await provision_pipeline(nc.jetstream(), config)
+        publisher = JetStreamPublisher(nc, timeout=60.0)
+        ids = [f"r{i}" for i in range(300)]
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGSTOP)
+        sending = asyncio.create_task(publisher.publish(publications(config.subject_prefix, ids)))
+        await asyncio.sleep(0.5)  # the batch is written to the socket of a server that sleeps
+        assert not sending.done()
+        server.kill()
+        await asyncio.to_thread(server.start, 20)
+        acks = await asyncio.wait_for(sending, 60)
+        stored = (await nc.jetstream().stream_info(config.stream)).state.messages
+    finally:
+        await nc.close()
+        server.cleanup()
+    assert len(acks) == 300
+    assert publisher.resent >= 300
+    assert stored == 300, "published again with the same Nats-Msg-Id: stored once"

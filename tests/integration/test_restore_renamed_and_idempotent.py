@@ -80,6 +80,9 @@ async def test_a_restore_goes_into_another_stream_name_with_transcripts_and_rout
 
         renamed = dataclasses.replace(config, stream=f"{config.stream}NEW")
         into = ClusterRef("support", "mc-new", renamed.stream, renamed.subject_prefix)
+        # a staging stream left by an attempt killed mid-way must not block this one
+        staged = f"KV_{routing_bucket(renamed.stream)}-restore"
+        await js.add_stream(name=staged, subjects=[f"{staged}.left"])
         result = await restore(
             nc,
             store,

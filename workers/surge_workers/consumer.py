@@ -150,6 +150,7 @@ class Worker:
         self.ready = False
         self.draining = False
         self._in_flight = 0
+        self._reconnects = 0
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -350,8 +351,13 @@ class Worker:
     async def _plan(self) -> None:
         """Issue the pull requests the current capacity and level allow (see scheduling)."""
         now = time.monotonic()
+        # A reconnect loses the open pull requests (their server or our interest is gone):
+        # ask again at once instead of waiting out their deadline.
+        reconnects = int(getattr(self.nc, "stats", {}).get("reconnects", 0))
+        lost = reconnects != self._reconnects
+        self._reconnects = reconnects
         for priority, pull in self._pulls.items():
-            if pull.open and now > pull.deadline:
+            if pull.open and (lost or now > pull.deadline):
                 pull.open = False
             if not pull.open and (pull.probe or pull.no_wait):
                 self._finish_request(priority)

@@ -6,14 +6,23 @@ has asked for and how long they take to start. It publishes that per priority un
 key ``eta`` of the degradation bucket, beside the level. The composer turns it into the
 wait of one message at a known place in the order of service:
 
-    wait(position) = time for the pool to serve the (position - 1) messages ahead of it
+    wait(position) = time for the pool to serve the messages ahead of it that it does
+                     not run beside: (position - 1) - (lanes - 1), none if fewer
                       + the message's own service time
 
-where the pool serves a class at ``capacity`` (msg/s, ready replicas) until
+where ``lanes`` is ready replicas x the workers' concurrency (the worker composing the
+reply knows its own): a newcomer behind fewer messages than that starts at once in a free
+handler (a single-server queue would charge it for every message handled beside it, the
+overstatement that dominates at low load). Its own service time is the worker's recent
+handling time, or, while the worker has measured none yet, the pool's: concurrency over
+the per-replica rate (``capacity / ready``), never 0 s.
+
+The pool serves a class at ``capacity`` (msg/s, ready replicas) until
 ``later_in_s`` and at ``capacity_later`` once the replicas being started are ready, minus
 what arrives meanwhile in the classes served before it (``higher_rate``), and at most
-``share`` of the pool (the degradation level's cap on the class). A class the level does
-not serve at all (share 0) has no forecast: nobody can promise a time.
+``share`` of the pool (the degradation level's cap on the class), but never slower than
+the class's queue was measured to move (``drain_rate``). A class the level does not serve
+at all (share 0) has no forecast: nobody can promise a time.
 
 The forecast is stamped with ``at`` (unix seconds); a reader treats one older than
 ``max_age_s`` as absent rather than promising a wait from a stale picture.
@@ -47,6 +56,11 @@ class ClassForecast:
     share: float = 1.0
     #: The model's wait for a new arrival of this class (for status and dashboards).
     wait_s: float | None = None
+    #: Ready replicas behind ``capacity`` (0: not known).
+    ready: int = 0
+    #: How fast this class's queue measurably advanced lately (msg/s): the promise is
+    #: never slower, whatever the model's capacity and share say (0: not measured).
+    drain_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -64,13 +78,30 @@ def _effective(capacity: float, forecast: ClassForecast) -> float:
     return max(0.0, min(capacity * forecast.share, capacity - forecast.higher_rate))
 
 
-def expected_wait(position: int, forecast: ClassForecast, service_s: float = 0.0) -> float | None:
-    """Seconds until a message at ``position`` (1 = next) is handled; None if never."""
+def expected_wait(
+    position: int,
+    forecast: ClassForecast,
+    service_s: float | None = None,
+    *,
+    concurrency: int = 0,
+) -> float | None:
+    """Seconds until a message at ``position`` (1 = next) is handled; None if never.
+    ``service_s``: the handling time measured by the worker (None: the pool's);
+    ``concurrency``: handlers per worker (0: not known, nothing runs beside it)."""
     if forecast.share <= 0:
         return None
-    work = max(0, position - 1)
-    now_rate = _effective(forecast.capacity, forecast)
-    later_rate = _effective(max(forecast.capacity_later, forecast.capacity), forecast)
+    if service_s is None:
+        service_s = _pool_service_s(forecast, concurrency)
+    work = max(0, position - max(1, forecast.ready * concurrency))
+    model_rate = _effective(forecast.capacity, forecast)
+    # What the queue measurably did outranks a stale model; replicas still starting add
+    # to it as they would to the model's rate.
+    now_rate = max(model_rate, forecast.drain_rate)
+    later_rate = (
+        _effective(max(forecast.capacity_later, forecast.capacity), forecast)
+        + now_rate
+        - model_rate
+    )
     if work == 0:
         return max(0.0, service_s)
     window = max(0.0, forecast.later_in_s)
@@ -82,6 +113,13 @@ def expected_wait(position: int, forecast: ClassForecast, service_s: float = 0.0
     return window + (work - served_early) / later_rate + service_s
 
 
+def _pool_service_s(forecast: ClassForecast, concurrency: int) -> float:
+    """Seconds a message spends with a worker at the pool's rate (Little's law)."""
+    if forecast.ready <= 0 or forecast.capacity <= 0 or concurrency <= 0:
+        return 0.0
+    return concurrency * forecast.ready / forecast.capacity
+
+
 def forecast_classes(
     *,
     backlog: Mapping[Priority, int],
@@ -91,8 +129,12 @@ def forecast_classes(
     capacity_later: float,
     later_in_s: float,
     shares: Mapping[Priority, float],
+    ready: int = 0,
+    concurrency: int = 0,
+    drain_rates: Mapping[Priority, float] | None = None,
 ) -> dict[Priority, ClassForecast]:
-    """One forecast per priority from the tick's figures (pure)."""
+    """One forecast per priority from the tick's figures (pure); ``concurrency`` only
+    for ``wait_s``, the figure status shows (workers apply their own)."""
     classes: dict[Priority, ClassForecast] = {}
     ahead = 0
     higher_rate = 0.0
@@ -106,8 +148,10 @@ def forecast_classes(
             later_in_s=max(0.0, later_in_s),
             higher_rate=higher_rate,
             share=share,
+            ready=max(0, ready),
+            drain_rate=round(max(0.0, (drain_rates or {}).get(priority, 0.0)), 3),
         )
-        wait = expected_wait(ahead + 1, partial)
+        wait = expected_wait(ahead + 1, partial, concurrency=concurrency)
         classes[priority] = replace(partial, wait_s=_round(wait))
         higher_rate += max(0.0, arrival_rate.get(priority, 0.0))
     return classes
@@ -159,6 +203,8 @@ def decode_forecast(raw: bytes | None) -> Forecast | None:
             higher_rate=_number(item, "higher_rate", 0.0),
             share=_number(item, "share", 1.0),
             wait_s=float(wait) if isinstance(wait, int | float) else None,
+            ready=int(_number(item, "ready", 0)),
+            drain_rate=max(0.0, _number(item, "drain_rate", 0.0)),
         )
     return Forecast(
         at=_number(doc, "at", 0.0), level=int(_number(doc, "level", 0)), classes=classes

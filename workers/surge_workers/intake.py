@@ -127,7 +127,7 @@ class IntakeStage:
         *,
         log: Any,
         state: Callable[[], DegradationState],
-        service_time: Callable[[Priority], float],
+        service_time: Callable[[Priority], float | None],
         route: Callable[[Msg, Priority], Any] | None = None,
         on_reply: Callable[[ReplyKind], None] | None = None,
         batch: int = 64,
@@ -387,4 +387,9 @@ class IntakeStage:
             return None
         # The level the data plane obeys now decides the class's share of the pool.
         cls = replace(cls, share=worker_share(state.level, priority, state.sheddable))
-        return expected_wait(position, cls, self.service_time(priority))
+        return expected_wait(
+            position,
+            cls,
+            self.service_time(priority),
+            concurrency=self.settings.concurrency,
+        )

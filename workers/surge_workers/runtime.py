@@ -23,6 +23,7 @@ from surge_workers.honesty import METRICS_KEY
 from surge_workers.intake import IntakeStage
 from surge_workers.logs import get_logger
 from surge_workers.metrics import WorkerMetrics
+from surge_workers.natsclient import SurgeClient
 from surge_workers.pipeline import PipelineConfig
 from surge_workers.provision import provision_pipeline
 from surge_workers.reply_metrics import ComposerMetrics
@@ -31,7 +32,7 @@ from surge_workers.templates import TemplateStore
 
 
 async def connect(settings: NatsSettings, name: str, log: Any) -> Client:
-    client = Client()
+    client = SurgeClient()
 
     async def on_error(err: Exception) -> None:
         log.warning("nats_error", error=str(err))
@@ -113,7 +114,9 @@ async def _start_when_consumers_exist(worker: Worker, stop: asyncio.Event, log: 
 class RecentHandling:
     """Mean handler time per priority over the last few seconds (what a message arriving
     now will take), from the worker's own handling histogram: the mean since start would
-    carry the slow minutes of a past surge into every later promise."""
+    carry the slow minutes of a past surge into every later promise. Until the first
+    window is full the mean so far serves; None until this worker has handled anything
+    (a worker that just started: the forecast's pool-wide figure applies, never 0 s)."""
 
     def __init__(self, metrics: WorkerMetrics, window_s: float = 5.0, min_samples: int = 5):
         self.metrics = metrics
@@ -129,17 +132,18 @@ class RecentHandling:
         count = registry.get_sample_value("surge_worker_handling_seconds_count", labels) or 0.0
         return total, count
 
-    def __call__(self, priority: Priority) -> float:
+    def __call__(self, priority: Priority) -> float | None:
         now = time.monotonic()
         total, count = self._totals(priority)
         last = self._last.get(priority)
         if last is None:
             self._last[priority] = (now, total, count)
-            self._mean[priority] = total / count if count else 0.0
         elif now - last[0] >= self.window_s and count - last[2] >= self.min_samples:
             self._mean[priority] = (total - last[1]) / (count - last[2])
             self._last[priority] = (now, total, count)
-        return self._mean.get(priority, 0.0)
+        if priority in self._mean:
+            return self._mean[priority]
+        return total / count if count else None
 
 
 def intake_stage(

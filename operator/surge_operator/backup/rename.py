@@ -32,9 +32,10 @@ def temporary_name(target: str) -> str:
     return f"{target}-restore"
 
 
-def renamed_config(config: dict[str, Any], old: str, new: str) -> dict[str, Any]:
-    """The stream's config under its new name (pure); the description follows the name."""
-    out = {**config, "name": new}
+def renamed_config(config: dict[str, Any], name: str, *, old: str, new: str) -> dict[str, Any]:
+    """The stream's config under its new `name` (pure); its description follows the
+    cluster's stream name from `old` to `new`."""
+    out = {**config, "name": name}
     if isinstance(out.get("description"), str):
         out["description"] = out["description"].replace(old, new)
     return out
@@ -61,12 +62,14 @@ async def restore_bucket_renamed(
     target = f"KV_{new_bucket}"
     temp = temporary_name(target)
     what = f"restore of bucket {old_bucket} as {new_bucket}"
+    # Left by an attempt that was killed mid-way (the name is only ever ours): clear it.
+    await delete_stream(nc, temp, api_prefix)
     # Its own subject: the original bucket may still live on this server.
     staged = await restore_stream(
         nc, {**config, "name": temp, "subjects": [temp]}, state, chunks, api_prefix=api_prefix
     )
     try:
-        final = renamed_config(config, f"KV_{old_bucket}", target)
+        final = renamed_config(config, target, old=old_bucket, new=new_bucket)
         final["subjects"] = [f"$KV.{new_bucket}.>"]
         mirror = {k: v for k, v in final.items() if k != "subjects"}
         mirror["mirror"] = {

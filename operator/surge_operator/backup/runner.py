@@ -258,7 +258,9 @@ async def restore(
             target = names[part.stream]
             created.append(target)
             key = f"{folder}/{part.object}"
-            state = await _restore_part(nc, store, key, part, target, into, spool)
+            state = await _restore_part(
+                nc, store, key, part, target, into, spool, manifest_stream=manifest.stream
+            )
             restored[target] = int(state.get("messages", 0))
             bound.info("restore_stream_done", stream=target, messages=restored[target])
         await _leave_marker(nc, manifest, names, into)
@@ -279,6 +281,8 @@ async def _restore_part(
     target: str,
     into: ClusterRef,
     spool: Path,
+    *,
+    manifest_stream: str,
 ) -> dict[str, Any]:
     local = spool / f"restore-{target}.snapshot"
     old_bucket, new_bucket = kv_bucket(part.stream), kv_bucket(target)
@@ -304,7 +308,7 @@ async def _restore_part(
                 api_prefix=into.api_prefix,
             )
         else:
-            config = renamed_config(part.config, part.stream, target)
+            config = renamed_config(part.config, target, old=manifest_stream, new=into.stream)
             info = await restore_stream(
                 nc, config, part.state, _chunks(local), api_prefix=into.api_prefix
             )

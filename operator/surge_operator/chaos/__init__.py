@@ -3,6 +3,9 @@
 checker.py    pure: accepted ids vs effects -> lost, double effects, order, absorbed
 regions.py    real nats-servers per region on loopback (shared with the tests)
 scenarios.py  primary-kill-9 and split-brain-heal around the real FailoverController
+powerloss.py  power loss under a nats-server whose store is on the lazy filesystem
+lazyfs.py     pure: the page cache that keeps writes until fsync (Jepsen's lazyfs)
+lazyfs_fuse.py, lazyfs_mount.py   its FUSE daemon, and mounting / killing it
 result.py     one scenario's outcome as the contract's JSON object
 suite.py      the one list of scenarios (append yours), run one after another
 command.py    run them and print the JSON list the contract names

@@ -67,12 +67,13 @@ async def send_traffic(
     before_send: Callable[[int], Awaitable[None]] | None = None,
     schedule: Sequence[float] | None = None,
     tag: str = "m",
+    traffic: Traffic | None = None,
 ) -> Traffic:
     """Send ids `<tag><i>` for i < count; message i belongs to conversation i % conversations
     and is sent no earlier than `schedule[i]` (default i / rate) seconds after the start.
     `before_send(i)` runs just before message i's first attempt (faults go there)."""
     due = list(schedule) if schedule is not None else [i / rate for i in range(count)]
-    traffic = Traffic()
+    traffic = Traffic() if traffic is None else traffic
     start = time.monotonic()
     turn = 0
 

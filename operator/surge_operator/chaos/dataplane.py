@@ -26,7 +26,12 @@ from nats.aio.msg import Msg
 
 from surge_operator.chaos.checker import check
 from surge_operator.chaos.clients import Traffic, send_traffic
-from surge_operator.chaos.effects import Stored, dead_lettered, read_effects
+from surge_operator.chaos.effects import (
+    Stored,
+    dead_lettered,
+    read_effects,
+    transcript_order_violations,
+)
 from surge_operator.chaos.handler import ABSORBED_SUBJECT
 from surge_operator.chaos.result import Result
 from surge_operator.chaos.stage import Stage
@@ -61,6 +66,11 @@ class Plane:
     urls: Sequence[str]
     faults: list[float] = field(default_factory=list)  # wall clock of each fault
     notes: dict[str, object] = field(default_factory=dict)
+    #: Set by a scenario that measures its own recovery (or RPO) instead of late effects.
+    recovery_s: float | None = None
+    rpo: int | None = None
+    #: What the clients did so far (filled in as they go).
+    traffic: Traffic = field(default_factory=Traffic)
     #: Delayed fault actions (a replacement, a SIGCONT), awaited before the heal.
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -68,14 +78,28 @@ class Plane:
         self.faults.append(time.time())
 
 
+def later(plane: Plane, delay: float, action: Callable[[], Awaitable[None]]) -> None:
+    """Run `action` after `delay` s without holding up the client that triggered it."""
+
+    async def run() -> None:
+        await asyncio.sleep(delay)
+        await action()
+
+    plane.tasks.append(asyncio.create_task(run()))
+
+
 Fault = Callable[[Plane, int], Awaitable[None]]
 Heal = Callable[[Plane], Awaitable[None]]
+
+
+async def _quiet(_: Exception) -> None:
+    """Connection errors while a server is down are the scenario, not news."""
 
 
 async def connect(urls: Sequence[str], **auth: str) -> NatsClient:
     return await nats.connect(
         servers=list(urls), connect_timeout=2, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
-        **auth,
+        error_cb=_quiet, **auth,
     )  # fmt: skip
 
 
@@ -165,6 +189,7 @@ async def run_plane(
 
         traffic = await send_traffic(
             stage.gateway_urls,
+            traffic=plane.traffic,
             count=count,
             rate=rate,
             poison_every=poison_every,
@@ -222,10 +247,19 @@ def verdict(
     )
     extra: dict[str, object] = {
         "sent": len(traffic.sent),
+        # order_violations is processing order (a redelivered message stored after a newer
+        # one); this is the transcript's order, which must be the client's.
+        "transcript_order_violations": transcript_order_violations(effects),
         "refused_answers": {str(k): n for k, n in sorted(traffic.refusals.items())},
         **plane.notes,
     }
+    # A lost message that sits in the dead letters was parked (deliveries used up while
+    # NATS was away), not vanished: say which it was.
+    extra["lost_but_dead_lettered"] = sum(1 for i in v.lost_ids if dead_counts[i] > 0)
     if poison:
         extra["poison_accepted"] = len(poison)
         extra["dead_lettered"] = len(dead)
-    return Result(name, v, recovery_time(plane.faults, traffic, effects), None, extra)
+    recovery = plane.recovery_s
+    if recovery is None:
+        recovery = recovery_time(plane.faults, traffic, effects)
+    return Result(name, v, recovery, plane.rpo, extra)

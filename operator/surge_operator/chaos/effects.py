@@ -10,6 +10,7 @@ are read from the dead-letter stream (`surge dlq list`'s reader).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import nats.errors
@@ -26,6 +27,7 @@ from surge_workers.transcripts import TranscriptEntry
 class Stored:
     effect: Effect
     at: float  # wall clock of the write, seconds
+    seq: int  # the message's sequence in the pipeline stream (its place in the transcript)
 
 
 def _position(entry: TranscriptEntry) -> int:
@@ -63,6 +65,7 @@ async def read_effects(js: JetStreamContext, stream: str) -> list[Stored]:
                     Stored(
                         Effect(entry.msg_id, entry.conversation_id, _position(entry)),
                         msg.metadata.timestamp.timestamp() if msg.metadata.timestamp else 0.0,
+                        entry.seq,
                     )
                 )
             if batch and batch[-1].metadata.num_pending == 0:
@@ -83,3 +86,18 @@ async def dead_lettered(js: JetStreamContext, stream: str, prefix: str) -> list[
             return ids
         ids.extend(letter.msg_id for letter in page)
         after = page[-1].seq
+
+
+def transcript_order_violations(stored: Sequence[Stored]) -> int:
+    """Messages that sit before an earlier one of their conversation in the transcript (read
+    in stream-sequence order, as the gateway serves it): the order customers see."""
+    by_conversation: dict[str, list[Stored]] = {}
+    for s in stored:
+        by_conversation.setdefault(s.effect.conversation, []).append(s)
+    violations = 0
+    for entries in by_conversation.values():
+        newest = -1
+        for s in sorted(entries, key=lambda e: e.seq):
+            violations += s.effect.position < newest
+            newest = max(newest, s.effect.position)
+    return violations

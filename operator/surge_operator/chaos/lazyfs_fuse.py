@@ -196,7 +196,10 @@ def serve(backing: Path, mountpoint: Path, control: Path) -> None:
     """Mount and serve until unmounted or killed (blocks; the daemon's main)."""
     ops = LazyOps(backing)
     _control(ops, control)
-    mfusepy.FUSE(ops, str(mountpoint), foreground=True, auto_unmount=True, fsname="surge-lazyfs")
+    # No auto_unmount: its fusermount3 helper would unmount by path after a power loss and
+    # could take the next mount at the same path with it. SIGTERM (also sent when the parent
+    # dies) makes libfuse unmount on its way out; LazyMount unmounts after a SIGKILL.
+    mfusepy.FUSE(ops, str(mountpoint), foreground=True, fsname="surge-lazyfs")
 
 
 if __name__ == "__main__":

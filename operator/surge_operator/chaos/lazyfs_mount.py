@@ -1,12 +1,11 @@
 """Mount the lazy filesystem (a daemon process) and take its power away.
 
 The daemon (lazyfs_fuse.py) holds every unsynced byte in its own memory, so a power loss
-is what it is on a machine: `power_loss()` SIGKILLs the daemon and whatever was never
-fsynced is gone; the next `mount()` over the same backing directory sees only what was
-synced. `auto_unmount` makes fusermount3 remove the dead mount; a lazy unmount covers the
-rest. `writeback()` persists everything, as the kernel does to old dirty pages; `dirty()`
-tells how many bytes a power loss would take now. This module does not import the FUSE
-binding: only the daemon needs it.
+is what it is on a machine: `power_loss()` SIGKILLs the daemon, whatever was never fsynced
+is gone, and a lazy unmount removes the dead mount; the next `mount()` over the same
+backing directory sees only what was synced. `writeback()` persists everything, as the
+kernel does to old dirty pages; `dirty()` tells how many bytes a power loss would take now.
+This module does not import the FUSE binding: only the daemon needs it.
 """
 
 from __future__ import annotations
@@ -130,7 +129,9 @@ class LazyMount:
         tool = shutil.which("fusermount3")
         args = [tool, "-u", "-z"] if tool else ["umount", "-l"]
         deadline = time.monotonic() + timeout
-        while self.mounted and time.monotonic() < deadline:
+        while self.mounted:
+            if time.monotonic() > deadline:
+                raise LazyMountError(f"{self.mountpoint} is still mounted after {timeout} s")
             with contextlib.suppress(OSError):
                 subprocess.run([*args, str(self.mountpoint)], capture_output=True, check=False)
             time.sleep(0.05)

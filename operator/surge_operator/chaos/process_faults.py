@@ -9,23 +9,12 @@ import asyncio
 import signal
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from surge_operator.chaos.clients import surge_schedule
-from surge_operator.chaos.dataplane import Plane, run_plane
+from surge_operator.chaos.dataplane import Plane, later, run_plane
 from surge_operator.chaos.result import Result
 from surge_workers.natsserver import NatsServer
-
-
-def later(plane: Plane, delay: float, action: Callable[[], Awaitable[None]]) -> None:
-    """Run `action` after `delay` s without holding up the client that triggered it."""
-
-    async def run() -> None:
-        await asyncio.sleep(delay)
-        await action()
-
-    plane.tasks.append(asyncio.create_task(run()))
 
 
 async def _replace(plane: Plane, role: str, port: int | None = None) -> None:

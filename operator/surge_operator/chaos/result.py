@@ -17,6 +17,16 @@ class Result:
     rpo: int | None
     #: Scenario-specific figures, printed beside the contract's fields.
     extra: Mapping[str, object] = field(default_factory=dict)
+    #: A control scenario that must lose (power loss with lazy fsync): it passes when the
+    #: checker sees the loss, which shows the checker can see one.
+    expects_loss: bool = False
+
+    @property
+    def passed(self) -> bool:
+        v = self.verdict
+        if self.expects_loss:
+            return v.lost > 0 and v.double_effects == 0
+        return v.ok
 
     def as_json(self) -> dict[str, object]:
         v = self.verdict
@@ -29,6 +39,7 @@ class Result:
             "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 2),
             "order_violations": v.order_violations,
             "rpo": self.rpo,
+            "expects_loss": self.expects_loss,
             **self.extra,
             "lost_ids": list(v.lost_ids),
             "doubled_ids": list(v.doubled_ids),

@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from surge_operator.chaos import process_faults, scenarios
+from surge_operator.chaos import (
+    disk_faults,
+    nats_faults,
+    partition,
+    powerloss,
+    process_faults,
+    scenarios,
+    soak,
+)
 from surge_operator.chaos.result import Result
 
 
@@ -31,6 +39,14 @@ SCENARIOS: list[Scenario] = [
     Scenario("worker-surge-kill-stop", _scaled(process_faults.worker_surge, 1200)),
     Scenario("gateway-kill-9", _scaled(process_faults.gateway_kill, 1200)),
     Scenario("poison-1pct", _scaled(process_faults.poison, 1000)),
+    Scenario("nats-r3-server-kill-9", _scaled(nats_faults.r3_server_kill, 900)),
+    Scenario("disk-full", _scaled(disk_faults.disk_full, 900)),
+    Scenario("partition-heal", _scaled(partition.partition_heal, 900)),
+    Scenario("soak", _scaled(soak.soak, 2400)),
+    Scenario("power-loss-fsync-always", _scaled(powerloss.fsync_always, 600)),
+    Scenario("power-loss-fsync-lazy", _scaled(powerloss.fsync_lazy, 600)),
+    Scenario("power-loss-r3-fsync-always", _scaled(powerloss.r3_fsync_always, 600)),
+    Scenario("power-loss-r3-fsync-lazy", _scaled(powerloss.r3_fsync_lazy, 600)),
 ]
 
 

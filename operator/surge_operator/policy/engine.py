@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from surge_operator.api import Priority
+from surge_operator.drain import DrainMemory, remember
 from surge_operator.forecast import forecast_of
 from surge_operator.policy.config import PolicyConfig
 from surge_operator.policy.select import Policy, SurgePolicy
@@ -69,6 +70,8 @@ class EngineState:
     policy_state: Any
     #: The level last planned (what workers and the gateway were told).
     level: DegradationLevel = DegradationLevel.NORMAL
+    #: Measured drain per priority, for the forecast.
+    drain: DrainMemory | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,7 @@ def step(snapshot: Snapshot, config: EngineConfig, state: EngineState) -> tuple[
                 f"Degradation level {int(state.level)} -> {int(level)}: {decision.message}",
             )
         )
+    drain = remember(state.drain, snapshot) if snapshot.priorities else state.drain
     plan = Plan(
         decision=decision,
         current_replicas=current,
@@ -136,11 +140,11 @@ def step(snapshot: Snapshot, config: EngineConfig, state: EngineState) -> tuple[
         previous_level=state.level,
         figures=_figures(snapshot, decision),
         events=tuple(events),
-        expected_wait=forecast_of(snapshot, decision, config.policy, level=int(level))
+        expected_wait=forecast_of(snapshot, decision, config.policy, level=int(level), drain=drain)
         if snapshot.priorities
         else MappingProxyType({}),
     )
-    return plan, EngineState(policy_state=policy_state, level=level)
+    return plan, EngineState(policy_state=policy_state, level=level, drain=drain)
 
 
 def _figures(snapshot: Snapshot, decision: Decision) -> StatusFigures:

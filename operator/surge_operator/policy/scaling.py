@@ -157,6 +157,7 @@ def decide(
         verb = "raised" if degradation.level > level else "lowered"
         message += f"; degradation {verb} to {degradation.level.value} ({degradation.level.name})"
 
+    starting = _starting_after(snapshot, state, replicas)
     decision = Decision(
         at=snapshot.at,
         replicas=replicas,
@@ -166,6 +167,7 @@ def decide(
         unbounded_replicas=max(demand, drain),
         predicted_arrival_rate=predicted,
         service_rate=service_rate,
+        startup_s=_startup_bound(snapshot.at, startup_s, starting),
     )
     new_state = ScalingState(
         rate_history=rate_history,
@@ -176,7 +178,7 @@ def decide(
         last_ready=snapshot.ready_replicas,
         degradation=degradation,
         startup_s=startup_s,
-        starting=_starting_after(snapshot, state, replicas),
+        starting=starting,
     )
     return decision, new_state
 
@@ -343,14 +345,19 @@ def drain_budget_s(metrics: PriorityMetrics, target_s: float, tick_s: float) -> 
 def breached_priorities(
     snapshot: Snapshot, config: ScalingConfig, served: frozenset[Priority]
 ) -> list[Priority]:
-    """Served priorities whose p95 wait (or, without it, oldest message) exceeds the target."""
+    """Served priorities whose wait exceeds the target *now*: the oldest unacked
+    message is over it and, when Prometheus is configured, so is the p95. The p95 covers
+    the last scrape range (a minute, scraped every 15 s), so on its own it still reports
+    a breach long after the queue has recovered; acting on that alone raised the level
+    (and refused work) for a queue that was already fine."""
     late = []
     for priority in PRIORITY_ORDER:
         metrics = snapshot.priorities.get(priority)
         if metrics is None or priority not in served:
             continue
-        wait = metrics.p95_wait if metrics.p95_wait is not None else metrics.oldest_unacked_age
-        if wait is not None and wait > config.latency_target(priority):
+        target = config.latency_target(priority)
+        waits = [w for w in (metrics.p95_wait, metrics.oldest_unacked_age) if w is not None]
+        if waits and min(waits) > target:
             late.append(priority)
     return late
 
@@ -413,9 +420,12 @@ def _service_rate_sample(snapshot: Snapshot, concurrency: int) -> float | None:
     if snapshot.waiting > 0:
         return observed
     # Little's law: ack-pending = ack rate x time with a worker. Prefetched messages
-    # count as with a worker too, so this errs low (more replicas), never high.
+    # count as with a worker too, so this errs low (more replicas), never high. It needs
+    # the *mean* in flight, which one read only gives when enough messages are in flight:
+    # with a handful, one read is mostly 0, 1 or 2 and the estimate jumps several-fold
+    # (seen in `surge bench autoscale --live`). Below one worker's handlers, no sample.
     in_flight = snapshot.total_backlog() - snapshot.waiting
-    if in_flight < 1:
+    if in_flight < max(1, concurrency):
         return None
     return max(observed, concurrency * completions / in_flight)
 
@@ -435,6 +445,13 @@ def _startup_estimate(snapshot: Snapshot, state: ScalingState, config: ScalingCo
         sample = max(0.0, snapshot.at - asked_at - 0.5 * config.tick_s)
         estimate = (1 - _STARTUP_ALPHA) * estimate + _STARTUP_ALPHA * sample
     return estimate
+
+
+def _startup_bound(at: float, estimate: float, starting: tuple[float, ...]) -> float:
+    """The start-up to expect now: the estimate only learns when a replica becomes ready,
+    so a replica that has been starting for longer already proves it too short (a slow
+    node or image pull, a loaded machine) before any sample says so."""
+    return max(estimate, at - starting[0]) if starting else estimate
 
 
 def _starting_after(snapshot: Snapshot, state: ScalingState, replicas: int) -> tuple[float, ...]:

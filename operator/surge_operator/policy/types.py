@@ -132,6 +132,10 @@ class Decision:
     unbounded_replicas: float = 0.0
     predicted_arrival_rate: float | None = None
     service_rate: float | None = None
+    #: Seconds a replica asked for now should take to become ready (the pool's measured
+    #: start-up, never less than the oldest replica still starting has taken already);
+    #: None: not measured, the spec's podStartupSeconds applies.
+    startup_s: float | None = None
 
     @property
     def holding(self) -> bool:

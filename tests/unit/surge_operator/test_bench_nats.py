@@ -28,3 +28,14 @@ def test_render_says_when_the_goal_is_missed() -> None:
     }
     result.surge_vs_nats_bench = 0.4
     assert "goal >= 0.5: MISSED" in render(result)
+
+
+def test_a_row_that_failed_every_run_says_failed_not_zero() -> None:
+    result = NatsBenchResult(messages=10, size=8, rounds=1, where="loopback")
+    result.nats_bench = {"fsync_always": 1000.0, "fsync_lazy": 4000.0, "r3": 1000.0, "r1": 0.0}
+    result.runs = {"fsync_always": [1000.0], "fsync_lazy": [4000.0], "r1": [], "surge": [600.0]}
+    result.surge_vs_nats_bench = 0.6
+    text = render(result)
+    assert "R1 fsync always" in text
+    assert "failed" in text.split("R1 fsync always")[1].splitlines()[0]
+    assert "goal >= 0.5: met" in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from surge_operator.api import Priority
@@ -48,8 +50,21 @@ def test_each_class_waits_for_everything_served_before_it_at_the_pool_rate() -> 
     assert normal.ahead == 100
     assert normal.capacity == 50.0
     assert normal.higher_rate == 5.0  # critical keeps arriving and goes first
-    assert normal.wait_s == pytest.approx(100 / 45, abs=1e-3)
+    # 2 ready replicas x 16 handlers: the first 32 ahead run beside a newcomer; the other
+    # 69 drain at 50 - 5 msg/s, then its own 16 / 25 s with a worker.
+    assert normal.ready == 2
+    assert normal.wait_s == pytest.approx(69 / 45 + 16 / 25, abs=1e-3)
     assert forecast.at == 1000.0
+
+
+def test_the_start_up_the_autoscaler_measured_wins_over_the_spec() -> None:
+    config = PolicyConfig()
+    measured = replace(decision(replicas=6), startup_s=12.0)
+    bulk = wait_forecast(snapshot(ready=2), measured, config, at=0.0).classes[
+        contract.Priority.BULK
+    ]
+    assert bulk.later_in_s == 12.0
+    assert config.scaling.pod_startup_s != 12.0
 
 
 def test_replicas_being_started_count_after_their_start_up() -> None:

@@ -54,8 +54,43 @@ def test_forecasts_accumulate_the_backlog_of_earlier_classes() -> None:
     assert classes[Priority.BULK].wait_s is None
 
 
+def test_a_newcomer_behind_fewer_messages_than_handlers_starts_at_once() -> None:
+    # 2 replicas x 4 handlers: the 7 ahead run beside it.
+    forecast = ClassForecast(ahead=7, capacity=40.0, ready=2)
+    assert expected_wait(8, forecast, 0.1, concurrency=4) == pytest.approx(0.1)
+    # 107 ahead: 100 must finish before a handler is free for it.
+    assert expected_wait(108, forecast, 0.1, concurrency=4) == pytest.approx(100 / 40 + 0.1)
+    # Without the workers' concurrency, every message ahead is queue.
+    assert expected_wait(8, forecast, 0.1) == pytest.approx(7 / 40 + 0.1)
+
+
+def test_a_worker_without_its_own_measurement_uses_the_pools_service_time() -> None:
+    # 2 replicas serve 40 msg/s with 4 handlers each: 8 / 40 = 0.2 s per message.
+    forecast = ClassForecast(ahead=0, capacity=40.0, ready=2)
+    assert expected_wait(1, forecast, concurrency=4) == pytest.approx(0.2)
+    assert expected_wait(1, forecast, 0.05, concurrency=4) == pytest.approx(0.05)
+
+
+def test_the_promise_is_never_slower_than_the_measured_drain() -> None:
+    # The model's share leaves 10 msg/s; the queue was measured moving at 50.
+    stale = ClassForecast(ahead=0, capacity=40.0, share=0.25, drain_rate=50.0)
+    assert expected_wait(501, stale) == pytest.approx(10.0)
+    # A drain slower than the model's rate changes nothing.
+    slow = ClassForecast(ahead=0, capacity=40.0, drain_rate=5.0)
+    assert expected_wait(401, slow) == pytest.approx(10.0)
+    # Replicas still starting add to the measured rate once ready.
+    growing = ClassForecast(
+        ahead=0, capacity=40.0, capacity_later=80.0, later_in_s=2.0, drain_rate=60.0
+    )
+    assert expected_wait(401, growing) == pytest.approx(2.0 + (400 - 120) / 100)
+
+
 def test_forecast_round_trips_and_garbage_decodes_to_none() -> None:
-    forecast = Forecast(at=12.5, level=2, classes={Priority.NORMAL: ClassForecast(3, 7.5)})
+    forecast = Forecast(
+        at=12.5,
+        level=2,
+        classes={Priority.NORMAL: ClassForecast(3, 7.5, ready=4, drain_rate=12.5, wait_s=1.5)},
+    )
     assert decode_forecast(encode_forecast(forecast)) == forecast
     for raw in (None, b"", b"[]", b"{", b'{"classes": 3}'):
         assert decode_forecast(raw) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import Sequence
@@ -14,9 +15,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 PUBLISH_TIMEOUT = 5.0
+#: how often a batch waiting for acks checks whether the connection was re-established
+RECONNECT_CHECK = 0.05
+#: a batch with no new ack for this long is published again (dedup makes that safe)
+RESEND_AFTER = 1.0
 
 Ack = dict[str, Any]  # a JetStream publish ack: {"stream": ..., "seq": ..., "duplicate"?: true}
 Publication = tuple[str, bytes, dict[str, str]]  # subject, payload, headers
+Frame = tuple[str, str, bytes, dict[str, str]]  # subject, reply, payload, headers
 
 
 class _PendingBatch:
@@ -57,9 +63,25 @@ class JetStreamPublisher:
         self._ids = itertools.count()
         self._in_flight = 0
         self._room = asyncio.Event()
+        #: messages published again (their acks were lost or they were dropped)
+        self.resent = 0
+        self._newest_acked = -1  # the highest batch number any ack came back for
+        self._last_ack_at = 0.0
 
     async def publish(self, publications: Sequence[Publication]) -> list[Ack]:
-        """The acks, in order; raises a nats error or TimeoutError when any is missing."""
+        """The acks, in order; raises a nats error or TimeoutError when any is missing.
+
+        A reconnect while acks are outstanding loses them (the reply went to the old
+        connection), and a publish that reaches a stream leader just as it hands over
+        (lame duck, step-down) is dropped without an answer. So every message still
+        without its ack is published again, with the same reply subject and Nats-Msg-Id
+        (JetStream stores it once, within the duplicate window, and acks it again):
+        at once after a reconnect; and ``RESEND_AFTER`` seconds after it was sent when
+        either no ack at all came back meanwhile or a batch sent after it was acked
+        (one connection, one stream leader: acks come back in order, so it was dropped).
+        Waiting out the timeout instead made a rolling restart look like seconds of
+        unavailability.
+        """
         if not publications:
             return []
         if not self._prefix:
@@ -69,20 +91,58 @@ class JetStreamPublisher:
             self._room.clear()
             await self._room.wait()
         self._in_flight += count
-        batch_id = str(next(self._ids))
+        number = next(self._ids)
+        batch_id = str(number)
         batch = self._batches[batch_id] = _PendingBatch(count)
         reply = f"{self._prefix}{batch_id}."
-        publish = self.nc.publish
+        frames = [
+            (subject, reply + str(index), payload, headers)
+            for index, (subject, payload, headers) in enumerate(publications)
+        ]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         try:
-            for index, (subject, payload, headers) in enumerate(publications):
-                await publish(subject, payload, reply=reply + str(index), headers=headers)
-            return await asyncio.wait_for(batch.done, self.timeout)
+            reconnects, sent_at = self._reconnects(), loop.time()
+            await self._send(frames)
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError(f"{batch.missing} of {count} publishes not acknowledged")
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(
+                        asyncio.shield(batch.done), min(left, RECONNECT_CHECK)
+                    )
+                if not self.nc.is_connected:
+                    continue  # nats-py buffers and replays; look again once connected
+                now = loop.time()
+                stalled = now - sent_at > RESEND_AFTER and (
+                    self._newest_acked > number or now - self._last_ack_at > RESEND_AFTER
+                )
+                if self._reconnects() != reconnects or stalled:
+                    reconnects, sent_at = self._reconnects(), loop.time()
+                    missing = [f for f, ack in zip(frames, batch.acks, strict=True) if ack is None]
+                    self.resent += len(missing)
+                    await self._send(missing)
         finally:
             del self._batches[batch_id]
             self._in_flight -= count
             self._room.set()
             if batch.done.done() and not batch.done.cancelled():
                 batch.done.exception()  # retrieved: an error reply during a failed send
+            else:
+                batch.done.cancel()
+
+    def _reconnects(self) -> int:
+        return int(self.nc.stats.get("reconnects", 0))
+
+    async def _send(self, frames: Sequence[Frame]) -> None:
+        publish_batch = getattr(self.nc, "publish_batch", None)
+        if publish_batch is not None:  # SurgeClient: one flush, cheaper frames
+            await publish_batch(frames)
+            return
+        publish = self.nc.publish
+        for subject, reply, payload, headers in frames:
+            await publish(subject, payload, reply=reply, headers=headers)
 
     async def _subscribe(self) -> None:
         async with self._subscribing:
@@ -122,5 +182,7 @@ class JetStreamPublisher:
             return
         batch.acks[position] = ack
         batch.missing -= 1
+        self._last_ack_at = asyncio.get_running_loop().time()
+        self._newest_acked = max(self._newest_acked, int(batch_id))
         if not batch.missing:
             batch.done.set_result(batch.acks)  # type: ignore[arg-type]  # all filled

@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 import yaml
 from typer.testing import CliRunner
 
@@ -14,17 +11,6 @@ from surge_operator.cli import app
 from surge_operator.errors import InvalidSpecError
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _keep_logging_config() -> Iterator[None]:
-    """The commands configure logging for their process; CliRunner's streams close after
-    each invocation, so put the test process's configuration back."""
-    saved = structlog.get_config()
-    handlers = logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**saved)
-    logging.getLogger().handlers[:] = handlers
 
 
 NEW = {

@@ -107,11 +107,11 @@ def test_only_kv_streams_name_a_bucket() -> None:
     assert kv_bucket("SUPPORT-dlq") is None
 
 
-def test_a_renamed_config_carries_the_new_name_into_its_description() -> None:
-    old = {"name": "KV_A-routing", "description": "routing of KV_A-routing", "history": 1}
-    assert renamed_config(old, "KV_A-routing", "KV_B-routing") == {
-        "name": "KV_B-routing",
-        "description": "routing of KV_B-routing",
-        "history": 1,
+def test_a_renamed_config_carries_the_clusters_new_stream_name_into_its_description() -> None:
+    old = {"name": "A-dlq", "description": "dead letters of A", "max_age": 1}
+    assert renamed_config(old, "B-dlq", old="A", new="B") == {
+        "name": "B-dlq",
+        "description": "dead letters of B",
+        "max_age": 1,
     }
-    assert renamed_config({"name": "A"}, "A", "B") == {"name": "B"}
+    assert renamed_config({"name": "A"}, "B", old="A", new="B") == {"name": "B"}

@@ -285,3 +285,53 @@ def test_level_three_counts_normal_after_critical_and_holds_while_its_offer_is_t
         decision, state = decide(snap, CONFIG, state)
         levels.append(decision.degradation_level)
     assert set(levels) == {DegradationLevel.CRITICAL_ONLY}
+
+
+def test_a_stale_p95_alone_is_no_breach_but_a_late_oldest_message_with_it_is() -> None:
+    from surge_operator.policy.scaling import breached_priorities
+
+    def critical(p95: float | None, age: float) -> Snapshot:
+        metrics = PriorityMetrics(
+            backlog=5, arrival_rate=10.0, oldest_unacked_age=age, p95_wait=p95
+        )
+        return replace(snapshot(0.0), priorities={Priority.CRITICAL: metrics})
+
+    only = frozenset({Priority.CRITICAL})
+    scaling = CONFIG.scaling
+    # The last minute's p95 is over the 2 s target, but nothing waits that long now.
+    assert breached_priorities(critical(5.0, 0.3), scaling, only) == []
+    assert breached_priorities(critical(5.0, 4.0), scaling, only) == [Priority.CRITICAL]
+    # Without Prometheus the oldest message decides alone.
+    assert breached_priorities(critical(None, 4.0), scaling, only) == [Priority.CRITICAL]
+    assert breached_priorities(critical(None, 1.0), scaling, only) == []
+
+
+def test_littles_law_needs_more_than_a_handful_in_flight() -> None:
+    from surge_operator.policy.scaling import _service_rate_sample
+
+    def keeping_up(in_flight: int) -> Snapshot:
+        # 40 acks/s by one ready worker of 4 handlers; nothing waits unpulled.
+        base = replace(snapshot(0.0, replicas=1), completion_rate=40.0, waiting=0)
+        metrics = PriorityMetrics(backlog=in_flight, arrival_rate=40.0, oldest_unacked_age=0.1)
+        return replace(base, priorities={Priority.NORMAL: metrics})
+
+    # One read of 1 message in flight would say 4 x 40 / 1 = 160 msg/s per worker.
+    assert _service_rate_sample(keeping_up(1), concurrency=4) is None
+    # Enough in flight: the larger of acks per worker (40) and 4 x 40 / 8 = 20.
+    assert _service_rate_sample(keeping_up(8), concurrency=4) == pytest.approx(40.0)
+
+
+def test_a_replica_still_starting_past_the_estimate_lengthens_the_expected_start_up() -> None:
+    # Asked for 2 more replicas at t=0 (prior start-up 5 s); none is ready at t=9.
+    _, state = decide(snapshot(0.0, rate=400.0, backlog=900, replicas=2), CONFIG, ScalingState())
+    asked = state.starting
+    assert asked
+    decision, state = decide(
+        snapshot(9.0, rate=400.0, backlog=900, replicas=len(asked) + 2, ready=2), CONFIG, state
+    )
+    assert CONFIG.scaling.pod_startup_s < 9.0
+    assert decision.startup_s is not None
+    assert decision.startup_s >= 9.0 - asked[0]
+    # Nothing pending: the estimate itself.
+    steady, _ = decide(snapshot(20.0, rate=10.0), CONFIG, ScalingState(last_ready=3))
+    assert steady.startup_s == CONFIG.scaling.pod_startup_s

@@ -6,6 +6,7 @@ from typing import Any
 
 from builder_support import MINIMAL, make_ctx
 
+from surge_operator.kube import object_path
 from surge_operator.resources import desired_objects
 from surge_operator.resources.backup import build_backup_cronjob, build_restore_job
 from surge_operator.resources.network_policy import build_network_policy
@@ -108,3 +109,25 @@ def test_the_restore_job_restores_under_this_clusters_names_and_never_retries_a_
     assert rule["action"] == "FailJob"
     assert rule["onExitCodes"] == {"containerName": "surge-backup", "operator": "In", "values": [3]}
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never", "podFailurePolicy needs it"
+
+
+def test_the_operator_knows_the_api_path_of_every_object_it_builds() -> None:
+    """The API client maps kinds with a fixed table: a kind missing there fails only on a
+    real API server (the backup CronJob did, until the e2e test on real nodes ran)."""
+    managed = {"regions": [{"name": "east", "role": "primary", "nats": {"managed": {}}}]}
+    specs = [WITH_BACKUP, WITH_PVC_RESTORE, {**managed, "backup": WITH_BACKUP["backup"]}]
+    built = [o for spec in specs for o in desired_objects(make_ctx(spec))]
+    built.append(build_restore_job(make_ctx(WITH_PVC_RESTORE)))
+    assert {"CronJob", "Job", "Deployment"} <= {o["kind"] for o in built}
+    for obj in built:
+        name = obj["metadata"]["name"]
+        assert object_path(obj["apiVersion"], obj["kind"], "ns", name).endswith(f"/{name}")
+
+
+def test_backup_and_restore_pods_run_the_data_plane_image_even_without_workers_image() -> None:
+    ctx = make_ctx(WITH_BACKUP, default_image="surge:9.9.9")
+    assert ctx.spec.workers.image is None
+    cron = build_backup_cronjob(ctx)
+    assert _container(cron["spec"]["jobTemplate"]["spec"]["template"])["image"] == "surge:9.9.9"
+    job = build_restore_job(make_ctx(WITH_PVC_RESTORE, default_image="surge:9.9.9"))
+    assert _container(job["spec"]["template"])["image"] == "surge:9.9.9"

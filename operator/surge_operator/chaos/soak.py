@@ -1,0 +1,103 @@
+"""A compressed soak: steady traffic through the real gateways to the real workers while
+the resident memory and open file descriptors of every worker and gateway process are
+sampled each second from /proc. The result prints each role's worst slope (least squares
+over the samples after a warm-up quarter), per minute: flat means no leak that the run was
+long enough to see. Long form (`surge chaos --only soak`) runs ten times longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from surge_operator.chaos.clients import Traffic
+from surge_operator.chaos.dataplane import Plane, run_plane
+from surge_operator.chaos.result import Result
+from surge_workers.natsserver import NatsServer
+
+RATE = 60.0
+SAMPLE_EVERY = 1.0
+
+
+def slope_per_minute(samples: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) pairs, in value per minute."""
+    n = len(samples)
+    if n < 2:
+        return 0.0
+    mean_t = sum(t for t, _ in samples) / n
+    mean_v = sum(v for _, v in samples) / n
+    var = sum((t - mean_t) ** 2 for t, _ in samples)
+    if var == 0:
+        return 0.0
+    cov = sum((t - mean_t) * (v - mean_v) for t, v in samples)
+    return 60.0 * cov / var
+
+
+async def soak(count: int) -> Result:
+    series: dict[int, tuple[str, list[tuple[float, float, float]]]] = {}
+    done = asyncio.Event()
+
+    async def sample(plane: Plane) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while not done.is_set():
+            for proc in plane.stage.live("worker") + plane.stage.live("gateway"):
+                with contextlib.suppress(OSError):
+                    rss, fds = proc.footprint()
+                    series.setdefault(proc.pid, (proc.role, []))[1].append(
+                        (loop.time() - start, rss, fds)
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), SAMPLE_EVERY)
+
+    sampler: list[asyncio.Task[None]] = []
+
+    async def fault(plane: Plane, i: int) -> None:
+        if i == 0:
+            sampler.append(asyncio.create_task(sample(plane)))
+
+    async def stop(plane: Plane, traffic: Traffic) -> None:
+        done.set()
+        await asyncio.gather(*sampler)
+        plane.notes.update(_slopes(series))
+
+    with (
+        tempfile.TemporaryDirectory(prefix="surge-chaos-") as tmp,
+        NatsServer(Path(tmp) / "n") as n,
+    ):
+        return await run_plane(
+            "soak",
+            urls=[n.url],
+            root=Path(tmp) / "stage",
+            count=count,
+            rate=RATE,
+            fault=fault,
+            on_traffic_done=stop,
+        )
+
+
+def _slopes(
+    series: dict[int, tuple[str, list[tuple[float, float, float]]]],
+) -> dict[str, object]:
+    """Per role: the worst (largest) RSS and fd slopes over its processes, and the span."""
+    out: dict[str, object] = {}
+    for role in ("worker", "gateway"):
+        rss: list[float] = []
+        fds: list[float] = []
+        last_rss: list[float] = []
+        for kind, samples in series.values():
+            if kind != role or len(samples) < 8:
+                continue
+            steady = samples[len(samples) // 4 :]  # after the warm-up (imports, first pulls)
+            rss.append(slope_per_minute([(t, r) for t, r, _ in steady]))
+            fds.append(slope_per_minute([(t, f) for t, _, f in steady]))
+            last_rss.append(samples[-1][1])
+        out[f"{role}_rss_slope_kib_per_min"] = round(max(rss, default=0.0), 1)
+        out[f"{role}_fds_slope_per_min"] = round(max(fds, default=0.0), 2)
+        out[f"{role}_rss_kib"] = int(max(last_rss, default=0))
+    spans = [s[-1][0] for _, s in series.values() if s]
+    out["soak_s"] = round(max(spans, default=0.0), 1)
+    return out

@@ -14,6 +14,7 @@ from tests.fixtures.nats_regions import Regions
 
 from surge_operator.failover import FailoverController, TickOutcome
 from surge_operator.policy.failover import FailoverConfig
+from surge_workers import provision
 from surge_workers.contract import PRIORITIES, Header, Priority, consumer_name, message_subject
 from surge_workers.pipeline import PipelineConfig
 
@@ -33,6 +34,17 @@ def controller_for(regions: Regions, config: FailoverConfig = CONFIG) -> Failove
         config=config,
         probe_timeout=0.2,
     )
+
+
+async def mirroring_controller(
+    regions: Regions, east_js: JetStreamContext, config: FailoverConfig = CONFIG
+) -> FailoverController:
+    """The common set-up: the pipeline provisioned in east (the primary) and a controller
+    whose first tick has made west east's mirror."""
+    await provision.provision_pipeline(east_js, PIPELINE)
+    controller = controller_for(regions, config)
+    await controller.tick()
+    return controller
 
 
 async def connect(regions: Regions, name: str) -> NatsClient:
@@ -92,6 +104,19 @@ async def tick_until_moved(
         assert outcome.error is None, outcome.error
         assert time.monotonic() - started < limit, outcome.condition_message
         await asyncio.sleep(CONFIG.probe_interval)
+
+
+async def tick_until_mirrors_change(
+    controller: FailoverController, *, ticks: int = 40
+) -> TickOutcome:
+    """Tick until a tick changes a mirror (an old primary fenced and rebuilt as the
+    active region's mirror once it is back); returns that tick's outcome."""
+    for _ in range(ticks):
+        outcome = await controller.tick()
+        if outcome.mirrors:
+            return outcome
+        await asyncio.sleep(CONFIG.probe_interval)
+    raise AssertionError(f"no mirror changed within {ticks} ticks")
 
 
 async def ack_some(js: JetStreamContext, priority: Priority, count: int) -> int:

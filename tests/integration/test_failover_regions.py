@@ -10,16 +10,12 @@ explicit failback then returns traffic to east without losing a message.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from tests.fixtures.nats_regions import Regions, running_regions
+from tests.fixtures.nats_regions import Regions
 from tests.integration.failover_support import (
     CONFIG,
     PIPELINE,
@@ -30,7 +26,9 @@ from tests.integration.failover_support import (
     eventually,
     message_ids,
     mirror_holds,
+    mirroring_controller,
     publish,
+    tick_until_mirrors_change,
     tick_until_moved,
 )
 
@@ -49,21 +47,6 @@ from surge_workers.contract import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(60)]
-
-
-@pytest.fixture
-def regions(tmp_path: Path) -> Iterator[Regions]:
-    with running_regions(["east", "west"], tmp_path / "regions") as regions:
-        yield regions
-
-
-@pytest.fixture
-async def east_js(regions: Regions) -> AsyncIterator[JetStreamContext]:
-    client = await nats.connect(regions.servers["east"].url, allow_reconnect=False)
-    try:
-        yield client.jetstream(timeout=2.0)
-    finally:
-        await client.close()
 
 
 async def test_killing_the_primary_promotes_the_mirror_without_losing_messages(
@@ -152,9 +135,7 @@ async def test_killing_the_primary_promotes_the_mirror_without_losing_messages(
 async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
     regions: Regions, east_js: JetStreamContext
 ) -> None:
-    await provision.provision_pipeline(east_js, PIPELINE)
-    controller = controller_for(regions)
-    await controller.tick()
+    controller = await mirroring_controller(regions, east_js)
     await publish(east_js, range(N))
     await eventually(lambda: mirror_holds(regions, "west", N))
 
@@ -177,13 +158,7 @@ async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
         # East comes back with its tail; the controller fences it, re-publishes the tail
         # into west and rebuilds east as west's mirror.
         regions.servers["east"].start()
-        rejoined = None
-        for _ in range(40):
-            rejoined = await controller.tick()
-            if rejoined.mirrors:
-                break
-            await asyncio.sleep(CONFIG.probe_interval)
-        assert rejoined is not None
+        rejoined = await tick_until_mirrors_change(controller)
         assert [(m.region, m.action, m.recovered) for m in rejoined.mirrors] == [
             ("east", MirrorAction.RECREATED, 10)
         ]
@@ -221,9 +196,7 @@ async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
 async def test_a_dead_standby_is_never_promoted(
     regions: Regions, east_js: JetStreamContext
 ) -> None:
-    await provision.provision_pipeline(east_js, PIPELINE)
-    controller = controller_for(regions)
-    await controller.tick()
+    controller = await mirroring_controller(regions, east_js)
     regions.servers["west"].kill()
     regions.servers["east"].kill()
     outcome = None

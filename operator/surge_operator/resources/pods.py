@@ -61,11 +61,18 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
+#: How long a readiness or liveness probe waits for an answer (see http_probes).
+PROBE_TIMEOUT_SECONDS = 5
+
+
 def http_probes(port: str) -> dict[str, Any]:
     """Probes of a data-plane container. The health server starts before the NATS
     connection, so /healthz answers within seconds of start-up: the startup probe gives a
     slow start (image pull done, Python importing) up to a minute before liveness applies,
     and readiness stays false until NATS is connected, with no restarts while NATS is down.
+    Probes wait longer than Kubernetes' 1 s for an answer: in a surge the event loop is busy,
+    not wedged, and a gateway restarted or taken out of its Service for answering late
+    (seen on a 2-core cluster in the README quickstart) turns a surge into an outage.
     """
     return {
         "startupProbe": {
@@ -73,10 +80,15 @@ def http_probes(port: str) -> dict[str, Any]:
             "periodSeconds": 2,
             "failureThreshold": 30,
         },
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 5},
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": port},
+            "periodSeconds": 5,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+        },
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": port},
             "periodSeconds": 10,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
             "failureThreshold": 3,
         },
     }

@@ -166,6 +166,13 @@ def test_the_readme_quickstart_runs_word_for_word_then_cleans_up(
                 f"{quick.stderr[-6000:]}\n{describe(node_cluster, NS)}"
             )
         claims = kube_json(node_cluster, "get", "pvc", "-n", NS)["items"]
+        pods = kube_json(node_cluster, "get", "pods", "-n", NS)["items"]
+        restarts = {
+            p["metadata"]["name"]: sum(
+                c.get("restartCount", 0) for c in p["status"].get("containerStatuses") or []
+            )
+            for p in pods
+        }
         accepted = [
             int(m.group(1))
             for m in re.finditer(
@@ -181,7 +188,10 @@ def test_the_readme_quickstart_runs_word_for_word_then_cleans_up(
             f"\n  helm install --wait -> operator Ready: {quick.duration('helm install'):.1f} s"
             f"\n  helm test: {quick.duration('helm test'):.1f} s"
             f"\n  kubectl apply -> mc Ready (managed NATS on a PV): {to_ready:.1f} s"
-            f"\n  quickstart wall: {quick.wall:.1f} s\n{quick.stdout[-2500:]}"
+            f"\n  quickstart wall: {quick.wall:.1f} s"
+            f"\n  container restarts after the surge: {sum(restarts.values())} "
+            f"in {len(restarts)} pods {sorted(n for n, r in restarts.items() if r)}"
+            f"\n{quick.stdout[-2500:]}"
         )
 
         cleanup = shell.run(readme_block("quickstart-cleanup"), "cleanup", timeout=900)

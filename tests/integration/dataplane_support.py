@@ -142,6 +142,19 @@ async def backlog(js: JetStreamContext, config: PipelineConfig) -> int:
     return state.backlog
 
 
+async def drained(js: JetStreamContext, config: PipelineConfig) -> bool:
+    """Nothing pending or in flight in any priority's consumer."""
+    return await backlog(js, config) == 0
+
+
+async def work_off(
+    url: str, js: JetStreamContext, config: PipelineConfig, handler: Handler, *, within: float
+) -> None:
+    """Run an in-process worker with `handler` until the queue is drained (bounded)."""
+    async with running_worker(url, worker_settings(config), handler):
+        await wait_until(lambda: drained(js, config), within=within)
+
+
 async def dead_letters(js: JetStreamContext, config: PipelineConfig) -> list[dict[str, object]]:
     """All dead letters (headers + data) via a throwaway ordered read of the DLQ stream."""
     name = dead_letter_stream(config.stream)

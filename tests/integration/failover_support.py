@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from tests.fixtures.nats_regions import Regions
+from tests.integration.waits import wait_until
 
 from surge_operator.failover import FailoverController, TickOutcome
 from surge_operator.policy.failover import FailoverConfig
@@ -23,6 +23,8 @@ PIPELINE = PipelineConfig(
 )
 CONFIG = FailoverConfig(probe_interval=0.25, failure_threshold=3)
 N = 120
+# How long a mirror may take to catch up on a loaded machine.
+MIRROR_WITHIN = 10.0
 
 
 def controller_for(regions: Regions, config: FailoverConfig = CONFIG) -> FailoverController:
@@ -74,14 +76,6 @@ async def message_ids(js: JetStreamContext) -> list[str]:
     return ids
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
-
-
 async def mirror_holds(
     regions: Regions, name: str, count: int, *, stream: str = PIPELINE.stream
 ) -> bool:
@@ -91,6 +85,15 @@ async def mirror_holds(
         return info.state.messages >= count
     finally:
         await client.close()
+
+
+async def wait_mirrored(
+    regions: Regions, name: str, count: int, *, stream: str = PIPELINE.stream
+) -> None:
+    """Wait (bounded) until region `name`'s copy of `stream` holds `count` messages."""
+    await wait_until(
+        lambda: mirror_holds(regions, name, count, stream=stream), within=MIRROR_WITHIN
+    )
 
 
 async def tick_until_moved(

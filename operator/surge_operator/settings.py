@@ -25,8 +25,8 @@ Environment variables (all optional; the names match charts/surge/templates/depl
     SURGE_SHUTDOWN_SECONDS  seconds kopf gets to stop after SIGTERM or leadership loss
                             before the process exits anyway (default 3)
     SURGE_IDENTITY          holder identity (default: POD_NAME, else hostname-pid)
-    SURGE_POD_LABELS        extra labels for every pod, k=v,k=v (e.g. the local pod
-                            runner's opt-in label `surge.dev/run-local=true` in e2e tests)
+    SURGE_POD_LABELS        extra labels for every pod, k=v,k=v (e.g. a cost-center label
+                            your cluster's policy requires)
     SURGE_NATS_TIMEOUT      seconds to wait for a NATS connection (default 2)
     SURGE_POD_TEMPLATE      JSON PodTemplate applied under every managed pod's own
                             template (chart dataPlane.podTemplate; default none)

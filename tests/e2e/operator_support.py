@@ -1,5 +1,11 @@
 """Helpers for the operator's e2e tests: run `surge-operator` as a real process against the
-test cluster, build MessagingCluster manifests, read them back, wait for conditions."""
+test cluster, build MessagingCluster manifests, read them back, wait for conditions.
+
+On the local cluster the operator is a host process *on a node* (the node's network
+namespace with the cluster DNS, surge_cluster.netns): it reaches the API server as the
+kubelet does and in-cluster NATS by its Service name, as the chart's operator pod does,
+while the test keeps what only a process gives it (kill -9, exit codes, a cut API server,
+its log). Elsewhere (kind) it runs on this host and reaches the API server only."""
 
 from __future__ import annotations
 
@@ -43,7 +49,8 @@ def eventually(
 
 
 class OperatorProcess:
-    """`python -m surge_operator.run` with the test cluster's kubeconfig."""
+    """`python -m surge_operator.run` with the test cluster's kubeconfig, on a real node when
+    the cluster is the local one (see the module's docstring)."""
 
     def __init__(self, cluster: KubeCluster, namespace: str, log_dir: Path, **env: str) -> None:
         self.cluster = cluster
@@ -60,16 +67,19 @@ class OperatorProcess:
             "SURGE_PEERING": f"surge-{namespace}",
             "SURGE_LEASE_SECONDS": "4",
             "SURGE_STATUS_INTERVAL": "2",
-            # Only the pods of this test run as local processes.
-            "SURGE_POD_LABELS": "surge.dev/run-local=true",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "surge_operator.run"]
+        local = self.cluster.cluster
+        return self.cluster.on_node(argv) if local is not None and local.real_nodes else argv
+
     def start(self) -> OperatorProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "surge_operator.run"],
+            self.argv(),
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

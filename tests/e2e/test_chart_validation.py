@@ -37,30 +37,30 @@ def kubeconform() -> Path:
 
 
 @pytest.fixture(scope="module")
-def schema_dir(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    install_crd(kube_cluster)  # so the MessagingCluster schema is in /openapi/v2 too
-    openapi = json.loads(kube_cluster.kubectl("get", "--raw", "/openapi/v2").stdout)
+def schema_dir(node_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    install_crd(node_cluster)  # so the MessagingCluster schema is in /openapi/v2 too
+    openapi = json.loads(node_cluster.kubectl("get", "--raw", "/openapi/v2").stdout)
     out = tmp_path_factory.mktemp("kubeconform-schemas")
     written = write_schemas(openapi, out)
     assert kind_file_name("apps", "v1", "Deployment") in written
     return out
 
 
-def cluster_version(kube_cluster: KubeCluster) -> str:
-    version = json.loads(kube_cluster.kubectl("version", "-o", "json").stdout)
+def cluster_version(node_cluster: KubeCluster) -> str:
+    version = json.loads(node_cluster.kubectl("version", "-o", "json").stdout)
     return str(version["serverVersion"]["gitVersion"]).lstrip("v").split("+")[0]
 
 
 @pytest.mark.parametrize("values", VALUES, ids=lambda v: v.stem if v else "defaults")
 def test_every_rendered_template_is_valid_at_the_clusters_version(
-    values: Path | None, kube_cluster: KubeCluster, schema_dir: Path, tmp_path: Path
+    values: Path | None, node_cluster: KubeCluster, schema_dir: Path, tmp_path: Path
 ) -> None:
-    version = cluster_version(kube_cluster)
+    version = cluster_version(node_cluster)
     args = ["template", "surge", str(CHART), "--namespace", "surge-system",
             "--kube-version", version, "--include-crds"]  # fmt: skip
     if values is not None:
         args += ["--values", str(values)]
-    rendered = kube_cluster.helm(*args).stdout
+    rendered = node_cluster.helm(*args).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     assert docs, "the chart rendered nothing"
     manifest = tmp_path / "rendered.yaml"
@@ -82,7 +82,7 @@ def test_every_rendered_template_is_valid_at_the_clusters_version(
 
 
 def test_kubeconform_catches_a_misspelt_field(
-    kube_cluster: KubeCluster, schema_dir: Path, tmp_path: Path
+    node_cluster: KubeCluster, schema_dir: Path, tmp_path: Path
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(

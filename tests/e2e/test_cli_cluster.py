@@ -49,12 +49,12 @@ def surge(
 
 
 @pytest.fixture
-def cluster_object(kube_cluster: KubeCluster, kube_namespace: str) -> str:
-    install_crd(kube_cluster)
+def cluster_object(node_cluster: KubeCluster, node_namespace: str) -> str:
+    install_crd(node_cluster)
     manifest = {
         "apiVersion": "surge.dev/v1alpha1",
         "kind": "MessagingCluster",
-        "metadata": {"name": "support", "namespace": kube_namespace},
+        "metadata": {"name": "support", "namespace": node_namespace},
         "spec": {
             "regions": [
                 {"name": "east", "role": "primary", "nats": {"url": "nats://east:4222"}},
@@ -63,12 +63,12 @@ def cluster_object(kube_cluster: KubeCluster, kube_namespace: str) -> str:
             "gateway": {"enabled": False},
         },
     }
-    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-    kube_cluster.kubectl(
-        "patch", "mc", "support", "-n", kube_namespace, "--subresource=status",
+    node_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
+    node_cluster.kubectl(
+        "patch", "mc", "support", "-n", node_namespace, "--subresource=status",
         "--type=merge", "-p", json.dumps({"status": STATUS}),
     )  # fmt: skip
-    return kube_namespace
+    return node_namespace
 
 
 def get(cluster: KubeCluster, ns: str) -> dict[str, Any]:
@@ -89,69 +89,69 @@ def operator_running(cluster: KubeCluster) -> bool:
 
 
 def test_status_shows_the_real_objects_figures_and_decisions(
-    kube_cluster: KubeCluster, cluster_object: str
+    node_cluster: KubeCluster, cluster_object: str
 ) -> None:
-    result = surge(kube_cluster, "status", "support", "-n", cluster_object, "-o", "json")
+    result = surge(node_cluster, "status", "support", "-n", cluster_object, "-o", "json")
     assert result.returncode == 0, result.stderr
     view = json.loads(result.stdout)
     reasons = [d["reason"] for d in view["decisions"]]
     assert "east failed 3 probes" in reasons  # history is only ever appended to
     assert view["primaryRegion"] == "east"
-    if operator_running(kube_cluster):
-        status = get(kube_cluster, cluster_object)["status"]
+    if operator_running(node_cluster):
+        status = get(node_cluster, cluster_object)["status"]
         assert view["activeRegion"] in {status.get("activeRegion"), "east", "west"}
         return
     assert view["phase"] == "Running"
     assert view["replicas"] == {"current": 3, "ready": 3, "desired": 4}
     assert (view["activeRegion"], view["mirrorLag"]) == ("west", 17)
     assert reasons == ["backlog 900 over 2 s target", "east failed 3 probes"]
-    table = surge(kube_cluster, "status", "support", "-n", cluster_object)
+    table = surge(node_cluster, "status", "support", "-n", cluster_object)
     assert table.returncode == 0
     assert "failed over from east" in table.stdout
-    as_yaml = surge(kube_cluster, "status", "support", "-n", cluster_object, "-o", "yaml")
+    as_yaml = surge(node_cluster, "status", "support", "-n", cluster_object, "-o", "yaml")
     assert yaml.safe_load(as_yaml.stdout)["degradationLevel"] == 1
 
 
 def test_a_missing_cluster_exits_1_and_an_unknown_region_exits_2(
-    kube_cluster: KubeCluster, cluster_object: str
+    node_cluster: KubeCluster, cluster_object: str
 ) -> None:
-    missing = surge(kube_cluster, "status", "nope", "-n", cluster_object)
+    missing = surge(node_cluster, "status", "nope", "-n", cluster_object)
     assert missing.returncode == 1
     assert "not found" in missing.stderr
-    unknown = surge(kube_cluster, "drain-region", "support", "north", "-n", cluster_object)
+    unknown = surge(node_cluster, "drain-region", "support", "north", "-n", cluster_object)
     assert unknown.returncode == 2
     assert "no region 'north'" in unknown.stderr
 
 
 def test_drain_region_writes_the_spec_and_the_api_server_refuses_draining_all(
-    kube_cluster: KubeCluster, cluster_object: str
+    node_cluster: KubeCluster, cluster_object: str
 ) -> None:
     ns = cluster_object
-    result = surge(kube_cluster, "drain-region", "support", "west", "-n", ns, "--no-wait")
+    result = surge(node_cluster, "drain-region", "support", "west", "-n", ns, "--no-wait")
     assert result.returncode == 0, result.stderr
-    assert get(kube_cluster, ns)["spec"]["drainedRegions"] == ["west"]
+    assert get(node_cluster, ns)["spec"]["drainedRegions"] == ["west"]
     # Past the CLI's own check, the CRD's CEL rule refuses it too.
-    refused = kube_cluster.kubectl(
+    refused = node_cluster.kubectl(
         "patch", "mc", "support", "-n", ns, "--type=merge",
         "-p", '{"spec": {"drainedRegions": ["east", "west"]}}', check=False,
     )  # fmt: skip
     assert refused.returncode != 0
     assert "may not drain every region" in refused.stderr
-    undo = surge(kube_cluster, "drain-region", "support", "west", "-n", ns, "--undo", "--no-wait")
+    undo = surge(node_cluster, "drain-region", "support", "west", "-n", ns, "--undo", "--no-wait")
     assert undo.returncode == 0, undo.stderr
-    assert "drainedRegions" not in get(kube_cluster, ns)["spec"]
+    assert "drainedRegions" not in get(node_cluster, ns)["spec"]
 
 
 def test_failback_annotates_and_a_wait_without_an_operator_times_out(
-    kube_cluster: KubeCluster, cluster_object: str
+    node_cluster: KubeCluster, cluster_object: str
 ) -> None:
     ns = cluster_object
-    if operator_running(kube_cluster):
+    if operator_running(node_cluster):
         pytest.skip("an operator in this cluster carries the failback out at once")
-    result = surge(kube_cluster, "failback", "support", "-n", ns, "--no-wait")
+    result = surge(node_cluster, "failback", "support", "-n", ns, "--no-wait")
     assert result.returncode == 0, result.stderr
-    annotations = get(kube_cluster, ns)["metadata"]["annotations"]
+    annotations = get(node_cluster, ns)["metadata"]["annotations"]
     assert annotations["surge.dev/failback"] == "requested"
-    waited = surge(kube_cluster, "failback", "support", "-n", ns, "--timeout", "2")
+    waited = surge(node_cluster, "failback", "support", "-n", ns, "--timeout", "2")
     assert waited.returncode == 1
     assert "timed out" in waited.stderr

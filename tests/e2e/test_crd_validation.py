@@ -23,9 +23,9 @@ GROUP, VERSION, PLURAL = "surge.dev", "v1alpha1", "messagingclusters"
 
 
 @pytest.fixture
-def objects(kube_cluster: KubeCluster) -> client.CustomObjectsApi:
-    install_crd(kube_cluster)
-    return client.CustomObjectsApi(kube_cluster.api_client)
+def objects(node_cluster: KubeCluster) -> client.CustomObjectsApi:
+    install_crd(node_cluster)
+    return client.CustomObjectsApi(node_cluster.api_client)
 
 
 def rejection(
@@ -45,13 +45,13 @@ def rejection(
 
 
 def test_every_generated_invalid_field_is_rejected_naming_it(
-    objects: client.CustomObjectsApi, kube_namespace: str
+    objects: client.CustomObjectsApi, node_namespace: str
 ) -> None:
-    assert rejection(objects, kube_namespace, copy.deepcopy(BASE)) is None
+    assert rejection(objects, node_namespace, copy.deepcopy(BASE)) is None
     missed: list[str] = []
     tried: list[Case] = list(cases())
     for case in tried:
-        message = rejection(objects, kube_namespace, case.manifest())
+        message = rejection(objects, node_namespace, case.manifest())
         if message is None:
             missed.append(f"{case.id}: accepted")
         elif case.dotted not in message:
@@ -74,22 +74,22 @@ def test_every_generated_invalid_field_is_rejected_naming_it(
 )
 def test_what_the_schema_cannot_say(
     objects: client.CustomObjectsApi,
-    kube_namespace: str,
+    node_namespace: str,
     path: tuple[str | int, ...],
     value: Any,
     words: str,
 ) -> None:
-    message = rejection(objects, kube_namespace, Case(path, value, "x").manifest())
+    message = rejection(objects, node_namespace, Case(path, value, "x").manifest())
     assert message is not None
     assert words in message
 
 
 @pytest.fixture
-def stored(objects: client.CustomObjectsApi, kube_namespace: str) -> str:
+def stored(objects: client.CustomObjectsApi, node_namespace: str) -> str:
     body = copy.deepcopy(BASE)
     body["metadata"] = {"name": "immutable"}
     body["spec"]["stream"] = {"name": "ORDERS", "subjectPrefix": "support", "storage": "file"}
-    assert rejection(objects, kube_namespace, body, dry_run=False) is None
+    assert rejection(objects, node_namespace, body, dry_run=False) is None
     return "immutable"
 
 
@@ -104,23 +104,23 @@ def stored(objects: client.CustomObjectsApi, kube_namespace: str) -> str:
 )
 def test_stream_identity_is_immutable(
     objects: client.CustomObjectsApi,
-    kube_namespace: str,
+    node_namespace: str,
     stored: str,
     change: dict[str, Any],
     words: str,
 ) -> None:
     with pytest.raises(ApiException) as caught:
         objects.patch_namespaced_custom_object(
-            GROUP, VERSION, kube_namespace, PLURAL, stored, {"spec": {"stream": change}}
+            GROUP, VERSION, node_namespace, PLURAL, stored, {"spec": {"stream": change}}
         )
     assert words in str(caught.value.body)
 
 
 def test_mutable_stream_fields_still_change(
-    objects: client.CustomObjectsApi, kube_namespace: str, stored: str
+    objects: client.CustomObjectsApi, node_namespace: str, stored: str
 ) -> None:
     patched = objects.patch_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, stored, {"spec": {"stream": {"partitions": 32}}}
+        GROUP, VERSION, node_namespace, PLURAL, stored, {"spec": {"stream": {"partitions": 32}}}
     )
     assert isinstance(patched, dict)
     assert patched["spec"]["stream"]["partitions"] == 32

@@ -1,34 +1,73 @@
-"""Regional failover driven by the operator: two real nats-servers (east primary, west
-standby mirroring over a leafnode), the primary dies, the operator promotes west, records
-it on status and in an Event, and repoints the pods' configuration; the primary returns
-and an explicit failback (annotation) brings traffic home."""
+"""Regional failover driven by the operator: two real nats-servers in the cluster (east
+primary on the east node, west standby on the west node mirroring over a leafnode), the
+primary dies, the operator promotes west, records it on status and in an Event, and
+repoints the pods' configuration; the primary returns with its data and an explicit
+failback (annotation) brings traffic home. Each region is its own JetStream domain, the
+same layout as surge_operator.chaos.regions, with Service names instead of loopback."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from surge_cluster.testing import KubeCluster
+from tests.e2e.cluster_nats import (
+    LEAF_PORT,
+    ClusterNats,
+    host_store,
+    remove_store,
+    require_real_nodes,
+)
 from tests.e2e.operator_support import Clusters, OperatorProcess, eventually, install_crd, manifest
-from tests.fixtures.nats_regions import Regions, running_regions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
+def region_config(name: str, hub: str | None) -> str:
+    """Its JetStream domain, and a leafnode listener (the hub) or a remote to the hub."""
+    lines = [f"server_name: {name}", f'jetstream {{ domain: {name}, store_dir: "/data" }}']
+    if hub is None:
+        lines.append(f'leafnodes {{ listen: "0.0.0.0:{LEAF_PORT}" }}')
+    else:
+        remote = f'{{ urls: ["nats-leaf://{hub}:{LEAF_PORT}"] }}'
+        lines.append(f"leafnodes {{ reconnect: 1s, remotes: [ {remote} ] }}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Regions:
+    servers: dict[str, ClusterNats]
+
+
 @pytest.fixture
-def regions(tmp_path: Path) -> Iterator[Regions]:
-    with running_regions(["east", "west"], tmp_path / "regions") as r:
-        yield r
+def regions(surge_images: KubeCluster, node_namespace: str) -> Iterator[Regions]:
+    require_real_nodes(surge_images)
+    store = host_store()  # east comes back with its data: a host directory, no StorageClass
+    try:
+        east = ClusterNats(surge_images, node_namespace, "nats-east", store=store, region="east")
+        east.config = region_config("east", None)
+        west = ClusterNats(surge_images, node_namespace, "nats-west", region="west")
+        west.config = region_config("west", east.host)
+        east.deploy()
+        west.deploy()
+        yield Regions({"east": east, "west": west})
+    finally:
+        surge_images.kubectl(
+            "delete", "deployment", "nats-east", "-n", node_namespace, "--cascade=foreground",
+            "--ignore-not-found", check=False,
+        )  # fmt: skip
+        remove_store(store)
 
 
 def test_primary_loss_promotes_the_standby_and_repoints_the_pods(
-    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path, regions: Regions
+    node_cluster: KubeCluster, node_namespace: str, tmp_path: Path, regions: Regions
 ) -> None:
-    install_crd(kube_cluster)
-    clusters = Clusters(kube_cluster, kube_namespace)
-    op = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    install_crd(node_cluster)
+    clusters = Clusters(node_cluster, node_namespace)
+    op = OperatorProcess(node_cluster, node_namespace, tmp_path).start()
     try:
         east, west = regions.servers["east"].url, regions.servers["west"].url
         clusters.create(
@@ -42,14 +81,14 @@ def test_primary_loss_promotes_the_standby_and_repoints_the_pods(
                 failover={"probeIntervalSeconds": 0.5, "failureThreshold": 3},
             )
         )
-        eventually("Ready", lambda: clusters.is_true("geo", "Ready"), timeout=90)
+        eventually("Ready", lambda: clusters.is_true("geo", "Ready"), timeout=180)
         assert (clusters.get("geo") or {})["status"]["activeRegion"] == "east"
         eventually(
             "FailedOver=False from the probes",
             lambda: (c := clusters.condition("geo", "FailedOver")) and c["status"] == "False",
         )
 
-        regions.servers["east"].kill()
+        regions.servers["east"].stop()
         promoted = eventually(
             "activeRegion west",
             lambda: (
@@ -64,7 +103,7 @@ def test_primary_loss_promotes_the_standby_and_repoints_the_pods(
         eventually(
             "the pods' NATS URL follows",
             lambda: (
-                clusters.core.read_namespaced_config_map("geo-config", kube_namespace).data[
+                clusters.core.read_namespaced_config_map("geo-config", node_namespace).data[
                     "SURGE_NATS_URL"
                 ]
                 == west
@@ -74,17 +113,17 @@ def test_primary_loss_promotes_the_standby_and_repoints_the_pods(
         eventually(
             "StreamReady on west", lambda: clusters.is_true("geo", "StreamReady"), timeout=60
         )
-        events = kube_cluster.kubectl(
-            "get", "events", "-n", kube_namespace, "--field-selector",
+        events = node_cluster.kubectl(
+            "get", "events", "-n", node_namespace, "--field-selector",
             "involvedObject.name=geo", "-o", "jsonpath={.items[*].type}",
         ).stdout  # fmt: skip
         assert "Warning" in events
 
         # the old primary returns: it is fenced and becomes a mirror of west; an explicit
         # failback (annotation) moves traffic home and the annotation is cleared
-        regions.servers["east"].restart()
-        kube_cluster.kubectl(
-            "annotate", "-n", kube_namespace, "mc/geo", "surge.dev/failback=requested"
+        regions.servers["east"].start()
+        node_cluster.kubectl(
+            "annotate", "-n", node_namespace, "mc/geo", "surge.dev/failback=requested"
         )
         back = eventually(
             "activeRegion east again",
@@ -109,7 +148,7 @@ def test_primary_loss_promotes_the_standby_and_repoints_the_pods(
         eventually(
             "the pods' NATS URL back to east",
             lambda: (
-                clusters.core.read_namespaced_config_map("geo-config", kube_namespace).data[
+                clusters.core.read_namespaced_config_map("geo-config", node_namespace).data[
                     "SURGE_NATS_URL"
                 ]
                 == east

@@ -1,12 +1,13 @@
 """The operator against a real API server and a real nats-server: create, observe, update,
 stay quiet when nothing changes, delete with the finalizer; bad input; scale subresource.
 
-Runs `surge-operator` as a process scoped to the test's namespace.
+Runs `surge-operator` as a process scoped to the test's namespace, on a real node; NATS runs
+in the namespace (tests/e2e/cluster_nats.py) and the worker and gateway pods run from the
+image on the real kubelets.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ import nats
 import pytest
 
 from surge_cluster.testing import KubeCluster
-from surge_workers.natsserver import NatsServer
+from tests.e2e.cluster.support import IMAGE, rolled_out
+from tests.e2e.cluster_nats import ClusterNats
 from tests.e2e.operator_support import Clusters, OperatorProcess, eventually, install_crd, manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -24,12 +26,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture
 def operator(
-    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path
+    node_cluster: KubeCluster, node_namespace: str, cluster_nats: ClusterNats, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
-    install_crd(kube_cluster)
+    install_crd(node_cluster)
     # Resync every 3 s so the no-op check below really sees reconciles with nothing to do.
     op = OperatorProcess(
-        kube_cluster, kube_namespace, tmp_path, SURGE_RESYNC_SECONDS="3", SURGE_LOG_LEVEL="debug"
+        node_cluster, node_namespace, tmp_path, SURGE_RESYNC_SECONDS="3", SURGE_LOG_LEVEL="debug"
     ).start()
     try:
         yield op
@@ -39,8 +41,8 @@ def operator(
 
 
 @pytest.fixture
-def clusters(kube_cluster: KubeCluster, kube_namespace: str) -> Clusters:
-    return Clusters(kube_cluster, kube_namespace)
+def clusters(node_cluster: KubeCluster, node_namespace: str) -> Clusters:
+    return Clusters(node_cluster, node_namespace)
 
 
 async def _streams(url: str) -> list[str]:
@@ -51,8 +53,8 @@ async def _streams(url: str) -> list[str]:
         await nc.close()
 
 
-def streams(url: str) -> list[str]:
-    return asyncio.run(_streams(url))
+def streams(server: ClusterNats) -> list[str]:
+    return server.run(_streams)
 
 
 def resource_versions(clusters: Clusters, name: str) -> dict[str, str]:
@@ -73,23 +75,23 @@ def resource_versions(clusters: Clusters, name: str) -> dict[str, str]:
 def test_lifecycle_create_observe_update_noop_delete(
     operator: OperatorProcess,
     clusters: Clusters,
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    nats_server: NatsServer,
+    node_cluster: KubeCluster,
+    node_namespace: str,
+    cluster_nats: ClusterNats,
 ) -> None:
     clusters.core.create_namespaced_secret(
-        kube_namespace,
+        node_namespace,
         {"metadata": {"name": "tenant-tokens"}, "stringData": {"tokens": '{"t1": ["tok-1"]}'}},
     )
     body = manifest(
         "life",
-        nats_server.url,
+        cluster_nats.url,
         stream={"deletionPolicy": "delete"},
         gateway={"replicas": 1, "tokensSecret": {"name": "tenant-tokens", "key": "tokens"}},
     )
     clusters.create(body)
 
-    eventually("Ready=True", lambda: clusters.is_true("life", "Ready"), timeout=90)
+    eventually("Ready=True", lambda: clusters.is_true("life", "Ready"), timeout=180)
     mc = clusters.get("life")
     assert mc is not None
     status = mc["status"]
@@ -104,8 +106,8 @@ def test_lifecycle_create_observe_update_noop_delete(
 
     # every owned object, owned by the cluster
     got = json.loads(
-        kube_cluster.kubectl(
-            "get", "deploy,sa,role,rolebinding,pdb,networkpolicy,cm", "-n", kube_namespace,
+        node_cluster.kubectl(
+            "get", "deploy,sa,role,rolebinding,pdb,networkpolicy,cm", "-n", node_namespace,
             "-l", "app.kubernetes.io/instance=life", "-o", "json",
         ).stdout
     )  # fmt: skip
@@ -120,11 +122,12 @@ def test_lifecycle_create_observe_update_noop_delete(
     for item in got["items"]:
         assert item["metadata"]["ownerReferences"][0]["uid"] == mc["metadata"]["uid"]
     stream = status["stream"]
-    assert stream in streams(nats_server.url)
-    if kube_cluster.local:
+    assert stream in streams(cluster_nats)
+    for deployment in ("life-worker", "life-gateway"):  # real pods from the image, Ready
         eventually(
-            "a worker process",
-            lambda: [p for p in kube_cluster.local_processes(kube_namespace) if "worker" in p.pod],
+            f"{deployment} rolled out",
+            lambda d=deployment: rolled_out(node_cluster, node_namespace, d, IMAGE),  # type: ignore[misc]
+            timeout=180,
         )
 
     # a reconcile with nothing to do writes nothing: same resourceVersions after a resync
@@ -145,30 +148,32 @@ def test_lifecycle_create_observe_update_noop_delete(
     )
     new = clusters.deployment("life-worker")
     assert new.spec.template.metadata.annotations["surge.dev/config-hash"] != old_hash
-    cm = clusters.core.read_namespaced_config_map("life-config", kube_namespace)
+    cm = clusters.core.read_namespaced_config_map("life-config", node_namespace)
     assert cm.data["SURGE_CONCURRENCY"] == "2"
 
     # delete: the finalizer deletes the stream (deletionPolicy: delete), then the object goes
     clusters.delete("life")
     eventually("MessagingCluster gone", lambda: clusters.get("life") is None, timeout=60)
-    assert stream not in streams(nats_server.url)
+    assert stream not in streams(cluster_nats)
     assert operator.events("finalized")
 
 
 def test_unreachable_nats_and_missing_secret_are_conditions_not_crashes(
-    operator: OperatorProcess, clusters: Clusters, nats_server: NatsServer
+    operator: OperatorProcess, clusters: Clusters, cluster_nats: ClusterNats
 ) -> None:
-    clusters.create(manifest("nonats", "nats://127.0.0.1:1"))
+    # A Service name nothing answers to: unreachable the way a wrong URL is.
+    absent = f"nats://absent.{clusters.namespace}.svc.cluster.local:4222"
+    clusters.create(manifest("nonats", absent))
     clusters.create(
         manifest(
             "nosecret",
-            nats_server.url,
+            cluster_nats.url,
             regions=[
                 {
                     "name": "east",
                     "role": "primary",
                     "nats": {
-                        "url": nats_server.url,
+                        "url": cluster_nats.url,
                         "credentialsSecret": {"name": "nats-token", "key": "token"},
                     },
                 }
@@ -183,7 +188,7 @@ def test_unreachable_nats_and_missing_secret_are_conditions_not_crashes(
             and c
         ),
     )
-    assert "127.0.0.1:1" in down["message"]
+    assert f"absent.{clusters.namespace}.svc" in down["message"]
     eventually(
         "StreamReady=False/CredentialsSecretMissing",
         lambda: (
@@ -205,12 +210,14 @@ def test_unreachable_nats_and_missing_secret_are_conditions_not_crashes(
 def test_scale_subresource_sets_workers_when_autoscaling_is_off(
     operator: OperatorProcess,
     clusters: Clusters,
-    kube_cluster: KubeCluster,
-    nats_server: NatsServer,
+    node_cluster: KubeCluster,
+    cluster_nats: ClusterNats,
 ) -> None:
-    clusters.create(manifest("manual", nats_server.url, autoscaling={"enabled": False}, replicas=1))
-    eventually("Ready", lambda: clusters.is_true("manual", "Ready"), timeout=90)
-    kube_cluster.kubectl("scale", "-n", clusters.namespace, "mc/manual", "--replicas=3")
+    clusters.create(
+        manifest("manual", cluster_nats.url, autoscaling={"enabled": False}, replicas=1)
+    )
+    eventually("Ready", lambda: clusters.is_true("manual", "Ready"), timeout=180)
+    node_cluster.kubectl("scale", "-n", clusters.namespace, "mc/manual", "--replicas=3")
     eventually(
         "3 worker replicas",
         lambda: (d := clusters.deployment("manual-worker")) and d.spec.replicas == 3,
@@ -223,12 +230,12 @@ def test_scale_subresource_sets_workers_when_autoscaling_is_off(
 
 
 def test_a_change_kubernetes_refuses_is_reported_on_status(
-    operator: OperatorProcess, clusters: Clusters, nats_server: NatsServer
+    operator: OperatorProcess, clusters: Clusters, cluster_nats: ClusterNats
 ) -> None:
     clusters.create(
         manifest(
             "refused",
-            nats_server.url,
+            cluster_nats.url,
             workers={"resources": {"requests": {"cpu": "a-lot"}}},
         )
     )
@@ -245,4 +252,4 @@ def test_a_change_kubernetes_refuses_is_reported_on_status(
     assert operator.alive()
     # fixing the spec clears it (a permanent error waits for exactly this)
     clusters.patch_spec("refused", {"workers": {"resources": {"requests": {"cpu": "100m"}}}})
-    eventually("Ready", lambda: clusters.is_true("refused", "Ready"), timeout=90)
+    eventually("Ready", lambda: clusters.is_true("refused", "Ready"), timeout=180)

@@ -20,17 +20,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_the_operator_works_in_two_namespaces_with_only_roles(
-    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path
+    node_cluster: KubeCluster, node_namespace: str, tmp_path: Path
 ) -> None:
-    install_crd(kube_cluster)
-    core = client.CoreV1Api(kube_cluster.api_client)
+    install_crd(node_cluster)
+    core = client.CoreV1Api(node_cluster.api_client)
     suffix = uuid.uuid4().hex[:6]
     watched = [f"team-a-{suffix}", f"team-b-{suffix}"]
     for ns in watched:
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     release = f"mn-{suffix}"
-    rendered = kube_cluster.helm(
-        "template", release, str(ROOT / "charts" / "surge"), "--namespace", kube_namespace,
+    rendered = node_cluster.helm(
+        "template", release, str(ROOT / "charts" / "surge"), "--namespace", node_namespace,
         "--kube-version", "1.36.0", "--set", "operator.clusterWide=false",
         "--set", f"operator.namespaces={{{','.join(watched)}}}",
         "--set", "rbac.aggregateToDefaultRoles=false", "--set", "crds.install=false",
@@ -46,15 +46,15 @@ def test_the_operator_works_in_two_namespaces_with_only_roles(
     assert not [d for d in docs if d["kind"].startswith("Cluster")], "no cluster-wide grant"
     assert {d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"} >= set(watched)
     try:
-        kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+        node_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
         sa = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
-        kubeconfig = _token_kubeconfig(kube_cluster, kube_namespace, sa, tmp_path / "sa.yaml")
+        kubeconfig = _token_kubeconfig(node_cluster, node_namespace, sa, tmp_path / "sa.yaml")
         op = OperatorProcess(
-            kube_cluster, kube_namespace, tmp_path,
+            node_cluster, node_namespace, tmp_path,
             KUBECONFIG=str(kubeconfig), SURGE_NAMESPACES=",".join(watched),
         ).start()  # fmt: skip
         try:
-            custom = client.CustomObjectsApi(kube_cluster.api_client)
+            custom = client.CustomObjectsApi(node_cluster.api_client)
             for ns in watched:
                 custom.create_namespaced_custom_object(
                     "surge.dev", "v1alpha1", ns, "messagingclusters",
@@ -69,7 +69,7 @@ def test_the_operator_works_in_two_namespaces_with_only_roles(
                         },
                     },
                 )  # fmt: skip
-            apps = client.AppsV1Api(kube_cluster.api_client)
+            apps = client.AppsV1Api(node_cluster.api_client)
 
             def reconciled(ns: str) -> bool:
                 obj = custom.get_namespaced_custom_object(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from surge_cluster.testing import KubeCluster
-from surge_workers.natsserver import NatsServer
+from tests.e2e.cluster_nats import ClusterNats
 from tests.e2e.operator_support import (
     Clusters,
     OperatorProcess,
@@ -24,16 +24,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture
-def clusters(kube_cluster: KubeCluster, kube_namespace: str) -> Clusters:
-    install_crd(kube_cluster)
-    return Clusters(kube_cluster, kube_namespace)
+def clusters(node_cluster: KubeCluster, node_namespace: str) -> Clusters:
+    install_crd(node_cluster)
+    return Clusters(node_cluster, node_namespace)
 
 
 @pytest.fixture
 def operator(
-    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path
+    node_cluster: KubeCluster, node_namespace: str, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    op = OperatorProcess(node_cluster, node_namespace, tmp_path).start()
     try:
         yield op
     finally:
@@ -42,17 +42,17 @@ def operator(
 
 def test_a_foreign_object_with_an_owned_name_is_left_alone_and_reported(
     clusters: Clusters,
-    kube_namespace: str,
+    node_namespace: str,
     operator: OperatorProcess,
-    nats_server: NatsServer,
+    cluster_nats: ClusterNats,
 ) -> None:
     # Someone's own ConfigMap happens to carry the name Surge gives the cluster's config.
     clusters.core.create_namespaced_config_map(
-        kube_namespace,
+        node_namespace,
         {"metadata": {"name": "taken-config"}, "data": {"mine": "keep me"}},  # type: ignore[arg-type]
     )
     eventually("leadership", lambda: operator.events("leader_elected"), timeout=30)
-    clusters.create(manifest("taken", nats_server.url))
+    clusters.create(manifest("taken", cluster_nats.url))
 
     def reported() -> bool:
         cond = clusters.condition("taken", "WorkersReady") or {}
@@ -60,8 +60,8 @@ def test_a_foreign_object_with_an_owned_name_is_left_alone_and_reported(
 
     eventually("ObjectNotOwned", reported, timeout=60)
     cond = clusters.condition("taken", "WorkersReady") or {}
-    assert f"ConfigMap {kube_namespace}/taken-config" in cond["message"]
+    assert f"ConfigMap {node_namespace}/taken-config" in cond["message"]
     assert not clusters.is_true("taken", "Ready")
-    foreign = clusters.core.read_namespaced_config_map("taken-config", kube_namespace)
+    foreign = clusters.core.read_namespaced_config_map("taken-config", node_namespace)
     assert foreign.data == {"mine": "keep me"}
     assert not foreign.metadata.owner_references

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from surge_cluster.testing import KubeCluster
-from surge_workers.natsserver import NatsServer
+from tests.e2e.cluster_nats import ClusterNats
 from tests.e2e.operator_support import (
     ROOT,
     Clusters,
@@ -75,9 +75,10 @@ def _assert_can_i_matrix(cluster: KubeCluster, namespace: str, operator_sa: str)
         (operator, "get", "secrets", "", False),
         (operator, "list", "secrets", namespace, False),
         (operator, "watch", "secrets", namespace, False),
-        # pods: deleted one at a time to roll managed NATS, never listed or watched
+        # pods: listed by label to observe managed NATS and deleted one at a time to roll it,
+        # never watched
         (operator, "delete", "pods", namespace, True),
-        (operator, "list", "pods", namespace, False),
+        (operator, "list", "pods", namespace, True),
         (operator, "watch", "pods", namespace, False),
         (operator, "patch", "messagingclusters.surge.dev", namespace, True),
         (operator, "delete", "messagingclusters.surge.dev", namespace, False),
@@ -110,10 +111,10 @@ def _assert_can_i_matrix(cluster: KubeCluster, namespace: str, operator_sa: str)
 
 
 def test_the_operator_works_with_exactly_the_charts_permissions(
-    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path, nats_server: NatsServer
+    node_cluster: KubeCluster, node_namespace: str, tmp_path: Path, cluster_nats: ClusterNats
 ) -> None:
-    install_crd(kube_cluster)
-    docs = _chart_rbac(kube_cluster, kube_namespace)
+    install_crd(node_cluster)
+    docs = _chart_rbac(node_cluster, node_namespace)
     assert {d["kind"] for d in docs} == {
         "ServiceAccount",
         "ClusterRole",
@@ -121,39 +122,39 @@ def test_the_operator_works_with_exactly_the_charts_permissions(
         "Role",
         "RoleBinding",
     }
-    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    node_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
     sa = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
     role = next(d for d in docs if d["kind"] == "ClusterRole")["metadata"]["name"]
     try:
-        kubeconfig = _token_kubeconfig(kube_cluster, kube_namespace, sa, tmp_path / "sa.yaml")
+        kubeconfig = _token_kubeconfig(node_cluster, node_namespace, sa, tmp_path / "sa.yaml")
         # sanity: the token really is limited (it cannot read pods' logs, for one)
         denied = subprocess.run(
-            [kube_cluster.tool("kubectl"), "--kubeconfig", str(kubeconfig), "auth", "can-i",
+            [node_cluster.tool("kubectl"), "--kubeconfig", str(kubeconfig), "auth", "can-i",
              "delete", "messagingclusters"],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert denied.stdout.strip() == "no"
 
-        clusters = Clusters(kube_cluster, kube_namespace)
+        clusters = Clusters(node_cluster, node_namespace)
         clusters.core.create_namespaced_secret(
-            kube_namespace,
+            node_namespace,
             {"metadata": {"name": "tokens"}, "stringData": {"tokens": '{"t": ["x"]}'}},
         )
         # Cluster-wide, as the chart installs it by default.
         op = OperatorProcess(
-            kube_cluster, kube_namespace, tmp_path, KUBECONFIG=str(kubeconfig), SURGE_NAMESPACES=""
+            node_cluster, node_namespace, tmp_path, KUBECONFIG=str(kubeconfig), SURGE_NAMESPACES=""
         ).start()
         try:
             clusters.create(
                 manifest(
                     "least",
-                    nats_server.url,
+                    cluster_nats.url,
                     stream={"deletionPolicy": "delete"},
                     gateway={"replicas": 1, "tokensSecret": {"name": "tokens", "key": "tokens"}},
                 )
             )
-            eventually("Ready", lambda: clusters.is_true("least", "Ready"), timeout=90)
-            _assert_can_i_matrix(kube_cluster, kube_namespace, sa)
+            eventually("Ready", lambda: clusters.is_true("least", "Ready"), timeout=180)
+            _assert_can_i_matrix(node_cluster, node_namespace, sa)
             clusters.patch_spec("least", {"workers": {"concurrency": 3}})
             eventually(
                 "generation 2 handled",
@@ -175,7 +176,7 @@ def test_the_operator_works_with_exactly_the_charts_permissions(
         finally:
             op.stop()
     finally:
-        kube_cluster.kubectl("delete", "clusterrole", role, "--ignore-not-found", check=False)
-        kube_cluster.kubectl(
+        node_cluster.kubectl("delete", "clusterrole", role, "--ignore-not-found", check=False)
+        node_cluster.kubectl(
             "delete", "clusterrolebinding", role, "--ignore-not-found", check=False
         )

@@ -1,6 +1,8 @@
 """The operator under load and faults, against a real API server and nats-server:
-a surge in the stream makes the worker Deployment follow within seconds; a killed
-operator's successor converges; two replicas elect one leader and fail over.
+a surge in the stream makes the worker Deployment follow within seconds and the worker
+pods (the image, on real nodes) drain it; a killed operator's successor converges; two
+replicas elect one leader and fail over. NATS runs in the test's namespace; the test
+publishes from a node's network namespace (cluster_nats.run).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import nats
 import pytest
 
 from surge_cluster.testing import KubeCluster
-from surge_workers.natsserver import NatsServer
+from tests.e2e.cluster_nats import ClusterNats
 from tests.e2e.operator_support import (
     Clusters,
     OperatorProcess,
@@ -29,14 +31,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture
-def clusters(kube_cluster: KubeCluster, kube_namespace: str) -> Clusters:
-    install_crd(kube_cluster)
-    return Clusters(kube_cluster, kube_namespace)
+def clusters(node_cluster: KubeCluster, node_namespace: str) -> Clusters:
+    install_crd(node_cluster)
+    return Clusters(node_cluster, node_namespace)
 
 
 @pytest.fixture
 def operators(
-    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path
+    node_cluster: KubeCluster, node_namespace: str, tmp_path: Path
 ) -> Iterator[list[OperatorProcess]]:
     started: list[OperatorProcess] = []
     yield started
@@ -80,17 +82,17 @@ async def _publish(url: str, prefix: str, count: int, priority: str = "normal") 
 def test_worker_replicas_follow_a_surge_within_seconds(
     operators: list[OperatorProcess],
     clusters: Clusters,
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    nats_server: NatsServer,
+    node_cluster: KubeCluster,
+    node_namespace: str,
+    cluster_nats: ClusterNats,
     tmp_path: Path,
 ) -> None:
-    op = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    op = OperatorProcess(node_cluster, node_namespace, tmp_path).start()
     operators.append(op)
     clusters.create(
         manifest(
             "surgey",
-            nats_server.url,
+            cluster_nats.url,
             autoscaling={
                 "minReplicas": 1,
                 "maxReplicas": 4,
@@ -107,11 +109,11 @@ def test_worker_replicas_follow_a_surge_within_seconds(
             # sheddable) still drains: test_level_three_still_drains_normal_messages.
         )
     )
-    eventually("Ready", lambda: clusters.is_true("surgey", "Ready"), timeout=90)
+    eventually("Ready", lambda: clusters.is_true("surgey", "Ready"), timeout=180)
     assert clusters.deployment("surgey-worker").spec.replicas == 1
 
     surge_at = time.monotonic()
-    asyncio.run(_publish(nats_server.url, "surgey", 3000))
+    cluster_nats.run(lambda url: _publish(url, "surgey", 3000))
     eventually(
         "the worker Deployment to scale up",
         lambda: clusters.deployment("surgey-worker").spec.replicas > 1,
@@ -129,23 +131,22 @@ def test_worker_replicas_follow_a_surge_within_seconds(
         ),
         timeout=15,
     )
-    events = kube_cluster.kubectl(
-        "get", "events", "-n", kube_namespace, "--field-selector",
+    events = node_cluster.kubectl(
+        "get", "events", "-n", node_namespace, "--field-selector",
         "involvedObject.kind=MessagingCluster,involvedObject.name=surgey", "-o", "json",
     ).stdout  # fmt: skip
     assert "ScaledUp" in events
-    if kube_cluster.local:
-        # real worker processes drain the real queue, then the pool shrinks again
-        eventually(
-            "the backlog to drain",
-            lambda: (clusters.get("surgey") or {}).get("status", {}).get("backlog") == 0,
-            timeout=120,
-        )
-        eventually(
-            "scale back down to 1",
-            lambda: clusters.deployment("surgey-worker").spec.replicas == 1,
-            timeout=90,
-        )
+    # the worker pods drain the real queue, then the pool shrinks again
+    eventually(
+        "the backlog to drain",
+        lambda: (clusters.get("surgey") or {}).get("status", {}).get("backlog") == 0,
+        timeout=180,
+    )
+    eventually(
+        "scale back down to 1",
+        lambda: clusters.deployment("surgey-worker").spec.replicas == 1,
+        timeout=90,
+    )
 
 
 async def _publish_for(url: str, prefix: str, rate: int, seconds: int) -> None:
@@ -159,21 +160,19 @@ async def _publish_for(url: str, prefix: str, rate: int, seconds: int) -> None:
 def test_level_three_still_drains_normal_messages(
     operators: list[OperatorProcess],
     clusters: Clusters,
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    nats_server: NatsServer,
+    node_cluster: KubeCluster,
+    node_namespace: str,
+    cluster_nats: ClusterNats,
     tmp_path: Path,
 ) -> None:
     """At maxReplicas under a sustained flood the level reaches 3; normal is not sheddable,
     so the workers keep draining it there (a quarter of their slots) instead of idling."""
-    if not kube_cluster.local:
-        pytest.skip("needs worker processes behind the pods (local control plane)")
-    op = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    op = OperatorProcess(node_cluster, node_namespace, tmp_path).start()
     operators.append(op)
     clusters.create(
         manifest(
             "deep",
-            nats_server.url,
+            cluster_nats.url,
             autoscaling={"minReplicas": 1, "maxReplicas": 2, "serviceRateHint": 50},
             workers={
                 "handler": "surge_workers.handlers:simulated",
@@ -184,13 +183,13 @@ def test_level_three_still_drains_normal_messages(
             degradation={"enterAfterSeconds": 1, "exitAfterSeconds": 120},
         )
     )
-    eventually("Ready", lambda: clusters.is_true("deep", "Ready"), timeout=90)
+    eventually("Ready", lambda: clusters.is_true("deep", "Ready"), timeout=180)
 
     def status() -> dict[str, object]:
         return dict((clusters.get("deep") or {}).get("status", {}))
 
     # 300 msg/s against 2 x 50 msg/s for 8 s: overload long enough to climb to level 3.
-    asyncio.run(_publish_for(nats_server.url, "deep", 300, 8))
+    cluster_nats.run(lambda url: _publish_for(url, "deep", 300, 8))
     eventually("degradation level 3", lambda: status().get("degradationLevel") == 3, timeout=30)
     eventually("the normal backlog to drain", lambda: status().get("backlog") == 0, timeout=150)
     assert status().get("degradationLevel") == 3, "drained only after the level fell"
@@ -199,16 +198,16 @@ def test_level_three_still_drains_normal_messages(
 def test_a_killed_operator_is_replaced_and_the_successor_converges(
     operators: list[OperatorProcess],
     clusters: Clusters,
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    nats_server: NatsServer,
+    node_cluster: KubeCluster,
+    node_namespace: str,
+    cluster_nats: ClusterNats,
     tmp_path: Path,
 ) -> None:
-    first = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    first = OperatorProcess(node_cluster, node_namespace, tmp_path).start()
     operators.append(first)
     eventually("leadership", lambda: first.events("leader_elected"), timeout=30)
     for i in range(3):
-        clusters.create(manifest(f"crash-{i}", nats_server.url))
+        clusters.create(manifest(f"crash-{i}", cluster_nats.url))
     # kill -9 as soon as the first reconcile is under way: objects half applied, status
     # half written, a kopf progress annotation possibly left behind
     eventually(
@@ -219,14 +218,14 @@ def test_a_killed_operator_is_replaced_and_the_successor_converges(
     )
     first.kill()
 
-    second = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    second = OperatorProcess(node_cluster, node_namespace, tmp_path).start()
     operators.append(second)
     eventually(
         "the successor to take the lease", lambda: second.events("leader_elected"), timeout=30
     )
     for i in range(3):
         eventually(
-            f"crash-{i} Ready", lambda i=i: clusters.is_true(f"crash-{i}", "Ready"), timeout=90
+            f"crash-{i} Ready", lambda i=i: clusters.is_true(f"crash-{i}", "Ready"), timeout=180
         )
         assert clusters.deployment(f"crash-{i}-worker") is not None
         mc = clusters.get(f"crash-{i}")
@@ -240,22 +239,22 @@ def test_a_killed_operator_is_replaced_and_the_successor_converges(
 def test_two_replicas_elect_one_leader_and_fail_over(
     operators: list[OperatorProcess],
     clusters: Clusters,
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    nats_server: NatsServer,
+    node_cluster: KubeCluster,
+    node_namespace: str,
+    cluster_nats: ClusterNats,
     tmp_path: Path,
 ) -> None:
-    a = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    a = OperatorProcess(node_cluster, node_namespace, tmp_path).start()
     operators.append(a)
     eventually("a leader", lambda: a.events("leader_elected"), timeout=30)
-    b = OperatorProcess(kube_cluster, kube_namespace, tmp_path).start()
+    b = OperatorProcess(node_cluster, node_namespace, tmp_path).start()
     operators.append(b)
     eventually("b in standby", lambda: b.events("standby"), timeout=30)
-    clusters.create(manifest("ha-1", nats_server.url))
-    eventually("ha-1 Ready", lambda: clusters.is_true("ha-1", "Ready"), timeout=90)
+    clusters.create(manifest("ha-1", cluster_nats.url))
+    eventually("ha-1 Ready", lambda: clusters.is_true("ha-1", "Ready"), timeout=180)
     assert not b.events("operator_started")  # the standby never ran handlers
 
     assert a.stop() == 0  # a clean stop releases the lease at once
     eventually("b takes over", lambda: b.events("leader_elected"), timeout=15)
-    clusters.create(manifest("ha-2", nats_server.url))
-    eventually("ha-2 Ready", lambda: clusters.is_true("ha-2", "Ready"), timeout=90)
+    clusters.create(manifest("ha-2", cluster_nats.url))
+    eventually("ha-2 Ready", lambda: clusters.is_true("ha-2", "Ready"), timeout=180)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from surge_operator.cli import app
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 CONTRACT = {"name", "accepted", "lost", "double_effects", "duplicates_absorbed", "recovery_s"}
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from surge_operator.cli import app
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def test_surge_chaos_short_json_loses_and_doubles_nothing() -> None:

@@ -1,1 +1,1 @@
-"""Local Kubernetes control plane for tests: build, start, stop, pod runner."""
+"""Local Kubernetes cluster for tests: build, start, stop; real nodes or kwok nodes."""

@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--fake-nodes",
         action="store_true",
-        help="kwok nodes + the emulated pod runner instead of real nodes (legacy)",
+        help="kwok nodes that run nothing instead of real nodes (many-node benchmarks)",
     )
     up.add_argument("--timeout", type=float, default=120.0)
     up.add_argument(
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = LocalCluster(root, binaries=args.bin_dir or bin_dir())
     if args.command == "up":
         if args.fake_nodes:
-            cluster.real_nodes, cluster.nodes, cluster.pod_runner = (), DEFAULT_NODES, True
+            cluster.real_nodes, cluster.nodes = (), DEFAULT_NODES
         if args.build:
             subprocess.run(["bash", str(BUILD_SCRIPT)], check=True)
         try:

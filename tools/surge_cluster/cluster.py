@@ -1,7 +1,7 @@
 """Start, inspect and stop a local cluster: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler, and real nodes (containerd + kubelet + kube-proxy + kube-router each, in
-their own network namespace; see nodepool.py) with CoreDNS. Fake kwok nodes (and the legacy
-pod runner) remain available for tests that need many nodes that run nothing.
+their own network namespace; see nodepool.py) with CoreDNS. Fake kwok nodes remain available
+for what needs many nodes that run nothing (the operator benchmark).
 
 Every started process is recorded in <dir>/state.json as soon as it starts, so `down`
 can clean up after a crash, a failed `up` or a killed test session.
@@ -24,6 +24,7 @@ from surge_cluster import (
     images,
     kernelknobs,
     kwokconfig,
+    netns,
     nodecerts,
     pki,
     procs,
@@ -41,12 +42,10 @@ from surge_cluster.versions import CONTROL_PLANE_BINARIES, NODE_BINARIES, bin_di
 
 log = logging.getLogger("surge_cluster")
 
-PODRUNNER = "podrunner"
 WATCHDOG = "watchdog"
 PROVISIONER = "provisioner"
 STOP_ORDER = (
     WATCHDOG,
-    PODRUNNER,
     PROVISIONER,
     "kube-router",
     "kube-proxy",
@@ -58,7 +57,7 @@ STOP_ORDER = (
     "kube-apiserver",
     "etcd",
 )
-STOP_GRACE = {PODRUNNER: 15.0, "kube-apiserver": 2.0, "kube-proxy": 2.0, "kube-router": 2.0}
+STOP_GRACE = {"kube-apiserver": 2.0, "kube-proxy": 2.0, "kube-router": 2.0}
 DEFAULT_STOP_GRACE = 5.0
 
 
@@ -121,8 +120,6 @@ class LocalCluster:
     real_nodes: Sequence[NodeSpec] = DEFAULT_REAL_NODES
     nodes: Sequence[FakeNode] = ()
     """kwok nodes: Ready and schedulable but running nothing (many-node benchmarks)."""
-    pod_runner: bool = False
-    """The legacy emulated kubelet for pods on kwok nodes (being retired)."""
     python: str = sys.executable
     owner_pid: int | None = None
     """When set, a watchdog process brings the cluster down once this process dies."""
@@ -233,14 +230,6 @@ class LocalCluster:
             self._spawn(state, components.kwok(self.binaries, layout, ports))
         if pool is not None:
             self._start_nodes(pool, rest, keys, state, archives, timeout)
-        if self.pod_runner:
-            self._spawn_python(
-                state,
-                PODRUNNER,
-                "surge_cluster.podrunner",
-                f"--kubeconfig={layout.kubeconfig}",
-                f"--dir={layout.podrunner}",
-            )
         if self.owner_pid is not None:
             owner_start = procs.process_start_time(self.owner_pid) or 0
             self._spawn_python(
@@ -325,6 +314,20 @@ class LocalCluster:
         if pool is None:
             raise ClusterError(f"no real nodes recorded in {self.layout.state_file}")
         pool.load_images(archives)
+
+    def node_netns(self, node: str | None = None) -> str:
+        """The network namespace of a real node (the first one by default)."""
+        pool = self._pool()
+        if pool is None or not pool.net.nodes:
+            raise ClusterError(f"no real nodes recorded in {self.layout.state_file}")
+        return pool.net.node(node).netns if node else pool.net.nodes[0].netns
+
+    def on_node(self, argv: Sequence[str], node: str | None = None) -> list[str]:
+        """argv as a host process on a real node: its network and the cluster DNS."""
+        resolv = self.layout.root / "node-resolv.conf"
+        if not resolv.exists():
+            resolv.write_text(netns.resolv_conf())
+        return netns.node_argv(self.node_netns(node), resolv, argv)
 
     def _pool(self) -> NodePool | None:
         state = load_state(self.layout)
@@ -436,7 +439,6 @@ class LocalCluster:
             grace = STOP_GRACE.get(_kind(record.name), DEFAULT_STOP_GRACE)
             if procs.stop(record, grace=grace):
                 killed.append(record.name)
-        killed += _stop_orphaned_pods(layout)
         if pool is not None:
             problems = pool.remove()
             if problems:
@@ -489,17 +491,6 @@ def _workload_status(pool: NodePool) -> list[ComponentStatus]:
                 rss = sum(procs.rss_bytes(pid) for pid in pids)
                 out.append(ComponentStatus(name, pids[0], True, "-", rss, len(pids)))
     return out
-
-
-def _stop_orphaned_pods(layout: Layout) -> list[str]:
-    """Kill pod processes a crashed pod runner left behind (it records them in pids.json)."""
-    from surge_cluster.podstate import load_records  # local: keep `down` import-light
-
-    killed = []
-    for record in load_records(layout.podrunner):
-        if procs.stop(record, grace=2.0):
-            killed.append(record.name)
-    return killed
 
 
 __all__ = [

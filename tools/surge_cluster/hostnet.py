@@ -3,9 +3,11 @@
 Host side: a bridge with the gateway address and an nftables table (named after the
 cluster) that drops anything the nodes or pods send anywhere but the bridge and accepts
 from them only the API server port and replies. Node side (inside each namespace): eth0
-with the node address, routes to the other nodes' pod CIDRs, forwarding on, and a
-masquerade for pod traffic to the node subnet (API server) so replies find their way back.
-No default route exists in a node namespace: pods cannot reach anything outside the cluster.
+with the node address, routes to the other nodes' pod CIDRs, the Service CIDR on eth0 (so a
+process on the node reaches ClusterIPs: the kernel needs a route before kube-proxy's OUTPUT
+rules translate the address), forwarding on, and a masquerade for pod traffic to the node
+subnet (API server) so replies find their way back. No default route exists in a node
+namespace: pods cannot reach anything outside the cluster.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from surge_cluster.netplan import CLUSTER_CIDR, NetPlan, NodeNet, free_slot
+from surge_cluster.netplan import CLUSTER_CIDR, SERVICE_CIDR, NetPlan, NodeNet, free_slot
 
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOCK_FILE = Path("/run/lock/surge-cluster-net.lock")
@@ -120,6 +122,8 @@ def _create_node(plan: NetPlan, node: NodeNet) -> None:
     in_netns(ns, "ip", "link", "set", "lo", "up")
     in_netns(ns, "ip", "addr", "replace", f"{node.ip}/{plan.prefixlen}", "dev", "eth0")
     in_netns(ns, "ip", "link", "set", "eth0", "up")
+    # Untranslated Service traffic leaves by eth0 and the host's guard drops it.
+    in_netns(ns, "ip", "route", "replace", SERVICE_CIDR, "dev", "eth0", "src", node.ip)
     in_netns(ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
     # Pods on one node talk over the node's CNI bridge: let iptables (NetworkPolicy) see it.
     in_netns(ns, "sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1")

@@ -1,8 +1,7 @@
-"""kwok Stage configuration: kwok's stock "fast" pod stages, minus the pods the runner owns.
+"""kwok Stage configuration: kwok's stock "fast" pod stages.
 
-kwok keeps nodes Ready (default node stages) and makes ordinary pods Running at once;
-pods selected by surge_cluster.localpods are left alone so the pod runner can report
-their real readiness and finish their deletion after the process stopped.
+kwok keeps nodes Ready (default node stages) and makes every pod on its nodes Running at
+once (nothing runs: the many-node operator benchmark), and finishes their deletion.
 """
 
 from __future__ import annotations
@@ -10,17 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-
-from surge_cluster.localpods import LOCAL_COMMANDS, RUN_LOCAL_LABEL
-
-NOT_LOCAL = [
-    {"key": f'.metadata.labels["{RUN_LOCAL_LABEL}"]', "operator": "NotIn", "values": ["true"]},
-    {
-        "key": ".spec.containers.[0].command.[0]",
-        "operator": "NotIn",
-        "values": list(LOCAL_COMMANDS),
-    },
-]
 
 # Adapted from kwok's kustomize/stage/pod/fast/pod-ready.yaml (Apache-2.0).
 POD_READY_TEMPLATE = """\
@@ -65,7 +53,7 @@ def _stage(name: str, expressions: list[dict[str, Any]], next_: dict[str, Any]) 
         "metadata": {"name": name},
         "spec": {
             "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {"matchExpressions": expressions + NOT_LOCAL},
+            "selector": {"matchExpressions": expressions},
             "next": next_,
         },
     }

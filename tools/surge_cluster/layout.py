@@ -46,10 +46,6 @@ class Layout:
         return self.root / "kwok.yaml"
 
     @property
-    def podrunner(self) -> Path:
-        return self.root / "podrunner"
-
-    @property
     def state_file(self) -> Path:
         return self.root / "state.json"
 

@@ -10,24 +10,25 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client, config
 
 from surge_cluster.cluster import LocalCluster
-from surge_cluster.podstate import PodProcess, load_processes
-from surge_cluster.procs import record_alive
+from surge_cluster.netns import call_in_netns
 from surge_cluster.topology import DEFAULT_NODES
 from surge_cluster.versions import BINARIES, bin_dir
+
+T = TypeVar("T")
 
 
 def eventually(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
     """Poll check until it returns something truthy and return that; AssertionError after
-    timeout (the API is eventually consistent: controllers, scheduler, pod runner)."""
+    timeout (the API is eventually consistent: controllers, scheduler, kubelets)."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -47,9 +48,8 @@ class KubeCluster:
     kubeconfig: Path
     api_client: client.ApiClient
     local: bool
-    """True for the local control plane (kwok nodes, pod runner); False for kind & co."""
+    """True for the local control plane (surge-cluster); False for kind & co."""
     bin_dir: Path | None = None
-    pod_runner_dir: Path | None = None
     cluster: LocalCluster | None = None
     """The local cluster behind this handle (None for kind & co)."""
 
@@ -60,10 +60,21 @@ class KubeCluster:
             raise ToolMissingError("load_images needs the local cluster (kind: kind load)")
         self.cluster.load_images(archives)
 
-    @property
-    def prometheus_targets_file(self) -> Path | None:
-        """file_sd targets for the pod processes' metrics ports (local cluster only)."""
-        return self.pod_runner_dir / "targets.json" if self.pod_runner_dir else None
+    def _real_nodes(self) -> LocalCluster:
+        if self.cluster is None or not self.cluster.real_nodes:
+            raise ToolMissingError("host processes on a node need the local real-node cluster")
+        return self.cluster
+
+    def on_node(self, argv: Sequence[str], node: str | None = None) -> list[str]:
+        """argv as a host process on a real node, reaching pods, Services and cluster DNS as
+        the node does (see surge_cluster.netns); local real-node cluster only."""
+        return self._real_nodes().on_node(argv, node)
+
+    def in_node(self, fn: Callable[[], T], node: str | None = None) -> T:
+        """fn() on a thread in a real node's network namespace: the sockets it opens reach
+        pods and Services by IP (no cluster DNS in-process); local real-node cluster only."""
+        cluster = self._real_nodes()
+        return call_in_netns(cluster.node_netns(node), fn)
 
     def tool(self, name: str) -> str:
         if self.bin_dir and (self.bin_dir / name).exists():
@@ -100,23 +111,6 @@ class KubeCluster:
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("helm", *args, check=check)
 
-    def local_log(self, namespace: str, pod: str, container: str) -> str:
-        """Output of a pod process run by the pod runner ("" when none yet)."""
-        if self.pod_runner_dir is None:
-            return ""
-        path = self.pod_runner_dir / "pods" / f"{namespace}_{pod}" / f"{container}.log"
-        return path.read_text() if path.exists() else ""
-
-    def local_processes(self, namespace: str | None = None) -> list[PodProcess]:
-        """Pod processes the pod runner has running now (empty for non-local clusters)."""
-        if self.pod_runner_dir is None:
-            return []
-        return [
-            p
-            for p in load_processes(self.pod_runner_dir)
-            if (namespace is None or p.namespace == namespace) and record_alive(p.record)
-        ]
-
 
 def external_cluster(kubeconfig: Path) -> KubeCluster:
     api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
@@ -132,19 +126,15 @@ def _if_built(binaries: Path) -> Path | None:
 
 @contextmanager
 def local_cluster(
-    root: Path,
-    binaries: Path | None = None,
-    *,
-    fake_nodes: bool = False,
-    pod_runner: bool = False,
+    root: Path, binaries: Path | None = None, *, fake_nodes: bool = False
 ) -> Iterator[KubeCluster]:
     """Start a LocalCluster in root for the duration of the block; always tear it down.
 
     Real nodes by default; fake_nodes=True gives kwok nodes instead (many nodes that run
-    nothing: the operator benchmark), pod_runner=True adds the legacy emulated kubelet."""
+    nothing: the operator benchmark)."""
     cluster = LocalCluster(root, binaries=binaries or bin_dir(), owner_pid=os.getpid())
     if fake_nodes:
-        cluster.real_nodes, cluster.nodes, cluster.pod_runner = (), DEFAULT_NODES, pod_runner
+        cluster.real_nodes, cluster.nodes = (), DEFAULT_NODES
     try:
         info = cluster.up()
         api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
@@ -155,7 +145,6 @@ def local_cluster(
             api,
             local=True,
             bin_dir=cluster.binaries,
-            pod_runner_dir=cluster.layout.podrunner if cluster.pod_runner else None,
             cluster=cluster,
         )
     finally:

@@ -96,11 +96,11 @@ rules:
   - apiGroups: [""]
     resources: [services, serviceaccounts, configmaps]
     verbs: [get, list, watch, create, patch, update, delete]
-  # Managed NATS rolls its OnDelete StatefulSet pods one at a time: get + delete only
-  # (nothing lists or watches pods).
+  # Managed NATS: the operator lists its StatefulSet's pods by label to observe the servers
+  # (handlers/nats_ops.py) and deletes them one at a time to roll; it never watches pods.
   - apiGroups: [""]
     resources: [pods]
-    verbs: [get, delete]
+    verbs: [get, list, delete]
   # Backups run as a CronJob per cluster, a restore as a Job (read by name, never listed).
   - apiGroups: [batch]
     resources: [cronjobs, jobs]

@@ -253,6 +253,9 @@ def verdict(
         "refused_answers": {str(k): n for k, n in sorted(traffic.refusals.items())},
         **plane.notes,
     }
+    # A lost message that sits in the dead letters was parked (deliveries used up while
+    # NATS was away), not vanished: say which it was.
+    extra["lost_but_dead_lettered"] = sum(1 for i in v.lost_ids if dead_counts[i] > 0)
     if poison:
         extra["poison_accepted"] = len(poison)
         extra["dead_lettered"] = len(dead)

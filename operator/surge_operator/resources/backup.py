@@ -79,7 +79,7 @@ def _target_env(target: BackupTarget) -> list[dict[str, Any]]:
 def _job_pod(ctx: BuildContext, target: BackupTarget, args: list[str]) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER,
-        "image": ctx.spec.workers.image,
+        "image": ctx.data_plane_image,
         "command": ["surge"],
         "args": args,
         # The spool for snapshots in flight lives in /tmp (an emptyDir, see pods.volumes).

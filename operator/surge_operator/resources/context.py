@@ -26,7 +26,7 @@ class BuildContext:
     spec: MessagingClusterSpec
     #: region whose NATS the pods use; None = the spec's primary (no failover yet)
     active_region: str | None = None
-    #: labels added to every pod template (e.g. the local pod runner's opt-in label)
+    #: labels added to every pod template (SURGE_POD_LABELS, e.g. a cost-center label)
     extra_pod_labels: Mapping[str, str] = field(default_factory=dict)
     #: operator-wide pod template under every component's own (chart dataPlane.podTemplate)
     pod_defaults: PodTemplate | None = None

@@ -4,7 +4,8 @@ Ingress: the gateway's HTTP port from anywhere (it authenticates tenants itself)
 metrics port of both components from anywhere (Prometheus). Egress: DNS, the NATS ports
 named in the spec's region URLs, the S3 endpoint's port when backups go to S3, and the
 `spec.networkPolicy.extraEgress` rules a custom handler needs for its outbound calls;
-nothing else. `spec.networkPolicy.enabled: false` (or the chart's
+nothing else. Managed nats-servers are outside this policy (they authenticate every client,
+route and leafnode themselves). `spec.networkPolicy.enabled: false` (or the chart's
 `dataPlane.networkPolicy.enabled: false`) removes the policy.
 """
 
@@ -63,12 +64,18 @@ def build_network_policy(ctx: BuildContext) -> dict[str, Any]:
         "kind": "NetworkPolicy",
         "metadata": metadata(ctx, policy_name(ctx), "network"),
         "spec": {
-            # Both components of this cluster (instance label), nothing else.
+            # The data plane of this cluster (workers, gateways, backup Jobs), not its managed
+            # nats-servers: they serve clients, routes, leafnodes and monitoring on their own
+            # ports, which these rules would refuse (seen on real nodes: the operator timed
+            # out on :4222 and the MessagingCluster never became Ready).
             "podSelector": {
                 "matchLabels": {
                     "app.kubernetes.io/name": "surge",
                     "app.kubernetes.io/instance": label_value(ctx.name),
-                }
+                },
+                "matchExpressions": [
+                    {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["nats"]}
+                ],
             },
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"ports": [tcp(GATEWAY_PORT), tcp(METRICS_PORT)]}],

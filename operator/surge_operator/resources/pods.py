@@ -97,8 +97,8 @@ def env(ctx: BuildContext, component: Component = "worker") -> list[dict[str, An
     out: list[dict[str, Any]] = [
         {"name": Env.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        # Bind to the pod IP: the same in a real pod network namespace, and what keeps
-        # several pods apart when the local pod runner runs them on one host.
+        # Bind to the pod's own address, nothing wider (its network namespace holds
+        # only that and loopback: the same result as 0.0.0.0, said explicitly).
         {"name": Env.HTTP_HOST, "value": "$(POD_IP)"},
         {"name": Env.METRICS_HOST, "value": "$(POD_IP)"},
     ]

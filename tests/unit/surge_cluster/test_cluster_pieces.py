@@ -7,7 +7,6 @@ from pathlib import Path
 import yaml
 
 from surge_cluster import kwokconfig, pki, procs
-from surge_cluster.localpods import wants_local_run
 from surge_cluster.topology import DEFAULT_NODES, REGION_LABEL, node_manifest
 from surge_cluster.versions import VERSIONS_FILE, load_versions, parse_versions
 
@@ -33,23 +32,17 @@ def test_fake_nodes_cover_two_regions_and_are_managed_by_kwok() -> None:
     assert all(m["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake" for m in manifests)
 
 
-def test_local_pods_are_selected_by_label_or_surge_command() -> None:
-    labelled = {"metadata": {"labels": {"surge.dev/run-local": "true"}}, "spec": {}}
-    worker = {"metadata": {}, "spec": {"containers": [{"command": ["surge-worker"]}]}}
-    other = {"metadata": {}, "spec": {"containers": [{"image": "nginx"}]}}
+def test_kwok_stages_make_pods_running_and_finish_their_deletion() -> None:
+    stages = {s["metadata"]["name"]: s for s in yaml.safe_load_all(kwokconfig.render())}
 
-    assert wants_local_run(labelled)
-    assert wants_local_run(worker)
-    assert not wants_local_run(other)
-
-
-def test_kwok_stages_leave_local_pods_to_the_runner() -> None:
-    stages = list(yaml.safe_load_all(kwokconfig.render()))
-
-    assert [s["metadata"]["name"] for s in stages] == ["pod-ready", "pod-delete"]
-    for stage in stages:
-        keys = [e["key"] for e in stage["spec"]["selector"]["matchExpressions"]]
-        assert '.metadata.labels["surge.dev/run-local"]' in keys
+    assert list(stages) == ["pod-ready", "pod-delete"]
+    ready = stages["pod-ready"]["spec"]
+    assert {e["key"] for e in ready["selector"]["matchExpressions"]} == {
+        ".metadata.deletionTimestamp",
+        ".status.podIP",
+    }
+    assert "phase: Running" in ready["next"]["statusTemplate"]
+    assert stages["pod-delete"]["spec"]["next"]["delete"] is True
 
 
 def test_pki_is_generated_once_and_tokens_read_back(tmp_path: Path) -> None:

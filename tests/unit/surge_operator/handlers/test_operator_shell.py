@@ -34,7 +34,7 @@ def test_settings_read_the_chart_env_names() -> None:
             "SURGE_LOG_FORMAT": "json",
             "SURGE_PEERING": "surge",
             "SURGE_METRICS_PORT": "9191",
-            "SURGE_POD_LABELS": "surge.dev/run-local=true",
+            "SURGE_POD_LABELS": "example.com/cost-center=true",
             "SURGE_IMAGE": "surge:1.2.3-rc1",
             "POD_NAME": "op-0",
             "POD_NAMESPACE": "surge-system",
@@ -46,7 +46,7 @@ def test_settings_read_the_chart_env_names() -> None:
     assert config.leader.lease_namespace == "surge-system"
     assert config.leader.identity == "op-0"
     assert config.server.metrics_port == 9191
-    assert dict(config.apply.extra_pod_labels) == {"surge.dev/run-local": "true"}
+    assert dict(config.apply.extra_pod_labels) == {"example.com/cost-center": "true"}
     assert config.apply.data_plane_image == "surge:1.2.3-rc1"
 
 

@@ -122,3 +122,12 @@ def test_the_operator_knows_the_api_path_of_every_object_it_builds() -> None:
     for obj in built:
         name = obj["metadata"]["name"]
         assert object_path(obj["apiVersion"], obj["kind"], "ns", name).endswith(f"/{name}")
+
+
+def test_backup_and_restore_pods_run_the_data_plane_image_even_without_workers_image() -> None:
+    ctx = make_ctx(WITH_BACKUP, default_image="surge:9.9.9")
+    assert ctx.spec.workers.image is None
+    cron = build_backup_cronjob(ctx)
+    assert _container(cron["spec"]["jobTemplate"]["spec"]["template"])["image"] == "surge:9.9.9"
+    job = build_restore_job(make_ctx(WITH_PVC_RESTORE, default_image="surge:9.9.9"))
+    assert _container(job["spec"]["template"])["image"] == "surge:9.9.9"

@@ -68,6 +68,10 @@ def test_network_policy_allows_dns_and_the_nats_ports_only() -> None:
     }
     np = build_network_policy(make_ctx(spec))
     assert np["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    # the data plane only: managed nats-servers serve their own ports (clients, routes, leafs)
+    assert np["spec"]["podSelector"]["matchExpressions"] == [
+        {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["nats"]}
+    ]
     assert np["spec"]["egress"] == [
         {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
         # the DNS pods themselves on any port: non-root CoreDNS listens behind port 53

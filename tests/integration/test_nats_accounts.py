@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from surge_workers.logs import get_logger
 from surge_workers.metrics import WorkerMetrics
 from surge_workers.pipeline import PipelineConfig
 from surge_workers.provision import provision_pipeline
-from surge_workers.transcripts import read_transcript
+from surge_workers.transcripts import TranscriptEntry, read_transcript, store_entry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -120,16 +119,30 @@ async def test_worker_cannot_publish_to_the_ingest_subjects(
     assert await stream_messages(server, pipeline.stream) == before
 
 
-async def test_gateway_cannot_read_transcripts(server: str, pipeline: PipelineConfig) -> None:
+async def test_gateway_reads_but_cannot_write_transcripts(
+    server: str, pipeline: PipelineConfig
+) -> None:
+    """The transcript route reads as the gateway; forging an entry as the gateway fails."""
+    entry = TranscriptEntry(
+        msg_id="m1", seq=1, conversation_id="c9", tenant="acme", priority="normal",
+        team="general", text="private", language=None, enqueued_at=None, stored_at=1.0,
+    )  # fmt: skip
     async with connected(server, Role.OPERATOR) as nc:
-        kv = await nc.jetstream().key_value(transcripts_bucket(pipeline.stream))
-        await kv.put("t.c9.m1", json.dumps({"text": "private"}).encode())
+        await store_entry(
+            await nc.jetstream().key_value(transcripts_bucket(pipeline.stream)), entry
+        )
     async with connected(server, Role.GATEWAY) as gw:
         js = gw.jetstream(timeout=1)
+        assert await read_transcript(js, pipeline.stream, "acme", "c9", wait=2) == [entry]
+        kv = await js.key_value(transcripts_bucket(pipeline.stream))
+        forged = dataclasses.replace(entry, msg_id="m2", text="forged")
         with pytest.raises((nats.errors.Error, asyncio.TimeoutError)):
-            await _read_key(js, transcripts_bucket(pipeline.stream), "t.c9.m1")
-        with pytest.raises(nats.errors.Error):
-            await js.get_msg(f"KV_{transcripts_bucket(pipeline.stream)}", 1)
+            await store_entry(kv, forged)
+        with pytest.raises((nats.errors.Error, asyncio.TimeoutError)):
+            await _read_key(js, routing_bucket(pipeline.stream), "anything")
+    async with connected(server, Role.OPERATOR) as nc:
+        stored = await read_transcript(nc.jetstream(), pipeline.stream, "acme", "c9", wait=2)
+    assert stored == [entry]
 
 
 async def test_users_client_may_only_publish(server: str, pipeline: PipelineConfig) -> None:

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from surge_workers.contract import Header, key_token
+from surge_workers.records import JsonRecord
 
 REPLY_TOKEN: Final = "reply"
 PUBLISH_TIMEOUT_S: Final = 5.0
@@ -142,7 +143,7 @@ def first_message_key(tenant: str, conversation_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class FirstMessage:
+class FirstMessage(JsonRecord):
     """What the intake stage recorded about a conversation's first message: the same
     acknowledgement is recomposed from it after a redelivery, and the worker that handles
     the message compares the prediction with the wait it really had."""
@@ -154,16 +155,3 @@ class FirstMessage:
     enqueued_at: float | None
     level: int
     team: str | None = None
-
-    def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes | None) -> FirstMessage | None:
-        if not raw:
-            return None
-        try:
-            doc = json.loads(raw)
-            return cls(**doc) if isinstance(doc, dict) else None
-        except (TypeError, ValueError):
-            return None

@@ -16,19 +16,19 @@ publishing it. Messages accepted after the restore never pay for the look-up.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Final
 
 import nats.js.errors
 
 from surge_workers.contract import Header
+from surge_workers.records import JsonRecord
 
 MARKER_KEY: Final = "restored"
 
 
 @dataclass(frozen=True)
-class RestoreMarker:
+class RestoreMarker(JsonRecord):
     backup: str
     #: ``<namespace>/<name>`` of the cluster the backup was taken from.
     source: str
@@ -36,20 +36,6 @@ class RestoreMarker:
     messages_last_seq: int
     #: Last sequence of the restored replies stream (0: no replies were restored).
     replies_last_seq: int
-
-    def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes | None) -> RestoreMarker | None:
-        """None for an absent or unreadable record (a marker only ever saves work)."""
-        if not raw:
-            return None
-        try:
-            doc = json.loads(raw)
-            return cls(**doc) if isinstance(doc, dict) else None
-        except (TypeError, ValueError):
-            return None
 
     def covers(self, seq: int) -> bool:
         """The message was in the backup (it may have been answered before it was taken)."""

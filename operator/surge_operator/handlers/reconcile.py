@@ -332,7 +332,17 @@ async def _reconcile_locked(
                 kind = "Warning" if failed else "Normal"
                 await emit(deps, ref, kind, restored.reason, restored.message)
             pending = restored.status is not ConditionStatus.TRUE
-            if not pending:  # restored just now: the workers may start in this pass
+            if not pending:
+                # Restored just now: say so in status first, then start the workers in this
+                # pass, so no worker ever exists while the object still reads "Restoring".
+                cs.status = cs.status.model_copy(
+                    update={
+                        "conditions": apply_updates(
+                            cs.status.conditions, [restored], now, generation
+                        )
+                    }
+                )
+                await _flush(deps, cs, force=True)
                 await apply_owned(deps, ctx, cs)
     except KubeApiError as exc:
         fail(exc, workers_failed(exc.reason, exc.message))

@@ -8,8 +8,9 @@ whole tokens, so each bucket's stream is named, never `KV_<stream>-*`):
     operator  everything in SURGE (it provisions streams, consumers and buckets)
     gateway   publish the ingest subjects, agents' replies and its offered counters, read
               the degradation level, read the replies stream through ordered consumers
-              (Server-Sent Events); subscribe only to reply inboxes. It cannot read
-              transcripts or routing.
+              (Server-Sent Events), read (never write) its own cluster's transcripts for
+              `GET /v1/conversations/{id}/transcript`; subscribe only to reply inboxes. It
+              cannot write transcripts or touch routing.
     worker    pull, ack and dead-letter (the intake consumer too); publish replies; read and
               write the transcript and routing buckets; read the degradation level and the
               expected-wait forecast. It cannot publish to the ingest subjects.
@@ -125,6 +126,9 @@ def gateway_permissions(stream: str, prefix: str) -> Permissions:
             f"$KV.{level}.offered.>",
             *replies_subjects(prefix),
             *_replies_read(stream),
+            # the transcript route reads through a KV watcher; no $KV.<bucket>.> (no writes)
+            *_kv_read(transcripts_bucket(stream)),
+            *_kv_watch(transcripts_bucket(stream)),
         ),
         subscribe=(INBOX,),
     )

@@ -1,9 +1,13 @@
 """Managed NATS on real nodes (issue 10): a two-region MessagingCluster whose JetStream
-clusters the operator runs, a message through the gateway, and kill -9 of one server of
-three under load: nothing acknowledged is lost and consumption goes on.
+clusters the operator runs, messages through the gateway, kill -9 of one server of three
+under load (nothing acknowledged is lost, consumption goes on), the servers scaled
+3 -> 5 -> 3 (every stream current, every server on the new configuration) and a pod
+template change rolled under load (nothing lost; the longest stretch without an
+acknowledgement is the unavailability, printed).
 
 One release and one MessagingCluster for the module (the servers take minutes to come up on
-a shared machine); the figures are printed, the invariants asserted."""
+a shared machine; each test leaves three current servers behind, which the next starts
+from); the figures are printed, the invariants asserted."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from surge_cluster.testing import KubeCluster
 from tests.e2e.cluster.managed_support import (
     MC,
     acked_so_far,
+    condition,
     create,
     fresh_namespace,
     kill_9,
@@ -62,6 +67,13 @@ def test_a_two_region_cluster_with_managed_nats_takes_messages_through_the_gatew
         ).stdout.split()
         assert claims, "managed servers keep JetStream on PersistentVolumeClaims"
         assert set(claims) == {"Bound"}, claims
+    # Servers that started on the rendered configuration are current at once (no reload).
+    wait_for(
+        "NatsReady: every server on the rendered configuration, every stream current",
+        lambda: condition(release, managed_ns, "NatsReady"),
+        timeout=180,
+        diagnose=lambda: describe(release, managed_ns),
+    )
     east = region_status(release, managed_ns, "east")
     print(f"\neast: {east}")
     with ThreadPoolExecutor(1) as pool:
@@ -138,8 +150,20 @@ def test_the_servers_scale_3_to_5_to_3_with_every_stream_current(
             timeout=600,
             diagnose=lambda: describe(release, managed_ns),
         )
+        scaled = time.monotonic() - started
+        # The route list changed: the old servers reload it once the kubelet refreshed
+        # their mounted configuration Secret.
+        wait_for(
+            f"NatsReady: every server of {count} on the new configuration",
+            lambda: condition(release, managed_ns, "NatsReady"),
+            timeout=300,
+            diagnose=lambda: describe(release, managed_ns),
+        )
         streams = region_status(release, managed_ns, "east")["streams"]
-        print(f"\nscaled east to {count} servers in {time.monotonic() - started:.0f} s: {streams}")
+        print(
+            f"\nscaled east to {count} servers in {scaled:.0f} s, every server on the new"
+            f" configuration after {time.monotonic() - started:.0f} s: {streams}"
+        )
         replicas = {s["name"]: s["replicas"] for s in streams}
         assert all(1 <= r <= count for r in replicas.values()), replicas
 

@@ -107,7 +107,7 @@ async def test_a_template_change_deletes_one_pod_per_pass_the_meta_leader_last()
 
 async def test_new_servers_on_the_rendered_configuration_are_ready_at_once() -> None:
     admin = FakeAdmin(HEALTHY)
-    kube, deps, cs = await ready(admin, "rev-2")
+    _, deps, cs = await ready(admin, "rev-2")
     await nats_tick(deps, cs, build_context(deps, REF, cs.spec, cs.status))
     assert admin.reloaded == []
     assert condition(cs) == (ConditionStatus.TRUE, "AllServersCurrent", "every stream current")

@@ -10,16 +10,12 @@ explicit failback then returns traffic to east without losing a message.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from tests.fixtures.nats_regions import Regions, running_regions
+from tests.fixtures.nats_regions import Regions
 from tests.integration.failover_support import (
     CONFIG,
     PIPELINE,
@@ -27,11 +23,12 @@ from tests.integration.failover_support import (
     ack_some,
     connect,
     controller_for,
-    eventually,
     message_ids,
-    mirror_holds,
+    mirroring_controller,
     publish,
+    tick_until_mirrors_change,
     tick_until_moved,
+    wait_mirrored,
 )
 
 from surge_operator.failover import (
@@ -51,21 +48,6 @@ from surge_workers.contract import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(60)]
 
 
-@pytest.fixture
-def regions(tmp_path: Path) -> Iterator[Regions]:
-    with running_regions(["east", "west"], tmp_path / "regions") as regions:
-        yield regions
-
-
-@pytest.fixture
-async def east_js(regions: Regions) -> AsyncIterator[JetStreamContext]:
-    client = await nats.connect(regions.servers["east"].url, allow_reconnect=False)
-    try:
-        yield client.jetstream(timeout=2.0)
-    finally:
-        await client.close()
-
-
 async def test_killing_the_primary_promotes_the_mirror_without_losing_messages(
     regions: Regions, east_js: JetStreamContext
 ) -> None:
@@ -81,9 +63,9 @@ async def test_killing_the_primary_promotes_the_mirror_without_losing_messages(
     acked_to = await ack_some(east_js, Priority.CRITICAL, 10)
     transcripts = await east_js.key_value(transcripts_bucket(PIPELINE.stream))
     await transcripts.put("t.conv-1.m0", b"stored once")
-    await eventually(lambda: mirror_holds(regions, "west", N))
+    await wait_mirrored(regions, "west", N)
     kv_stream = f"KV_{transcripts_bucket(PIPELINE.stream)}"
-    await eventually(lambda: mirror_holds(regions, "west", 1, stream=kv_stream))
+    await wait_mirrored(regions, "west", 1, stream=kv_stream)
     steady = await controller.tick()  # records east's ack floors
     assert steady.mirrors == ()
     assert steady.probes["west"].role == "mirror"
@@ -152,11 +134,9 @@ async def test_killing_the_primary_promotes_the_mirror_without_losing_messages(
 async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
     regions: Regions, east_js: JetStreamContext
 ) -> None:
-    await provision.provision_pipeline(east_js, PIPELINE)
-    controller = controller_for(regions)
-    await controller.tick()
+    controller = await mirroring_controller(regions, east_js)
     await publish(east_js, range(N))
-    await eventually(lambda: mirror_holds(regions, "west", N))
+    await wait_mirrored(regions, "west", N)
 
     # West loses the link, east takes 10 more messages that never reach the mirror, then
     # east dies: the split-brain tail.
@@ -177,13 +157,7 @@ async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
         # East comes back with its tail; the controller fences it, re-publishes the tail
         # into west and rebuilds east as west's mirror.
         regions.servers["east"].start()
-        rejoined = None
-        for _ in range(40):
-            rejoined = await controller.tick()
-            if rejoined.mirrors:
-                break
-            await asyncio.sleep(CONFIG.probe_interval)
-        assert rejoined is not None
+        rejoined = await tick_until_mirrors_change(controller)
         assert [(m.region, m.action, m.recovered) for m in rejoined.mirrors] == [
             ("east", MirrorAction.RECREATED, 10)
         ]
@@ -192,7 +166,7 @@ async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
         assert set(await message_ids(west_js)) == every_id
 
         # Explicit failback: east must catch up, then takes the writes again.
-        await eventually(lambda: mirror_holds(regions, "east", N + 15))
+        await wait_mirrored(regions, "east", N + 15)
         back, _ = await tick_until_moved(controller, failback=True)
         assert back.active_region == "east"
         assert back.epoch == 2
@@ -207,7 +181,7 @@ async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
         assert info.config.mirror is None
         assert set(await message_ids(east_now)) == every_id
         await publish(east_now, range(N + 15, N + 20))
-        await eventually(lambda: mirror_holds(regions, "west", info.state.messages + 5))
+        await wait_mirrored(regions, "west", info.state.messages + 5)
         west_info = await west_js.stream_info(PIPELINE.stream)
         assert west_info.config.mirror is not None
         assert west_info.config.mirror.external is not None
@@ -221,9 +195,7 @@ async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
 async def test_a_dead_standby_is_never_promoted(
     regions: Regions, east_js: JetStreamContext
 ) -> None:
-    await provision.provision_pipeline(east_js, PIPELINE)
-    controller = controller_for(regions)
-    await controller.tick()
+    controller = await mirroring_controller(regions, east_js)
     regions.servers["west"].kill()
     regions.servers["east"].kill()
     outcome = None

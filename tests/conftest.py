@@ -10,6 +10,7 @@ import structlog
 
 pytest_plugins = [
     "tests.fixtures.nats",
+    "tests.fixtures.nats_regions",
     "tests.fixtures.prometheus",
     "tests.fixtures.kube",
     "tests.fixtures.s3",

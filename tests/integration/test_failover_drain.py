@@ -5,23 +5,15 @@ target, even when the active region dies."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import nats
 import pytest
-from tests.fixtures.nats_regions import Regions, running_regions
+from tests.fixtures.nats_regions import Regions
 from tests.integration.failover_support import CONFIG, PIPELINE, controller_for
 
 from surge_workers import provision
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(60)]
-
-
-@pytest.fixture
-def regions(tmp_path: Path) -> Iterator[Regions]:
-    with running_regions(["east", "west"], tmp_path / "regions") as regions:
-        yield regions
 
 
 async def provisioned(regions: Regions) -> None:

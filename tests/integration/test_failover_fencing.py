@@ -15,13 +15,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import nats
 import pytest
 from nats.js import JetStreamContext
-from tests.fixtures.nats_regions import Regions, running_regions
+from tests.fixtures.nats_regions import Regions
 from tests.integration.failover_support import (
     CONFIG,
     PIPELINE,
@@ -51,21 +48,6 @@ from surge_workers import provision
 from surge_workers.contract import Priority, consumer_name, routing_bucket
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(90)]
-
-
-@pytest.fixture
-def regions(tmp_path: Path) -> Iterator[Regions]:
-    with running_regions(["east", "west"], tmp_path / "regions") as regions:
-        yield regions
-
-
-@pytest.fixture
-async def east_js(regions: Regions) -> AsyncIterator[JetStreamContext]:
-    client = await nats.connect(regions.servers["east"].url, allow_reconnect=False)
-    try:
-        yield client.jetstream(timeout=2.0)
-    finally:
-        await client.close()
 
 
 async def split_brain_tail(

@@ -21,6 +21,7 @@ from surge_operator.failover.endpoints import (
     stream_info,
 )
 from surge_operator.failover.errors import RecordError
+from surge_operator.failover.recovery import epoch_of
 from surge_operator.failover.streams import kv_stream
 from surge_operator.policy.failover import ProbeResult
 from surge_workers.contract import (
@@ -50,6 +51,8 @@ class StreamView:
     mirror_seen: float | None = None
     last_seq: int = 0
     messages: int = 0
+    #: For a writable stream: the epoch its promotion stamped on it (None: none).
+    epoch: int | None = None
 
 
 _MISSING = StreamView("missing")
@@ -131,6 +134,7 @@ async def probe(
         latency=time.monotonic() - started,
         last_seq=view.last_seq if view is not None and view.role != "missing" else None,
         mirror_lag=view.mirror_lag if view is not None and view.role == "mirror" else None,
+        epoch=view.epoch if view is not None and view.role == "source" else None,
     )
     return RegionProbe(
         result, views, main=main, ack_floors=ack_floors, domain=account.domain, record=record
@@ -166,6 +170,7 @@ def _view(info: StreamInfo | None) -> StreamView:
         mirror_seen=_seconds_since(info.mirror.active if info.mirror is not None else None),
         last_seq=info.state.last_seq,
         messages=info.state.messages,
+        epoch=epoch_of(info) if mirror is None else None,
     )
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import nats
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from tests.fixtures.nats_regions import Regions
+from tests.integration.waits import wait_until
 
 from surge_operator.failover import FailoverController, RegionEndpoint, TickOutcome
 from surge_operator.policy.failover import FailoverConfig
+from surge_workers import provision
 from surge_workers.contract import PRIORITIES, Header, Priority, consumer_name, message_subject
 from surge_workers.pipeline import PipelineConfig
 
@@ -23,6 +25,8 @@ PIPELINE = PipelineConfig(
 )
 CONFIG = FailoverConfig(probe_interval=0.25, failure_threshold=3)
 N = 120
+# How long a mirror may take to catch up on a loaded machine.
+MIRROR_WITHIN = 10.0
 
 
 def controller_for(regions: Regions, config: FailoverConfig = CONFIG) -> FailoverController:
@@ -47,6 +51,17 @@ def controller_on(
         epoch=epoch,
         probe_timeout=0.2,
     )
+
+
+async def mirroring_controller(
+    regions: Regions, east_js: JetStreamContext, config: FailoverConfig = CONFIG
+) -> FailoverController:
+    """The common set-up: the pipeline provisioned in east (the primary) and a controller
+    whose first tick has made west east's mirror."""
+    await provision.provision_pipeline(east_js, PIPELINE)
+    controller = controller_for(regions, config)
+    await controller.tick()
+    return controller
 
 
 async def connect(regions: Regions, name: str) -> NatsClient:
@@ -76,14 +91,6 @@ async def message_ids(js: JetStreamContext) -> list[str]:
     return ids
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
-
-
 async def mirror_holds(
     regions: Regions, name: str, count: int, *, stream: str = PIPELINE.stream
 ) -> bool:
@@ -97,6 +104,15 @@ async def mirror_holds(
         await client.close()
 
 
+async def wait_mirrored(
+    regions: Regions, name: str, count: int, *, stream: str = PIPELINE.stream
+) -> None:
+    """Wait (bounded) until region `name`'s copy of `stream` holds `count` messages."""
+    await wait_until(
+        lambda: mirror_holds(regions, name, count, stream=stream), within=MIRROR_WITHIN
+    )
+
+
 async def tick_until_moved(
     controller: FailoverController, *, failback: bool = False, limit: float = 10.0
 ) -> tuple[TickOutcome, float]:
@@ -108,6 +124,19 @@ async def tick_until_moved(
         assert outcome.error is None, outcome.error
         assert time.monotonic() - started < limit, outcome.condition_message
         await asyncio.sleep(CONFIG.probe_interval)
+
+
+async def tick_until_mirrors_change(
+    controller: FailoverController, *, ticks: int = 40
+) -> TickOutcome:
+    """Tick until a tick changes a mirror (an old primary fenced and rebuilt as the
+    active region's mirror once it is back); returns that tick's outcome."""
+    for _ in range(ticks):
+        outcome = await controller.tick()
+        if outcome.mirrors:
+            return outcome
+        await asyncio.sleep(CONFIG.probe_interval)
+    raise AssertionError(f"no mirror changed within {ticks} ticks")
 
 
 async def assert_pending(js: JetStreamContext, *, acked_critical: int) -> None:

@@ -6,26 +6,25 @@ from __future__ import annotations
 
 import asyncio
 
-import nats
 import pytest
+from nats.js import JetStreamContext
 from tests.fixtures.nats_regions import Regions
-from tests.integration.failover_support import CONFIG, PIPELINE, controller_for
+from tests.integration.failover_support import (
+    CONFIG,
+    PIPELINE,
+    controller_for,
+    mirroring_controller,
+)
 
 from surge_workers import provision
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(60)]
 
 
-async def provisioned(regions: Regions) -> None:
-    client = await nats.connect(regions.servers["east"].url, allow_reconnect=False)
-    try:
-        await provision.provision_pipeline(client.jetstream(timeout=2.0), PIPELINE)
-    finally:
-        await client.close()
-
-
-async def test_draining_the_healthy_active_region_promotes_the_standby(regions: Regions) -> None:
-    await provisioned(regions)
+async def test_draining_the_healthy_active_region_promotes_the_standby(
+    regions: Regions, east_js: JetStreamContext
+) -> None:
+    await provision.provision_pipeline(east_js, PIPELINE)
     controller = controller_for(regions)
     assert (await controller.tick()).active_region == "east"
     moved = None
@@ -44,10 +43,10 @@ async def test_draining_the_healthy_active_region_promotes_the_standby(regions: 
         assert again.active_region == "west"
 
 
-async def test_a_drained_standby_is_never_promoted(regions: Regions) -> None:
-    await provisioned(regions)
-    controller = controller_for(regions)
-    await controller.tick()
+async def test_a_drained_standby_is_never_promoted(
+    regions: Regions, east_js: JetStreamContext
+) -> None:
+    controller = await mirroring_controller(regions, east_js)
     regions.servers["east"].kill()
     for _ in range(CONFIG.failure_threshold + 2):
         outcome = await controller.tick(drained=frozenset({"west"}))

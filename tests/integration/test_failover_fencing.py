@@ -20,18 +20,20 @@ import pytest
 from nats.js import JetStreamContext
 from tests.fixtures.nats_regions import Regions
 from tests.integration.failover_support import (
-    CONFIG,
+    MIRROR_WITHIN,
     PIPELINE,
     N,
     ack_some,
     connect,
     controller_for,
-    eventually,
     message_ids,
-    mirror_holds,
+    mirroring_controller,
     publish,
+    tick_until_mirrors_change,
     tick_until_moved,
+    wait_mirrored,
 )
+from tests.integration.waits import wait_until
 
 from surge_operator.failover import (
     FailoverController,
@@ -57,7 +59,7 @@ async def split_brain_tail(
     in a probe, then east dies and west comes back."""
     await controller.tick()
     await publish(east_js, range(N))
-    await eventually(lambda: mirror_holds(regions, "west", N))
+    await wait_mirrored(regions, "west", N)
     regions.servers["west"].stop()
     await publish(east_js, range(N, N + tail))
     await controller.tick()  # east's last sequence is now known: N + tail
@@ -122,14 +124,7 @@ async def test_a_partitioned_old_primary_loses_and_doubles_nothing(
         await publish(partitioned, range(N + 300, N + 500))
         await publish(partitioned, range(N + 200, N + 205))
 
-        rejoined = None
-        for _ in range(40):
-            rejoined = await controller.tick()
-            if rejoined.mirrors:
-                break
-            await asyncio.sleep(CONFIG.probe_interval)
-        assert rejoined is not None
-        [change] = rejoined.mirrors
+        [change] = (await tick_until_mirrors_change(controller)).mirrors
         assert (change.region, change.action) == ("east", MirrorAction.RECREATED)
         [main] = [r for r in change.recoveries if r.stream == PIPELINE.stream]
         print(
@@ -158,13 +153,11 @@ async def test_a_partitioned_old_primary_loses_and_doubles_nothing(
 async def test_a_replayed_kv_entry_never_overwrites_a_newer_value(
     regions: Regions, east_js: JetStreamContext
 ) -> None:
-    await provision.provision_pipeline(east_js, PIPELINE)
-    controller = controller_for(regions)
-    await controller.tick()
+    controller = await mirroring_controller(regions, east_js)
     routing = await east_js.key_value(routing_bucket(PIPELINE.stream))
     await routing.put("c.conv-1", b"team-a")
     kv_stream = f"KV_{routing_bucket(PIPELINE.stream)}"
-    await eventually(lambda: mirror_holds(regions, "west", 1, stream=kv_stream))
+    await wait_mirrored(regions, "west", 1, stream=kv_stream)
     await controller.tick()
     regions.servers["west"].stop()
     await routing.put("c.conv-1", b"team-b (east, never mirrored)")
@@ -178,14 +171,7 @@ async def test_a_replayed_kv_entry_never_overwrites_a_newer_value(
         west_routing = await west.jetstream(timeout=2.0).key_value(routing_bucket(PIPELINE.stream))
         await west_routing.put("c.conv-1", b"team-d (west, newer epoch)")
         regions.servers["east"].start()
-        change = None
-        for _ in range(40):
-            outcome = await controller.tick()
-            if outcome.mirrors:
-                [change] = outcome.mirrors
-                break
-            await asyncio.sleep(CONFIG.probe_interval)
-        assert change is not None
+        [change] = (await tick_until_mirrors_change(controller)).mirrors
         [kv] = [r for r in change.recoveries if r.stream == kv_stream]
         assert (kv.examined, kv.republished, kv.superseded) == (2, 1, 1)
         assert (await west_routing.get("c.conv-1")).value == b"team-d (west, newer epoch)"
@@ -197,9 +183,7 @@ async def test_a_replayed_kv_entry_never_overwrites_a_newer_value(
 async def test_ack_floors_survive_an_operator_restart_mid_outage(
     regions: Regions, east_js: JetStreamContext
 ) -> None:
-    await provision.provision_pipeline(east_js, PIPELINE)
-    first = controller_for(regions)
-    await first.tick()
+    first = await mirroring_controller(regions, east_js)
     await publish(east_js, range(N))
     acked_to = await ack_some(east_js, Priority.CRITICAL, 20)
     await first.tick()  # writes the record (epoch 0, east, floors) into east's KV
@@ -212,8 +196,8 @@ async def test_ack_floors_survive_an_operator_restart_mid_outage(
         finally:
             await client.close()
 
-    await eventually(record_mirrored)
-    await eventually(lambda: mirror_holds(regions, "west", N))  # mirrors run independently
+    await wait_until(record_mirrored, within=MIRROR_WITHIN)
+    await wait_mirrored(regions, "west", N)  # mirrors run independently
     regions.servers["east"].kill()
     restarted = controller_for(regions)  # the operator restarted: nothing in memory
     outcome, _ = await tick_until_moved(restarted)
@@ -235,10 +219,9 @@ async def test_a_deposed_leader_cannot_promote_or_delete(
 ) -> None:
     """The newer leader (Lease token 2) promoted west; a stale one (token 1) that has not
     noticed yet is refused by the stamps on the streams, in both directions."""
-    await provision.provision_pipeline(east_js, PIPELINE)
-    await controller_for(regions).tick()  # west mirrors east
+    await mirroring_controller(regions, east_js)
     await publish(east_js, range(10))
-    await eventually(lambda: mirror_holds(regions, "west", 10))
+    await wait_mirrored(regions, "west", 10)
     west, east = regions.endpoint("west"), regions.endpoint("east")
     await promote(west, PIPELINE, epoch=1, leader_token=2)
     with pytest.raises(PromotionError, match="fenced"):

@@ -33,11 +33,11 @@ from tests.integration.failover_support import (
     ack_some,
     assert_pending,
     connect,
-    eventually,
     message_ids,
     mirror_holds,
     publish,
 )
+from tests.integration.waits import wait_until
 
 from surge_operator.failover.probe import read_record
 from surge_operator.failover.recovery import META_EPOCH
@@ -171,9 +171,9 @@ async def test_an_operator_killed_mid_promotion_is_finished_once_by_its_successo
     await provision.provision_pipeline(east_js, PIPELINE)
     await publish(east_js, range(N))
     operator.start(crash)
-    await eventually(lambda: mirror_holds(regions, "west", N), within=WITHIN)
+    await wait_until(lambda: mirror_holds(regions, "west", N), within=WITHIN)
     acked_to = await ack_some(east_js, Priority.CRITICAL, 10)
-    await eventually(lambda: floors_recorded_in(regions, "west", acked_to), within=WITHIN)
+    await wait_until(lambda: floors_recorded_in(regions, "west", acked_to), within=WITHIN)
 
     regions.servers["east"].kill()
     operator.wait_crash()
@@ -189,7 +189,7 @@ async def test_an_operator_killed_mid_promotion_is_finished_once_by_its_successo
 
         restarted = time.monotonic()
         operator.start()
-        await eventually(lambda: active_is(operator, "west"), within=WITHIN)
+        await wait_until(lambda: active_is(operator, "west"), within=WITHIN)
         finished = time.monotonic() - restarted
         status = operator.status()
         assert status["failoverEpoch"] == 1
@@ -205,10 +205,10 @@ async def test_an_operator_killed_mid_promotion_is_finished_once_by_its_successo
         # sent to it lands in west; the epoch stays, the failover is not repeated.
         healed = time.monotonic()
         regions.servers["east"].start()
-        await eventually(lambda: mirrors(regions, "east", "west"), within=WITHIN)
+        await wait_until(lambda: mirrors(regions, "east", "west"), within=WITHIN)
         rejoined = time.monotonic() - healed
         assert await written_lands_in(regions, "east") == "west"
-        await eventually(lambda: mirror_holds(regions, "east", N + 21), within=WITHIN)
+        await wait_until(lambda: mirror_holds(regions, "east", N + 21), within=WITHIN)
         assert set(await message_ids(js)) == {f"m{i}" for i in range(N + 20)} | {"via-east"}
         assert operator.status()["failoverEpoch"] == 1
         assert failovers(operator) == [("failover", "east", "west")]
@@ -231,7 +231,7 @@ async def test_a_promotion_left_unrecorded_stands_when_the_old_primary_returns_f
     await provision.provision_pipeline(east_js, PIPELINE)
     await publish(east_js, range(N))
     operator.start("promoted")
-    await eventually(lambda: mirror_holds(regions, "west", N), within=WITHIN)
+    await wait_until(lambda: mirror_holds(regions, "west", N), within=WITHIN)
     regions.servers["east"].kill()
     operator.wait_crash()
     west = await connect(regions, "west")
@@ -242,9 +242,9 @@ async def test_a_promotion_left_unrecorded_stands_when_the_old_primary_returns_f
 
         restarted = time.monotonic()
         operator.start()
-        await eventually(lambda: active_is(operator, "west"), within=WITHIN)
+        await wait_until(lambda: active_is(operator, "west"), within=WITHIN)
         finished = time.monotonic() - restarted
-        await eventually(lambda: mirrors(regions, "east", "west"), within=WITHIN)
+        await wait_until(lambda: mirrors(regions, "east", "west"), within=WITHIN)
         fenced = time.monotonic() - restarted
         assert operator.status()["failoverEpoch"] == 1
         assert failovers(operator) == [("failover", "east", "west")]
@@ -271,16 +271,16 @@ async def test_an_operator_killed_mid_failback_is_finished_once_by_its_successor
     await provision.provision_pipeline(east_js, PIPELINE)
     await publish(east_js, range(N))
     operator.start()
-    await eventually(lambda: mirror_holds(regions, "west", N), within=WITHIN)
+    await wait_until(lambda: mirror_holds(regions, "west", N), within=WITHIN)
     regions.servers["east"].kill()
-    await eventually(lambda: active_is(operator, "west"), within=WITHIN)
+    await wait_until(lambda: active_is(operator, "west"), within=WITHIN)
     west = await connect(regions, "west")
     try:
         js = west.jetstream(timeout=2.0)
         await publish(js, range(N, N + 20))
         regions.servers["east"].start()
-        await eventually(lambda: mirrors(regions, "east", "west"), within=WITHIN)
-        await eventually(lambda: mirror_holds(regions, "east", N + 20), within=WITHIN)
+        await wait_until(lambda: mirrors(regions, "east", "west"), within=WITHIN)
+        await wait_until(lambda: mirror_holds(regions, "east", N + 20), within=WITHIN)
 
         operator.start("fenced")
         operator.request_failback()
@@ -296,9 +296,9 @@ async def test_an_operator_killed_mid_failback_is_finished_once_by_its_successor
 
         restarted = time.monotonic()
         operator.start()
-        await eventually(lambda: active_is(operator, "east"), within=WITHIN)
+        await wait_until(lambda: active_is(operator, "east"), within=WITHIN)
         finished = time.monotonic() - restarted
-        await eventually(lambda: mirrors(regions, "west", "east"), within=WITHIN)
+        await wait_until(lambda: mirrors(regions, "west", "east"), within=WITHIN)
         assert operator.status()["failoverEpoch"] == 2
         assert failovers(operator) == [("failover", "east", "west"), ("failback", "west", "east")]
         assert not operator.annotations.exists()  # the request is cleared once done

@@ -10,7 +10,6 @@ explicit failback then returns traffic to east without losing a message.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -25,11 +24,12 @@ from tests.integration.failover_support import (
     assert_pending,
     connect,
     controller_for,
-    eventually,
     message_ids,
-    mirror_holds,
+    mirroring_controller,
     publish,
+    tick_until_mirrors_change,
     tick_until_moved,
+    wait_mirrored,
 )
 
 from surge_operator.failover import (
@@ -62,9 +62,9 @@ async def test_killing_the_primary_promotes_the_mirror_without_losing_messages(
     acked_to = await ack_some(east_js, Priority.CRITICAL, 10)
     transcripts = await east_js.key_value(transcripts_bucket(PIPELINE.stream))
     await transcripts.put("t.conv-1.m0", b"stored once")
-    await eventually(lambda: mirror_holds(regions, "west", N))
+    await wait_mirrored(regions, "west", N)
     kv_stream = f"KV_{transcripts_bucket(PIPELINE.stream)}"
-    await eventually(lambda: mirror_holds(regions, "west", 1, stream=kv_stream))
+    await wait_mirrored(regions, "west", 1, stream=kv_stream)
     steady = await controller.tick()  # records east's ack floors
     assert steady.mirrors == ()
     assert steady.probes["west"].role == "mirror"
@@ -129,11 +129,9 @@ async def test_killing_the_primary_promotes_the_mirror_without_losing_messages(
 async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
     regions: Regions, east_js: JetStreamContext
 ) -> None:
-    await provision.provision_pipeline(east_js, PIPELINE)
-    controller = controller_for(regions)
-    await controller.tick()
+    controller = await mirroring_controller(regions, east_js)
     await publish(east_js, range(N))
-    await eventually(lambda: mirror_holds(regions, "west", N))
+    await wait_mirrored(regions, "west", N)
 
     # West loses the link, east takes 10 more messages that never reach the mirror, then
     # east dies: the split-brain tail.
@@ -154,13 +152,7 @@ async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
         # East comes back with its tail; the controller fences it, re-publishes the tail
         # into west and rebuilds east as west's mirror.
         regions.servers["east"].start()
-        rejoined = None
-        for _ in range(40):
-            rejoined = await controller.tick()
-            if rejoined.mirrors:
-                break
-            await asyncio.sleep(CONFIG.probe_interval)
-        assert rejoined is not None
+        rejoined = await tick_until_mirrors_change(controller)
         assert [(m.region, m.action, m.recovered) for m in rejoined.mirrors] == [
             ("east", MirrorAction.RECREATED, 10)
         ]
@@ -169,7 +161,7 @@ async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
         assert set(await message_ids(west_js)) == every_id
 
         # Explicit failback: east must catch up, then takes the writes again.
-        await eventually(lambda: mirror_holds(regions, "east", N + 15))
+        await wait_mirrored(regions, "east", N + 15)
         back, _ = await tick_until_moved(controller, failback=True)
         assert back.active_region == "east"
         assert back.epoch == 2
@@ -184,7 +176,7 @@ async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
         assert info.config.mirror is None
         assert set(await message_ids(east_now)) == every_id
         await publish(east_now, range(N + 15, N + 20))
-        await eventually(lambda: mirror_holds(regions, "west", info.state.messages + 5))
+        await wait_mirrored(regions, "west", info.state.messages + 5)
         west_info = await west_js.stream_info(PIPELINE.stream)
         assert west_info.config.mirror is not None
         assert west_info.config.mirror.external is not None
@@ -198,9 +190,7 @@ async def test_the_old_primary_returns_as_a_mirror_and_failback_loses_nothing(
 async def test_a_dead_standby_is_never_promoted(
     regions: Regions, east_js: JetStreamContext
 ) -> None:
-    await provision.provision_pipeline(east_js, PIPELINE)
-    controller = controller_for(regions)
-    await controller.tick()
+    controller = await mirroring_controller(regions, east_js)
     regions.servers["west"].kill()
     regions.servers["east"].kill()
     outcome = None

@@ -11,7 +11,6 @@ must give no figures (the policy holds), never a huge backlog.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ import nats.errors
 import pytest
 from nats.js import JetStreamContext
 from tests.integration.natsops_support import connect, managed_region, provisioned, region_ctx
+from tests.integration.waits import first_value
 
 from surge_operator.api import Priority
 from surge_operator.errors import ConsumerMissingError
@@ -70,15 +70,7 @@ async def normal_backlog(source: JetStreamMetricsSource) -> int | None:
 async def settled_backlog(source: JetStreamMetricsSource, within: float = 20.0) -> int | None:
     """The first figure the snapshot gives once JetStream answers again (an election in
     progress yields no figures: the policy holds); never a guess in between."""
-    deadline = time.monotonic() + within
-    seen: list[int | None] = []
-    while time.monotonic() < deadline:
-        value = await normal_backlog(source)
-        seen.append(value)
-        if value is not None:
-            return value
-        await asyncio.sleep(0.2)
-    return None
+    return await first_value(lambda: normal_backlog(source), within=within)
 
 
 async def consumer_leader(js: JetStreamContext, stream: str) -> str | None:
@@ -113,16 +105,16 @@ async def test_backlog_is_exact_after_the_consumer_leader_steps_down(
     )
     reply = json.loads((await nc.request(subject, b"", timeout=5)).data)
     assert "error" not in reply, reply
-    after = before
-    for _ in range(50):
-        after = await consumer_leader(js, config.stream)
-        if after and after != before:
-            break
-        await asyncio.sleep(0.1)
+
+    async def new_leader() -> str | None:
+        leader = await consumer_leader(js, config.stream)
+        return leader if leader != before else None
+
+    after = await first_value(new_leader, within=5.0, interval=0.1)
     got = await settled_backlog(source)
     await nc.close()
     print(f"\nconsumer leader {before} -> {after}: backlog {got} (truth {TRUTH})")
-    assert after != before
+    assert after is not None, f"the consumer leader stayed {before}"
     assert got == TRUTH
 
 

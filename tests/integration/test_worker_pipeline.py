@@ -18,9 +18,9 @@ from tests.integration.dataplane_support import (
     publish,
     running_worker,
     unique_pipeline,
-    wait_until,
     worker_settings,
 )
+from tests.integration.waits import wait_until
 
 from surge_workers.contract import (
     PRIORITIES,
@@ -198,6 +198,38 @@ async def test_exhausted_retries_go_to_dead_letter_after_max_deliver(nats_url: s
     assert "MaxDeliver 3" in headers["Surge-Dead-Reason"]
     assert "crm is down" in headers["Surge-Dead-Reason"]
     assert headers["Surge-Dead-Deliveries"] == "3"
+
+
+async def test_nats_unable_to_serve_the_handler_spends_no_delivery_budget(
+    nats_url: str,
+) -> None:
+    """The handler writes to a stream that is not there yet (NATS answers: no responders),
+    as it would during a leader election. Those deliveries are not the message's fault:
+    with a budget of 2 it is still handled once the stream is back, never dead-lettered."""
+    policy = PriorityPolicy(ack_wait=5.0, max_deliver=2, backoff=(0.05,))
+    config = unique_pipeline(policies=dict.fromkeys(PRIORITIES, policy))
+    nc, js = await provisioned(nats_url, config)
+    audit = f"AUDIT{config.stream}"
+    await publish(js, config, msg_id="waits-out-the-outage", conversation="c1")
+    attempts: list[int] = []
+
+    async def audited(delivery: Delivery, ctx: HandlerContext) -> None:
+        attempts.append(delivery.num_delivered)
+        await ctx.js.publish(f"{audit.lower()}.seen", delivery.data, timeout=1)
+
+    async with running_worker(nats_url, worker_settings(config), audited):
+        await wait_until(lambda: _true(len(attempts) >= 2 * policy.max_deliver), within=20)
+        await js.add_stream(name=audit, subjects=[f"{audit.lower()}.>"])
+        await wait_until(lambda: _drained(js, config), within=20)
+    letters = await dead_letters(js, config)
+    stored = (await js.stream_info(audit)).state.messages
+    await js.delete_stream(audit)
+    await nc.close()
+
+    assert letters == []
+    assert stored == 1
+    assert attempts == list(range(1, len(attempts) + 1))
+    assert len(attempts) > 2 * policy.max_deliver
 
 
 async def test_unanswered_messages_are_dead_lettered_on_the_delivery_past_their_budget(

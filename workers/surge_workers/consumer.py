@@ -70,6 +70,7 @@ from surge_workers.contract import (
 )
 from surge_workers.delivery import Delivery, Handler, HandlerContext
 from surge_workers.errors import PoisonError
+from surge_workers.failures import Failure, InfraWatch, after_failure, before_handling, classify
 from surge_workers.metrics import WorkerMetrics
 from surge_workers.pipeline import PriorityPolicy
 from surge_workers.provision import META_BACKOFF, META_MAX_DELIVER, parse_backoff
@@ -81,7 +82,6 @@ _STATUS = "Status"
 _DESCRIPTION = "Description"
 _HEARTBEAT = "100"
 _TERMINAL = ("404", "408", "409")
-_REMEMBERED_IDS = 50_000  # recently acked message ids: absorbs redeliveries of lost acks
 _REASON_MAX = 300
 
 
@@ -151,6 +151,7 @@ class Worker:
         self.draining = False
         self._in_flight = 0
         self._reconnects = 0
+        self.infra = InfraWatch()  # when NATS last failed us: see surge_workers.failures
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -303,6 +304,8 @@ class Worker:
             return
         pull = self._pulls[priority]
         if status in _TERMINAL:
+            if status == "409" and "Leadership Change" in description:
+                self.infra.mark()
             if status == "409" and "Exceeded MaxWaiting" not in description:
                 self.log.warning(
                     "pull_request_ended", priority=priority.value, status=status, reason=description
@@ -311,6 +314,8 @@ class Worker:
                 pull.open = False
                 self._changed.set()
             return
+        if status == "503":  # no responders: the consumer has no leader (an election)
+            self.infra.mark()
         self.log.warning("pull_status", priority=priority.value, status=status, reason=description)
 
     def _finish_request(self, priority: Priority) -> None:
@@ -356,6 +361,8 @@ class Worker:
         reconnects = int(getattr(self.nc, "stats", {}).get("reconnects", 0))
         lost = reconnects != self._reconnects
         self._reconnects = reconnects
+        if lost:
+            self.infra.mark()
         for priority, pull in self._pulls.items():
             if pull.open and (lost or now > pull.deadline):
                 pull.open = False
@@ -438,7 +445,7 @@ class Worker:
             if msg.metadata.num_delivered > 1:
                 metrics.redeliveries[priority].inc()
             budget = self._budget(priority)
-            if budget > 0 and delivery.num_delivered > budget:
+            if before_handling(delivery.num_delivered, budget, infra_recent=self._infra_recent()):
                 # Past its budget: every earlier delivery ended unanswered (hung, crashed)
                 # or its dead-letter copy failed. Park it now; never run it again.
                 outcome = await self._dead_letter(
@@ -452,17 +459,16 @@ class Worker:
                 outcome = "duplicate"
                 await msg.ack()
             else:
+                # A handler outliving ack_wait would be redelivered while still running:
+                # stop it first and retry (asyncio.timeout is a timer, not a task).
+                deadline = asyncio.timeout(self._handler_timeout[priority])
                 try:
-                    # A handler outliving ack_wait would be redelivered while still running:
-                    # stop it first and retry (asyncio.timeout is a timer, not a task).
-                    async with asyncio.timeout(self._handler_timeout[priority]):
+                    async with deadline:
                         await self.handler(delivery, self.ctx)
-                except PoisonError as err:
-                    outcome = await self._dead_letter(delivery, err.reason, cause="poison")
                 except asyncio.CancelledError:
                     raise
                 except Exception as err:
-                    outcome = await self._retry(delivery, err)
+                    outcome = await self._failed(delivery, err, timed_out=deadline.expired())
                 else:
                     await msg.ack()
                     if msg_id is not None:
@@ -488,23 +494,34 @@ class Worker:
     def _remember(self, msg_id: str) -> None:
         done = self._done_ids
         done[msg_id] = None
-        if len(done) > _REMEMBERED_IDS:
+        if len(done) > self.settings.cache_entries:  # absorbs redeliveries of lost acks
             done.popitem(last=False)
 
-    async def _retry(self, delivery: Delivery, err: BaseException) -> str:
+    def _infra_recent(self) -> bool:
+        if not self.nc.is_connected:
+            self.infra.mark()
+        return self.infra.recent()
+
+    async def _failed(self, delivery: Delivery, err: BaseException, *, timed_out: bool) -> str:
+        """Dead-letter or retry a delivery whose handler raised (see surge_workers.failures)."""
         priority = delivery.priority
         policy = self.policies.get(priority) or PriorityPolicy()
         attempts = delivery.num_delivered
-        reason = f"{type(err).__name__}: {err}"
-        if isinstance(err, TimeoutError):
+        failure = classify(err, handler_timed_out=timed_out, infra_recent=self._infra_recent())
+        if failure is Failure.INFRA:
+            self.infra.mark()
+        reason = err.reason if isinstance(err, PoisonError) else f"{type(err).__name__}: {err}"
+        if timed_out:
             reason = f"handler exceeded {self._handler_timeout[priority]:.1f}s (0.9 x ack_wait)"
-        if policy.max_deliver > 0 and attempts >= policy.max_deliver:
-            return await self._dead_letter(
-                delivery,
-                f"failed {attempts} deliveries (MaxDeliver {policy.max_deliver}); last: {reason}",
-                cause="max_deliver",
-            )
-        delay = policy.nak_delay(attempts)
+        step = after_failure(failure, attempts, policy, infra_recent=self.infra.recent())
+        if step.action == "dead_letter":
+            if step.cause != "poison":
+                reason = (
+                    f"failed {attempts} deliveries (MaxDeliver {policy.max_deliver}, "
+                    f"{failure.value} failure); last: {reason}"
+                )
+            return await self._dead_letter(delivery, reason, cause=step.cause)
+        self.metrics.retries.labels(priority.value, failure.value).inc()
         self.log.warning(
             "message_retry",
             consumer=consumer_name(priority),
@@ -512,10 +529,11 @@ class Worker:
             seq=delivery.seq,
             msg_id=delivery.msg_id,
             attempt=attempts,
-            delay=delay,
+            failure=failure.value,
+            delay=step.delay,
             error=reason[:_REASON_MAX],
         )
-        await delivery.msg.nak(delay=delay)
+        await delivery.msg.nak(delay=step.delay)
         return "retry"
 
     async def _dead_letter(self, delivery: Delivery, reason: str, *, cause: str) -> str:

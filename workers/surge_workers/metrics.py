@@ -52,6 +52,13 @@ class WorkerMetrics:
         self.degradation_level = Gauge(
             "surge_worker_degradation_level", "Degradation level this worker obeys.", registry=r
         )
+        self.retries = Counter(
+            "surge_worker_retries",
+            "Deliveries this worker gave back to retry later, by failure: handler (charged "
+            "to the delivery budget) or infra (NATS could not serve the handler; not charged).",
+            ["priority", "failure"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "surge_worker_dead_letters",
             "Messages this worker moved to the dead-letter subject.",

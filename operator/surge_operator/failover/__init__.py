@@ -59,9 +59,9 @@ Public API (for the operator's timer handler; no kopf, no kubernetes here)::
 Lower-level functions (`probe`, `ensure_mirror`, `promote`, `fence`, `recover_tail`,
 `failback`) are public for tests and for `surge demo`.
 
-Modules, one job each::
+Modules, one job each (the FailoverError tree is in `surge_operator.errors`, with every
+other domain error)::
 
-    errors.py      the FailoverError tree
     endpoints.py   RegionEndpoint and fail-fast connections
     streams.py     which streams a pipeline has in a region, and their writable subjects
     probe.py       one region's health, stream roles and ack floors (never raises)
@@ -74,16 +74,16 @@ Modules, one job each::
 
 from __future__ import annotations
 
-from surge_operator.failover.controller import Event, FailoverController, TickOutcome
-from surge_operator.failover.edge import NatsRegionEdge, RegionEdge
-from surge_operator.failover.endpoints import RegionEndpoint, connect
-from surge_operator.failover.errors import (
+from surge_operator.errors import (
     FailbackNotReadyError,
     FailoverError,
     MirrorError,
     PromotionError,
     UnsupportedStreamError,
 )
+from surge_operator.failover.controller import Event, FailoverController, TickOutcome
+from surge_operator.failover.edge import NatsRegionEdge, RegionEdge
+from surge_operator.failover.endpoints import RegionEndpoint, connect
 from surge_operator.failover.mirrors import (
     META_ALLOW_DIRECT,
     MirrorAction,

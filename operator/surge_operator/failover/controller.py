@@ -14,9 +14,9 @@ from typing import Any, Literal
 import structlog
 
 from surge_operator.api import HistoryEntry, Phase
+from surge_operator.errors import FailoverError, NotLeaderError
 from surge_operator.failover.edge import NatsRegionEdge, RegionEdge
 from surge_operator.failover.endpoints import RegionEndpoint
-from surge_operator.failover.errors import FailoverError, NotLeaderError
 from surge_operator.failover.mirrors import MirrorChange
 from surge_operator.failover.probe import RegionProbe
 from surge_operator.failover.promotion import PromotionResult

@@ -12,14 +12,13 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import ExternalStream, StreamConfig, StreamInfo, StreamSource
 
-from surge_operator.errors import NatsUnavailableError
+from surge_operator.errors import MirrorError, NatsUnavailableError, UnsupportedStreamError
 from surge_operator.failover.endpoints import (
     RegionEndpoint,
     connect,
     describe_exc,
     stream_info,
 )
-from surge_operator.failover.errors import MirrorError, UnsupportedStreamError
 from surge_operator.failover.recovery import TailRecovery, recover_tail, token_of
 from surge_operator.failover.streams import kv_stream, pipeline_streams, writable_subjects
 from surge_workers import provision

@@ -13,14 +13,13 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import StreamInfo
 
-from surge_operator.errors import NatsUnavailableError
+from surge_operator.errors import NatsUnavailableError, RecordError
 from surge_operator.failover.endpoints import (
     RegionEndpoint,
     connect,
     describe_exc,
     stream_info,
 )
-from surge_operator.failover.errors import RecordError
 from surge_operator.failover.recovery import epoch_of
 from surge_operator.failover.streams import kv_stream
 from surge_operator.policy.failover import ProbeResult

@@ -15,14 +15,13 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 
-from surge_operator.errors import NatsUnavailableError
+from surge_operator.errors import FailbackNotReadyError, NatsUnavailableError, PromotionError
 from surge_operator.failover.endpoints import (
     RegionEndpoint,
     connect,
     describe_exc,
     stream_info,
 )
-from surge_operator.failover.errors import FailbackNotReadyError, PromotionError
 from surge_operator.failover.mirrors import META_ALLOW_DIRECT, fence, is_mirror_of, unfence
 from surge_operator.failover.probe import ack_floors_of
 from surge_operator.failover.recovery import (

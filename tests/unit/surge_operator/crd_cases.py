@@ -51,7 +51,10 @@ class Case:
         return f"{self.dotted}={self.why}"
 
     def manifest(self) -> dict[str, Any]:
-        doc = copy.deepcopy(BASE)
+        return self.apply(copy.deepcopy(BASE))
+
+    def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Set this case's value in ``doc`` (in place) and return it."""
         node: Any = doc
         for here, nxt in zip(self.path, self.path[1:], strict=False):
             if isinstance(here, int):
@@ -133,3 +136,178 @@ def cases(
         return
     for value, why in _bad_values(node):
         yield Case(path, value, why)
+
+
+@dataclass(frozen=True)
+class RuleCase:
+    """A manifest that breaks one CEL rule (a rule across fields, which the per-field cases
+    above cannot reach), with the rule's own message."""
+
+    name: str
+    changes: tuple[Case, ...]
+    message: str  # the CEL rule's message (what the API server answers)
+    model_words: str = ""  # what the pydantic model's error says instead, where it differs
+
+    @property
+    def model_message(self) -> str:
+        return self.model_words or self.message
+
+    def manifest(self) -> dict[str, Any]:
+        doc = copy.deepcopy(BASE)
+        for change in self.changes:
+            change.apply(doc)
+        return doc
+
+
+_EAST_URL = {"url": "nats://n:4222"}
+_WEST = {"name": "west", "role": "standby", "nats": _EAST_URL}
+
+#: One violation per create-time CEL rule of the CRD (transition rules, which use oldSelf,
+#: are exercised on updates in tests/e2e/test_crd_validation.py). test_cel_rules checks
+#: that every such rule in the generated CRD has a case here.
+RULE_CASES: tuple[RuleCase, ...] = (
+    RuleCase(
+        "nats-neither-url-nor-managed",
+        (Case(("spec", "regions", 0, "nats"), {}, ""),),
+        "spec.regions[].nats: set exactly one of url (external NATS) or managed",
+    ),
+    RuleCase(
+        "nats-both-url-and-managed",
+        (Case(("spec", "regions", 0, "nats"), {**_EAST_URL, "managed": {}}, ""),),
+        "spec.regions[].nats: set exactly one of url (external NATS) or managed",
+    ),
+    RuleCase(
+        "secret-through-worker-env",
+        (
+            Case(
+                ("spec", "workers", "env", 0, "valueFrom"),
+                {"secretKeyRef": {"name": "x", "key": "y"}},
+                "",
+            ),
+        ),
+        "spec.workers.env[].valueFrom.secretKeyRef is not allowed",
+    ),
+    *(
+        RuleCase(
+            f"secret-through-{where}-template-env",
+            (
+                *extra,
+                Case(
+                    (*path, "template", "env"),
+                    [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "x", "key": "y"}}}],
+                    "",
+                ),
+            ),
+            "env valueFrom.secretKeyRef is not allowed in a pod template",
+        )
+        for where, path, extra in (
+            ("workers", ("spec", "workers"), ()),
+            ("gateway", ("spec", "gateway"), ()),
+            (
+                "nats",
+                ("spec", "regions", 0, "nats", "managed"),
+                (Case(("spec", "regions", 0, "nats"), {"managed": {}}, ""),),
+            ),
+        )
+    ),
+    RuleCase(
+        "templates-without-composer",
+        (
+            Case(
+                ("spec", "workers", "composer"),
+                {"enabled": False, "templatesConfigMap": "replies"},
+                "",
+            ),
+        ),
+        "spec.workers.composer.templatesConfigMap needs spec.workers.composer.enabled",
+    ),
+    RuleCase(
+        "min-above-max-replicas",
+        (Case(("spec", "autoscaling"), {"minReplicas": 5, "maxReplicas": 2}, ""),),
+        "spec.autoscaling.minReplicas must be less than or equal to maxReplicas",
+        "autoscaling.minReplicas (5) must be less than or equal to autoscaling.maxReplicas (2)",
+    ),
+    RuleCase(
+        "backup-to-s3-and-pvc",
+        (
+            Case(
+                ("spec", "backup"),
+                {
+                    "schedule": "0 * * * *",
+                    "target": {
+                        "pvc": {"claimName": "b"},
+                        "s3": {
+                            "endpoint": "http://s3:9000",
+                            "bucket": "bkp",
+                            "credentials": {"secretName": "s3"},
+                        },
+                    },
+                },
+                "",
+            ),
+        ),
+        "exactly one of s3 or pvc must be set",
+    ),
+    RuleCase(
+        "backup-to-nowhere",
+        (Case(("spec", "backup"), {"schedule": "0 * * * *", "target": {}}, ""),),
+        "exactly one of s3 or pvc must be set",
+    ),
+    RuleCase(
+        "two-primaries",
+        (Case(("spec", "regions", 1), {**_WEST, "role": "primary"}, ""),),
+        "spec.regions must contain exactly one region with role primary",
+    ),
+    RuleCase(
+        "no-primary",
+        (Case(("spec", "regions", 0, "role"), "standby", ""),),
+        "spec.regions must contain exactly one region with role primary",
+    ),
+    RuleCase(
+        "drain-an-unknown-region",
+        (
+            Case(("spec", "regions", 1), _WEST, ""),
+            Case(("spec", "drainedRegions"), ["north"], ""),
+        ),
+        "spec.drainedRegions must name regions of spec.regions",
+        "spec.drainedRegions names unknown regions: ['north']",
+    ),
+    RuleCase(
+        "drain-every-region",
+        (Case(("spec", "drainedRegions"), ["east"], ""),),
+        "spec.drainedRegions may not drain every region",
+    ),
+    RuleCase(
+        "more-replicas-than-servers",
+        (
+            Case(("spec", "regions", 0, "nats"), {"managed": {"servers": 1}}, ""),
+            Case(("spec", "stream", "replicas"), 3, ""),
+        ),
+        "spec.stream.replicas must not exceed nats.managed.servers in any region",
+        "spec.stream.replicas (3) must not exceed spec.regions[east]",
+    ),
+    RuleCase(
+        "sheddable-critical",
+        (Case(("spec", "priorities", 0, "sheddable"), True, ""),),
+        "spec.priorities: critical may not be sheddable",
+    ),
+)
+
+
+def create_rules() -> list[dict[str, Any]]:
+    """Every CEL rule of the spec that applies on create (no oldSelf)."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for rule in node.get("x-kubernetes-validations", []):
+                if "oldSelf" not in rule["rule"]:
+                    found.append(rule)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec_schema())
+    return found

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import nats
+import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from tests.fixtures.nats_regions import Regions
 from tests.integration.waits import wait_until
 
-from surge_operator.failover import FailoverController, TickOutcome
+from surge_operator.failover import FailoverController, RegionEndpoint, TickOutcome
 from surge_operator.policy.failover import FailoverConfig
 from surge_workers import provision
 from surge_workers.contract import PRIORITIES, Header, Priority, consumer_name, message_subject
@@ -28,12 +30,25 @@ MIRROR_WITHIN = 10.0
 
 
 def controller_for(regions: Regions, config: FailoverConfig = CONFIG) -> FailoverController:
+    return controller_on(regions.endpoints(), config)
+
+
+def controller_on(
+    endpoints: Sequence[RegionEndpoint],
+    config: FailoverConfig = CONFIG,
+    *,
+    active: str | None = None,
+    epoch: int = 0,
+) -> FailoverController:
+    """The controller as the operator builds it, restored from status (active, epoch)."""
     return FailoverController(
         cluster="test/failover",
-        endpoints=regions.endpoints(),
+        endpoints=endpoints,
         primary="east",
         pipeline=PIPELINE,
         config=config,
+        active=active,
+        epoch=epoch,
         probe_timeout=0.2,
     )
 
@@ -83,6 +98,8 @@ async def mirror_holds(
     try:
         info = await client.jetstream().stream_info(stream)
         return info.state.messages >= count
+    except nats.js.errors.NotFoundError:
+        return False  # the mirror is not created yet
     finally:
         await client.close()
 
@@ -120,6 +137,17 @@ async def tick_until_mirrors_change(
             return outcome
         await asyncio.sleep(CONFIG.probe_interval)
     raise AssertionError(f"no mirror changed within {ticks} ticks")
+
+
+async def assert_pending(js: JetStreamContext, *, acked_critical: int) -> None:
+    """Each priority's consumer holds its share of the first N messages, less what
+    workers acked (critical only) before the failover: nothing acked is replayed."""
+    for priority in PRIORITIES:
+        consumer = await js.consumer_info(PIPELINE.stream, consumer_name(priority))
+        expected = sum(1 for i in range(N) if PRIORITIES[i % 3] is priority)
+        if priority is Priority.CRITICAL:
+            expected -= acked_critical
+        assert consumer.num_pending == expected, priority
 
 
 async def ack_some(js: JetStreamContext, priority: Priority, count: int) -> int:

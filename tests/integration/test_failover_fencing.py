@@ -133,8 +133,11 @@ async def test_a_partitioned_old_primary_loses_and_doubles_nothing(
         )
         assert main.complete
         assert main.examined == 10 + 200 + 5
-        assert main.republished == 10 + 200
-        assert main.duplicates == 5
+        # Once east's leafnode is back (it retries every second), a write taken by east
+        # may reach west's stream too: recovery then finds it there by id. How many do
+        # depends on timing (26 of 200 in one loaded run); each is counted exactly once.
+        assert main.republished + main.duplicates == main.examined
+        assert main.duplicates >= 5
 
         ids = await message_ids(west_js)
         doubled = [i for i, count in Counter(ids).items() if count > 1]

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 from surge_operator.chaos.clients import Traffic
-from surge_operator.chaos.dataplane import Plane, run_plane
+from surge_operator.chaos.dataplane import Plane, one_server, run_plane
 from surge_operator.chaos.result import Result
 from surge_workers.contract import Env
-from surge_workers.natsserver import NatsServer
 
 RATE = 60.0
 SAMPLE_EVERY = 1.0
@@ -73,14 +70,11 @@ async def soak(count: int) -> Result:
         await asyncio.gather(*sampler)
         plane.notes.update(_slopes(series))
 
-    with (
-        tempfile.TemporaryDirectory(prefix="surge-chaos-") as tmp,
-        NatsServer(Path(tmp) / "n") as n,
-    ):
+    with one_server() as (url, root):
         return await run_plane(
             "soak",
-            urls=[n.url],
-            root=Path(tmp) / "stage",
+            urls=[url],
+            root=root,
             count=count,
             rate=RATE,
             fault=fault,

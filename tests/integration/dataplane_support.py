@@ -3,7 +3,6 @@ and subprocess workers, reading transcripts and dead letters."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -11,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from tests.integration.waits import wait_until
 
 from surge_workers.consumer import Worker
 from surge_workers.contract import (
@@ -122,17 +122,6 @@ async def publish(
     payload = data if data is not None else json.dumps({"text": text}).encode()
     ack = await js.publish(subject, payload, headers=headers)
     return ack.seq
-
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], within: float, interval: float = 0.05
-) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {within}s")
 
 
 async def backlog(js: JetStreamContext, config: PipelineConfig) -> int:

@@ -16,8 +16,8 @@ from tests.integration.dataplane_support import (
     publish,
     spawn_worker,
     unique_pipeline,
-    wait_until,
 )
+from tests.integration.waits import wait_until
 
 from surge_workers.contract import DegradationLevel, Priority
 from surge_workers.degradation import publish_degradation

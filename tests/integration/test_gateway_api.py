@@ -14,10 +14,10 @@ import pytest
 from tests.integration.dataplane_support import (
     provisioned,
     unique_pipeline,
-    wait_until,
     work_off,
 )
 from tests.integration.gateway_support import ACME, message, running_gateway
+from tests.integration.waits import wait_until
 
 from surge_workers.api_models import MessageIn
 from surge_workers.contract import DegradationLevel, Priority

@@ -28,10 +28,10 @@ from tests.integration.dataplane_support import (
     provisioned,
     publish,
     unique_pipeline,
-    wait_until,
     work_off,
     worker_settings,
 )
+from tests.integration.waits import wait_until
 
 from surge_operator.backup.manifest import backup_order
 from surge_operator.backup.runner import ClusterRef, back_up

@@ -173,6 +173,12 @@ def test_the_readme_quickstart_runs_word_for_word_then_cleans_up(
             )
             for p in pods
         }
+        why = sorted(
+            f"{p['metadata']['name']}: {t.get('reason')} (exit {t.get('exitCode')})"
+            for p in pods
+            for c in p["status"].get("containerStatuses") or []
+            if (t := (c.get("lastState") or {}).get("terminated"))
+        )
         accepted = [
             int(m.group(1))
             for m in re.finditer(
@@ -190,7 +196,7 @@ def test_the_readme_quickstart_runs_word_for_word_then_cleans_up(
             f"\n  kubectl apply -> mc Ready (managed NATS on a PV): {to_ready:.1f} s"
             f"\n  quickstart wall: {quick.wall:.1f} s"
             f"\n  container restarts after the surge: {sum(restarts.values())} "
-            f"in {len(restarts)} pods {sorted(n for n, r in restarts.items() if r)}"
+            f"in {len(restarts)} pods {why}"
             f"\n{quick.stdout[-2500:]}"
         )
 

@@ -105,6 +105,9 @@ class FailoverProcess:
     def request_failback(self) -> None:
         self.annotations.write_text(json.dumps({"surge.dev/failback": "requested"}))
 
+    async def failback_cleared(self) -> bool:
+        return not self.annotations.exists()
+
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
@@ -311,7 +314,8 @@ async def test_an_operator_killed_mid_failback_is_finished_once_by_its_successor
         await wait_until(lambda: mirrors(regions, "west", "east"), within=WITHIN)
         assert operator.status()["failoverEpoch"] == 2
         assert failovers(operator) == [("failover", "east", "west"), ("failback", "west", "east")]
-        assert not operator.annotations.exists()  # the request is cleared once done
+        # the request is cleared once done (after the status write, as the operator does)
+        await wait_until(operator.failback_cleared, within=WITHIN)
         assert await written_lands_in(regions, "west") == "east"
         east = await connect(regions, "east")
         try:

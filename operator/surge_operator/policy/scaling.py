@@ -174,7 +174,11 @@ def decide(
         startup_s=_startup_bound(snapshot.at, startup_s, starting),
     )
     new_state = ScalingState(
-        rate_history=rate_history,
+        # A level change changes what the gateway accepts: samples from before it describe
+        # traffic no longer admitted (or no longer refused). Kept, a class just shed still
+        # counted in the level the served classes were scaled to, five times their real
+        # demand in bulk-flood, and that alone raised the level to 3 and throttled normal.
+        rate_history=rate_history if degradation.level == level else (),
         demand_history=demand_history,
         drain_history=drain_history,
         service_rate=service_rate,

@@ -382,3 +382,46 @@ def test_a_sustained_step_is_still_held_for_the_whole_stabilisation_window() -> 
     assert first_down - 40 >= window - 1
     # Then back to what the calm load needs (within the remembered noise margin).
     assert sizes[-1] <= _pool_sizes([400.0] * (window + 15))[-1] + 1
+
+
+def test_shedding_bulk_does_not_count_its_old_rate_against_the_classes_still_served() -> None:
+    # A bulk flood beyond maxReplicas: the level rises to SHED_BULK, after which the
+    # gateway accepts only critical and normal (250 msg/s, 5 workers' worth). The arrival
+    # samples from before the shedding must not inflate their demand into CRITICAL_ONLY.
+    config = CONFIG.with_scaling(max_replicas=40)
+    state = ScalingState()
+    replicas = 5
+    level = DegradationLevel.NORMAL
+    levels = []
+    for t in range(60):
+        flood = t >= 10
+        accepted_bulk = 50.0 if not flood else (3000.0 if level == 0 else 0.0)
+        offered = {Priority.CRITICAL: 50.0, Priority.NORMAL: 200.0}
+        offered[Priority.BULK] = 3000.0 if flood else 50.0
+        rates = {**offered, Priority.BULK: accepted_bulk}
+        if level == DegradationLevel.THROTTLE_BULK:
+            rates[Priority.BULK] = 2500.0
+        # In flight: rate x handling time (16 handlers at 50 msg/s per worker).
+        priorities = {
+            p: PriorityMetrics(
+                backlog=round(rates[p] * 16 / 50),
+                arrival_rate=rates[p],
+                oldest_unacked_age=0.2,
+                offered_rate=offered[p],
+            )
+            for p in rates
+        }
+        snap = Snapshot(
+            at=float(t),
+            observed_at=float(t),
+            priorities=priorities,
+            current_replicas=replicas,
+            ready_replicas=replicas,
+            completion_rate=min(sum(rates.values()), 50.0 * replicas),
+            waiting=0,
+        )
+        decision, state = decide(snap, config, state)
+        replicas, level = decision.replicas, decision.degradation_level
+        levels.append(level)
+    assert DegradationLevel.SHED_BULK in levels
+    assert DegradationLevel.CRITICAL_ONLY not in levels

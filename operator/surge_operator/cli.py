@@ -1,9 +1,9 @@
 """The `surge` command line: parse arguments, call library code, render output. No logic here.
 
-Local commands (demo, simulate, load, bench, crds) live here; the commands that talk to a
-cluster (status, failback, drain-region, check-install) in `cli_cluster`, the dead-letter
-commands (`dlq list|replay`, talking to NATS) in `cli_dlq`. Exit codes are
-the same everywhere: 0 ok, 1 failure, 2 usage.
+Local commands (demo, simulate, load, chaos, crds) live here; the benchmarks (`bench ...`)
+in `cli_bench`, the commands that talk to a cluster (status, failback, drain-region,
+check-install) in `cli_cluster`, the dead-letter commands (`dlq list|replay`, talking to
+NATS) in `cli_dlq`. Exit codes are the same everywhere: 0 ok, 1 failure, 2 usage.
 
 Each command imports its implementation lazily so `surge --help` stays fast and the
 commands that need no cluster never import kopf or kubernetes.
@@ -17,8 +17,9 @@ from typing import Annotated
 import typer
 
 from surge_operator import __version__
-from surge_operator.backup.cli import backup_app, bench_backup
+from surge_operator.backup.cli import backup_app
 from surge_operator.backup.cli import restore as backup_restore
+from surge_operator.cli_bench import bench_app
 from surge_operator.cli_cluster import register as register_cluster_commands
 from surge_operator.cli_dlq import dlq_app
 from surge_workers.contract import Env
@@ -29,13 +30,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-bench_app = typer.Typer(
-    help="Benchmarks that print ratios against a baseline measured in the same run."
-)
 app.add_typer(bench_app, name="bench")
 app.add_typer(backup_app, name="backup")
 app.command("restore")(backup_restore)
-bench_app.command("backup")(bench_backup)
 register_cluster_commands(app)
 app.add_typer(dlq_app, name="dlq")
 
@@ -174,174 +171,6 @@ def simulate(
     except (UnknownProfileError, TraceError, SpecError, HistoryError, OSError) as err:
         typer.echo(f"surge simulate: {err}", err=True)
         raise typer.Exit(2) from None
-
-
-@bench_app.command("autoscale")
-def bench_autoscale(
-    as_json: bool = typer.Option(False, "--json", help="Print every figure as JSON."),
-    seeds: int = typer.Option(10, "--seeds", min=1, help="Seeds per profile (1..N)."),
-    profile: Annotated[
-        list[str] | None, typer.Option("--profile", "-p", help="Only these profiles.")
-    ] = None,
-    jobs: int = typer.Option(2, "--jobs", min=1, help="Worker processes for the seeds."),
-    plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write the Pareto plot (PNG).")
-    ] = None,
-    live: bool = typer.Option(
-        False,
-        "--live",
-        help="Replay one profile through a real nats-server, gateway, workers and "
-        "Prometheus on loopback (Surge, then KEDA), next to its simulation.",
-    ),
-    seed: int = typer.Option(1, "--seed", help="With --live: the profile's seed."),
-    speedup: int = typer.Option(
-        4, "--speedup", min=1, help="With --live: profile seconds per live second."
-    ),
-    peak_rate: float = typer.Option(
-        120.0, "--peak-rate", min=1.0, help="With --live: msg/s at the busiest seconds."
-    ),
-) -> None:
-    """Every bundled profile over many seeds: Surge vs KEDA (default lagThreshold and a
-    sweep), the oracle and the LP lower bound; median and worst; every miss printed.
-    With --live: one profile through the real pipeline, simulated against measured."""
-    from surge_operator.simulate.command import UnknownProfileError, bench
-
-    if live:
-        _bench_live(profile, seed=seed, speedup=speedup, peak_rate=peak_rate, as_json=as_json)
-        return
-    try:
-        bench(
-            seeds=list(range(1, seeds + 1)),
-            profiles=profile or [],
-            as_json=as_json,
-            jobs=jobs,
-            plot_path=plot,
-        )
-    except UnknownProfileError as err:
-        typer.echo(f"surge bench autoscale: {err}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _bench_live(
-    profile: list[str] | None, *, seed: int, speedup: int, peak_rate: float, as_json: bool
-) -> None:
-    import asyncio
-    import json
-
-    from rich.console import Console
-
-    from surge_operator.livebench.report import print_live
-    from surge_operator.livebench.run import LiveBenchError, LiveOptions, live_json, run_live
-    from surge_workers.logs import configure
-
-    # Progress to stderr, so --json stays one document on stdout.
-    configure("warning")
-    options = LiveOptions(seed=seed, speedup=speedup, peak_rate=peak_rate)
-    if profile:
-        options = LiveOptions(profile=profile[0], seed=seed, speedup=speedup, peak_rate=peak_rate)
-    try:
-        runs = asyncio.run(run_live(options))
-    except (LiveBenchError, KeyError) as err:
-        typer.echo(f"surge bench autoscale --live: {err}", err=True)
-        raise typer.Exit(2) from None
-    if as_json:
-        print(json.dumps(live_json(options, runs), indent=2))
-    else:
-        print_live(options, runs, Console(width=160))
-
-
-@bench_app.command("replies")
-def bench_replies(
-    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Demo runs, seeds 1..N.")] = 5,
-    duration: Annotated[float, typer.Option("--duration", help="Seconds of traffic.")] = 120.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-) -> None:
-    """`surge demo` over many seeds: the promised waits' error per seed, median and worst
-    over seeds, every miss of the goals printed."""
-    import asyncio
-    import json as _json
-    import logging
-
-    import structlog
-    from rich.console import Console
-
-    from surge_operator.demo.bench import as_json as bench_json
-    from surge_operator.demo.bench import report, run_seeds
-    from surge_operator.demo.run import DemoOptions, run_demo
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    console = Console(stderr=as_json)
-    runs = run_seeds(
-        range(1, seeds + 1),
-        DemoOptions(duration_s=duration),
-        lambda options: asyncio.run(run_demo(options, console)),
-        console,
-    )
-    if as_json:
-        typer.echo(_json.dumps(bench_json(runs), indent=2))
-    else:
-        report(runs, console)
-
-
-@bench_app.command("operator")
-def bench_operator(
-    clusters: Annotated[
-        int, typer.Option("--clusters", min=1, help="MessagingClusters to create.")
-    ] = 200,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    kubeconfig: Annotated[
-        Path | None,
-        typer.Option("--kubeconfig", help="Use this cluster, not a fresh local control plane."),
-    ] = None,
-) -> None:
-    """Converge N MessagingClusters on a real API server: time, operator memory, writes."""
-    from surge_operator.bench_operator import render, run_bench
-
-    result = run_bench(clusters, kubeconfig=kubeconfig)
-    typer.echo(render(result, as_json))
-    if not result.passed:
-        raise typer.Exit(1)
-
-
-@bench_app.command("nats")
-def bench_nats(
-    messages: Annotated[int, typer.Option("--messages", min=100, help="Per run.")] = 20_000,
-    size: Annotated[int, typer.Option("--size", min=16, help="Message bytes.")] = 1024,
-    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Runs per figure.")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-) -> None:
-    """fsync always vs lazy and R3 vs R1 with `nats bench`; Surge end to end as a fraction."""
-    import json as _json
-
-    from surge_operator.bench_nats import render, run_bench
-
-    result = run_bench(messages=messages, size=size, rounds=rounds)
-    typer.echo(_json.dumps(result.as_dict(), indent=2) if as_json else render(result))
-
-
-@bench_app.command("dataplane")
-def bench_dataplane(
-    messages: Annotated[int, typer.Option("--messages", min=100, help="Per round.")] = 20_000,
-    size: Annotated[int, typer.Option("--size", min=16, help="Message bytes.")] = 1024,
-    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Paired rounds.")] = 3,
-    nats_url: Annotated[
-        str | None, typer.Option("--nats-url", help="Use this server, not a fresh one.")
-    ] = None,
-    no_gateway: Annotated[bool, typer.Option("--no-gateway", help="Skip the gateway.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-) -> None:
-    """Worker and gateway throughput as ratios to bare nats-py loops on the same server."""
-    from surge_workers.commands import bench_dataplane as run
-
-    code = run(
-        messages=messages,
-        size=size,
-        rounds=rounds,
-        nats_url=nats_url,
-        as_json=as_json,
-        gateway=not no_gateway,
-    )
-    raise typer.Exit(code)
 
 
 @app.command()

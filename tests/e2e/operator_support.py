@@ -9,17 +9,21 @@ its log). Elsewhere (kind) it runs on this host and reaches the API server only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import nats
+import nats.errors
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -213,3 +217,67 @@ class Clusters:
             if exc.status == 404:
                 return None
             raise
+
+
+async def publish_messages(url: str, prefix: str, count: int, priority: str = "normal") -> None:
+    """`count` messages of one priority, spread over 16 partitions, in batches of 200."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    run = uuid.uuid4().hex[:8]
+    try:
+        for start in range(0, count, 200):
+            acks = []
+            for i in range(start, min(start + 200, count)):
+                body = {
+                    "id": f"{run}-{i}",
+                    "conversation_id": f"c{i % 101}",
+                    "tenant": "t1",
+                    "priority": priority,
+                    "text": "my order never arrived",
+                    "language": "en",
+                }
+                acks.append(
+                    js.publish(
+                        f"{prefix}.{priority}.{i % 16}",
+                        json.dumps(body).encode(),
+                        headers={
+                            "Nats-Msg-Id": f"{run}-{i}",
+                            "Surge-Conversation": body["conversation_id"],
+                            "Surge-Tenant": "t1",
+                            "Surge-Enqueued-At": f"{time.time():.6f}",
+                        },
+                    )
+                )
+            await asyncio.gather(*acks)
+    finally:
+        await nc.close()
+
+
+class Publisher:
+    """A steady open-loop flood on a thread of its own: `rate` normal messages a second
+    into `prefix` until `stop()` (for load that must outlast an operator restart)."""
+
+    def __init__(self, url: str, prefix: str, rate: int) -> None:
+        self.url, self.prefix, self.rate = url, prefix, rate
+        self.sent = 0
+        self.failed_rounds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Publisher:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                asyncio.run(publish_messages(self.url, self.prefix, self.rate))
+                self.sent += self.rate
+            except (nats.errors.Error, TimeoutError, OSError):
+                self.failed_rounds += 1  # a loaded machine: the next second tries again
+            self._stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)

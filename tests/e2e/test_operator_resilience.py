@@ -8,13 +8,10 @@ publishes from a node's network namespace (cluster_nats.run).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import nats
 import pytest
 
 from surge_cluster.testing import KubeCluster
@@ -25,6 +22,7 @@ from tests.e2e.operator_support import (
     eventually,
     install_crd,
     manifest,
+    publish_messages,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -44,39 +42,6 @@ def operators(
     yield started
     for op in started:
         op.stop()
-
-
-async def _publish(url: str, prefix: str, count: int, priority: str = "normal") -> None:
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    run = uuid.uuid4().hex[:8]
-    try:
-        for start in range(0, count, 200):
-            acks = []
-            for i in range(start, min(start + 200, count)):
-                body = {
-                    "id": f"{run}-{i}",
-                    "conversation_id": f"c{i % 101}",
-                    "tenant": "t1",
-                    "priority": priority,
-                    "text": "my order never arrived",
-                    "language": "en",
-                }
-                acks.append(
-                    js.publish(
-                        f"{prefix}.{priority}.{i % 16}",
-                        json.dumps(body).encode(),
-                        headers={
-                            "Nats-Msg-Id": f"{run}-{i}",
-                            "Surge-Conversation": body["conversation_id"],
-                            "Surge-Tenant": "t1",
-                            "Surge-Enqueued-At": f"{time.time():.6f}",
-                        },
-                    )
-                )
-            await asyncio.gather(*acks)
-    finally:
-        await nc.close()
 
 
 def test_worker_replicas_follow_a_surge_within_seconds(
@@ -113,7 +78,7 @@ def test_worker_replicas_follow_a_surge_within_seconds(
     assert clusters.deployment("surgey-worker").spec.replicas == 1
 
     surge_at = time.monotonic()
-    cluster_nats.run(lambda url: _publish(url, "surgey", 3000))
+    cluster_nats.run(lambda url: publish_messages(url, "surgey", 3000))
     eventually(
         "the worker Deployment to scale up",
         lambda: clusters.deployment("surgey-worker").spec.replicas > 1,
@@ -153,7 +118,7 @@ async def _publish_for(url: str, prefix: str, rate: int, seconds: int) -> None:
     """An open-loop flood: `rate` normal messages a second for `seconds`."""
     for _ in range(seconds):
         started = time.monotonic()
-        await _publish(url, prefix, rate)
+        await publish_messages(url, prefix, rate)
         await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
 
 

@@ -3,7 +3,6 @@ and subprocess workers, reading transcripts and dead letters."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -11,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from tests.integration.waits import wait_until
 
 from surge_workers.consumer import Worker
 from surge_workers.contract import (
@@ -124,22 +124,24 @@ async def publish(
     return ack.seq
 
 
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], within: float, interval: float = 0.05
-) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {within}s")
-
-
 async def backlog(js: JetStreamContext, config: PipelineConfig) -> int:
     from surge_workers.queue_state import read_queue_state
 
     state = await read_queue_state(js, config, with_oldest_age=False)
     return state.backlog
+
+
+async def drained(js: JetStreamContext, config: PipelineConfig) -> bool:
+    """Nothing pending or in flight in any priority's consumer."""
+    return await backlog(js, config) == 0
+
+
+async def work_off(
+    url: str, js: JetStreamContext, config: PipelineConfig, handler: Handler, *, within: float
+) -> None:
+    """Run an in-process worker with `handler` until the queue is drained (bounded)."""
+    async with running_worker(url, worker_settings(config), handler):
+        await wait_until(lambda: drained(js, config), within=within)
 
 
 async def dead_letters(js: JetStreamContext, config: PipelineConfig) -> list[dict[str, object]]:
@@ -182,8 +184,9 @@ class Recorder:
         self.done.append((delivery.conversation_id, delivery.msg_id))
 
 
-def spawn_worker(url: str, config: PipelineConfig, **env: str) -> subprocess.Popen[bytes]:
-    """A real `surge-worker` process (same interpreter) for crash and signal tests."""
+def worker_process_env(url: str, config: PipelineConfig, **env: str) -> dict[str, str]:
+    """The environment of a worker process on `config`'s pipeline (quiet logs, short
+    pulls, metrics on any free port), with `env` on top."""
     child_env = dict(os.environ)
     child_env.update(
         SURGE_NATS_URL=url,
@@ -196,8 +199,13 @@ def spawn_worker(url: str, config: PipelineConfig, **env: str) -> subprocess.Pop
         PYTHONPATH=str(ROOT),
     )
     child_env.update(env)
+    return child_env
+
+
+def spawn_worker(url: str, config: PipelineConfig, **env: str) -> subprocess.Popen[bytes]:
+    """A real `surge-worker` process (same interpreter) for crash and signal tests."""
     return subprocess.Popen(
         [sys.executable, "-c", "from surge_workers.cli import worker_main; worker_main()"],
-        env=child_env,
+        env=worker_process_env(url, config, **env),
         cwd=ROOT,
     )

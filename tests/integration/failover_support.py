@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 
 import nats
+import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from tests.fixtures.nats_regions import Regions
+from tests.integration.waits import wait_until
 
-from surge_operator.failover import FailoverController, TickOutcome
+from surge_operator.failover import FailoverController, RegionEndpoint, TickOutcome
 from surge_operator.policy.failover import FailoverConfig
 from surge_workers import provision
 from surge_workers.contract import PRIORITIES, Header, Priority, consumer_name, message_subject
@@ -23,15 +25,30 @@ PIPELINE = PipelineConfig(
 )
 CONFIG = FailoverConfig(probe_interval=0.25, failure_threshold=3)
 N = 120
+# How long a mirror may take to catch up on a loaded machine.
+MIRROR_WITHIN = 10.0
 
 
 def controller_for(regions: Regions, config: FailoverConfig = CONFIG) -> FailoverController:
+    return controller_on(regions.endpoints(), config)
+
+
+def controller_on(
+    endpoints: Sequence[RegionEndpoint],
+    config: FailoverConfig = CONFIG,
+    *,
+    active: str | None = None,
+    epoch: int = 0,
+) -> FailoverController:
+    """The controller as the operator builds it, restored from status (active, epoch)."""
     return FailoverController(
         cluster="test/failover",
-        endpoints=regions.endpoints(),
+        endpoints=endpoints,
         primary="east",
         pipeline=PIPELINE,
         config=config,
+        active=active,
+        epoch=epoch,
         probe_timeout=0.2,
     )
 
@@ -74,14 +91,6 @@ async def message_ids(js: JetStreamContext) -> list[str]:
     return ids
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
-
-
 async def mirror_holds(
     regions: Regions, name: str, count: int, *, stream: str = PIPELINE.stream
 ) -> bool:
@@ -89,8 +98,19 @@ async def mirror_holds(
     try:
         info = await client.jetstream().stream_info(stream)
         return info.state.messages >= count
+    except nats.js.errors.NotFoundError:
+        return False  # the mirror is not created yet
     finally:
         await client.close()
+
+
+async def wait_mirrored(
+    regions: Regions, name: str, count: int, *, stream: str = PIPELINE.stream
+) -> None:
+    """Wait (bounded) until region `name`'s copy of `stream` holds `count` messages."""
+    await wait_until(
+        lambda: mirror_holds(regions, name, count, stream=stream), within=MIRROR_WITHIN
+    )
 
 
 async def tick_until_moved(
@@ -117,6 +137,17 @@ async def tick_until_mirrors_change(
             return outcome
         await asyncio.sleep(CONFIG.probe_interval)
     raise AssertionError(f"no mirror changed within {ticks} ticks")
+
+
+async def assert_pending(js: JetStreamContext, *, acked_critical: int) -> None:
+    """Each priority's consumer holds its share of the first N messages, less what
+    workers acked (critical only) before the failover: nothing acked is replayed."""
+    for priority in PRIORITIES:
+        consumer = await js.consumer_info(PIPELINE.stream, consumer_name(priority))
+        expected = sum(1 for i in range(N) if PRIORITIES[i % 3] is priority)
+        if priority is Priority.CRITICAL:
+            expected -= acked_critical
+        assert consumer.num_pending == expected, priority
 
 
 async def ack_some(js: JetStreamContext, priority: Priority, count: int) -> int:

@@ -5,6 +5,7 @@ same store), plus a publisher that records exactly what was acknowledged and whe
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import itertools
@@ -13,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import nats
 from nats.aio.client import Client
@@ -33,6 +35,8 @@ from surge_workers.provision import provision_pipeline
 PASSWORDS = Passwords({role: f"secret-{role.value}" for role in Role})
 # Grace period shortened for tests (pods: 10 s); nats-server refuses a lame-duck duration
 # under 30 s, so that stays.
+P = TypeVar("P", bound="Publishing")
+
 TEST_OVERRIDES = {"lame_duck_grace_period": "1s"}
 
 
@@ -88,17 +92,31 @@ def lame_duck(cluster: LocalNatsCluster, i: int) -> None:
         cluster.servers[i].kill()
 
 
+@dataclass(kw_only=True)
+class Publishing(abc.ABC):
+    """What both publishers record while `run` goes on until `stop` is set: the ids
+    acknowledged, when, and how many attempts failed."""
+
+    acked: list[str] = field(default_factory=list)
+    ack_times: list[float] = field(default_factory=list)
+    failures: int = 0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @abc.abstractmethod
+    async def run(self) -> None: ...
+
+    def longest_gap(self) -> float:
+        """Longest time without an acknowledgement: the unavailability clients saw."""
+        return max((b - a for a, b in itertools.pairwise(self.ack_times)), default=0.0)
+
+
 @dataclass
-class Publisher:
+class Publisher(Publishing):
     """Publishes numbered messages as fast as acks come back; retries a message until it
     is acknowledged (same Nats-Msg-Id, so a retry never duplicates)."""
 
     js: JetStreamContext
     config: PipelineConfig
-    acked: list[str] = field(default_factory=list)
-    ack_times: list[float] = field(default_factory=list)
-    failures: int = 0
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
         n = 0
@@ -121,14 +139,9 @@ class Publisher:
                 break
             n += 1
 
-    def longest_gap(self) -> float:
-        """Longest time without an acknowledged publish: the unavailability clients saw."""
-        times = self.ack_times
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
-
 
 @dataclass
-class GatewayPublisher:
+class GatewayPublisher(Publishing):
     """What `surge-gateway` does: its own connection (`runtime.connect`, SurgeClient) and
     JetStreamPublisher, batches of `batch` numbered messages, a batch retried until every
     message in it is acknowledged (same Nats-Msg-Ids). `ack_times` are when batches came
@@ -137,10 +150,6 @@ class GatewayPublisher:
     nc: Client
     config: PipelineConfig
     batch: int = 10
-    acked: list[str] = field(default_factory=list)
-    ack_times: list[float] = field(default_factory=list)
-    failures: int = 0
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
         from surge_workers.gateway import JetStreamPublisher
@@ -176,9 +185,6 @@ class GatewayPublisher:
             n += self.batch
         self.resent = publisher.resent
 
-    def longest_gap(self) -> float:
-        return max((b - a for a, b in itertools.pairwise(self.ack_times)), default=0.0)
-
 
 async def gateway_connection(cluster: LocalNatsCluster) -> Client:
     """The gateway's own connect (SurgeClient, its reconnect settings) as the gateway user."""
@@ -193,19 +199,8 @@ async def gateway_connection(cluster: LocalNatsCluster) -> Client:
 
 
 @contextlib.asynccontextmanager
-async def gateway_publishing(nc: Client, config: PipelineConfig) -> AsyncIterator[GatewayPublisher]:
-    publisher = GatewayPublisher(nc, config)
-    task = asyncio.create_task(publisher.run())
-    try:
-        yield publisher
-    finally:
-        publisher.stop.set()
-        await task
-
-
-@contextlib.asynccontextmanager
-async def publishing(js: JetStreamContext, config: PipelineConfig) -> AsyncIterator[Publisher]:
-    publisher = Publisher(js, config)
+async def running(publisher: P) -> AsyncIterator[P]:
+    """`publisher` publishing in the background for the block's duration."""
     task = asyncio.create_task(publisher.run())
     try:
         yield publisher

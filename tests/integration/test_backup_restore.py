@@ -13,21 +13,28 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from tests.integration.backup_support import (
+    NAMESPACE,
+    cluster_ref,
+    delete_cluster_streams,
+    directory_store,
+    restore_from,
+)
 from tests.integration.dataplane_support import (
     backlog,
     provisioned,
     publish,
     running_worker,
     unique_pipeline,
-    wait_until,
+    work_off,
     worker_settings,
 )
 
 from surge_operator.backup.command import run_backup, run_list, run_restore
 from surge_operator.backup.conditions import parse_time
 from surge_operator.backup.locations import open_store
-from surge_operator.backup.manifest import PartRole, backup_order
-from surge_operator.backup.runner import ClusterRef, back_up, list_backups, restore
+from surge_operator.backup.manifest import PartRole
+from surge_operator.backup.runner import back_up, list_backups
 from surge_operator.backup.s3local import LocalS3
 from surge_operator.backup.verify import message_ids, transcript_ids, transcripts
 from surge_operator.errors import (
@@ -43,12 +50,6 @@ from surge_workers.natsserver import NatsServer
 from surge_workers.pipeline import PipelineConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _ref(config: PipelineConfig) -> ClusterRef:
-    return ClusterRef(
-        "support", f"mc-{config.stream.lower()}", config.stream, config.subject_prefix
-    )
 
 
 def _env(s3: LocalS3) -> Mapping[str, str]:
@@ -72,11 +73,6 @@ async def _publish_many(js: object, config: PipelineConfig, count: int, tag: str
     return ids
 
 
-async def _delete_cluster_streams(js: object, stream: str) -> None:
-    for name, _ in backup_order(stream):
-        await js.delete_stream(name)  # type: ignore[attr-defined]
-
-
 @pytest.mark.parametrize("kind", ["s3", "dir"])
 async def test_everything_acknowledged_before_the_backup_survives_losing_the_cluster(
     kind: str, nats_server: NatsServer, s3_server: LocalS3, s3_bucket: str, tmp_path: Path
@@ -87,27 +83,18 @@ async def test_everything_acknowledged_before_the_backup_survives_losing_the_clu
     store = open_store(target, _env(s3_server))
     try:
         ids = await _publish_many(js, config, 300, "a")
-        async with running_worker(nats_server.url, worker_settings(config), route_and_store):
-            await wait_until(lambda: _drained(js, config), within=60)
+        await work_off(nats_server.url, js, config, route_and_store, within=60)
         routed_before = await transcript_ids(js, config.stream)
         assert set(routed_before) == ids
 
         manifest = await back_up(
-            nc, store, _ref(config), spool=tmp_path / "spool", nonce=secrets.token_hex(3)
+            nc, store, cluster_ref(config), spool=tmp_path / "spool", nonce=secrets.token_hex(3)
         )
         assert manifest.part(PartRole.MESSAGES) is not None
         assert manifest.part(PartRole.MESSAGES).last_seq == 300  # type: ignore[union-attr]
-        await _delete_cluster_streams(js, config.stream)
+        await delete_cluster_streams(js, config.stream)
 
-        await restore(
-            nc,
-            store,
-            source_namespace="support",
-            source_name=_ref(config).name,
-            backup="latest",
-            into=_ref(config),
-            spool=tmp_path / "spool",
-        )
+        await restore_from(nc, store, cluster_ref(config), spool=tmp_path / "spool")
         restored = await message_ids(js, config.stream, config.subject_prefix)
         assert set(restored) == ids
         assert set(restored.values()) == {1}
@@ -118,10 +105,6 @@ async def test_everything_acknowledged_before_the_backup_survives_losing_the_clu
         assert len(await routing.keys()) > 0
     finally:
         await nc.close()
-
-
-async def _drained(js: object, config: PipelineConfig) -> bool:
-    return await backlog(js, config) == 0  # type: ignore[arg-type]
 
 
 async def test_a_backup_taken_mid_surge_restores_consistently(
@@ -149,7 +132,7 @@ async def test_a_backup_taken_mid_surge_restores_consistently(
             publisher = asyncio.create_task(surge())
             await asyncio.sleep(0.5)
             manifest = await back_up(
-                nc, store, _ref(config), spool=tmp_path / "spool", nonce=secrets.token_hex(3)
+                nc, store, cluster_ref(config), spool=tmp_path / "spool", nonce=secrets.token_hex(3)
             )
             stop.set()
             await publisher
@@ -160,19 +143,12 @@ async def test_a_backup_taken_mid_surge_restores_consistently(
     fresh.start()
     try:
         nc2, js2 = await provisioned_empty(fresh.url)
-        await restore(
-            nc2,
-            store,
-            source_namespace="support",
-            source_name=_ref(config).name,
-            backup=manifest.id,
-            into=_ref(config),
-            spool=tmp_path / "spool2",
+        await restore_from(
+            nc2, store, cluster_ref(config), spool=tmp_path / "spool2", backup=manifest.id
         )
         restored = await message_ids(js2, config.stream, config.subject_prefix)
         assert acked_before <= set(restored)
-        async with running_worker(fresh.url, worker_settings(config), route_and_store):
-            await wait_until(lambda: _drained(js2, config), within=60)
+        await work_off(fresh.url, js2, config, route_and_store, within=60)
         entries = await transcripts(js2, config.stream)
         by_id = Counter(scoped_id(e.tenant, e.msg_id) for e in entries)
         assert set(restored) <= set(by_id), "a restored message was never processed"
@@ -201,7 +177,7 @@ async def test_retention_keeps_the_newest_backups_and_the_cli_lists_them(
     await _publish_many(js, config, 10, "r")
     await nc.close()
     env = {**_env(s3_server), "SURGE_NATS_URL": nats_server.url}
-    cluster = f"support/{_ref(config).name}"
+    cluster = f"{NAMESPACE}/{cluster_ref(config).name}"
     target = f"s3://{s3_bucket}/keep"
     made = []
     for _ in range(4):
@@ -230,20 +206,12 @@ async def test_restore_refuses_to_overwrite_an_existing_stream(
 ) -> None:
     config = unique_pipeline()
     nc, js = await provisioned(nats_server.url, config)
-    store = open_store(f"dir:{tmp_path / 'pvc'}", {})
+    store = directory_store(tmp_path)
     try:
         await _publish_many(js, config, 5, "x")
-        await back_up(nc, store, _ref(config), spool=tmp_path / "s", nonce="abcdef")
+        await back_up(nc, store, cluster_ref(config), spool=tmp_path / "s", nonce="abcdef")
         with pytest.raises(RestoreConflictError, match="already exists"):
-            await restore(
-                nc,
-                store,
-                source_namespace="support",
-                source_name=_ref(config).name,
-                backup="latest",
-                into=_ref(config),
-                spool=tmp_path / "s",
-            )
+            await restore_from(nc, store, cluster_ref(config), spool=tmp_path / "s")
     finally:
         await nc.close()
 
@@ -253,13 +221,13 @@ async def test_restore_cli_goes_straight_into_a_nats(
 ) -> None:
     config = unique_pipeline()
     nc, js = await provisioned(nats_server.url, config)
-    store = open_store(f"dir:{tmp_path / 'pvc'}", {})
+    store = directory_store(tmp_path)
     ids = await _publish_many(js, config, 25, "cli")
-    manifest = await back_up(nc, store, _ref(config), spool=tmp_path / "s", nonce="123abc")
-    await _delete_cluster_streams(js, config.stream)
+    manifest = await back_up(nc, store, cluster_ref(config), spool=tmp_path / "s", nonce="123abc")
+    await delete_cluster_streams(js, config.stream)
     try:
         result = await run_restore(
-            source=f"dir:{tmp_path / 'pvc'}/support/{_ref(config).name}/latest",
+            source=f"dir:{tmp_path / 'pvc'}/{NAMESPACE}/{cluster_ref(config).name}/latest",
             nats_url=nats_server.url,
             stream=None,
             subject_prefix=None,
@@ -281,7 +249,7 @@ async def test_wrong_credentials_are_an_auth_failure_not_a_hang(
     store = open_store(f"s3://{s3_bucket}", env)
     try:
         with pytest.raises(BackupTargetAuthError):
-            await back_up(nc, store, _ref(config), spool=tmp_path / "s", nonce="abcdef")
+            await back_up(nc, store, cluster_ref(config), spool=tmp_path / "s", nonce="abcdef")
     finally:
         await nc.close()
 
@@ -298,7 +266,7 @@ async def test_an_unreachable_target_fails_fast(nats_server: NatsServer, tmp_pat
     try:
         with pytest.raises(BackupTargetError):
             await asyncio.wait_for(
-                back_up(nc, store, _ref(config), spool=tmp_path / "s", nonce="abcdef"), 60
+                back_up(nc, store, cluster_ref(config), spool=tmp_path / "s", nonce="abcdef"), 60
             )
     finally:
         await nc.close()
@@ -332,8 +300,8 @@ async def test_a_full_volume_fails_the_backup_and_leaves_no_complete_one(
     store = open_store(f"dir:{tiny_volume}", {})
     try:
         with pytest.raises(BackupTargetFullError, match="no space left"):
-            await back_up(nc, store, _ref(config), spool=tmp_path / "s", nonce="abcdef")
-        complete, _ = await list_backups(store, "support", _ref(config).name)
+            await back_up(nc, store, cluster_ref(config), spool=tmp_path / "s", nonce="abcdef")
+        complete, _ = await list_backups(store, NAMESPACE, cluster_ref(config).name)
         assert complete == []
     finally:
         await nc.close()

@@ -14,15 +14,15 @@ import pytest
 from tests.integration.dataplane_support import (
     ROOT,
     Recorder,
-    backlog,
     dead_letters,
+    drained,
     provisioned,
     publish,
     running_worker,
     unique_pipeline,
-    wait_until,
     worker_settings,
 )
+from tests.integration.waits import wait_until
 
 from surge_workers.delivery import Delivery, HandlerContext
 from surge_workers.errors import PoisonError
@@ -79,7 +79,7 @@ async def test_dead_letters_are_listed_and_replayed_with_provenance(nats_url: st
 
         handler.broken = False
         replayed = surge(config, nats_url, "dlq", "replay", str(acme_seq), "-o", "json")
-        await wait_until(lambda: _drained(js, config), within=10)
+        await wait_until(lambda: drained(js, config), within=10)
         again = surge(config, nats_url, "dlq", "replay", str(acme_seq))
         usage = surge(config, nats_url, "dlq", "replay", "0")
         not_a_number = surge(config, nats_url, "dlq", "replay", "x")
@@ -126,7 +126,3 @@ async def test_dead_letters_are_listed_and_replayed_with_provenance(nats_url: st
 async def _count(js: Any, config: PipelineConfig, expected: int) -> bool:
     info = await js.stream_info(f"{config.stream}-dlq")
     return int(info.state.messages) >= expected
-
-
-async def _drained(js: Any, config: PipelineConfig) -> bool:
-    return await backlog(js, config) == 0

@@ -20,19 +20,20 @@ import pytest
 from nats.js import JetStreamContext
 from tests.fixtures.nats_regions import Regions
 from tests.integration.failover_support import (
+    MIRROR_WITHIN,
     PIPELINE,
     N,
     ack_some,
     connect,
     controller_for,
-    eventually,
     message_ids,
-    mirror_holds,
     mirroring_controller,
     publish,
     tick_until_mirrors_change,
     tick_until_moved,
+    wait_mirrored,
 )
+from tests.integration.waits import wait_until
 
 from surge_operator.failover import (
     FailoverController,
@@ -58,7 +59,7 @@ async def split_brain_tail(
     in a probe, then east dies and west comes back."""
     await controller.tick()
     await publish(east_js, range(N))
-    await eventually(lambda: mirror_holds(regions, "west", N))
+    await wait_mirrored(regions, "west", N)
     regions.servers["west"].stop()
     await publish(east_js, range(N, N + tail))
     await controller.tick()  # east's last sequence is now known: N + tail
@@ -132,8 +133,11 @@ async def test_a_partitioned_old_primary_loses_and_doubles_nothing(
         )
         assert main.complete
         assert main.examined == 10 + 200 + 5
-        assert main.republished == 10 + 200
-        assert main.duplicates == 5
+        # Once east's leafnode is back (it retries every second), a write taken by east
+        # may reach west's stream too: recovery then finds it there by id. How many do
+        # depends on timing (26 of 200 in one loaded run); each is counted exactly once.
+        assert main.republished + main.duplicates == main.examined
+        assert main.duplicates >= 5
 
         ids = await message_ids(west_js)
         doubled = [i for i, count in Counter(ids).items() if count > 1]
@@ -156,7 +160,7 @@ async def test_a_replayed_kv_entry_never_overwrites_a_newer_value(
     routing = await east_js.key_value(routing_bucket(PIPELINE.stream))
     await routing.put("c.conv-1", b"team-a")
     kv_stream = f"KV_{routing_bucket(PIPELINE.stream)}"
-    await eventually(lambda: mirror_holds(regions, "west", 1, stream=kv_stream))
+    await wait_mirrored(regions, "west", 1, stream=kv_stream)
     await controller.tick()
     regions.servers["west"].stop()
     await routing.put("c.conv-1", b"team-b (east, never mirrored)")
@@ -195,8 +199,8 @@ async def test_ack_floors_survive_an_operator_restart_mid_outage(
         finally:
             await client.close()
 
-    await eventually(record_mirrored)
-    await eventually(lambda: mirror_holds(regions, "west", N))  # mirrors run independently
+    await wait_until(record_mirrored, within=MIRROR_WITHIN)
+    await wait_mirrored(regions, "west", N)  # mirrors run independently
     regions.servers["east"].kill()
     restarted = controller_for(regions)  # the operator restarted: nothing in memory
     outcome, _ = await tick_until_moved(restarted)
@@ -220,7 +224,7 @@ async def test_a_deposed_leader_cannot_promote_or_delete(
     noticed yet is refused by the stamps on the streams, in both directions."""
     await mirroring_controller(regions, east_js)
     await publish(east_js, range(10))
-    await eventually(lambda: mirror_holds(regions, "west", 10))
+    await wait_mirrored(regions, "west", 10)
     west, east = regions.endpoint("west"), regions.endpoint("east")
     await promote(west, PIPELINE, epoch=1, leader_token=2)
     with pytest.raises(PromotionError, match="fenced"):

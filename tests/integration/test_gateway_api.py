@@ -12,14 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 from tests.integration.dataplane_support import (
-    backlog,
     provisioned,
-    running_worker,
     unique_pipeline,
-    wait_until,
-    worker_settings,
+    work_off,
 )
 from tests.integration.gateway_support import ACME, message, running_gateway
+from tests.integration.waits import wait_until
 
 from surge_workers.api_models import MessageIn
 from surge_workers.contract import DegradationLevel, Priority
@@ -323,8 +321,7 @@ async def test_transcript_reads_back_in_order_and_only_for_its_tenant(
         for i, text in enumerate(texts):
             resp = await http.post(f"{base}/v1/messages", json=message(f"t{i}", text=text))
             assert resp.status == 202
-        async with running_worker(nats_url, worker_settings(config), route_and_store):
-            await wait_until(lambda: _drained(js, config), within=10)
+        await work_off(nats_url, js, config, route_and_store, within=10)
         mine = await http.get(f"{base}/v1/conversations/conv1/transcript")
         theirs = await http.get(
             f"{base}/v1/conversations/conv1/transcript",
@@ -340,10 +337,6 @@ async def test_transcript_reads_back_in_order_and_only_for_its_tenant(
     assert transcript["team"] == "billing"
     assert theirs.status == 404
     assert missing.status == 404
-
-
-async def _drained(js: Any, config: PipelineConfig) -> bool:
-    return await backlog(js, config) == 0
 
 
 async def test_openapi_document_served_is_the_committed_one(nats_url: str, tmp_path: Path) -> None:
@@ -376,8 +369,7 @@ async def test_transcript_pages_follow_the_cursor_and_the_page_size_is_bounded(
     ):
         batch = {"messages": [message(f"p{i}", text=f"n{i}") for i in range(7)]}
         assert (await http.post(f"{base}/v1/messages/batch", json=batch)).status == 202
-        async with running_worker(nats_url, worker_settings(config), route_and_store):
-            await wait_until(lambda: _drained(js, config), within=10)
+        await work_off(nats_url, js, config, route_and_store, within=10)
         pages: list[dict[str, Any]] = []
         cursor = ""
         while True:

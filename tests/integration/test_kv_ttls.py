@@ -8,8 +8,9 @@ from pathlib import Path
 import nats.js.errors
 import pytest
 from nats.js.api import DiscardPolicy, StreamConfig
-from tests.integration.dataplane_support import provisioned, unique_pipeline, wait_until
+from tests.integration.dataplane_support import provisioned, unique_pipeline
 from tests.integration.gateway_support import running_gateway
+from tests.integration.waits import wait_until
 
 from surge_workers.contract import degradation_bucket, transcripts_bucket
 from surge_workers.gateway import OfferedReporter

@@ -11,7 +11,6 @@ must give no figures (the policy holds), never a huge backlog.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -19,8 +18,10 @@ from pathlib import Path
 
 import nats.errors
 import pytest
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from tests.integration.natsops_support import connect, managed_region, provisioned, region_ctx
+from tests.integration.waits import first_value
 
 from surge_operator.api import Priority
 from surge_operator.errors import ConsumerMissingError
@@ -70,15 +71,7 @@ async def normal_backlog(source: JetStreamMetricsSource) -> int | None:
 async def settled_backlog(source: JetStreamMetricsSource, within: float = 20.0) -> int | None:
     """The first figure the snapshot gives once JetStream answers again (an election in
     progress yields no figures: the policy holds); never a guess in between."""
-    deadline = time.monotonic() + within
-    seen: list[int | None] = []
-    while time.monotonic() < deadline:
-        value = await normal_backlog(source)
-        seen.append(value)
-        if value is not None:
-            return value
-        await asyncio.sleep(0.2)
-    return None
+    return await first_value(lambda: normal_backlog(source), within=within)
 
 
 async def consumer_leader(js: JetStreamContext, stream: str) -> str | None:
@@ -99,73 +92,76 @@ async def loaded(tmp_path: Path) -> AsyncIterator[tuple[LocalNatsCluster, Pipeli
         yield cluster, config
 
 
+@pytest.fixture
+async def operator_nc(loaded: tuple[LocalNatsCluster, PipelineConfig]) -> AsyncIterator[Client]:
+    """The operator's own connection to the loaded cluster (its NATS user)."""
+    nc = await connect(loaded[0], Role.OPERATOR)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
 async def test_backlog_is_exact_after_the_consumer_leader_steps_down(
-    loaded: tuple[LocalNatsCluster, PipelineConfig],
+    loaded: tuple[LocalNatsCluster, PipelineConfig], operator_nc: Client
 ) -> None:
-    cluster, config = loaded
-    nc = await connect(cluster, Role.OPERATOR)
-    js = nc.jetstream(timeout=5)
+    _, config = loaded
+    js = operator_nc.jetstream(timeout=5)
     source = JetStreamMetricsSource(js, config)
     assert await normal_backlog(source) == TRUTH
     before = await consumer_leader(js, config.stream)
     subject = (
         f"$JS.API.CONSUMER.LEADER.STEPDOWN.{config.stream}.{consumer_name(WirePriority.NORMAL)}"
     )
-    reply = json.loads((await nc.request(subject, b"", timeout=5)).data)
+    reply = json.loads((await operator_nc.request(subject, b"", timeout=5)).data)
     assert "error" not in reply, reply
-    after = before
-    for _ in range(50):
-        after = await consumer_leader(js, config.stream)
-        if after and after != before:
-            break
-        await asyncio.sleep(0.1)
+
+    async def new_leader() -> str | None:
+        leader = await consumer_leader(js, config.stream)
+        return leader if leader != before else None
+
+    after = await first_value(new_leader, within=5.0, interval=0.1)
     got = await settled_backlog(source)
-    await nc.close()
     print(f"\nconsumer leader {before} -> {after}: backlog {got} (truth {TRUTH})")
-    assert after != before
+    assert after is not None, f"the consumer leader stayed {before}"
     assert got == TRUTH
 
 
 async def test_backlog_is_exact_after_the_meta_leader_steps_down(
-    loaded: tuple[LocalNatsCluster, PipelineConfig],
+    loaded: tuple[LocalNatsCluster, PipelineConfig], operator_nc: Client
 ) -> None:
     cluster, config = loaded
-    nc = await connect(cluster, Role.OPERATOR)
-    source = JetStreamMetricsSource(nc.jetstream(timeout=5), config)
+    source = JetStreamMetricsSource(operator_nc.jetstream(timeout=5), config)
     sys_nc = await connect(cluster, Role.SYSTEM)
     reply = json.loads((await sys_nc.request("$JS.API.META.LEADER.STEPDOWN", b"", timeout=5)).data)
     assert "error" not in reply, reply
     got = await settled_backlog(source)
-    for c in (nc, sys_nc):
-        await c.close()
+    await sys_nc.close()
     print(f"\nmeta leader stepped down: backlog {got} (truth {TRUTH})")
     assert got == TRUTH
 
 
 async def test_backlog_is_exact_after_the_consumer_leaders_server_is_killed(
-    loaded: tuple[LocalNatsCluster, PipelineConfig],
+    loaded: tuple[LocalNatsCluster, PipelineConfig], operator_nc: Client
 ) -> None:
     cluster, config = loaded
-    nc = await connect(cluster, Role.OPERATOR)
-    js = nc.jetstream(timeout=5)
+    js = operator_nc.jetstream(timeout=5)
     source = JetStreamMetricsSource(js, config)
     leader = await consumer_leader(js, config.stream)
     victim = next(i for i in range(3) if cluster.server_name(i) == leader)
     cluster.servers[victim].kill()
     got = await settled_backlog(source, within=30)
     now_leader = await consumer_leader(js, config.stream)
-    await nc.close()
     print(f"\nkilled {leader} (consumer leader) -> {now_leader}: backlog {got} (truth {TRUTH})")
     assert now_leader != leader
     assert got == TRUTH
 
 
 async def test_a_missing_consumer_gives_no_figures_and_a_named_error_never_a_huge_backlog(
-    loaded: tuple[LocalNatsCluster, PipelineConfig],
+    loaded: tuple[LocalNatsCluster, PipelineConfig], operator_nc: Client
 ) -> None:
-    cluster, config = loaded
-    nc = await connect(cluster, Role.OPERATOR)
-    js = nc.jetstream(timeout=5)
+    _, config = loaded
+    js = operator_nc.jetstream(timeout=5)
     await js.delete_consumer(config.stream, consumer_name(WirePriority.NORMAL))
     snap = await JetStreamMetricsSource(js, config).snapshot(
         at=time.monotonic(), current_replicas=1, ready_replicas=1
@@ -175,6 +171,5 @@ async def test_a_missing_consumer_gives_no_figures_and_a_named_error_never_a_hug
         await JetStreamMetricsSource(js, config, missing_raises=True).snapshot(
             at=time.monotonic(), current_replicas=1, ready_replicas=1
         )
-    await nc.close()
     assert snap.priorities == {}, "no figures: the policy holds instead of scaling to max"
     assert snap.observed_at == float("-inf")

@@ -18,7 +18,8 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from tests.integration.dataplane_support import Recorder, publish, wait_until, worker_settings
+from tests.integration.dataplane_support import Recorder, publish, worker_settings
+from tests.integration.waits import wait_until
 
 from surge_operator.api import parse_spec
 from surge_operator.natscluster import LocalNatsCluster

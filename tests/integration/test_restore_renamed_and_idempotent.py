@@ -16,19 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.backup_support import (
+    NAMESPACE,
+    cluster_ref,
+    delete_cluster_streams,
+    directory_store,
+    restore_from,
+)
 from tests.integration.dataplane_support import (
     backlog,
     provisioned,
     publish,
-    running_worker,
     unique_pipeline,
-    wait_until,
+    work_off,
     worker_settings,
 )
+from tests.integration.waits import wait_until
 
-from surge_operator.backup.locations import open_store
 from surge_operator.backup.manifest import backup_order
-from surge_operator.backup.runner import ClusterRef, back_up, restore
+from surge_operator.backup.runner import ClusterRef, back_up
 from surge_operator.backup.store import BackupStore
 from surge_operator.backup.verify import message_ids, transcript_ids
 from surge_operator.errors import RestoreConflictError
@@ -46,10 +52,6 @@ from surge_workers.templates import TemplateStore
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _ref(config: PipelineConfig) -> ClusterRef:
-    return ClusterRef("support", "mc-old", config.stream, config.subject_prefix)
-
-
 async def _publish(js: Any, config: PipelineConfig, count: int, tag: str) -> set[str]:
     """One new conversation per message (each one opens a conversation: one ack each)."""
     for i in range(count):
@@ -57,41 +59,27 @@ async def _publish(js: Any, config: PipelineConfig, count: int, tag: str) -> set
     return {scoped_id("acme", f"{tag}-{i}") for i in range(count)}
 
 
-async def _drop_streams(js: Any, stream: str) -> None:
-    for name, _ in backup_order(stream):
-        await js.delete_stream(name)
-
-
 async def test_a_restore_goes_into_another_stream_name_with_transcripts_and_routing(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     config = unique_pipeline()
     nc, js = await provisioned(nats_server.url, config)
-    store = open_store(f"dir:{tmp_path / 'pvc'}", {})
+    store = directory_store(tmp_path)
     try:
         ids = await _publish(js, config, 40, "m")
-        async with running_worker(nats_server.url, worker_settings(config), route_and_store):
-            await wait_until(lambda: _drained(js, config), within=60)
+        await work_off(nats_server.url, js, config, route_and_store, within=60)
         transcripts = await transcript_ids(js, config.stream)
         routing = await js.key_value(routing_bucket(config.stream))
         sticky = {k: (await routing.get(k)).value for k in await routing.keys()}
-        await back_up(nc, store, _ref(config), spool=tmp_path / "s", nonce="abc123")
-        await _drop_streams(js, config.stream)
+        await back_up(nc, store, cluster_ref(config), spool=tmp_path / "s", nonce="abc123")
+        await delete_cluster_streams(js, config.stream)
 
         renamed = dataclasses.replace(config, stream=f"{config.stream}NEW")
-        into = ClusterRef("support", "mc-new", renamed.stream, renamed.subject_prefix)
+        into = cluster_ref(renamed, "mc-new")
         # a staging stream left by an attempt killed mid-way must not block this one
         staged = f"KV_{routing_bucket(renamed.stream)}-restore"
         await js.add_stream(name=staged, subjects=[f"{staged}.left"])
-        result = await restore(
-            nc,
-            store,
-            source_namespace="support",
-            source_name="mc-old",
-            backup="latest",
-            into=into,
-            spool=tmp_path / "s",
-        )
+        result = await restore_from(nc, store, cluster_ref(config), spool=tmp_path / "s", into=into)
         assert set(result.streams) == {name for name, _ in backup_order(renamed.stream)}
         assert set(await message_ids(js, renamed.stream, renamed.subject_prefix)) == ids
         assert await transcript_ids(js, renamed.stream) == transcripts
@@ -115,31 +103,19 @@ async def test_a_restore_refuses_another_subject_prefix_and_names_the_field(
 ) -> None:
     config = unique_pipeline()
     nc, js = await provisioned(nats_server.url, config)
-    store = open_store(f"dir:{tmp_path / 'pvc'}", {})
+    store = directory_store(tmp_path)
     try:
         await _publish(js, config, 3, "p")
-        await back_up(nc, store, _ref(config), spool=tmp_path / "s", nonce="abc123")
-        await _drop_streams(js, config.stream)
-        other = ClusterRef("support", "mc-new", config.stream, f"{config.subject_prefix}x")
+        await back_up(nc, store, cluster_ref(config), spool=tmp_path / "s", nonce="abc123")
+        await delete_cluster_streams(js, config.stream)
+        other = ClusterRef(NAMESPACE, "mc-new", config.stream, f"{config.subject_prefix}x")
         with pytest.raises(RestoreConflictError, match=r"spec\.stream\.subjectPrefix"):
-            await restore(
-                nc,
-                store,
-                source_namespace="support",
-                source_name="mc-old",
-                backup="latest",
-                into=other,
-                spool=tmp_path / "s",
-            )
+            await restore_from(nc, store, cluster_ref(config), spool=tmp_path / "s", into=other)
         assert {s.config.name for s in await js.streams_info()}.isdisjoint(
             name for name, _ in backup_order(config.stream)
         ), "nothing was written"
     finally:
         await nc.close()
-
-
-async def _drained(js: Any, config: PipelineConfig) -> bool:
-    return await backlog(js, config) == 0
 
 
 class AnswerWhileSnapshotting:
@@ -197,7 +173,7 @@ async def test_replies_answered_before_the_backup_are_not_sent_again_after_a_res
     quick = PriorityPolicy(ack_wait=0.5, max_deliver=1, backoff=())
     config = unique_pipeline(intake=quick, replies_duplicate_window=1.0)
     nc, js = await provisioned(nats_server.url, config)
-    store = open_store(f"dir:{tmp_path / 'pvc'}", {})
+    store = directory_store(tmp_path)
     count = 25
 
     async def answer_everything() -> None:
@@ -211,18 +187,12 @@ async def test_replies_answered_before_the_backup_are_not_sent_again_after_a_res
     try:
         before = await _publish(js, config, count, "a")
         busy = AnswerWhileSnapshotting(store, config.stream, answer_everything)
-        manifest = await back_up(nc, busy, _ref(config), spool=tmp_path / "s", nonce="abc123")
-        await _drop_streams(js, config.stream)
-        await asyncio.sleep(config.replies_duplicate_window + 0.5)
-        await restore(
-            nc,
-            store,
-            source_namespace="support",
-            source_name="mc-old",
-            backup=manifest.id,
-            into=_ref(config),
-            spool=tmp_path / "s",
+        manifest = await back_up(
+            nc, busy, cluster_ref(config), spool=tmp_path / "s", nonce="abc123"
         )
+        await delete_cluster_streams(js, config.stream)
+        await asyncio.sleep(config.replies_duplicate_window + 0.5)
+        await restore_from(nc, store, cluster_ref(config), spool=tmp_path / "s", backup=manifest.id)
         routing = await js.key_value(routing_bucket(config.stream))
         marker = RestoreMarker.decode((await routing.get(MARKER_KEY)).value)
         assert marker is not None

@@ -11,18 +11,14 @@ import aiohttp
 import pytest
 from tests.integration.dataplane_support import (
     Recorder,
-    backlog,
     provisioned,
-    running_worker,
     unique_pipeline,
-    wait_until,
-    worker_settings,
+    work_off,
 )
 from tests.integration.gateway_support import running_gateway
 
 from surge_workers.contract import routing_bucket, transcripts_bucket
 from surge_workers.handlers import route_and_store
-from surge_workers.pipeline import PipelineConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,10 +28,6 @@ GLOBEX = {"Authorization": "Bearer globex-token"}
 
 def body(text: str, **fields: Any) -> dict[str, Any]:
     return {"id": "m1", "conversation_id": "conv1", "text": text, **fields}
-
-
-async def _drained(js: Any, config: PipelineConfig) -> bool:
-    return await backlog(js, config) == 0
 
 
 async def _keys(js: Any, bucket: str) -> set[str]:
@@ -65,8 +57,7 @@ async def test_same_ids_in_two_tenants_are_two_messages_each_seen_only_by_its_te
         )
         a_body, b_body, retry_body = await a.json(), await b.json(), await a_retry.json()
         recorder = Recorder(route_and_store)
-        async with running_worker(nats_url, worker_settings(config), recorder):
-            await wait_until(lambda: _drained(js, config), within=15)
+        await work_off(nats_url, js, config, recorder, within=15)
         mine = await http.get(f"{base}/v1/conversations/conv1/transcript", headers=ACME)
         theirs = await http.get(f"{base}/v1/conversations/conv1/transcript", headers=GLOBEX)
         mine_doc, theirs_doc = await mine.json(), await theirs.json()
@@ -109,8 +100,7 @@ async def test_a_tenant_named_with_separators_cannot_reach_another_tenants_keys(
             json={"id": "x", "conversation_id": "m1", "text": "forged"},
             headers={"Authorization": "Bearer forger-token"},
         )
-        async with running_worker(nats_url, worker_settings(config), route_and_store):
-            await wait_until(lambda: _drained(js, config), within=15)
+        await work_off(nats_url, js, config, route_and_store, within=15)
         mine = await http.get(f"{base}/v1/conversations/conv1/transcript", headers=ACME)
         mine_doc = await mine.json()
     transcript_keys = await _keys(js, transcripts_bucket(config.stream))

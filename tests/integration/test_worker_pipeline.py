@@ -18,9 +18,9 @@ from tests.integration.dataplane_support import (
     publish,
     running_worker,
     unique_pipeline,
-    wait_until,
     worker_settings,
 )
+from tests.integration.waits import wait_until
 
 from surge_workers.contract import (
     PRIORITIES,

@@ -13,8 +13,8 @@ from tests.integration.dataplane_support import (
     provisioned,
     spawn_worker,
     unique_pipeline,
-    wait_until,
 )
+from tests.integration.waits import wait_until
 
 from surge_workers.contract import (
     Header,

@@ -451,6 +451,23 @@ class LocalCluster:
         save_state(layout, state)
         return killed
 
+    def stop_process(self, name: str) -> procs.ProcessRecord:
+        """Stop one recorded process, e.g. `kube-apiserver` for a fault test, and drop it
+        from the state; `start_process(record)` starts it again with the same command."""
+        state = load_state(self.layout)
+        record = next((r for r in state.processes if r.name == name), None)
+        if record is None:
+            raise ClusterError(f"no running {name} recorded in {self.root}")
+        procs.stop(record, grace=STOP_GRACE.get(_kind(name), DEFAULT_STOP_GRACE))
+        state.processes = [r for r in state.processes if r.pid != record.pid]
+        save_state(self.layout, state)
+        return record
+
+    def start_process(self, record: procs.ProcessRecord) -> procs.ProcessRecord:
+        grace = STOP_GRACE.get(_kind(record.name), DEFAULT_STOP_GRACE)
+        component = components.Component(record.name, record.argv, stop_grace=grace)
+        return self._spawn(load_state(self.layout), component)
+
     # ----------------------------------------------------------------- status
     def status(self) -> ClusterStatus:
         layout = self.layout

@@ -82,7 +82,6 @@ _STATUS = "Status"
 _DESCRIPTION = "Description"
 _HEARTBEAT = "100"
 _TERMINAL = ("404", "408", "409")
-_REMEMBERED_IDS = 50_000  # recently acked message ids: absorbs redeliveries of lost acks
 _REASON_MAX = 300
 
 
@@ -495,7 +494,7 @@ class Worker:
     def _remember(self, msg_id: str) -> None:
         done = self._done_ids
         done[msg_id] = None
-        if len(done) > _REMEMBERED_IDS:
+        if len(done) > self.settings.cache_entries:  # absorbs redeliveries of lost acks
             done.popitem(last=False)
 
     def _infra_recent(self) -> bool:

@@ -33,7 +33,6 @@ from surge_workers.transcripts import TranscriptEntry, store_entry
 
 _RULES = "routing_rules"
 _STICKY = "sticky_teams"
-_STICKY_CACHE = 100_000
 
 
 async def noop(delivery: Delivery, ctx: HandlerContext) -> None:
@@ -74,7 +73,7 @@ async def sticky_team(ctx: HandlerContext, tenant: str, conversation_id: str, pr
             # Another worker assigned it between our get and create: theirs wins.
             team = (await kv.get(key)).value.decode()  # type: ignore[union-attr]
     cache[key] = team
-    if len(cache) > _STICKY_CACHE:
+    if len(cache) > ctx.settings.cache_entries:
         cache.popitem(last=False)
     return team
 

@@ -71,8 +71,6 @@ from surge_workers.tasks import cancel_and_wait
 from surge_workers.templates import TemplateStore
 
 INTAKE_CONSUMER: Final = "surge-intake"
-_REMEMBERED: Final = 50_000
-_KNOWN_CONVERSATIONS: Final = 100_000
 _POSITION_TTL_S: Final = 0.25
 _FORECAST_TTL_S: Final = 0.5
 
@@ -294,7 +292,7 @@ class IntakeStage:
 
     def _remember(self, key: tuple[str, str]) -> None:
         self._done[key] = None
-        if len(self._done) > _REMEMBERED:
+        if len(self._done) > self.settings.cache_entries:
             self._done.popitem(last=False)
 
     async def _routing_kv(self) -> KeyValue:
@@ -324,7 +322,7 @@ class IntakeStage:
                 record = FirstMessage.decode((await kv.get(key)).value)
         first_id = record.msg_id if record is not None else ""
         self._first[conversation] = first_id
-        if len(self._first) > _KNOWN_CONVERSATIONS:
+        if len(self._first) > self.settings.cache_entries:
             self._first.popitem(last=False)
         return record if record is not None and record.msg_id == intake.msg_id else None
 

@@ -45,6 +45,9 @@ Worker
     ``SURGE_TRANSCRIPT_TTL``    seconds a stored transcript message lives ``2592000`` (30 d)
     ``SURGE_WORK_MS``           simulated service time per message for the
                                 ``surge_workers.handlers:simulated`` handler (demo, tests)  ``20``
+    ``SURGE_CACHE_ENTRIES``     bound of each in-process cache (acked ids, first messages,
+                                sticky teams; ~200 B an entry); they only save NATS
+                                reads, correctness never depends on them    ``50000``
 
 Gateway
     ``SURGE_HTTP_HOST``         bind address                             ``0.0.0.0``
@@ -248,6 +251,8 @@ class WorkerSettings:
     provision: bool = False
     routing_rules_file: str | None = None
     work_seconds: float = 0.02
+    #: Bound of each in-process cache (see the module docstring).
+    cache_entries: int = 50_000
     #: Per-message TTL of transcript keys (spec.stream.transcriptTtlSeconds).
     transcript_ttl: float = 30 * 24 * 3600.0
 
@@ -283,6 +288,7 @@ class WorkerSettings:
             routing_rules_file=env.get(Env.ROUTING_RULES_FILE) or None,
             transcript_ttl=_float(env, Env.TRANSCRIPT_TTL, cls.transcript_ttl, minimum=1),
             work_seconds=_float(env, Env.WORK_MS, cls.work_seconds * 1000) / 1000,
+            cache_entries=_int(env, Env.CACHE_ENTRIES, cls.cache_entries, minimum=1),
         )
 
 

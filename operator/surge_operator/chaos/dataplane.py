@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from surge_operator.chaos.result import Result
 from surge_operator.chaos.stage import Stage
 from surge_workers import provision
 from surge_workers.contract import PRIORITIES, dead_letter_stream, transcripts_bucket
+from surge_workers.natsserver import NatsServer
 from surge_workers.pipeline import PipelineConfig, PriorityPolicy
 
 FAST = PriorityPolicy(ack_wait=4.0, max_deliver=5, backoff=(0.1, 0.2, 0.4))
@@ -146,6 +148,17 @@ def recovery_time(
         last = max((at for lat, at in latencies if start <= at < end and lat > late), default=start)
         worst = max(worst, last - start)
     return worst
+
+
+@contextlib.contextmanager
+def one_server() -> Iterator[tuple[str, Path]]:
+    """A fresh nats-server in a temporary directory, for scenarios that need no more: its
+    URL and a stage root (for `run_plane`) beside its store; both gone afterwards."""
+    with (
+        tempfile.TemporaryDirectory(prefix="surge-chaos-") as tmp,
+        NatsServer(Path(tmp) / "n") as server,
+    ):
+        yield server.url, Path(tmp) / "stage"
 
 
 async def run_plane(

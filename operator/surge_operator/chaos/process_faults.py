@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import tempfile
 import time
-from pathlib import Path
 
 from surge_operator.chaos.clients import surge_schedule
-from surge_operator.chaos.dataplane import Plane, later, run_plane
+from surge_operator.chaos.dataplane import Plane, later, one_server, run_plane
 from surge_operator.chaos.result import Result
-from surge_workers.natsserver import NatsServer
 
 
 async def _replace(plane: Plane, role: str, port: int | None = None) -> None:
@@ -56,14 +53,11 @@ async def worker_surge(count: int) -> Result:
             workers[1].kill()
             later(plane, 1.0, lambda: _replace(plane, "worker"))
 
-    with (
-        tempfile.TemporaryDirectory(prefix="surge-chaos-") as tmp,
-        NatsServer(Path(tmp) / "n") as n,
-    ):
+    with one_server() as (url, root):
         return await run_plane(
             "worker-surge-kill-stop",
-            urls=[n.url],
-            root=Path(tmp) / "stage",
+            urls=[url],
+            root=root,
             count=count,
             rate=rate,
             schedule=surge_schedule(count, rate, 4.0),
@@ -86,14 +80,11 @@ async def gateway_kill(count: int) -> Result:
             victim.kill()
             later(plane, 1.0, lambda: _replace(plane, "gateway", victim.port))
 
-    with (
-        tempfile.TemporaryDirectory(prefix="surge-chaos-") as tmp,
-        NatsServer(Path(tmp) / "n") as n,
-    ):
+    with one_server() as (url, root):
         return await run_plane(
             "gateway-kill-9",
-            urls=[n.url],
-            root=Path(tmp) / "stage",
+            urls=[url],
+            root=root,
             count=count,
             rate=80.0,
             fault=fault,
@@ -108,14 +99,11 @@ async def poison(count: int) -> Result:
         if i == 0:
             plane.mark_fault()
 
-    with (
-        tempfile.TemporaryDirectory(prefix="surge-chaos-") as tmp,
-        NatsServer(Path(tmp) / "n") as n,
-    ):
+    with one_server() as (url, root):
         return await run_plane(
             "poison-1pct",
-            urls=[n.url],
-            root=Path(tmp) / "stage",
+            urls=[url],
+            root=root,
             count=count,
             rate=80.0,
             poison_every=100,

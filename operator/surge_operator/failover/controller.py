@@ -336,6 +336,8 @@ class FailoverController:
                 leader_token=self.leadership.token,
                 request_timeout=self.action_timeout,
             )
+        # PROMOTE and RESUME: promotion is idempotent, so a resumed one creates only what
+        # the previous leader left undone (consumers, auxiliary streams).
         return await self.edge.promote(
             target,
             self.pipeline,
@@ -419,9 +421,10 @@ class FailoverController:
         history: HistoryEntry | None = None
         event: Event | None = None
         if promotion is not None and decision.target and decision.source:
-            kind: Literal["failover", "failback"] = (
-                "failback" if decision.action is Action.FAILBACK else "failover"
+            back = decision.action is Action.FAILBACK or (
+                decision.action is Action.RESUME and decision.target == state.original_primary
             )
+            kind: Literal["failover", "failback"] = "failback" if back else "failover"
             history = HistoryEntry.model_validate(
                 {
                     "time": rfc3339(at),

@@ -20,6 +20,7 @@ from surge_operator.failover.endpoints import (
     describe_exc,
     stream_info,
 )
+from surge_operator.failover.recovery import epoch_of
 from surge_operator.failover.streams import kv_stream
 from surge_operator.policy.failover import ProbeResult
 from surge_workers.contract import (
@@ -49,6 +50,8 @@ class StreamView:
     mirror_seen: float | None = None
     last_seq: int = 0
     messages: int = 0
+    #: For a writable stream: the epoch its promotion stamped on it (None: none).
+    epoch: int | None = None
 
 
 _MISSING = StreamView("missing")
@@ -130,6 +133,7 @@ async def probe(
         latency=time.monotonic() - started,
         last_seq=view.last_seq if view is not None and view.role != "missing" else None,
         mirror_lag=view.mirror_lag if view is not None and view.role == "mirror" else None,
+        epoch=view.epoch if view is not None and view.role == "source" else None,
     )
     return RegionProbe(
         result, views, main=main, ack_floors=ack_floors, domain=account.domain, record=record
@@ -165,6 +169,7 @@ def _view(info: StreamInfo | None) -> StreamView:
         mirror_seen=_seconds_since(info.mirror.active if info.mirror is not None else None),
         last_seq=info.state.last_seq,
         messages=info.state.messages,
+        epoch=epoch_of(info) if mirror is None else None,
     )
 
 

@@ -155,6 +155,12 @@ async def recover_tail(
     return result
 
 
+def epoch_of(info: StreamInfo | None) -> int | None:
+    """The epoch stamped on a stream by the promotion that made it writable (None: none)."""
+    raw = ((info.config.metadata or {}) if info is not None else {}).get(META_EPOCH, "")
+    return int(raw) if raw.isdigit() else None
+
+
 def token_of(info: StreamInfo | None) -> int:
     """The leader token stamped on a stream by the promotion that made it writable."""
     raw = ((info.config.metadata or {}) if info is not None else {}).get(META_LEADER_TOKEN, "")

@@ -6,6 +6,11 @@ the system account (`NatsAdmin`); acts with one step per pass: reload, delete on
 (the StatefulSet is OnDelete; the pod's preStop puts its server in lame-duck mode), apply
 a new server count, or remove a scaled-in server from the JetStream meta group. The
 NatsReady condition says what it is doing, or why it refuses.
+
+Nothing is remembered between passes: whether a server runs the rendered configuration is
+what the server itself reports (its config tag, see resources.nats.config), so a reload is
+done when it took, and an operator restart or a Lease handover neither forgets nor repeats
+one.
 """
 
 from __future__ import annotations
@@ -46,10 +51,6 @@ from surge_operator.status import ConditionUpdate, apply_updates
 log = get_logger()
 
 
-#: After the configuration Secret changes, servers are asked to reload for this long: the
-#: kubelet refreshes a mounted Secret within its sync period (about a minute), and a
-#: reload before that re-reads the old file. Reloading an unchanged file is harmless.
-RELOAD_WINDOW_SECONDS = 120.0
 NATS_TICK_SECONDS = 5.0
 
 
@@ -82,7 +83,7 @@ async def system_auth(deps: Deps, ctx: BuildContext, region: Region) -> NatsAuth
 
 
 async def observe_region(
-    deps: Deps, cs: ClusterState, ctx: BuildContext, region: Region, admin: NatsAdmin
+    deps: Deps, ctx: BuildContext, region: Region, admin: NatsAdmin
 ) -> tuple[RegionObservation, str, NatsAuth] | None:
     sts = await deps.kube.get(
         "apps/v1", "StatefulSet", ctx.namespace, nats_name(ctx.name, region.name)
@@ -95,21 +96,17 @@ async def observe_region(
     servers = await admin.servers(url, auth)
     js = await admin.jetstream(url, auth)
     applied = ((sts.get("metadata") or {}).get("annotations") or {}).get(CONFIG_HASH_ANNOTATION)
-    now = deps.monotonic()
-    seen = cs.nats_config.get(region.name)
-    if seen is None or seen[0] != applied:
-        cs.nats_config[region.name] = seen = (applied, now + RELOAD_WINDOW_SECONDS)
-    current = now >= seen[1]
     status = sts.get("status") or {}
     obs = RegionObservation(
         desired_servers=region.nats.managed.servers,
         statefulset_replicas=int((sts.get("spec") or {}).get("replicas") or 0),
         update_revision=str(status.get("updateRevision") or ""),
         pods=[_pod_view(p) for p in pods],
-        servers=[replace(s, config_current=current) for s in servers],
+        servers=servers,
         streams=js.streams,
         meta_leader=js.meta_leader,
         meta_peers=js.meta_peers,
+        config_hash=applied,
     )
     return obs, url, auth
 
@@ -207,7 +204,7 @@ async def nats_tick(deps: Deps, cs: ClusterState, ctx: BuildContext) -> dict[str
     statuses: list[NatsRegionStatus] = []
     for region in managed_regions(ctx):
         try:
-            observed = await observe_region(deps, cs, ctx, region, admin)
+            observed = await observe_region(deps, ctx, region, admin)
         except (SurgeError, nats.errors.Error, OSError, TimeoutError) as exc:
             steps[region.name] = Step("Wait", f"cannot observe the servers: {exc}")
             continue

@@ -68,8 +68,6 @@ class ClusterState:
     #: resourceVersion per owned (kind, name) after our last apply: counts real changes
     resource_versions: dict[tuple[str, str], str | None] = field(default_factory=dict)
     last_reconcile: float = 0.0
-    #: managed NATS, per region: (config hash seen on the StatefulSet, reload until)
-    nats_config: dict[str, tuple[str | None, float]] = field(default_factory=dict)
     #: a change written to status must not be re-derived on the next tick
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -14,8 +14,12 @@ every time, so a crash or restart of the operator never leaves a half-done plan:
    JetStream meta group (`RemovePeer`) so its replicas are placed on the others; the next
    server goes only when every stream is current again.
 4. Servers whose running configuration differs from the desired one are asked to
-   `Reload` (nats-server applies most changes in place). A server that refuses the reload
-   (a change it cannot apply live) is restarted like a template change.
+   `Reload` (nats-server applies most changes in place). Which configuration a server runs
+   is what it reports, never a guess: the rendered configuration carries its own digest as
+   a server tag, and /varz lists the tags of the configuration last loaded. Until the
+   kubelet refreshes the mounted Secret a reload re-reads the old file and the server stays
+   stale, so the reload is repeated on the next pass. A server that refuses the reload (a
+   change it cannot apply live) is restarted like a template change.
 5. Pods on an old StatefulSet revision (or refusing reload) are restarted one at a time
    (`RestartPod`: lame duck in preStop, then the pod is deleted), the JetStream meta
    leader last, and only when every server is ready and every stream current.
@@ -32,11 +36,9 @@ class ServerView:
     name: str  # = pod name (server_name comes from POD_NAME)
     server_id: str
     config_digest: str  # "sha256:<hex>" as /varz reports it (of the parsed configuration)
-    #: the server runs the configuration the operator last rendered. nats-server digests
-    #: its parsed configuration (after $POD_NAME substitution), which the operator cannot
-    #: reproduce, so the shell decides this: a reload that moved the digest, or a start
-    #: after the Secret changed, makes a server current
-    config_current: bool = True
+    #: the digest of the rendered configuration the server last loaded (its config tag);
+    #: None when the server reports none (rendered before servers were tagged)
+    config_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class RegionObservation:
     meta_leader: str | None
     #: servers that answered a reload with an error (the change needs a restart)
     reload_refused: frozenset[str] = field(default_factory=frozenset)
+    #: digest of the configuration the operator rendered last (the StatefulSet's
+    #: annotation); None: not known yet, nothing to reload
+    config_hash: str | None = None
     #: server names in the JetStream meta group (leader and followers, online or not)
     meta_peers: Sequence[str] = ()
 
@@ -85,6 +90,13 @@ class Step:
 def ordinal(pod: str) -> int:
     tail = pod.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else -1
+
+
+def stale_servers(obs: RegionObservation) -> list[str]:
+    """Servers that run another configuration than the rendered one."""
+    if obs.config_hash is None:
+        return []
+    return sorted(s.name for s in obs.servers if s.config_hash != obs.config_hash)
 
 
 def _unhealthy(obs: RegionObservation) -> str | None:
@@ -136,9 +148,7 @@ def next_step(obs: RegionObservation) -> Step:
             f"removing one server (ordinal {last}); JetStream moves its replicas",
             replicas=last,
         )
-    stale = sorted(
-        s.name for s in obs.servers if not s.config_current and s.name not in obs.reload_refused
-    )
+    stale = [name for name in stale_servers(obs) if name not in obs.reload_refused]
     if stale:
         return Step("Reload", "configuration changed: reloading in place", targets=tuple(stale))
     restart = [p for p in obs.pods if p.revision != obs.update_revision]

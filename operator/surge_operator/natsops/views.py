@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from surge_operator.natsops.plan import ServerView, StreamView
+from surge_operator.resources.nats.config import CONFIG_TAG_PREFIX
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,14 @@ class JetStreamView:
     mirror_lag: dict[str, int]
 
 
+def config_hash_of(tags: Iterable[object]) -> str | None:
+    """The digest in a server's config tag (see resources.nats.config), None without one."""
+    for tag in tags:
+        if isinstance(tag, str) and tag.startswith(CONFIG_TAG_PREFIX):
+            return tag.removeprefix(CONFIG_TAG_PREFIX)
+    return None
+
+
 def servers_from_varz(responses: Iterable[Mapping[str, Any]]) -> list[ServerView]:
     out = []
     for response in responses:
@@ -33,6 +42,7 @@ def servers_from_varz(responses: Iterable[Mapping[str, Any]]) -> list[ServerView
                 name=str(data.get("server_name") or ""),
                 server_id=str(data.get("server_id") or ""),
                 config_digest=str(data.get("config_digest") or ""),
+                config_hash=config_hash_of(data.get("tags") or []),
             )
         )
     return sorted(out, key=lambda s: s.name)

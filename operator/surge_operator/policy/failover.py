@@ -34,6 +34,13 @@ Rules
       transition, so two flapping regions cannot ping-pong (each move re-copies a stream).
     * Every promotion or failback increases `epoch` by one; it never decreases. Workers and
       gateways can fence on it: a region whose epoch is behind is not the writer.
+    * A transition made but never recorded is resumed, not undone. The state is restored
+      from status after an operator restart, and the status patch comes after the NATS
+      actions: a leader killed in between leaves a region writable and stamped with an
+      epoch above the restored one. The first probe that sees it resumes that transition
+      (same target, same epoch: the idempotent promotion finishes what is missing) instead
+      of treating the region as a stray writer to demote, which would undo a promotion
+      that clients may already have written to and take the epoch backwards.
     * Disabled failover never acts but still tracks and reports health.
 
 Probes older than the last probe already counted for a region are ignored, so a delayed
@@ -64,6 +71,8 @@ class Action(StrEnum):
     NONE = "none"
     PROMOTE = "promote"
     FAILBACK = "failback"
+    #: Finish a transition a previous leader made in NATS but never recorded.
+    RESUME = "resume"
 
 
 class FailoverReason(StrEnum):
@@ -77,6 +86,7 @@ class FailoverReason(StrEnum):
     AWAITING_RECOVERY = "OriginalPrimaryRecovering"
     FAILBACK_REFUSED = "FailbackRefused"
     STANDBY_BEHIND = "StandbyTooFarBehind"
+    RESUMED = "TransitionResumed"
     DISABLED = "FailoverDisabled"
 
 
@@ -93,6 +103,9 @@ class ProbeResult:
     last_seq: int | None = None
     #: For a mirror: messages it knows it is behind its origin (None: not a mirror).
     mirror_lag: int | None = None
+    #: Epoch stamped on the region's writable message stream by the promotion that made
+    #: it writable (None: a mirror, no stream, or never promoted).
+    epoch: int | None = None
 
     @classmethod
     def success(
@@ -103,6 +116,7 @@ class ProbeResult:
         *,
         last_seq: int | None = None,
         mirror_lag: int | None = None,
+        epoch: int | None = None,
     ) -> ProbeResult:
         return cls(
             region=region,
@@ -111,6 +125,7 @@ class ProbeResult:
             latency=latency,
             last_seq=last_seq,
             mirror_lag=mirror_lag,
+            epoch=epoch,
         )
 
     @classmethod
@@ -183,6 +198,8 @@ class RegionHealth:
     #: Message-stream last sequence and mirror lag from the last successful probe.
     last_seq: int | None = None
     mirror_lag: int | None = None
+    #: Epoch stamped on its writable message stream, from the last successful probe.
+    writer_epoch: int | None = None
 
     def probed(self, probe: ProbeResult, config: FailoverConfig) -> RegionHealth:
         if probe.ok:
@@ -198,6 +215,7 @@ class RegionHealth:
                 failing_since=None,
                 last_seq=probe.last_seq if probe.last_seq is not None else self.last_seq,
                 mirror_lag=probe.mirror_lag,
+                writer_epoch=probe.epoch,
             )
         failures = self.consecutive_failures + 1
         return replace(
@@ -374,6 +392,21 @@ def decide(
             rpo=rpo,
         )
 
+    unrecorded = _unrecorded_writer(observed)
+    if unrecorded is not None and config.enabled:
+        writer, epoch = unrecorded
+        return FailoverDecision(
+            Action.RESUME,
+            FailoverReason.RESUMED,
+            f"{writer} was made the writer at epoch {epoch} (status said {observed.active} "
+            f"at epoch {observed.epoch}): a transition not recorded before the operator "
+            "stopped; finishing it",
+            state=replace(observed, active=writer, epoch=epoch, last_transition_at=at),
+            observed=observed,
+            target=writer,
+            source=observed.active,
+        )
+
     if active.is_down(config):
         outage = _describe_outage(observed.active, active, at)
         if not config.enabled:
@@ -453,6 +486,23 @@ def decide(
     if not config.enabled:
         return none(FailoverReason.DISABLED, f"{observed.active} healthy; failover is disabled")
     return none(FailoverReason.HEALTHY, f"{observed.active} healthy")
+
+
+def _unrecorded_writer(state: FailoverState) -> tuple[str, int] | None:
+    """The reachable region another leader made the writer after the epoch this state
+    knows (the highest such epoch), or None."""
+    claims = [
+        (epoch, name)
+        for name in state.regions
+        if name != state.active
+        and (h := state.region_health(name)).last_ok is True
+        and (epoch := h.writer_epoch) is not None
+        and epoch > state.epoch
+    ]
+    if not claims:
+        return None
+    epoch, name = max(claims)
+    return name, epoch
 
 
 def estimated_rpo(state: FailoverState, target: str) -> int | None:

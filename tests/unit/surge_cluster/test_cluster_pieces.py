@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from surge_cluster import kwokconfig, pki, procs
+from surge_cluster.cluster import ClusterError, LocalCluster
+from surge_cluster.layout import State, load_state, save_state
 from surge_cluster.topology import DEFAULT_NODES, REGION_LABEL, node_manifest
 from surge_cluster.versions import VERSIONS_FILE, load_versions, parse_versions
 
@@ -71,3 +74,23 @@ def test_stop_terminates_a_process_group_and_never_a_recycled_pid(tmp_path: Path
     procs.stop(record, grace=5.0)
     assert not procs.record_alive(record)
     assert not procs._any_member_alive(record.pid)
+
+
+def test_one_process_is_stopped_and_started_again_with_the_same_command(tmp_path: Path) -> None:
+    cluster = LocalCluster(tmp_path)
+    _, record = procs.spawn("sleeper", ["sleep", "60"], cluster.layout.log("sleeper"))
+    save_state(cluster.layout, State(processes=[record]))
+
+    stopped = cluster.stop_process("sleeper")
+    assert not procs.record_alive(stopped)
+    assert load_state(cluster.layout).processes == []
+    again = cluster.start_process(stopped)
+    try:
+        assert (again.argv, again.name) == (record.argv, "sleeper")
+        assert again.pid != record.pid
+        assert procs.record_alive(again)
+        assert load_state(cluster.layout).processes == [again]
+    finally:
+        procs.stop(again, grace=5.0)
+    with pytest.raises(ClusterError, match="no running kube-apiserver"):
+        cluster.stop_process("kube-apiserver")

@@ -56,6 +56,7 @@ def test_worker_settings_from_env() -> None:
             "SURGE_PRIORITIES": "bulk, critical",
             "SURGE_COMPLETIONS": "yes",
             "SURGE_WORK_MS": "150",
+            "SURGE_CACHE_ENTRIES": "300",
         }
     )
     assert settings.nats.servers == ("nats://a:4222", "nats://b:4222")
@@ -65,6 +66,8 @@ def test_worker_settings_from_env() -> None:
     assert settings.priorities == (Priority.CRITICAL, Priority.BULK)  # pull order kept
     assert settings.completions is True
     assert settings.work_seconds == pytest.approx(0.15)
+    assert settings.cache_entries == 300
+    assert WorkerSettings.from_env({}).cache_entries == 50_000
 
 
 @pytest.mark.parametrize(
@@ -72,6 +75,7 @@ def test_worker_settings_from_env() -> None:
     [
         ({"SURGE_CONCURRENCY": "many"}, "SURGE_CONCURRENCY"),
         ({"SURGE_CONCURRENCY": "0"}, "SURGE_CONCURRENCY"),
+        ({"SURGE_CACHE_ENTRIES": "0"}, "SURGE_CACHE_ENTRIES"),
         ({"SURGE_HANDLER": "no_colon"}, "SURGE_HANDLER"),
         ({"SURGE_PRIORITIES": "urgent"}, "SURGE_PRIORITIES"),
         ({"SURGE_STREAM": "a b"}, "SURGE_STREAM"),

@@ -9,6 +9,12 @@
                   a standby's mirror reaches `$JS.<domain>.API` of the primary
     accounts      SURGE (JetStream) with one user per role, SYS for the operator
     http          the monitoring port: probes (/healthz), the exporter, the operator
+    server_tags   `surge.dev/config:<digest>`: /varz reports the tags of the configuration a
+                  server last loaded, so the operator sees exactly which servers run the
+                  rendered one (a reload re-reads the mounted Secret, which the kubelet
+                  refreshes only after a while; nats-server's own config_digest is of the
+                  parsed file after $POD_NAME substitution, which the operator cannot
+                  reproduce)
 
 The configuration holds passwords, so it is stored in a Secret, never a ConfigMap; the
 pure builders take the passwords as input (the handler generates them once).
@@ -46,6 +52,8 @@ from surge_operator.resources.nats.names import (
 LAME_DUCK_SECONDS = 30
 LAME_DUCK_GRACE_SECONDS = 10
 MIN_MAX_PAYLOAD = 1024 * 1024
+#: server tag carrying the digest of the rest of the configuration (reloadable, in /varz)
+CONFIG_TAG_PREFIX = "surge.dev/config:"
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,7 @@ def _leafnodes(ctx: BuildContext, region: Region, passwords: Passwords) -> dict[
     return block
 
 
-def server_config(ctx: BuildContext, region: Region, passwords: Passwords) -> dict[str, Any]:
+def _untagged_config(ctx: BuildContext, region: Region, passwords: Passwords) -> dict[str, Any]:
     managed = region.nats.managed
     if managed is None:
         raise ValueError(f"region {region.name} is not managed")
@@ -183,6 +191,20 @@ def server_config(ctx: BuildContext, region: Region, passwords: Passwords) -> di
     return config
 
 
+def _digest(config: dict[str, Any]) -> str:
+    return hashlib.sha256(render(config).encode()).hexdigest()[:16]
+
+
+def config_tag(digest: str) -> str:
+    return f"{CONFIG_TAG_PREFIX}{digest}"
+
+
+def server_config(ctx: BuildContext, region: Region, passwords: Passwords) -> dict[str, Any]:
+    """The configuration, tagged with the digest of everything else in it."""
+    config = _untagged_config(ctx, region, passwords)
+    return {**config, "server_tags": [config_tag(_digest(config))]}
+
+
 def server_config_text(ctx: BuildContext, region: Region, passwords: Passwords) -> str:
     return render(server_config(ctx, region, passwords))
 
@@ -202,6 +224,6 @@ def build_config_secret(ctx: BuildContext, region: Region, passwords: Passwords)
 
 
 def config_digest(ctx: BuildContext, region: Region, passwords: Passwords) -> str:
-    """Digest of the rendered configuration: the reconcile compares it with what each pod
-    runs to decide between nothing, a reload and a roll."""
-    return hashlib.sha256(server_config_text(ctx, region, passwords).encode()).hexdigest()[:16]
+    """Digest of the rendered configuration (the StatefulSet's annotation and the servers'
+    config tag): natsops compares the two to decide between nothing, a reload and a roll."""
+    return _digest(_untagged_config(ctx, region, passwords))

@@ -44,6 +44,8 @@ class FakeEdge:
         self.domains: dict[str, str] = {}
         self.records: list[tuple[str, FailoverRecord]] = []
         self.tokens: list[int] = []
+        #: Epoch stamped on a region's writable stream by its last promotion.
+        self.epochs: dict[str, int] = {}
         self.mirrored_record: dict[str, FailoverRecord] = {}
         self.last_seq = {"east": 100, "west": 100}
 
@@ -61,7 +63,12 @@ class FakeEdge:
         view = StreamView(role, mirror_api=self.mirror_api.get(endpoint.name))  # type: ignore[arg-type]
         floors = {Priority.CRITICAL: 41} if role == "source" else {}
         return RegionProbe(
-            ProbeResult.success(endpoint.name, at, last_seq=self.last_seq[endpoint.name]),
+            ProbeResult.success(
+                endpoint.name,
+                at,
+                last_seq=self.last_seq[endpoint.name],
+                epoch=self.epochs.get(endpoint.name) if role == "source" else None,
+            ),
             {name: view for name in streams},
             main=streams[0],
             ack_floors=floors,
@@ -235,6 +242,28 @@ async def test_restored_controller_resumes_epoch_and_active_region(edge: FakeEdg
     outcome = await ctl.tick()
     assert (outcome.active_region, outcome.epoch, outcome.failed_over) == ("west", 7, True)
     assert edge.mirrored == []
+
+
+@pytest.mark.parametrize(("lost", "kind"), [("west", "failover"), ("east", "failback")])
+async def test_a_transition_whose_status_was_lost_is_finished_once(
+    edge: FakeEdge, lost: str, kind: str
+) -> None:
+    """The previous leader made `lost` the writer at epoch 8 and died before the status
+    patch (still 7): the successor promotes it again (idempotently) at epoch 8, once."""
+    other = "east" if lost == "west" else "west"
+    edge.roles.update({lost: "source", other: "source"})
+    edge.epochs.update({lost: 8, other: 7})
+    ctl = controller(edge, active=other, epoch=7)
+    outcome = await ctl.tick()
+    assert (outcome.active_region, outcome.epoch) == (lost, 8)
+    assert edge.promotions[0][0] == lost
+    assert outcome.history_entry is not None
+    assert (outcome.history_entry.kind, outcome.history_entry.to_value) == (kind, lost)
+    assert outcome.condition_reason == "TransitionResumed"
+    again = await ctl.tick()
+    assert not again.moved
+    assert again.epoch == 8
+    assert [p[0] for p in edge.promotions] == [lost]
 
 
 async def test_log_lines_carry_cluster_region_and_epoch(edge: FakeEdge) -> None:

@@ -24,15 +24,29 @@ SELECTOR = {
 
 
 class FakeAdmin:
-    def __init__(self, streams: list[StreamView], refuse_reload: bool = False) -> None:
+    """Servers that report `running` as their config tag (None: the StatefulSet's)."""
+
+    def __init__(
+        self, streams: list[StreamView], refuse_reload: bool = False, running: str | None = None
+    ) -> None:
         self.streams = streams
         self.refuse_reload = refuse_reload
+        self.running: dict[str, str | None] = {f"ID{i}": running for i in range(3)}
         self.reloaded: list[str] = []
         self.removed: list[str] = []
+        self.kube: FakeKube | None = None
+
+    def rendered(self) -> str | None:
+        assert self.kube is not None
+        sts = self.kube.objects[("StatefulSet", REF.namespace, "support-nats-east")]
+        return str(sts["metadata"]["annotations"]["surge.dev/nats-config-hash"])
 
     async def servers(self, url: str, auth: NatsAuth) -> list[ServerView]:
         assert auth.user == "system"
-        return [ServerView(f"support-nats-east-{i}", f"ID{i}", "sha256:x") for i in range(3)]
+        return [
+            ServerView(f"support-nats-east-{i}", f"ID{i}", "sha256:x", running or self.rendered())
+            for i, running in enumerate(self.running.values())
+        ]
 
     async def jetstream(self, url: str, auth: NatsAuth) -> JetStreamView:
         peers = [f"support-nats-east-{i}" for i in range(3)]
@@ -65,6 +79,7 @@ async def ready(admin: FakeAdmin, revision: str, spec: dict[str, Any] = SPEC) ->
     kube = FakeKube()
     deps = make_deps(kube, FakeJetStream())
     deps.nats_admin = admin
+    admin.kube = kube
     await reconcile(deps, REF, spec_raw=spec, generation=1, raw_status={})
     add_pods(kube, revision)
     cs = deps.registry.get(REF.uid)
@@ -84,26 +99,46 @@ async def test_a_template_change_deletes_one_pod_per_pass_the_meta_leader_last()
     admin = FakeAdmin(HEALTHY)
     kube, deps, cs = await ready(admin, "rev-1")
     ctx = build_context(deps, REF, cs.spec, cs.status)
-    await nats_tick(deps, cs, ctx)  # first sight of the config: reload window opens
-    assert admin.reloaded == ["ID0", "ID1", "ID2"]
-    assert [r.name for r in kube.deleted if r.kind == "Pod"] == []
-    deps.monotonic = lambda: 1e9  # past the reload window
     await nats_tick(deps, cs, ctx)
+    assert admin.reloaded == []  # every server runs the rendered configuration
     assert [r.name for r in kube.deleted if r.kind == "Pod"] == ["support-nats-east-2"]
     assert condition(cs)[:2] == (ConditionStatus.FALSE, "Changing")
+
+
+async def test_new_servers_on_the_rendered_configuration_are_ready_at_once() -> None:
+    admin = FakeAdmin(HEALTHY)
+    _, deps, cs = await ready(admin, "rev-2")
+    await nats_tick(deps, cs, build_context(deps, REF, cs.spec, cs.status))
+    assert admin.reloaded == []
+    assert condition(cs) == (ConditionStatus.TRUE, "AllServersCurrent", "every stream current")
+
+
+async def test_stale_servers_are_reloaded_each_pass_until_they_report_the_new_config() -> None:
+    # No clock: an operator restart or a Lease handover in between changes nothing.
+    admin = FakeAdmin(HEALTHY, running="0ld")
+    kube, deps, cs = await ready(admin, "rev-2")
+    ctx = build_context(deps, REF, cs.spec, cs.status)
+    for _ in range(2):  # the kubelet has not refreshed the mounted Secret yet
+        await nats_tick(deps, cs, ctx)
+        assert condition(cs)[2] == "east: configuration changed: reloading in place"
+    assert admin.reloaded == ["ID0", "ID1", "ID2"] * 2
+    admin.running = dict.fromkeys(admin.running, None)  # the reload read the new file
+    await nats_tick(deps, cs, ctx)
+    assert admin.reloaded == ["ID0", "ID1", "ID2"] * 2
+    assert condition(cs)[:2] == (ConditionStatus.TRUE, "AllServersCurrent")
+    assert [r for r in kube.deleted if r.kind == "Pod"] == []
 
 
 async def test_nothing_is_touched_while_a_stream_is_behind() -> None:
     admin = FakeAdmin([StreamView("S", 3, "support-nats-east-1", 2, lag=9)])
     kube, deps, cs = await ready(admin, "rev-1")
-    deps.monotonic = lambda: 1e9
     await nats_tick(deps, cs, build_context(deps, REF, cs.spec, cs.status))
     assert [r for r in kube.deleted if r.kind == "Pod"] == []
     assert "S: 2 of 3 replicas current (lag 9)" in condition(cs)[2]
 
 
 async def test_a_new_configuration_is_reloaded_and_a_refused_reload_becomes_a_restart() -> None:
-    admin = FakeAdmin(HEALTHY, refuse_reload=True)
+    admin = FakeAdmin(HEALTHY, refuse_reload=True, running="0ld")
     kube, deps, cs = await ready(admin, "rev-2")
     await nats_tick(deps, cs, build_context(deps, REF, cs.spec, cs.status))
     assert admin.reloaded == ["ID0", "ID1", "ID2"]

@@ -20,8 +20,8 @@ def pods(n: int, revision: str = "r2", ready: bool = True) -> list[PodView]:
     return [PodView(f"nats-{i}", revision, ready) for i in range(n)]
 
 
-def servers(n: int, current: bool = True) -> list[ServerView]:
-    return [ServerView(f"nats-{i}", f"ID{i}", "sha256:x", current) for i in range(n)]
+def servers(n: int, config: str | None = "c2") -> list[ServerView]:
+    return [ServerView(f"nats-{i}", f"ID{i}", "sha256:x", config) for i in range(n)]
 
 
 HEALTHY = [StreamView("S", 3, "nats-1", 3), StreamView("KV_S-routing", 3, "nats-0", 3)]
@@ -37,6 +37,7 @@ def obs(**kw: object) -> RegionObservation:
         streams=HEALTHY,
         meta_leader="nats-0",
         meta_peers=["nats-0", "nats-1", "nats-2"],
+        config_hash="c2",
     )
     return replace(base, **kw)  # type: ignore[arg-type]
 
@@ -105,11 +106,28 @@ def test_scale_in_waits_while_a_stream_is_moving() -> None:
 
 
 def test_changed_configuration_is_reloaded_and_refusals_become_restarts() -> None:
-    step = next_step(obs(servers=servers(3, current=False)))
+    step = next_step(obs(servers=servers(3, config="c1")))
     assert (step.kind, step.targets) == ("Reload", ("nats-0", "nats-1", "nats-2"))
     refused = frozenset({"nats-0", "nats-1", "nats-2"})
-    step = next_step(obs(servers=servers(3, current=False), reload_refused=refused))
+    step = next_step(obs(servers=servers(3, config="c1"), reload_refused=refused))
     assert (step.kind, step.targets) == ("RestartPod", ("nats-2",))
+
+
+def test_a_reload_is_done_when_the_server_reports_the_rendered_configuration() -> None:
+    # The kubelet refreshed nats-1's Secret first: only the others are reloaded again.
+    running = [replace(s, config_hash="c2") if s.name == "nats-1" else s for s in servers(3, "c1")]
+    step = next_step(obs(servers=running))
+    assert (step.kind, step.targets) == ("Reload", ("nats-0", "nats-2"))
+    assert next_step(obs(servers=servers(3, config="c2"))).kind == "Idle"
+
+
+def test_servers_without_a_config_tag_are_reloaded_onto_the_tagged_configuration() -> None:
+    step = next_step(obs(servers=servers(3, config=None)))
+    assert (step.kind, step.targets) == ("Reload", ("nats-0", "nats-1", "nats-2"))
+
+
+def test_nothing_is_reloaded_before_the_rendered_configuration_is_known() -> None:
+    assert next_step(obs(servers=servers(3, config="c1"), config_hash=None)).kind == "Idle"
 
 
 JSZ = [
@@ -153,6 +171,10 @@ def test_stream_health_comes_from_the_stream_leader_only() -> None:
     assert view.meta_peers == ["nats-0", "nats-1", "nats-2"]
 
 
-def test_servers_from_varz_answers() -> None:
-    answers = [{"data": {"server_name": "nats-1", "server_id": "B", "config_digest": "sha256:b"}}]
-    assert servers_from_varz(answers) == [ServerView("nats-1", "B", "sha256:b")]
+def test_servers_from_varz_answers_with_the_config_tag() -> None:
+    data = {"server_name": "nats-1", "server_id": "B", "config_digest": "sha256:b"}
+    tagged = {**data, "tags": ["zone:a", "surge.dev/config:0123abcd"]}
+    assert servers_from_varz([{"data": data}]) == [ServerView("nats-1", "B", "sha256:b")]
+    assert servers_from_varz([{"data": tagged}]) == [
+        ServerView("nats-1", "B", "sha256:b", "0123abcd")
+    ]

@@ -232,6 +232,58 @@ def test_restored_state_keeps_the_original_primary_on_probation() -> None:
     assert run.state.epoch == 5
 
 
+def restored_after_a_lost_status_patch() -> FailoverState:
+    """The status said east at epoch 2 when the leader died; it had promoted west (3)."""
+    return FailoverState.initial(["east", "west", "south"], "east", epoch=2)
+
+
+def stamped(region: str, at: float, epoch: int) -> ProbeResult:
+    return ProbeResult.success(region, at, epoch=epoch)
+
+
+def test_a_promotion_made_but_never_recorded_is_resumed_not_undone() -> None:
+    state = restored_after_a_lost_status_patch()
+    seen = [stamped("east", 1.0, 2), stamped("west", 1.0, 3), ProbeResult.success("south", 1.0)]
+    decision = decide(state, seen, CONFIG, at=1.0)
+    assert (decision.action, decision.reason) == (Action.RESUME, FailoverReason.RESUMED)
+    assert (decision.source, decision.target) == ("east", "west")
+    assert (decision.state.active, decision.state.epoch) == ("west", 3)
+    assert decision.observed.epoch == 2
+    assert "not recorded" in decision.message
+    # once resumed (the status now says west at 3) nothing more happens
+    after = decide(
+        decision.state, [stamped("east", 2.0, 2), stamped("west", 2.0, 3)], CONFIG, at=2.0
+    )
+    assert after.action is Action.NONE
+    assert after.state.epoch == 3
+
+
+def test_the_newest_unrecorded_writer_wins_and_only_a_reachable_one() -> None:
+    state = restored_after_a_lost_status_patch()
+    seen = [stamped("west", 1.0, 3), stamped("south", 1.0, 4)]
+    decision = decide(state, seen, CONFIG, at=1.0)
+    assert (decision.target, decision.epoch) == ("south", 4)
+    dead = decide(
+        state, [stamped("west", 1.0, 3), ProbeResult.failure("west", 2.0, "gone")], CONFIG, at=2.0
+    )
+    assert dead.action is Action.NONE
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 2])
+def test_a_writer_stamped_at_or_below_the_known_epoch_is_not_resumed(epoch: int) -> None:
+    # e.g. the fenced old writer of a failback: its stamp is older than the status
+    decision = decide(
+        restored_after_a_lost_status_patch(), [stamped("west", 1.0, epoch)], CONFIG, at=1.0
+    )
+    assert decision.action is Action.NONE
+
+
+def test_disabled_failover_does_not_resume_either() -> None:
+    off = FailoverConfig(enabled=False)
+    decision = decide(restored_after_a_lost_status_patch(), [stamped("west", 1.0, 3)], off, at=1.0)
+    assert decision.action is Action.NONE
+
+
 def test_with_regions_follows_spec_changes() -> None:
     state = FailoverState.initial(["east", "west"], "east", active="west", epoch=1)
     grown = state.with_regions(["east", "west", "south"], "east")

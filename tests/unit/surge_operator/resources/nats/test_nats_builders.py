@@ -9,7 +9,11 @@ from nats_support import PASSWORDS, managed_ctx
 from surge_operator.api import parse_spec
 from surge_operator.resources import BuildContext
 from surge_operator.resources.nats.conf import Raw
-from surge_operator.resources.nats.config import server_config, server_config_text
+from surge_operator.resources.nats.config import (
+    config_digest,
+    server_config,
+    server_config_text,
+)
 from surge_operator.resources.nats.objects import desired_nats_objects
 from surge_operator.resources.nats.pdb import build_nats_pdb
 from surge_operator.resources.nats.services import build_client_service, build_headless_service
@@ -175,6 +179,20 @@ def test_config_routes_every_ordinal_and_fsyncs_always_in_the_region_domain() ->
     assert config["http"] == "0.0.0.0:8222"
     assert config["system_account"] == "SYS"
     assert "sync_interval: always\n" in server_config_text(ctx, east(ctx), PASSWORDS)
+
+
+def test_config_is_tagged_with_the_digest_the_statefulset_carries() -> None:
+    ctx = managed_ctx()
+    digest = config_digest(ctx, east(ctx), PASSWORDS)
+    assert server_config(ctx, east(ctx), PASSWORDS)["server_tags"] == [f"surge.dev/config:{digest}"]
+    [sts] = [
+        o
+        for o in desired_nats_objects(ctx, PASSWORDS)
+        if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "support-nats-east"
+    ]
+    assert sts["metadata"]["annotations"]["surge.dev/nats-config-hash"] == digest
+    relaxed = managed_ctx(syncInterval="2m")
+    assert config_digest(relaxed, east(relaxed), PASSWORDS) != digest
 
 
 def test_sync_interval_can_be_relaxed() -> None:

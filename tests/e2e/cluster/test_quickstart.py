@@ -173,6 +173,13 @@ def test_the_readme_quickstart_runs_word_for_word_then_cleans_up(
             )
             for p in pods
         }
+        kills = sorted(
+            {
+                f"{e['involvedObject']['name']}: {e.get('message')}"
+                for e in kube_json(node_cluster, "get", "events", "-n", NS)["items"]
+                if e.get("reason") in ("Killing", "OOMKilling")
+            }
+        )
         why = sorted(
             f"{p['metadata']['name']}: {t.get('reason')} (exit {t.get('exitCode')})"
             for p in pods
@@ -196,7 +203,7 @@ def test_the_readme_quickstart_runs_word_for_word_then_cleans_up(
             f"\n  kubectl apply -> mc Ready (managed NATS on a PV): {to_ready:.1f} s"
             f"\n  quickstart wall: {quick.wall:.1f} s"
             f"\n  container restarts after the surge: {sum(restarts.values())} "
-            f"in {len(restarts)} pods {why}"
+            f"in {len(restarts)} pods {why}; kubelet kills: {kills}"
             f"\n{quick.stdout[-2500:]}"
         )
 

@@ -40,6 +40,42 @@ class _Worker:
     ready: bool = False
 
 
+def simulated_worker_env(
+    url: str,
+    *,
+    stream: str,
+    prefix: str,
+    partitions: int,
+    cluster: str,
+    work_ms: float,
+    concurrency: int,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a local `surge-worker` running the simulated handler (`surge
+    demo`, the live bench): this process's environment, the pipeline, the handler's cost,
+    and quiet JSON logs with metrics on loopback."""
+    env = dict(os.environ)
+    env.update(
+        {
+            Env.NATS_URL: url,
+            Env.STREAM: stream,
+            Env.SUBJECT_PREFIX: prefix,
+            Env.PARTITIONS: str(partitions),
+            Env.CLUSTER: cluster,
+            Env.HANDLER: "surge_workers.handlers:simulated",
+            Env.WORK_MS: f"{work_ms:g}",
+            Env.CONCURRENCY: str(concurrency),
+            Env.COMPLETIONS: "true",
+            Env.DRAIN_TIMEOUT: "10",
+            Env.LOG_LEVEL: "warning",
+            Env.LOG_FORMAT: "json",
+            Env.METRICS_HOST: "127.0.0.1",
+            **(extra or {}),
+        }
+    )
+    return env
+
+
 def worker_command() -> tuple[str, ...]:
     """The `surge-worker` console script of this environment (same interpreter), or the
     module entry point when the script is not installed next to it."""

@@ -184,8 +184,9 @@ class Recorder:
         self.done.append((delivery.conversation_id, delivery.msg_id))
 
 
-def spawn_worker(url: str, config: PipelineConfig, **env: str) -> subprocess.Popen[bytes]:
-    """A real `surge-worker` process (same interpreter) for crash and signal tests."""
+def worker_process_env(url: str, config: PipelineConfig, **env: str) -> dict[str, str]:
+    """The environment of a worker process on `config`'s pipeline (quiet logs, short
+    pulls, metrics on any free port), with `env` on top."""
     child_env = dict(os.environ)
     child_env.update(
         SURGE_NATS_URL=url,
@@ -198,8 +199,13 @@ def spawn_worker(url: str, config: PipelineConfig, **env: str) -> subprocess.Pop
         PYTHONPATH=str(ROOT),
     )
     child_env.update(env)
+    return child_env
+
+
+def spawn_worker(url: str, config: PipelineConfig, **env: str) -> subprocess.Popen[bytes]:
+    """A real `surge-worker` process (same interpreter) for crash and signal tests."""
     return subprocess.Popen(
         [sys.executable, "-c", "from surge_workers.cli import worker_main; worker_main()"],
-        env=child_env,
+        env=worker_process_env(url, config, **env),
         cwd=ROOT,
     )

@@ -121,6 +121,7 @@ async def run() -> None:
                 {
                     "event": "tick",
                     "at": outcome.at,
+                    "done": time.time(),  # after the actions and the status write
                     "active": outcome.active_region,
                     "epoch": outcome.epoch,
                     "moved": outcome.moved,

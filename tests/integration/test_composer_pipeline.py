@@ -4,7 +4,6 @@ degraded notices."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -16,6 +15,7 @@ from tests.integration.dataplane_support import (
     publish,
     spawn_worker,
     unique_pipeline,
+    worker_process_env,
 )
 from tests.integration.waits import wait_until
 
@@ -81,19 +81,10 @@ async def test_kill_9_between_compose_and_ack_yields_exactly_one_reply(nats_url:
     # Short intake ack_wait so the killed worker's message comes back within the test.
     config = unique_pipeline(intake=PriorityPolicy(ack_wait=1.0, max_deliver=5, backoff=(0.1,)))
     nc, js = await provisioned(nats_url, config)
-    env = dict(os.environ)
-    env.update(
-        SURGE_NATS_URL=nats_url,
-        SURGE_STREAM=config.stream,
-        SURGE_SUBJECT_PREFIX=config.subject_prefix,
-        SURGE_PARTITIONS=str(config.partitions),
-        SURGE_METRICS_PORT="0",
-        SURGE_LOG_LEVEL="warning",
-        SURGE_PULL_EXPIRES="0.5",
-        PYTHONPATH=str(ROOT),
-    )
     crashing = subprocess.Popen(  # noqa: ASYNC220 - a process the test kills
-        [sys.executable, "-m", "tests.integration.crash_after_reply"], env=env, cwd=ROOT
+        [sys.executable, "-m", "tests.integration.crash_after_reply"],
+        env=worker_process_env(nats_url, config),
+        cwd=ROOT,
     )
     survivor = None
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,9 +27,8 @@ from surge_operator.policy import (
     ScalingConfig,
 )
 from surge_operator.policy.engine import EngineConfig, Plan
-from surge_operator.scale_target import LocalProcessTarget
+from surge_operator.scale_target import LocalProcessTarget, simulated_worker_env
 from surge_workers import contract
-from surge_workers.contract import Env
 from surge_workers.degradation import publish_degradation
 from surge_workers.eta import Forecast
 from surge_workers.forecast_kv import publish_forecast
@@ -131,25 +129,15 @@ class DemoSummary:
 
 
 def worker_env(url: str, options: DemoOptions) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            Env.NATS_URL: url,
-            Env.STREAM: STREAM,
-            Env.SUBJECT_PREFIX: PREFIX,
-            Env.PARTITIONS: str(PARTITIONS),
-            Env.CLUSTER: "demo",
-            Env.HANDLER: "surge_workers.handlers:simulated",
-            Env.WORK_MS: f"{options.work_ms:g}",
-            Env.CONCURRENCY: str(options.concurrency),
-            Env.COMPLETIONS: "true",
-            Env.DRAIN_TIMEOUT: "10",
-            Env.LOG_LEVEL: "warning",
-            Env.LOG_FORMAT: "json",
-            Env.METRICS_HOST: "127.0.0.1",
-        }
+    return simulated_worker_env(
+        url,
+        stream=STREAM,
+        prefix=PREFIX,
+        partitions=PARTITIONS,
+        cluster="demo",
+        work_ms=options.work_ms,
+        concurrency=options.concurrency,
     )
-    return env
 
 
 async def _processed(js: JetStreamContext) -> int:

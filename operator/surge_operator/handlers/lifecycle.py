@@ -161,13 +161,7 @@ async def reconcile_cluster(body: kopf.Body, retry: int, memo: kopf.Memo, **_: A
     ref = cluster_ref(body)
     with bound_cluster(ref.namespace, ref.name, generation=body.meta.get("generation")):
         try:
-            await reconcile(
-                deps,
-                ref,
-                spec_raw=dict(body.get("spec") or {}),
-                generation=body.meta.get("generation"),
-                raw_status=dict(body.get("status") or {}),
-            )
+            await _reconcile_body(deps, ref, body)
         except SurgeError as exc:
             raise to_kopf(exc, retry, deps.config.nats.retry_max_seconds) from None
     deps.metrics.clusters.set(len(deps.registry))
@@ -300,16 +294,21 @@ async def nats_operations(
         await stopped.wait(NATS_TICK_SECONDS)
 
 
+async def _reconcile_body(deps: Deps, ref: ClusterObject, body: kopf.Body) -> None:
+    """Reconcile from the object as kopf hands it (spec, generation and status as stored)."""
+    await reconcile(
+        deps,
+        ref,
+        spec_raw=dict(body.get("spec") or {}),
+        generation=body.meta.get("generation"),
+        raw_status=dict(body.get("status") or {}),
+    )
+
+
 async def _resync(deps: Deps, ref: ClusterObject, body: kopf.Body) -> None:
     """Drift correction: re-apply everything. Server-side apply makes the no-op free."""
     try:
-        await reconcile(
-            deps,
-            ref,
-            spec_raw=dict(body.get("spec") or {}),
-            generation=body.meta.get("generation"),
-            raw_status=dict(body.get("status") or {}),
-        )
+        await _reconcile_body(deps, ref, body)
     except SurgeError as exc:
         log.warning("resync_failed", reason=exc.reason, error=exc.message)
 

@@ -49,7 +49,7 @@ from surge_operator.policy.select import (
     keda_config,
 )
 from surge_operator.policy.types import PRIORITY_ORDER
-from surge_operator.scale_target import LocalProcessTarget
+from surge_operator.scale_target import LocalProcessTarget, simulated_worker_env
 from surge_operator.simulate.compare import scenario_policy
 from surge_operator.simulate.engine import SimConfig, run
 from surge_operator.simulate.traffic import Arrivals, load_arrivals
@@ -178,26 +178,16 @@ def p95_query(job: str) -> str:
 
 
 def _worker_env(url: str, stream: str, prefix: str, options: LiveOptions) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            Env.NATS_URL: url,
-            Env.STREAM: stream,
-            Env.SUBJECT_PREFIX: prefix,
-            Env.PARTITIONS: str(PARTITIONS),
-            Env.CLUSTER: "live-bench",
-            Env.HANDLER: "surge_workers.handlers:simulated",
-            Env.COMPOSER: "none",
-            Env.WORK_MS: f"{options.work_ms:g}",
-            Env.CONCURRENCY: str(options.concurrency),
-            Env.COMPLETIONS: "true",
-            Env.DRAIN_TIMEOUT: "10",
-            Env.LOG_LEVEL: "warning",
-            Env.LOG_FORMAT: "json",
-            Env.METRICS_HOST: "127.0.0.1",
-        }
+    return simulated_worker_env(
+        url,
+        stream=stream,
+        prefix=prefix,
+        partitions=PARTITIONS,
+        cluster="live-bench",
+        work_ms=options.work_ms,
+        concurrency=options.concurrency,
+        extra={Env.COMPOSER: "none"},
     )
-    return env
 
 
 def _gateway_env(url: str, stream: str, prefix: str, port: int, tokens: Path) -> dict[str, str]:

@@ -26,8 +26,10 @@ Model, per tick:
   the backlog of everything served before it) within half its latency target, sooner
   when its oldest message is already close to the target;
 * scale up at once to max(demand, drain), by at most `max_step`; scale down only to the
-  largest *measured* demand over the stabilisation window (predictions and drain peaks
-  are held only while the pods they asked for start: they do not come back by themselves);
+  largest *sustained* demand over the stabilisation window: the demand of the robust
+  level, before a single sample is taken for a step. Predictions, step samples and drain
+  peaks are held only while the pods they asked for start: they do not come back by
+  themselves, and the window's maximum already covers dips within the noise;
 * hold the current size when metrics are missing or stale, and say so.
 """
 
@@ -113,11 +115,13 @@ def decide(
     drain = drain_replicas(snapshot, upcoming, service_rate, scaling)
     restored = _restored_demand(snapshot, config, service_rate, upcoming, level)
 
-    # The stabilisation window remembers *measured* demand (the smoothed level): what
-    # may come back. The prediction and the backlog drain are transient by nature, so
-    # they are only held while the pods they asked for start (no scale-up undone at once).
+    # The stabilisation window remembers *sustained* demand (the robust level): what may
+    # come back. The prediction, a one-sample step and the backlog drain are transient by
+    # nature, so they are only held while the pods they asked for start (no scale-up
+    # undone at once). Remembering a burst sample for the whole window held a pool sized
+    # for that one second (seen in `surge bench autoscale --live`: 8 workers for 30 s).
     measured = _ceil(
-        demand_replicas(_scaled_rates(snapshot, estimate.upper), service_rate, scaling)
+        demand_replicas(_scaled_rates(snapshot, estimate.sustained), service_rate, scaling)
     )
     transient = _ceil(max(demand, drain))
     demand_history = _window(
@@ -170,7 +174,11 @@ def decide(
         startup_s=_startup_bound(snapshot.at, startup_s, starting),
     )
     new_state = ScalingState(
-        rate_history=rate_history,
+        # A level change changes what the gateway accepts: samples from before it describe
+        # traffic no longer admitted (or no longer refused). Kept, a class just shed still
+        # counted in the level the served classes were scaled to, five times their real
+        # demand in bulk-flood, and that alone raised the level to 3 and throttled normal.
+        rate_history=rate_history if degradation.level == level else (),
         demand_history=demand_history,
         drain_history=drain_history,
         service_rate=service_rate,
@@ -192,9 +200,10 @@ class RateEstimate:
 
     level: float
     predicted: float
-    #: The level plus two standard errors: what the window remembers, so a dip within
-    #: noise is never taken for lower demand (and undone a few seconds later).
-    upper: float = 0.0
+    #: The robust level plus two standard errors, before a sample far above it is taken
+    #: for a step: what the stabilisation window remembers. A step is acted on at once
+    #: (`level`), but remembered only once later samples confirm it (the median follows).
+    sustained: float = 0.0
 
 
 #: A sample this many Poisson deviations above the level is a step, not noise.
@@ -226,10 +235,12 @@ def estimate_arrival_rate(
         # remove a replica now and again under perfectly steady load.
         slope = 0.0
         level = max(0.0, _median([r for _, r in points]))
+    # Two standard errors above the robust level: a dip within the noise is never taken
+    # for lower demand (and undone a few seconds later).
+    sustained = level + 2 * noise / math.sqrt(len(points))
     if last > level + _STEP_SIGMAS * noise:
         level = last
-    upper = level + 2 * noise / math.sqrt(len(points))
-    return RateEstimate(level=level, predicted=level + slope * lead_s, upper=upper)
+    return RateEstimate(level=level, predicted=level + slope * lead_s, sustained=sustained)
 
 
 def _noise(

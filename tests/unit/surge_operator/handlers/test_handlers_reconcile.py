@@ -15,6 +15,7 @@ from surge_operator.errors import (
     KubeRejectedError,
     NatsUnavailableError,
 )
+from surge_operator.handlers import lifecycle
 from surge_operator.handlers.lifecycle import to_kopf
 from surge_operator.handlers.reconcile import finalize, reconcile
 from surge_operator.status import get_condition
@@ -179,3 +180,13 @@ async def test_finalizer_deletes_the_stream_when_asked() -> None:
     await _reconcile(deps, spec)
     await finalize(deps, REF, spec_raw=spec, retry=0)
     assert js.deleted == ["SURGE_TEAM-A_SUPPORT"]
+
+
+async def test_a_resync_reconciles_from_the_object_as_kopf_hands_it_over() -> None:
+    kube, js = FakeKube(), FakeJetStream()
+    deps = make_deps(kube, js)
+    meta = {"name": REF.name, "namespace": REF.namespace, "uid": REF.uid, "generation": 4}
+    body = kopf.Body({"metadata": meta, "spec": SPEC, "status": {}})
+    await lifecycle._resync(deps, REF, body)
+    assert [c.stream for c in js.provisioned] == ["SURGE_TEAM-A_SUPPORT"]
+    assert kube.status_patches[-1]["observedGeneration"] == 4

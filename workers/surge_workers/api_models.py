@@ -13,11 +13,17 @@ from surge_workers.contract import ID_PATTERN, Priority
 Id = Annotated[str, Field(pattern=ID_PATTERN, examples=["c-1042"])]
 
 
+#: Request bodies: cache only the keys' strings while parsing JSON. pydantic caches every
+#: short string by default, and each message's id and text are new ones: a soak showed
+#: the cache filling with them (the gateway's resident memory grew until it was full).
+_REQUEST = ConfigDict(extra="forbid", cache_strings="keys")
+
+
 class MessageIn(BaseModel):
     """One support message. ``id`` is the client's idempotency key: a retry with the same
     id within the stream's duplicate window is stored once."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
 
     id: Id = Field(description="Client message id (idempotency key), globally unique.")
     conversation_id: Id
@@ -38,7 +44,7 @@ class MessageIn(BaseModel):
 class BatchIn(BaseModel):
     """All or nothing: one invalid or refused message refuses the whole batch."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
 
     messages: list[MessageIn] = Field(min_length=1, max_length=500)
 
@@ -112,7 +118,7 @@ class AgentReplyIn(BaseModel):
     """An agent's answer in a conversation. ``id`` is the idempotency key (per tenant): a
     retry with the same id is stored once."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
 
     id: Id = Field(description="Reply id (idempotency key), unique within the tenant.")
     text: str = Field(

@@ -26,10 +26,10 @@ Model, per tick:
   the backlog of everything served before it) within half its latency target, sooner
   when its oldest message is already close to the target;
 * scale up at once to max(demand, drain), by at most `max_step`; scale down only to the
-  largest *sustained* demand over the stabilisation window: the demand of the robust
-  level, before a single sample is taken for a step. Predictions, step samples and drain
-  peaks are held only while the pods they asked for start: they do not come back by
-  themselves, and the window's maximum already covers dips within the noise;
+  largest *sustained* demand over the stabilisation window: the robust level with a
+  noise margin, before a single sample is taken for a step. Predictions, step samples
+  and drain peaks are held only while the pods they asked for start: they do not come
+  back by themselves;
 * hold the current size when metrics are missing or stale, and say so.
 """
 

@@ -335,3 +335,93 @@ def test_a_replica_still_starting_past_the_estimate_lengthens_the_expected_start
     # Nothing pending: the estimate itself.
     steady, _ = decide(snapshot(20.0, rate=10.0), CONFIG, ScalingState(last_ready=3))
     assert steady.startup_s == CONFIG.scaling.pod_startup_s
+
+
+def test_a_step_sample_is_acted_on_at_once_but_only_the_robust_level_is_remembered() -> None:
+    from surge_operator.policy.scaling import estimate_arrival_rate
+
+    history = [(float(t), 400.0 + (5.0 if t % 2 else -5.0)) for t in range(10)]
+    estimate = estimate_arrival_rate([*history, (10.0, 1500.0)], 10.0, lead_s=6.0)
+    assert estimate.level == 1500.0
+    # The median and a noise margin (two standard errors of Poisson at 400 msg/s).
+    assert 400.0 <= estimate.sustained < 430.0
+    steady = estimate_arrival_rate([*history, (10.0, 405.0)], 10.0, lead_s=6.0)
+    assert steady.level <= steady.sustained < 430.0
+
+
+def _pool_sizes(rates: list[float], replicas: int = 8) -> list[int]:
+    state = ScalingState()
+    sizes = []
+    for t, rate in enumerate(rates):
+        decision, state = decide(snapshot(float(t), rate=rate, replicas=replicas), CONFIG, state)
+        replicas = decision.replicas
+        sizes.append(replicas)
+    return sizes
+
+
+def test_a_one_second_burst_is_not_held_for_the_whole_stabilisation_window() -> None:
+    window = int(CONFIG.scaling.scale_down_stabilization_s)
+    calm = [400.0] * (20 + window + 20)
+    burst = [*calm[:20], 1500.0, *calm[21:]]
+    with_burst, without = _pool_sizes(burst), _pool_sizes(calm)
+    assert with_burst[20] > without[20] + 1
+    # Released once the pods it asked for could have helped (start-up and a few ticks),
+    # not after the window that sustained demand is held for. (One replica may stay:
+    # the remembered level carries a noise margin that a pool never scaled up to it
+    # does not climb to.)
+    held = [t for t in range(20, len(calm)) if with_burst[t] > without[t] + 1]
+    assert max(held) - 20 < window / 2
+
+
+def test_a_sustained_step_is_still_held_for_the_whole_stabilisation_window() -> None:
+    window = int(CONFIG.scaling.scale_down_stabilization_s)
+    sizes = _pool_sizes([400.0] * 20 + [1500.0] * 20 + [400.0] * (window + 15))
+    high = sizes[39]
+    assert high > sizes[19]
+    first_down = next(t for t in range(40, len(sizes)) if sizes[t] < high)
+    assert first_down - 40 >= window - 1
+    # Then back to what the calm load needs (within the remembered noise margin).
+    assert sizes[-1] <= _pool_sizes([400.0] * (window + 15))[-1] + 1
+
+
+def test_shedding_bulk_does_not_count_its_old_rate_against_the_classes_still_served() -> None:
+    # A bulk flood beyond maxReplicas: the level rises to SHED_BULK, after which the
+    # gateway accepts only critical and normal (250 msg/s, 5 workers' worth). The arrival
+    # samples from before the shedding must not inflate their demand into CRITICAL_ONLY.
+    config = CONFIG.with_scaling(max_replicas=40)
+    state = ScalingState()
+    replicas = 5
+    level = DegradationLevel.NORMAL
+    levels = []
+    for t in range(60):
+        flood = t >= 10
+        accepted_bulk = 50.0 if not flood else (3000.0 if level == 0 else 0.0)
+        offered = {Priority.CRITICAL: 50.0, Priority.NORMAL: 200.0}
+        offered[Priority.BULK] = 3000.0 if flood else 50.0
+        rates = {**offered, Priority.BULK: accepted_bulk}
+        if level == DegradationLevel.THROTTLE_BULK:
+            rates[Priority.BULK] = 2500.0
+        # In flight: rate x handling time (16 handlers at 50 msg/s per worker).
+        priorities = {
+            p: PriorityMetrics(
+                backlog=round(rates[p] * 16 / 50),
+                arrival_rate=rates[p],
+                oldest_unacked_age=0.2,
+                offered_rate=offered[p],
+            )
+            for p in rates
+        }
+        snap = Snapshot(
+            at=float(t),
+            observed_at=float(t),
+            priorities=priorities,
+            current_replicas=replicas,
+            ready_replicas=replicas,
+            completion_rate=min(sum(rates.values()), 50.0 * replicas),
+            waiting=0,
+        )
+        decision, state = decide(snap, config, state)
+        replicas, level = decision.replicas, decision.degradation_level
+        levels.append(level)
+    assert DegradationLevel.SHED_BULK in levels
+    assert DegradationLevel.CRITICAL_ONLY not in levels

@@ -21,7 +21,6 @@ from surge_workers.metrics import GatewayMetrics
 from surge_workers.reply_metrics import SseMetrics
 from surge_workers.settings import GatewaySettings
 
-
 #: How long stopping waits for in-flight requests. aiohttp's default (60 s) outlasts the
 #: 30 s the pod gets after SIGTERM, so a gateway stopped mid-surge was SIGKILLed (exit 137)
 #: before its offered counts and NATS connection were drained.

@@ -282,3 +282,6 @@ def test_data_plane_pods_have_a_startup_probe_before_liveness_applies() -> None:
         assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 60
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
+        # a busy event loop answers late: neither restarted nor unready for it within 5 s
+        assert c["livenessProbe"]["timeoutSeconds"] >= 5
+        assert c["readinessProbe"]["timeoutSeconds"] >= 5

@@ -10,7 +10,7 @@
                    removes it again (traffic stays where it is until a failback)
     check-install  what `helm test` runs: the operator Deployment is Ready, and a throwaway
                    MessagingCluster gets its worker Deployment and a status for its
-                   current generation; then it is deleted
+                   current generation; then it is deleted and the operator finalizes it
 
 Every wait polls with a deadline and reports progress through a callback, so the CLI can
 show it and tests can record it. Nothing here prints.
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from surge_operator.api import API_VERSION, KIND, parse_spec
+from surge_operator.api import API_VERSION, KIND, ConditionStatus, ConditionType, parse_spec
 from surge_operator.cluster_view import ClusterView
 from surge_operator.errors import SurgeError
 from surge_operator.resources import ObjectRef
@@ -243,10 +243,39 @@ async def check_install(kube: Kube, check: InstallCheck, progress: Progress) -> 
             )
         )
     finally:
-        await _delete(kube, check.namespace, name)
-        progress(f"deleted MessagingCluster {check.namespace}/{name}")
+        await _discard(kube, check.namespace, name, progress)
+
+    async def finalized() -> tuple[bool, str]:
+        gone = await kube.get(API_VERSION, KIND, check.namespace, name) is None
+        return gone, f"{name}: {'finalized and gone' if gone else 'waiting for its finalizer'}"
+
+    proven.append(
+        await wait_for(
+            finalized, deadline_s=check.timeout, progress=progress, what=f"{name} to be finalized"
+        )
+    )
     return proven
 
 
-async def _delete(kube: Kube, namespace: str, name: str) -> None:
+def _stream_ready(obj: dict[str, Any]) -> bool:
+    conditions = ClusterView.from_object(obj).status.conditions
+    return any(
+        c.type == ConditionType.STREAM_READY and c.status == ConditionStatus.TRUE
+        for c in conditions
+    )
+
+
+async def _discard(kube: Kube, namespace: str, name: str, progress: Progress) -> None:
+    """Delete the throwaway. A stream that never became ready was never created (the
+    default tests.natsUrl answers nowhere), so it is retained rather than deleted: the
+    finalizer then needs no NATS. Otherwise it retried an unreachable NATS for minutes and,
+    once `helm uninstall` had removed the operator, kept the CRD from being deleted."""
+    obj = await kube.get(API_VERSION, KIND, namespace, name)
+    if obj is None:
+        return
+    if not _stream_ready(obj):
+        await kube.merge_patch(
+            API_VERSION, KIND, namespace, name, {"spec": {"stream": {"deletionPolicy": "retain"}}}
+        )
     await kube.delete(ObjectRef(API_VERSION, KIND, namespace, name))  # False when gone
+    progress(f"deleted MessagingCluster {namespace}/{name}")

@@ -391,6 +391,8 @@ class _GatewaySender:
         url = f"{self.target.gateway_url}/v1/messages"
 
         async def post() -> None:
+            import aiohttp
+
             try:
                 async with self.session.post(
                     url, json=body, headers={"Authorization": f"Bearer {token}"}
@@ -402,7 +404,9 @@ class _GatewaySender:
                         per.refused += 1
                     else:
                         report.errors += 1
-            except (TimeoutError, OSError):
+            # ClientError too: a dropped connection (ServerDisconnectedError, which is not
+            # an OSError) is an error to count, not an exception no task ever retrieves.
+            except (TimeoutError, OSError, aiohttp.ClientError):
                 report.errors += 1
 
         return asyncio.ensure_future(post())

@@ -30,6 +30,9 @@ class RegionEndpoint:
     url: str
     domain: str | None = None
     connect_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    #: replicas of the streams this region holds, mirrors included (a standby may run fewer
+    #: servers than the primary: one server cannot hold an R3 mirror); None: as the origin
+    stream_replicas: int | None = None
 
     @classmethod
     def from_region(
@@ -39,6 +42,7 @@ class RegionEndpoint:
         *,
         domain: str | None = None,
         url: str | None = None,
+        stream_replicas: int | None = None,
     ) -> RegionEndpoint:
         """From the spec's Region; credentials (and a TLS context when
         `region.nats.tls`) come in `connect_options`, resolved by the caller. `url`
@@ -51,6 +55,7 @@ class RegionEndpoint:
             url=resolved,
             domain=domain or region.jetstream_domain,
             connect_options=dict(connect_options or {}),
+            stream_replicas=stream_replicas,
         )
 
     @property

@@ -35,9 +35,12 @@ def _external(stream: str, source: RegionEndpoint) -> StreamSource:
     return StreamSource(name=stream, external=ExternalStream(api=source.api_prefix))
 
 
-def mirror_config(pipeline: PipelineConfig, source: RegionEndpoint) -> StreamConfig:
+def mirror_config(
+    pipeline: PipelineConfig, source: RegionEndpoint, replicas: int | None = None
+) -> StreamConfig:
     """The standby's message stream: the pipeline's stream limits, no subjects, mirroring
-    the same-named stream in `source`'s JetStream domain over the leafnode."""
+    the same-named stream in `source`'s JetStream domain over the leafnode; `replicas`:
+    the standby's own replica count (default: the pipeline's)."""
     if pipeline.retention != "limits":
         raise UnsupportedStreamError(
             f"stream {pipeline.stream} uses {pipeline.retention} retention; regional "
@@ -54,12 +57,16 @@ def mirror_config(pipeline: PipelineConfig, source: RegionEndpoint) -> StreamCon
         allow_direct=False,
         mirror=_external(pipeline.stream, source),
         metadata={META_ALLOW_DIRECT: str(bool(desired.allow_direct)).lower()},
+        num_replicas=desired.num_replicas if replicas is None else replicas,
     )
 
 
-def mirror_of(origin: StreamConfig, source: RegionEndpoint) -> StreamConfig:
+def mirror_of(
+    origin: StreamConfig, source: RegionEndpoint, replicas: int | None = None
+) -> StreamConfig:
     """A mirror of a stream whose config is read from the origin (dead letters, KV
-    buckets): same limits and storage, no subjects, no direct gets."""
+    buckets): same limits and storage, no subjects, no direct gets; `replicas`: the
+    standby's own replica count (default: the origin's)."""
     assert origin.name is not None
     metadata = {k: v for k, v in (origin.metadata or {}).items() if not k.startswith("_nats.")}
     metadata[META_ALLOW_DIRECT] = str(bool(origin.allow_direct)).lower()
@@ -74,6 +81,7 @@ def mirror_of(origin: StreamConfig, source: RegionEndpoint) -> StreamConfig:
         subject_transform=None,
         first_seq=None,
         metadata=metadata,
+        num_replicas=origin.num_replicas if replicas is None else replicas,
     )
 
 
@@ -137,7 +145,7 @@ async def ensure_mirror(
     log = structlog.get_logger("surge_operator.failover").bind(
         region=standby.name, source=active.name, stream=pipeline.stream
     )
-    main = mirror_config(pipeline, active)
+    main = mirror_config(pipeline, active, standby.stream_replicas)
     changed: list[str] = []
     recoveries: list[TailRecovery] = []
     recreated = False
@@ -163,7 +171,7 @@ async def ensure_mirror(
                     origin = await stream_info(origin_js, name)
                     if origin is None:
                         continue  # not provisioned in the active region yet
-                    desired = mirror_of(origin.config, active)
+                    desired = mirror_of(origin.config, active, standby.stream_replicas)
                 info = await stream_info(js, name)
                 if info is not None and is_mirror_of(info, active, name):
                     continue

@@ -55,7 +55,14 @@ async def _endpoints(
     for region in spec.regions:
         auth = await region_auth(deps, cs.ref.namespace, cs.ref.name, region)
         url = region_url(cs.ref.name, cs.ref.namespace, region)
-        out.append(RegionEndpoint.from_region(region, auth.connect_options(), url=url))
+        out.append(
+            RegionEndpoint.from_region(
+                region,
+                auth.connect_options(),
+                url=url,
+                stream_replicas=spec.stream_replicas(region),
+            )
+        )
     return out
 
 

@@ -23,6 +23,8 @@ from surge_operator.resources.identity import (
     build_service_account,
 )
 from surge_operator.resources.labels import gateway_name
+from surge_operator.resources.nats.config import managed_regions
+from surge_operator.resources.nats.network_policy import nats_policy_name
 from surge_operator.resources.network_policy import build_network_policy, policy_name
 from surge_operator.resources.pdb import build_gateway_pdb, build_worker_pdb
 
@@ -103,9 +105,13 @@ def obsolete_objects(ctx: BuildContext) -> list[ObjectRef]:
             ObjectRef("policy/v1", "PodDisruptionBudget", ctx.namespace, name),
         ]
     if not ctx.owns_network_policy:
-        out.append(
-            ObjectRef("networking.k8s.io/v1", "NetworkPolicy", ctx.namespace, policy_name(ctx))
-        )
+        out += [
+            ObjectRef("networking.k8s.io/v1", "NetworkPolicy", ctx.namespace, name)
+            for name in [
+                policy_name(ctx),
+                *(nats_policy_name(ctx, r) for r in managed_regions(ctx)),
+            ]
+        ]
     return out
 
 

@@ -4,8 +4,8 @@ Ingress: the gateway's HTTP port from anywhere (it authenticates tenants itself)
 metrics port of both components from anywhere (Prometheus). Egress: DNS, the NATS ports
 named in the spec's region URLs, the S3 endpoint's port when backups go to S3, and the
 `spec.networkPolicy.extraEgress` rules a custom handler needs for its outbound calls;
-nothing else. Managed nats-servers are outside this policy (they authenticate every client,
-route and leafnode themselves). `spec.networkPolicy.enabled: false` (or the chart's
+nothing else. Managed nats-servers are outside this policy: they have their own
+(resources/nats/network_policy.py). `spec.networkPolicy.enabled: false` (or the chart's
 `dataPlane.networkPolicy.enabled: false`) removes the policy.
 """
 

@@ -61,11 +61,18 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
+#: How long a readiness or liveness probe waits for an answer (see http_probes).
+PROBE_TIMEOUT_SECONDS = 5
+
+
 def http_probes(port: str) -> dict[str, Any]:
     """Probes of a data-plane container. The health server starts before the NATS
     connection, so /healthz answers within seconds of start-up: the startup probe gives a
     slow start (image pull done, Python importing) up to a minute before liveness applies,
     and readiness stays false until NATS is connected, with no restarts while NATS is down.
+    Probes wait longer than Kubernetes' 1 s for an answer: in a surge the event loop is busy,
+    not wedged, and a gateway restarted or taken out of its Service for answering late
+    (seen on a 2-core cluster in the README quickstart) turns a surge into an outage.
     """
     return {
         "startupProbe": {
@@ -73,10 +80,15 @@ def http_probes(port: str) -> dict[str, Any]:
             "periodSeconds": 2,
             "failureThreshold": 30,
         },
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 5},
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": port},
+            "periodSeconds": 5,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+        },
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": port},
             "periodSeconds": 10,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
             "failureThreshold": 3,
         },
     }
@@ -97,10 +109,8 @@ def env(ctx: BuildContext, component: Component = "worker") -> list[dict[str, An
     out: list[dict[str, Any]] = [
         {"name": Env.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        # Bind to the pod's own address, nothing wider (its network namespace holds
-        # only that and loopback: the same result as 0.0.0.0, said explicitly).
-        {"name": Env.HTTP_HOST, "value": "$(POD_IP)"},
-        {"name": Env.METRICS_HOST, "value": "$(POD_IP)"},
+        # HTTP and metrics bind every address of the pod (the default 0.0.0.0), not only
+        # the pod IP: `kubectl port-forward` reaches a pod through its loopback.
     ]
     # Each component gets only its own role's credentials (managed NATS), never the
     # operator's; an external NATS uses the one Secret the spec names.

@@ -224,7 +224,8 @@ def acked_so_far(cluster: KubeCluster, ns: str) -> int:
     """The running load client's latest ACKED progress line (0 before the first)."""
     for pod in kube_json(cluster, "get", "pods", "-n", ns)["items"]:
         name = pod["metadata"]["name"]
-        if name.startswith("client-"):
+        # A finished client is deleted without waiting: skip it while it terminates.
+        if name.startswith("client-") and not pod["metadata"].get("deletionTimestamp"):
             log = cluster.kubectl("logs", "-n", ns, name, check=False).stdout
             counts = [int(line.split()[1]) for line in log.splitlines() if line.startswith("ACKED")]
             return max(counts, default=0)
@@ -258,3 +259,25 @@ def kill_9(cluster: KubeCluster, pod: dict[str, Any], container: str = "nats") -
             os.kill(int(entry.name), signal.SIGKILL)
             return int(entry.name)
     raise AssertionError(f"no nats-server process in container {ids[0]}")
+
+
+PROBE_SCRIPT = """
+import socket
+for host, port in {targets!r}:
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        print("PROBE", host, port, "open", flush=True)
+    except OSError as exc:
+        print("PROBE", host, port, "closed", type(exc).__name__, flush=True)
+"""
+
+
+def probe(cluster: KubeCluster, ns: str, labels: dict[str, str]) -> dict[int, str]:
+    """From a pod with `labels`: which east server ports accept a TCP connection (5 s each)."""
+    client = f"{MC}-nats-east.{ns}.svc"
+    route = f"{MC}-nats-east-0.{MC}-nats-east-headless.{ns}.svc"
+    targets = [(client, 4222), (route, 6222), (client, 7422)]
+    outcome = run_client(cluster, ns, PROBE_SCRIPT.format(targets=targets), labels=labels)
+    lines = [line.split() for line in outcome.log.splitlines() if line.startswith("PROBE ")]
+    assert len(lines) == len(targets), f"probe ({outcome.phase}):\n{outcome.log}"
+    return {int(line[2]): line[3] for line in lines}

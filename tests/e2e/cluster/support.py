@@ -93,6 +93,17 @@ def kube_json(cluster: KubeCluster, *args: str) -> dict[str, Any]:
     return out
 
 
+def node_images(cluster: KubeCluster) -> list[set[str]]:
+    """Per node, the image names its kubelet reports (kind and real kubelets alike)."""
+    nodes = kube_json(cluster, "get", "nodes")["items"]
+    out = []
+    for node in nodes:
+        names = {n for img in node["status"].get("images") or [] for n in img["names"]}
+        # Runtimes report fully qualified names; compare on the familiar short form too.
+        out.append(names | {n.rsplit("/", 1)[-1] for n in names})
+    return out
+
+
 def pods(cluster: KubeCluster, namespace: str, selector: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = kube_json(
         cluster, "get", "pods", "-n", namespace, "-l", selector

@@ -30,6 +30,7 @@ from tests.e2e.cluster.support import (
     exec_python,
     install_release,
     kube_json,
+    node_images,
     pods,
     ready,
     rolled_out,
@@ -43,17 +44,6 @@ CHART = str(ROOT / "charts" / "surge")
 OPERATOR = "app.kubernetes.io/instance=surge,app.kubernetes.io/component=operator"
 TOKEN = "e2e-token-0123456789"
 MC = "support-gw"
-
-
-def node_images(cluster: KubeCluster) -> list[set[str]]:
-    """Per node, the image names its kubelet reports (kind and real kubelets alike)."""
-    nodes = kube_json(cluster, "get", "nodes")["items"]
-    out = []
-    for node in nodes:
-        names = {n for img in node["status"].get("images") or [] for n in img["names"]}
-        # Runtimes report fully qualified names; compare on the familiar short form too.
-        out.append(names | {n.rsplit("/", 1)[-1] for n in names})
-    return out
 
 
 @pytest.fixture(scope="module")

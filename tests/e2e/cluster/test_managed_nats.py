@@ -27,6 +27,7 @@ from tests.e2e.cluster.managed_support import (
     fresh_namespace,
     kill_9,
     nats_pods,
+    probe,
     region_status,
     released,
     result_of,
@@ -76,6 +77,14 @@ def test_a_two_region_cluster_with_managed_nats_takes_messages_through_the_gatew
     )
     east = region_status(release, managed_ns, "east")
     print(f"\neast: {east}")
+    # West runs one server: its mirrors hold one replica each, over the leafnode.
+    wait_for(
+        "west: every mirror current",
+        lambda: _streams_current(release, managed_ns, "west"),
+        timeout=180,
+        diagnose=lambda: describe(release, managed_ns),
+    )
+    print(f"west: {region_status(release, managed_ns, 'west')['streams']}")
     with ThreadPoolExecutor(1) as pool:
         result = result_of(start_load(pool, release, managed_ns, duration=10, verify=120).result())
     print(f"managed NATS, gateway publish: {result}")
@@ -199,3 +208,16 @@ def test_a_rolled_config_change_under_load_loses_nothing_and_unavailability_is_m
     print(f"\nrolled config change under load: {result}")
     assert result["acked"] > 0, result
     assert result["lost"] == 0, result
+
+
+@pytest.mark.timeout(600)
+def test_the_servers_policy_admits_labelled_clients_to_4222_and_nobody_else_to_routes(
+    release: KubeCluster, managed_ns: str
+) -> None:
+    # Workers, gateways, the operator, routes and west's leafnode got through in every test
+    # above; here a pod of none of those.
+    stranger = probe(release, managed_ns, {})
+    client = probe(release, managed_ns, {"surge.dev/nats-client": MC})
+    print(f"\nunlabelled pod: {stranger}; labelled client: {client}")
+    assert stranger == {4222: "closed", 6222: "closed", 7422: "closed"}
+    assert client == {4222: "open", 6222: "closed", 7422: "closed"}

@@ -215,3 +215,84 @@ def test_mirror_lag_is_the_worst_healthy_mirror() -> None:
     }
     assert worst_mirror_lag(probes) == 40
     assert worst_mirror_lag({"east": probes["east"]}) is None
+
+
+class InstallKube:
+    """The API server and an operator in one: the throwaway gets a status for its
+    generation (StreamReady as given) on its first read, and is gone `finalize_reads`
+    reads after its deletion (None: never, a finalizer that never lets go)."""
+
+    def __init__(self, *, stream_ready: bool, finalize_reads: int | None = 1) -> None:
+        self.stream_ready, self.finalize_reads = stream_ready, finalize_reads
+        self.obj: dict[str, Any] | None = None
+        self.calls: list[str] = []
+        self.reads_since_delete: int | None = None
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
+        if kind == "Deployment":
+            return {"spec": {"replicas": 1}, "status": {"readyReplicas": 1}}
+        if self.obj is None:
+            return None
+        if self.reads_since_delete is not None:
+            self.reads_since_delete += 1
+            if self.finalize_reads is not None and self.reads_since_delete > self.finalize_reads:
+                self.obj = None
+                return None
+        condition = {
+            "type": "StreamReady",
+            "status": str(self.stream_ready),
+            "reason": "R",
+            "lastTransitionTime": "2026-12-06T06:00:00Z",
+        }
+        self.obj["status"] = {"observedGeneration": 1, "conditions": [condition]}
+        return self.obj
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append("create")
+        self.obj = {**obj, "metadata": {**obj["metadata"], "generation": 1}}
+        return self.obj
+
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.calls.append(f"patch {json.dumps(patch, sort_keys=True)}")
+        return {}
+
+    async def delete(self, ref: ObjectRef) -> bool:
+        self.calls.append("delete")
+        self.reads_since_delete = 0
+        return True
+
+
+CHECK = cc.InstallCheck("surge-system", "surge", "surge-system", "nats://nats:4222", 0.2)
+RETAIN = 'patch {"spec": {"stream": {"deletionPolicy": "retain"}}}'
+
+
+@pytest.fixture
+def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cc, "POLL_SECONDS", 0.01)
+
+
+@pytest.mark.usefixtures("fast_polls")
+def test_check_install_retains_a_stream_that_never_existed_and_waits_for_the_finalizer() -> None:
+    kube = InstallKube(stream_ready=False, finalize_reads=3)
+    proven = asyncio.run(cc.check_install(kube, CHECK, lambda _w: None))
+    assert kube.calls == ["create", RETAIN, "delete"]
+    assert kube.obj is None
+    assert proven[-1].endswith("finalized and gone")
+
+
+@pytest.mark.usefixtures("fast_polls")
+def test_check_install_deletes_a_stream_that_became_ready_with_the_cluster() -> None:
+    kube = InstallKube(stream_ready=True)
+    asyncio.run(cc.check_install(kube, CHECK, lambda _w: None))
+    assert kube.calls == ["create", "delete"]
+    assert kube.obj is None
+
+
+@pytest.mark.usefixtures("fast_polls")
+def test_check_install_fails_when_the_finalizer_never_lets_go() -> None:
+    kube = InstallKube(stream_ready=False, finalize_reads=None)
+    with pytest.raises(cc.CommandError, match=r"to be finalized: .* waiting for its finalizer"):
+        asyncio.run(cc.check_install(kube, CHECK, lambda _w: None))
+    assert kube.calls == ["create", RETAIN, "delete"]

@@ -3,6 +3,7 @@ none) and sends only as tenants it holds a token for."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -57,6 +58,32 @@ async def test_load_through_a_gateway_without_nats_counts_accepted_and_measures_
     assert not report.completions
     assert "not measured" in report.render()
     assert report.as_dict()["completions_measured"] is False
+
+
+async def test_a_gateway_that_drops_connections_counts_as_errors() -> None:
+    """Under load, a port-forward or a starved gateway closes connections without a
+    response: every such message is an error in the report, none is lost to the loop."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    schedule = list(arrivals(LoadSpec(rate=50, duration=0.2, tenants=("acme",))))
+    target = Target("S", "s", 4, gateway_url=f"http://127.0.0.1:{port}", tokens={"acme": "t"})
+    unretrieved: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: unretrieved.append(ctx))
+    try:
+        report = await run_load(None, target, schedule)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert len(schedule) > 0
+    assert report.errors == len(schedule)
+    assert sum(p.accepted + p.refused for p in report.priorities.values()) == 0
+    assert unretrieved == []
 
 
 async def test_load_straight_to_nats_needs_a_nats_url() -> None:

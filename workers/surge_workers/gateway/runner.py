@@ -21,6 +21,11 @@ from surge_workers.metrics import GatewayMetrics
 from surge_workers.reply_metrics import SseMetrics
 from surge_workers.settings import GatewaySettings
 
+#: How long stopping waits for in-flight requests. aiohttp's default (60 s) outlasts the
+#: 30 s the pod gets after SIGTERM, so a gateway stopped mid-surge was SIGKILLed (exit 137)
+#: before its offered counts and NATS connection were drained.
+HTTP_SHUTDOWN_SECONDS = 15.0
+
 
 async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = None) -> None:
     from surge_workers.runtime import connect_when_available, stop_event
@@ -42,7 +47,9 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
     # HTTP first: /healthz answers and /readyz says "not ready" (writes get 503) while
     # NATS is unreachable, instead of a crash loop.
     events = ConversationEvents(gateway, SseMetrics(gateway.metrics.registry))
-    runner = web.AppRunner(build_app(gateway, events), access_log=None)
+    runner = web.AppRunner(
+        build_app(gateway, events), access_log=None, shutdown_timeout=HTTP_SHUTDOWN_SECONDS
+    )
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     log.info("gateway_started", host=settings.host, port=settings.port, tenants=len(tokens.tenants))

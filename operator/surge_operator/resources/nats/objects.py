@@ -1,8 +1,9 @@
 """Pure builders of a managed NATS cluster, one module per owned object.
 
 `desired_nats_objects(ctx, passwords)` lists, per managed region in spec order: the
-configuration Secret, the headless and client Services, the StatefulSet and its
-PodDisruptionBudget; first the per-role credential Secrets that every region shares.
+configuration Secret, the headless and client Services, the StatefulSet, its
+PodDisruptionBudget and (when the cluster owns NetworkPolicies) the servers'
+NetworkPolicy; first the per-role credential Secrets that every region shares.
 Order matters on first creation: Secrets before the pods that mount them, the headless
 Service before the StatefulSet that names it.
 """
@@ -21,6 +22,7 @@ from surge_operator.resources.nats.config import (
     managed_regions,
 )
 from surge_operator.resources.nats.credentials import build_credentials_secret
+from surge_operator.resources.nats.network_policy import build_nats_network_policy
 from surge_operator.resources.nats.pdb import build_nats_pdb
 from surge_operator.resources.nats.services import build_client_service, build_headless_service
 from surge_operator.resources.nats.statefulset import build_statefulset
@@ -50,4 +52,6 @@ def desired_nats_objects(
             ),
             build_nats_pdb(ctx, region),
         ]
+        if ctx.owns_network_policy:
+            objects.append(build_nats_network_policy(ctx, region))
     return objects

@@ -95,3 +95,13 @@ def test_mirror_of_keeps_limits_and_drops_server_metadata() -> None:
     assert config.subjects is None
     assert config.max_msgs_per_subject == 1
     assert config.metadata == {"team": "a", META_ALLOW_DIRECT: "true"}
+
+
+def test_a_mirror_takes_the_standbys_replicas_not_the_origins() -> None:
+    # West runs one server: an R3 mirror there fails ("replicas > 1 not supported in
+    # non-clustered mode"), seen on real nodes.
+    assert mirror_config(replace(PIPELINE, replicas=3), EAST).num_replicas == 3
+    assert mirror_config(replace(PIPELINE, replicas=3), EAST, replicas=1).num_replicas == 1
+    origin = StreamConfig(name="KV_x", subjects=["$KV.x.>"], num_replicas=3)
+    assert mirror_of(origin, EAST).num_replicas == 3
+    assert mirror_of(origin, EAST, replicas=1).num_replicas == 1

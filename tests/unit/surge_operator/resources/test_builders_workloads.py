@@ -282,3 +282,16 @@ def test_data_plane_pods_have_a_startup_probe_before_liveness_applies() -> None:
         assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 60
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
+        # a busy event loop answers late: neither restarted nor unready for it within 5 s
+        assert c["livenessProbe"]["timeoutSeconds"] >= 5
+        assert c["readinessProbe"]["timeoutSeconds"] >= 5
+
+
+def test_the_gateway_stops_its_http_server_well_inside_its_grace_period() -> None:
+    from surge_workers.gateway.runner import HTTP_SHUTDOWN_SECONDS
+
+    grace = build_gateway_deployment(make_ctx())["spec"]["template"]["spec"][
+        "terminationGracePeriodSeconds"
+    ]
+    # the rest of the grace period drains the NATS connection before SIGKILL
+    assert grace >= HTTP_SHUTDOWN_SECONDS + 10

@@ -36,14 +36,15 @@ def test_objects_per_region_in_creation_order_after_the_shared_credentials() -> 
     kinds = [(o["kind"], o["metadata"]["name"]) for o in desired_nats_objects(ctx, PASSWORDS)]
     roles = ("operator", "gateway", "worker", "client", "backup", "leaf", "route", "system")
     assert kinds[:8] == [("Secret", f"support-nats-{r}") for r in roles]
-    assert kinds[8:13] == [
+    assert kinds[8:14] == [
         ("Secret", "support-nats-east-config"),
         ("Service", "support-nats-east-headless"),
         ("Service", "support-nats-east"),
         ("StatefulSet", "support-nats-east"),
         ("PodDisruptionBudget", "support-nats-east"),
+        ("NetworkPolicy", "support-nats-east"),
     ]
-    assert [n for _, n in kinds[13:]] == [n.replace("east", "west") for _, n in kinds[8:13]]
+    assert [n for _, n in kinds[14:]] == [n.replace("east", "west") for _, n in kinds[8:14]]
 
 
 def test_external_regions_own_no_nats_objects() -> None:

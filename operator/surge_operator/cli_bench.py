@@ -93,7 +93,13 @@ def _bench_live(
 
 @bench_app.command("replies")
 def bench_replies(
-    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Demo runs, seeds 1..N.")] = 5,
+    seeds: Annotated[
+        int, typer.Option("--seeds", min=1, help="Demo runs: N seeds from --first-seed.")
+    ] = 5,
+    first_seed: Annotated[
+        int,
+        typer.Option("--first-seed", help="First seed (report on seeds a model was not tuned on)."),
+    ] = 1,
     duration: Annotated[float, typer.Option("--duration", help="Seconds of traffic.")] = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -113,7 +119,7 @@ def bench_replies(
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     console = Console(stderr=as_json)
     runs = run_seeds(
-        range(1, seeds + 1),
+        range(first_seed, first_seed + seeds),
         DemoOptions(duration_s=duration),
         lambda options: asyncio.run(run_demo(options, console)),
         console,

@@ -13,6 +13,7 @@ What each test proves, by message id:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 
@@ -234,3 +235,24 @@ async def test_a_deposed_leader_cannot_promote_or_delete(
     assert (await east_js.stream_info(PIPELINE.stream)).config.mirror is None  # untouched
     change = await ensure_mirror(east, west, PIPELINE, leader_token=2)
     assert change.action is MirrorAction.RECREATED
+
+
+async def test_a_standby_with_fewer_servers_is_promoted_at_its_own_replica_count(
+    regions: Regions, east_js: JetStreamContext
+) -> None:
+    """The primary's spec asks for R3; west runs one server (`stream_replicas=1`), as a
+    small standby region may. Promotion keeps west's own count: R3 cannot exist there."""
+    await mirroring_controller(regions, east_js)
+    await publish(east_js, range(10))
+    await wait_mirrored(regions, "west", 10)
+    west = dataclasses.replace(regions.endpoint("west"), stream_replicas=1)
+    result = await promote(west, dataclasses.replace(PIPELINE, replicas=3), epoch=1)
+    assert result.stream == "promoted"
+    nc = await connect(regions, "west")
+    try:
+        info = await nc.jetstream(domain="west").stream_info(PIPELINE.stream)
+    finally:
+        await nc.close()
+    assert info.config.mirror is None
+    assert info.config.num_replicas == 1
+    assert info.state.messages == 10

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rich.console import Console
@@ -31,6 +31,8 @@ class SeedRun:
     max_level: int
     errors: dict[str, dict[str, float | int | None]]
     worst: tuple[Sample, ...] = ()
+    #: Acknowledgements that promised no wait, per priority (not in the error figures).
+    unpromised: dict[str, int] = field(default_factory=dict)
 
     @property
     def median(self) -> float | None:
@@ -56,12 +58,20 @@ def seed_run(seed: int, result: DemoResult) -> SeedRun:
         max_level=summary.max_degradation_level,
         errors=summary.eta_error,
         worst=tuple(worst(result.honesty.samples)) if result.honesty else (),
+        unpromised=dict(summary.acks_without_prediction_by_priority),
     )
 
 
 def _figure(run: SeedRun, name: str, key: str) -> str:
     value = run.errors.get(name, {}).get(key)
     return "-" if value is None else f"{value:.3f}"
+
+
+def _unpromised(run: SeedRun) -> str:
+    total = sum(run.unpromised.values())
+    if not total:
+        return "0"
+    return f"{total} (" + ", ".join(f"{k} {v}" for k, v in sorted(run.unpromised.items())) + ")"
 
 
 def over_seeds(runs: list[SeedRun], name: str, key: str) -> tuple[float, float] | None:
@@ -76,7 +86,7 @@ def report(runs: list[SeedRun], console: Console) -> None:
     from rich.table import Table
 
     table = Table(title="promised waits: |predicted - actual| / actual, median / p90")
-    for column in ("seed", "replies / conv.", "max level", *CLASSES, "goal"):
+    for column in ("seed", "replies / conv.", "max level", *CLASSES, "no wait promised", "goal"):
         table.add_column(column)
     for run in runs:
         table.add_row(
@@ -84,6 +94,7 @@ def report(runs: list[SeedRun], console: Console) -> None:
             f"{run.replies_sent} / {run.conversations}",
             str(run.max_level),
             *(f"{_figure(run, c, 'median')} / {_figure(run, c, 'p90')}" for c in CLASSES),
+            _unpromised(run),
             "MISS" if run.misses else "met",
         )
     console.print(table)
@@ -133,6 +144,7 @@ def as_json(runs: list[SeedRun]) -> dict[str, Any]:
                 "max_level": r.max_level,
                 "eta_error": r.errors,
                 "misses": r.misses,
+                "acks_without_prediction": r.unpromised,
             }
             for r in runs
         ],

@@ -50,6 +50,9 @@ class Honesty:
     #: Acknowledgements without a promised time, and acks whose message was not stored.
     no_prediction: int = 0
     unmatched: int = 0
+    #: ``no_prediction`` per priority: besides a missing forecast, a class served after
+    #: others is promised nothing while those arrive faster than the pool serves.
+    no_prediction_by_priority: dict[str, int] = field(default_factory=dict)
 
 
 def quantile(values: list[float], q: float) -> float | None:
@@ -139,6 +142,10 @@ async def measure(js: JetStreamContext, stream: str) -> Honesty:
             continue
         if reply.expected_wait_s is None:
             honesty.no_prediction += 1
+            name = reply.priority or "normal"
+            honesty.no_prediction_by_priority[name] = (
+                honesty.no_prediction_by_priority.get(name, 0) + 1
+            )
             continue
         key = contract.transcript_key(reply.tenant, reply.conversation_id, reply.in_reply_to)
         try:
@@ -173,4 +180,7 @@ def summary_fields(honesty: Honesty) -> dict[str, Any]:
         "eta_error_median": overall.get("median"),
         "eta_error": table,
         "acks_without_prediction": honesty.no_prediction,
+        "acks_without_prediction_by_priority": dict(
+            sorted(honesty.no_prediction_by_priority.items())
+        ),
     }

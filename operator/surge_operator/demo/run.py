@@ -123,6 +123,7 @@ class DemoSummary:
     #: The same per priority (and "all"): n, median, p90.
     eta_error: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
     acks_without_prediction: int = 0
+    acks_without_prediction_by_priority: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -352,7 +353,12 @@ def print_summary(summary: DemoSummary, console: Console, honesty: Honesty | Non
             f"median {row['median']}  p90 {row['p90']}  (|predicted - actual| / actual)",
         )
     if summary.acks_without_prediction:
-        table.add_row("acks without a promised wait", str(summary.acks_without_prediction))
+        per_class = ", ".join(
+            f"{k} {v}" for k, v in summary.acks_without_prediction_by_priority.items()
+        )
+        table.add_row(
+            "acks without a promised wait", f"{summary.acks_without_prediction} ({per_class})"
+        )
     table.add_row("wall time", f"{summary.duration_s} s")
     console.print(table)
     print_goals(summary, console, honesty)

@@ -75,6 +75,9 @@ async def promote(
     consumers start at the beginning and idempotent workers absorb the replay); promotes
     the dead-letter and KV mirrors; then provisions whatever is still missing.
     """
+    if endpoint.stream_replicas is not None:
+        # The region's own count: a smaller standby cannot hold the primary's R3 streams.
+        pipeline = replace(pipeline, replicas=endpoint.stream_replicas)
     desired = provision.desired_stream_config(pipeline)
     promoted: list[str] = []
     try:

@@ -30,3 +30,10 @@ def test_summary_fields_follow_the_contract() -> None:
 
 def test_no_samples_means_no_median_rather_than_zero() -> None:
     assert summary_fields(Honesty())["eta_error_median"] is None
+
+
+def test_acknowledgements_without_a_promise_are_counted_per_priority() -> None:
+    honesty = Honesty(no_prediction=3, no_prediction_by_priority={"normal": 1, "bulk": 2})
+    fields = summary_fields(honesty)
+    assert fields["acks_without_prediction"] == 3
+    assert fields["acks_without_prediction_by_priority"] == {"bulk": 2, "normal": 1}

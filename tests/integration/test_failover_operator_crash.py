@@ -388,5 +388,6 @@ async def test_a_failback_withdrawn_while_its_operator_was_dead_gives_writes_bac
     finally:
         await west.close()
     print(
-        f"\nfailback withdrawn while its operator was dead: writes resumed on west after {resumed:.2f}s"
+        "\nfailback withdrawn while its operator was dead: "
+        f"writes resumed on west after {resumed:.2f}s"
     )

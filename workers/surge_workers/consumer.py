@@ -70,7 +70,14 @@ from surge_workers.contract import (
 )
 from surge_workers.delivery import Delivery, Handler, HandlerContext
 from surge_workers.errors import PoisonError
-from surge_workers.failures import Failure, InfraWatch, after_failure, before_handling, classify
+from surge_workers.failures import (
+    Failure,
+    InfraWatch,
+    after_failure,
+    before_handling,
+    classify,
+    election_advisories,
+)
 from surge_workers.metrics import WorkerMetrics
 from surge_workers.pipeline import PriorityPolicy
 from surge_workers.provision import META_BACKOFF, META_MAX_DELIVER, parse_backoff
@@ -138,6 +145,7 @@ class Worker:
         self._pulls = {p: _Pull() for p in PRIORITIES}
         self._held = dict.fromkeys(PRIORITIES, 0)  # received and not finished, per priority
         self._subs: dict[Priority, Subscription] = {}
+        self._advisories: list[Subscription] = []
         self._next_subject: dict[Priority, str] = {}
         self._inbox: dict[Priority, str] = {}
         self._lanes = [_Lane() for _ in range(settings.concurrency)]
@@ -182,6 +190,8 @@ class Worker:
                 pending_msgs_limit=self.capacity * 4 + 1024,
                 pending_bytes_limit=-1,
             )
+        if not self._advisories:
+            await self._watch_elections()
         self._tasks.append(asyncio.create_task(self._keepalive(), name="surge-keepalive"))
         self._lane_tasks = [
             asyncio.create_task(self._lane_loop(lane), name=f"surge-lane-{i}")
@@ -196,6 +206,18 @@ class Worker:
             concurrency=self.settings.concurrency,
             prefetch=self.settings.prefetch,
         )
+
+    async def _watch_elections(self) -> None:
+        """Mark NATS trouble when JetStream announces a leader election or lost quorum of
+        one of the pipeline's streams, so that this worker, too, holds back from
+        dead-lettering what the election pushed past its budget (surge_workers.failures)."""
+
+        async def on_advisory(msg: Msg) -> None:
+            self.infra.mark()
+            self.log.info("nats_leadership_event", advisory=msg.subject)
+
+        for subject in election_advisories(self.stream):
+            self._advisories.append(await self.nc.subscribe(subject, cb=on_advisory))
 
     def on_degradation(self, state: DegradationState) -> None:
         self.level = state.level
@@ -235,7 +257,7 @@ class Worker:
         # after ack_wait.
         await cancel_and_wait(pending, grace=1.0)
         await self.stop_background()
-        for sub in self._subs.values():
+        for sub in [*self._subs.values(), *self._advisories]:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
         with contextlib.suppress(nats.errors.Error, TimeoutError):

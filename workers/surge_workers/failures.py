@@ -19,12 +19,18 @@ So a worker sorts failures:
 The server counts every delivery, charged or not, and a worker cannot know why earlier
 deliveries (maybe on another worker) failed. So while this worker has seen NATS trouble
 recently (`InfraWatch`), a spent budget defers dead-lettering instead of acting on it.
+A worker that never touched the failing leader sees trouble through JetStream's own
+advisories (`election_advisories`): every stream or consumer leader election, or lost
+quorum, of the pipeline's streams marks every worker's watch. Without them a worker on a
+healthy server dead-lettered messages that the others' election-time failures had
+pushed past their budget (the R3 kill -9 scenario: 2 of 900, "no acknowledgement after 7
+deliveries").
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -32,8 +38,15 @@ from typing import Literal
 import nats.errors
 import nats.js.errors
 
+from surge_workers.contract import (
+    dead_letter_stream,
+    degradation_bucket,
+    routing_bucket,
+    transcripts_bucket,
+)
 from surge_workers.errors import PoisonError
 from surge_workers.pipeline import PriorityPolicy
+from surge_workers.replies import replies_stream
 
 #: How long after the last sign of NATS trouble a spent budget is still not trusted.
 INFRA_WINDOW_S = 30.0
@@ -71,13 +84,28 @@ def classify(err: BaseException, *, handler_timed_out: bool, infra_recent: bool)
     in trouble was most likely waiting on NATS."""
     if isinstance(err, PoisonError):
         return Failure.POISON
-    if isinstance(err, _INFRA_ERRORS):
-        return Failure.INFRA
-    if isinstance(err, nats.js.errors.APIError) and (err.code or 0) >= 500:
-        return Failure.INFRA
+    # Handlers wrap what NATS raised (the default one raises RetryableError from it): the
+    # cause decides, or every stored-transcript failure in an election would be charged.
+    for cause in _chain(err):
+        if isinstance(cause, _INFRA_ERRORS):
+            return Failure.INFRA
+        if isinstance(cause, nats.js.errors.APIError) and (cause.code or 0) >= 500:
+            return Failure.INFRA
     if handler_timed_out and infra_recent:
         return Failure.INFRA
     return Failure.HANDLER
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """err, then what it was raised from (or while handling), innermost last."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
 
 
 def infra_cap(budget: int) -> int:
@@ -139,3 +167,26 @@ class InfraWatch:
 
     def recent(self) -> bool:
         return self._last is not None and self._clock() - self._last <= self.window
+
+
+def election_advisories(stream: str) -> tuple[str, ...]:
+    """The JetStream advisory subjects that say a stream a worker writes or reads, or one of
+    its consumers, lost its leader or quorum: the message stream, its dead letters, its
+    replies and its KV buckets (routing, transcripts, degradation level)."""
+    streams = (
+        stream,
+        dead_letter_stream(stream),
+        replies_stream(stream),
+        *(f"KV_{bucket(stream)}" for bucket in (routing_bucket, transcripts_bucket)),
+        f"KV_{degradation_bucket(stream)}",
+    )
+    return tuple(
+        subject
+        for name in streams
+        for subject in (
+            f"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{name}",
+            f"$JS.EVENT.ADVISORY.STREAM.QUORUM_LOST.{name}",
+            f"$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{name}.*",
+            f"$JS.EVENT.ADVISORY.CONSUMER.QUORUM_LOST.{name}.*",
+        )
+    )

@@ -38,6 +38,7 @@ from surge_operator.chaos.result import Result
 from surge_operator.chaos.stage import Stage
 from surge_workers import provision
 from surge_workers.contract import PRIORITIES, dead_letter_stream, transcripts_bucket
+from surge_workers.dlq import DeadLetter
 from surge_workers.natsserver import NatsServer
 from surge_workers.pipeline import PipelineConfig, PriorityPolicy
 
@@ -237,10 +238,11 @@ def verdict(
     plane: Plane,
     traffic: Traffic,
     effects: Sequence[Stored],
-    dead: Sequence[str],
+    letters: Sequence[DeadLetter],
     *,
     absorbed: int,
 ) -> Result:
+    dead = [letter.msg_id for letter in letters]
     accepted = traffic.accepted()
     poison = {i for i in accepted if traffic.sent[i].poison}
     dead_counts = Counter(dead)
@@ -269,6 +271,11 @@ def verdict(
     # A lost message that sits in the dead letters was parked (deliveries used up while
     # NATS was away), not vanished: say which it was.
     extra["lost_but_dead_lettered"] = sum(1 for i in v.lost_ids if dead_counts[i] > 0)
+    # ...and why the worker parked it (its reason header), so a run that fails says it.
+    why = {letter.msg_id: letter.reason for letter in letters}
+    parked = {i: why[i] for i in v.lost_ids if i in why and i not in poison}
+    if parked:
+        extra["lost_dead_letter_reasons"] = parked
     if poison:
         extra["poison_accepted"] = len(poison)
         extra["dead_lettered"] = len(dead)

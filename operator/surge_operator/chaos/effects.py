@@ -9,17 +9,22 @@ are read from the dead-letter stream (`surge dlq list`'s reader).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from surge_operator.chaos.checker import Effect
 from surge_workers.contract import transcripts_bucket
-from surge_workers.dlq import list_dead_letters
+from surge_workers.dlq import DeadLetter, list_dead_letters
 from surge_workers.transcripts import TranscriptEntry
 
 
@@ -35,8 +40,35 @@ def _position(entry: TranscriptEntry) -> int:
     return int(head.removeprefix("pos=")) if head.startswith("pos=") else -1
 
 
+#: Errors of a cluster still settling after a fault (a leader being elected, a server
+#: catching up): the checker's own reads retry through them instead of reporting a loss.
+_TRANSIENT = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+)
+T = TypeVar("T")
+
+
+async def _retrying(read: Callable[[], Awaitable[T]], within: float = 60.0) -> T:
+    """Run a whole read again (from scratch) while the cluster answers transiently."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await read()
+        except _TRANSIENT:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def read_effects(js: JetStreamContext, stream: str) -> list[Stored]:
     """Every transcript write, in the order the stream took them."""
+    return await _retrying(lambda: _read_effects(js, stream))
+
+
+async def _read_effects(js: JetStreamContext, stream: str) -> list[Stored]:
     bucket = transcripts_bucket(stream)
     kv_stream = f"KV_{bucket}"
     name = f"chaos{uuid.uuid4().hex[:8]}"
@@ -56,7 +88,11 @@ async def read_effects(js: JetStreamContext, stream: str) -> list[Stored]:
             try:
                 batch = await sub.fetch(500, timeout=1.0)
             except nats.errors.TimeoutError:
-                break
+                # Done only when the consumer says nothing is left: a fetch that timed out
+                # in a slow cluster must not cut the read short (the rest would count lost).
+                if (await js.consumer_info(kv_stream, name)).num_pending == 0:
+                    break
+                continue
             for msg in batch:
                 if not msg.data:
                     continue  # a delete or purge marker, not a write
@@ -71,21 +107,27 @@ async def read_effects(js: JetStreamContext, stream: str) -> list[Stored]:
             if batch and batch[-1].metadata.num_pending == 0:
                 break
     finally:
-        await sub.unsubscribe()
-        await js.delete_consumer(kv_stream, name)
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(kv_stream, name)
     return out
 
 
-async def dead_lettered(js: JetStreamContext, stream: str, prefix: str) -> list[str]:
-    """Client ids of the dead letters, oldest first (a repeat would show twice)."""
-    ids: list[str] = []
-    after = 0
-    while True:
-        page = await list_dead_letters(js, stream, prefix, after=after, limit=500)
-        if not page:
-            return ids
-        ids.extend(letter.msg_id for letter in page)
-        after = page[-1].seq
+async def dead_lettered(js: JetStreamContext, stream: str, prefix: str) -> list[DeadLetter]:
+    """The dead letters, oldest first (a repeat would show twice)."""
+
+    async def read() -> list[DeadLetter]:
+        letters: list[DeadLetter] = []
+        after = 0
+        while True:
+            page = await list_dead_letters(js, stream, prefix, after=after, limit=500)
+            if not page:
+                return letters
+            letters.extend(page)
+            after = page[-1].seq
+
+    return await _retrying(read)
 
 
 def transcript_order_violations(stored: Sequence[Stored]) -> int:

@@ -6,7 +6,7 @@ import nats.errors
 import nats.js.errors
 import pytest
 
-from surge_workers.errors import PoisonError
+from surge_workers.errors import PoisonError, RetryableError
 from surge_workers.failures import (
     INFRA_BACKOFF_MAX_S,
     Failure,
@@ -15,6 +15,7 @@ from surge_workers.failures import (
     after_failure,
     before_handling,
     classify,
+    election_advisories,
     infra_cap,
     infra_delay,
 )
@@ -126,3 +127,36 @@ def test_infra_watch_forgets_after_its_window() -> None:
     assert watch.recent()
     now[0] += 0.1
     assert not watch.recent()
+
+
+def test_election_advisories_cover_every_stream_a_worker_touches_and_no_other() -> None:
+    subjects = election_advisories("ORDERS")
+    for stream in (
+        "ORDERS",
+        "ORDERS-dlq",
+        "ORDERS-replies",
+        "KV_ORDERS-routing",
+        "KV_ORDERS-transcripts",
+        "KV_ORDERS-degradation",
+    ):
+        assert f"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{stream}" in subjects
+        assert f"$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{stream}.*" in subjects
+        assert f"$JS.EVENT.ADVISORY.STREAM.QUORUM_LOST.{stream}" in subjects
+    # Exact names, no account-wide wildcard: a worker learns nothing of other clusters.
+    assert all(">" not in s and "ORDERS" in s for s in subjects)
+    assert len(subjects) == len(set(subjects)) == 24
+
+
+def test_a_handler_wrapping_what_nats_raised_is_infrastructure() -> None:
+    # The default handler raises RetryableError from the NATS error (surge_workers.handlers).
+    try:
+        try:
+            raise nats.js.errors.NoStreamResponseError()
+        except nats.js.errors.NoStreamResponseError as inner:
+            raise RetryableError(f"nats: {inner}") from inner
+    except RetryableError as err:
+        wrapped = err
+    assert classify(wrapped, handler_timed_out=False, infra_recent=False) is Failure.INFRA
+    assert classify(
+        RetryableError("a bad payload"), handler_timed_out=False, infra_recent=False
+    ) is (Failure.HANDLER)

@@ -42,6 +42,7 @@ from surge_workers.contract import (
     routing_bucket,
     transcripts_bucket,
 )
+from surge_workers.failures import election_advisories
 from surge_workers.intake import INTAKE_CONSUMER
 from surge_workers.replies import replies_stream, replies_subjects
 
@@ -171,8 +172,9 @@ def worker_permissions(stream: str, prefix: str) -> Permissions:
             *_kv_read(transcripts_bucket(stream)),
             *_kv_write(transcripts_bucket(stream)),
         ),
-        # No MAX_DELIVERIES advisory: workers count the delivery budget themselves.
-        subscribe=(INBOX,),
+        # No MAX_DELIVERIES advisory: workers count the delivery budget themselves. Leader
+        # elections of their own streams tell them NATS, not a message, is failing.
+        subscribe=(INBOX, *election_advisories(stream)),
     )
 
 

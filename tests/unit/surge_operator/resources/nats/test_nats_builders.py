@@ -259,3 +259,12 @@ def test_tls_regions_are_dialled_with_tls_scheme() -> None:
     from surge_operator.resources.config_map import config_data
 
     assert config_data(managed_ctx(require_tls=True))["SURGE_NATS_URL"].startswith("tls://")
+
+
+def test_the_worker_user_may_subscribe_to_its_election_advisories() -> None:
+    from surge_operator.resources.nats.accounts import worker_permissions
+    from surge_workers.failures import election_advisories
+
+    allowed = worker_permissions("ORDERS", "support").to_config()["subscribe"]["allow"]
+    assert set(election_advisories("ORDERS")) <= set(allowed)
+    assert not any("OTHER" in s for s in allowed)

@@ -23,6 +23,12 @@ surge_msgs_per_s       end to end on the fsync-always R3 servers: `surge-gateway
                        process, noop handler) acking each; from the first POST until
                        JetStream's ack floor of the consumer covers the last message
 surge_vs_nats_bench    surge_msgs_per_s ÷ nats_bench.fsync_always (goal >= 0.5)
+nats_bench.end_to_end  the broker's own end to end on the same R3 fsync-always servers, which
+                       `nats bench js pub` alone is not: `nats bench js consume` (durable,
+                       explicit acks, 4 clients) receiving while `nats bench js pub async`
+                       (4 clients) publishes; the consumer's aggregate rate
+surge_vs_nats_end_to_end  surge_msgs_per_s ÷ nats_bench.end_to_end (context: the goal stays
+                       on surge_vs_nats_bench)
 
 Every figure is the median of `rounds` runs; all runs are printed. In each round the R3
 rows and Surge run back to back and the slow R1 row last, and every `nats bench` stream is
@@ -89,6 +95,7 @@ class NatsBenchResult:
     r1_vs_r3_ratio: float = 0.0
     surge_msgs_per_s: float = 0.0
     surge_vs_nats_bench: float = 0.0
+    surge_vs_nats_end_to_end: float = 0.0
     runs: dict[str, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -174,6 +181,63 @@ def run_nats_bench(
     return parse_nats_bench(out.stdout + out.stderr)
 
 
+def run_nats_bench_end_to_end(
+    binary: str, url: str, password: str, *, messages: int, size: int, clients: int = CLIENTS
+) -> float:
+    """`nats bench js consume` (its durable consumer, explicit acks) draining an R3 stream
+    while `nats bench js pub async` fills it: the consumer's aggregate msg/s."""
+    tag = time.time_ns()
+    stream, subject = f"natsbench{tag}", f"natsbench.{tag}"
+    auth = [binary, "--server", url, "--user", Role.OPERATOR.value, "--password", password]
+    common = ["--stream", stream, "--clients", str(clients), "--no-progress"]
+    pub = [*auth, "bench", "js", "pub", "async", subject, *common, "--size", f"{size}B"]
+
+    def run(args: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, check=False, capture_output=True, text=True, timeout=600)
+
+    try:
+        # The stream as run_nats_bench makes it, then empty, so the consumer starts first.
+        made = run([*pub, "--msgs", "1", "--replicas", "3", "--storage", "file", "--create"])
+        if made.returncode != 0 or run([*auth, "stream", "purge", "--force", stream]).returncode:
+            raise RuntimeError(f"nats bench end to end: no stream: {made.stderr[-400:]}")
+        consume = subprocess.Popen(
+            [
+                *auth,
+                "bench",
+                "js",
+                "consume",
+                *common,
+                "--msgs",
+                str(messages),
+                "--acks",
+                "explicit",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30.0
+            while run([*auth, "consumer", "info", stream, "nats-bench", "--json"]).returncode:
+                if time.monotonic() > deadline or consume.poll() is not None:
+                    raise RuntimeError("nats bench js consume made no consumer within 30 s")
+            published = run([*pub, "--msgs", str(messages)])
+            if published.returncode != 0:
+                raise RuntimeError(
+                    f"nats bench end to end: publish failed: {published.stderr[-400:]}"
+                )
+            out, _ = consume.communicate(timeout=600)
+        finally:
+            if consume.poll() is None:
+                consume.kill()
+                consume.wait()
+        if consume.returncode != 0:
+            raise RuntimeError(f"nats bench js consume failed: {out[-800:]}")
+        return parse_nats_bench(out)
+    finally:
+        run([*auth, "stream", "rm", "--force", stream])
+
+
 @contextlib.contextmanager
 def cluster(sync_interval: str, passwords: Passwords, root: Path) -> Any:
     ctx = _ctx(sync_interval)
@@ -218,7 +282,7 @@ async def surge_end_to_end(
     """`surge-gateway` and `surge-worker` (each its own process, as in a pod) on the R3
     stream; from the first POST until JetStream's ack floor covers the last message."""
     from surge_workers.bench import _wait_http
-    from surge_workers.loadclient import post_batches
+    from surge_workers.loadclient import batch_bodies, post_bodies
 
     config: PipelineConfig = pipeline_config(ctx.stream, ctx.spec)
     op = await nats.connect(servers=urls, user="operator", password=passwords[Role.OPERATOR])
@@ -266,15 +330,11 @@ async def surge_end_to_end(
             procs.append(_process("worker_main", worker))
             await _wait_http(f"http://127.0.0.1:{port}/readyz", 30.0)
             await _wait_http(f"http://127.0.0.1:{worker_port}/readyz", 30.0)
+            # Encoded before the clock starts, as nats bench makes its payload before it.
+            bodies = batch_bodies(TENANT, messages, size, batch=HTTP_BATCH)
             started = time.perf_counter()
-            await post_batches(
-                f"http://127.0.0.1:{port}",
-                TOKEN,
-                TENANT,
-                messages,
-                size,
-                batch=HTTP_BATCH,
-                parallel=HTTP_CONNECTIONS,
+            await post_bodies(
+                f"http://127.0.0.1:{port}", TOKEN, bodies, messages, parallel=HTTP_CONNECTIONS
             )
             last = (await js.stream_info(config.stream)).state.last_seq
             await _acked_through(js, config.stream, consumer, last, within=300.0)
@@ -296,6 +356,7 @@ def run_bench(messages: int = 20_000, size: int = 1024, rounds: int = 3) -> Nats
     )
     runs: dict[str, list[float]] = {
         **{f"{row}@{c}": [] for c in CLIENT_SWEEP for row in ("fsync_always", "fsync_lazy")},
+        "end_to_end": [],
         "r1": [],
         "surge": [],
     }
@@ -339,6 +400,18 @@ def run_bench(messages: int = 20_000, size: int = 1024, rounds: int = 3) -> Nats
                 runs[f"fsync_lazy@{clients}"].append(
                     pub(",".join(lazy.urls), replicas=3, clients=clients)
                 )
+            try:  # context only: a failed row is reported
+                runs["end_to_end"].append(
+                    run_nats_bench_end_to_end(
+                        binary,
+                        ",".join(durable.urls),
+                        passwords[Role.OPERATOR],
+                        messages=messages,
+                        size=size,
+                    )
+                )
+            except RuntimeError as err:
+                result.notes.append(f"nats bench end to end failed: {str(err)[-200:]}")
             runs["surge"].append(
                 asyncio.run(surge_end_to_end(ctx, durable.urls, passwords, messages, size))
             )
@@ -359,11 +432,14 @@ def run_bench(messages: int = 20_000, size: int = 1024, rounds: int = 3) -> Nats
         "fsync_lazy": med["fsync_lazy"],
         "r3": med["fsync_always"],
         "r1": med["r1"],
+        "end_to_end": med["end_to_end"],
     }
     result.fsync_cost_ratio = round(med["fsync_always"] / med["fsync_lazy"], 3)
     result.r1_vs_r3_ratio = round(med["fsync_always"] / med["r1"], 3) if med["r1"] else 0.0
     result.surge_msgs_per_s = med["surge"]
     result.surge_vs_nats_bench = round(med["surge"] / med["fsync_always"], 3)
+    if med["end_to_end"]:
+        result.surge_vs_nats_end_to_end = round(med["surge"] / med["end_to_end"], 3)
     result.notes.append(
         f"nats bench: asynchronous publish (batches of 500), file storage, R3 rows swept over "
         f"{', '.join(map(str, CLIENT_SWEEP))} clients (the best median shown), R1 {CLIENTS}; "
@@ -387,6 +463,11 @@ def render(result: NatsBenchResult) -> str:
             for c in CLIENT_SWEEP
         ),
         (f"nats bench R1 fsync always x{clients.get('r1', CLIENTS)}", nb["r1"], runs["r1"]),
+        (
+            f"nats bench pub+consume R3 x{CLIENTS}",
+            nb.get("end_to_end", 0.0),
+            runs.get("end_to_end", []),
+        ),
         ("surge gateway->stream->worker", result.surge_msgs_per_s, runs["surge"]),
     ]
     lines = [
@@ -405,6 +486,8 @@ def render(result: NatsBenchResult) -> str:
         f"  r1_vs_r3_ratio (R3/R1)         {result.r1_vs_r3_ratio:.3f}",
         f"  surge_vs_nats_bench            {result.surge_vs_nats_bench:.3f}"
         f"  (goal >= {GOAL}: {goal})",
+        f"  surge_vs_nats_end_to_end       {result.surge_vs_nats_end_to_end:.3f}"
+        "  (Surge ÷ nats bench publishing and consuming at once; context)",
     ]
     lines += [f"  note: {n}" for n in result.notes]
     return "\n".join(lines)

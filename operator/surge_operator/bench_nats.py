@@ -182,7 +182,14 @@ def run_nats_bench(
 
 
 def run_nats_bench_end_to_end(
-    binary: str, url: str, password: str, *, messages: int, size: int, clients: int = CLIENTS
+    binary: str,
+    url: str,
+    password: str,
+    *,
+    messages: int,
+    size: int,
+    clients: int = CLIENTS,
+    replicas: int = 3,
 ) -> float:
     """`nats bench js consume` (its durable consumer, explicit acks) draining an R3 stream
     while `nats bench js pub async` fills it: the consumer's aggregate msg/s."""
@@ -197,7 +204,9 @@ def run_nats_bench_end_to_end(
 
     try:
         # The stream as run_nats_bench makes it, then empty, so the consumer starts first.
-        made = run([*pub, "--msgs", "1", "--replicas", "3", "--storage", "file", "--create"])
+        made = run(
+            [*pub, "--msgs", "1", "--replicas", str(replicas), "--storage", "file", "--create"]
+        )
         if made.returncode != 0 or run([*auth, "stream", "purge", "--force", stream]).returncode:
             raise RuntimeError(f"nats bench end to end: no stream: {made.stderr[-400:]}")
         consume = subprocess.Popen(

@@ -209,3 +209,18 @@ def test_capped_pool_at_level_three_keeps_serving_normal() -> None:
     assert result.shed["normal"] == 0
     assert result.throttled["normal"] > 0
     assert result.reaction_s is not None
+
+
+def test_capacity_released_in_a_dip_is_back_before_a_return_of_the_peak_costs_a_target() -> None:
+    # The stabilisation window keeps only what a return of the peak needs: in a short
+    # dip Surge gives up workers, and when the peak comes straight back every class still
+    # meets its target (normal and bulk ride the return out in their queues).
+    high = {Priority.CRITICAL: 160, Priority.NORMAL: 480, Priority.BULK: 160}
+    low = {p: n // 4 for p, n in high.items()}
+    shape = [high] * 90 + [low] * 20 + [high] * 90
+    arrivals = Arrivals("dip", tuple(MappingProxyType(dict(c)) for c in shape), max_replicas=40)
+    policy = scenario_policy(arrivals, SIM, default_policy())
+    result = run(arrivals, surge_policy(), SIM, policy)
+    replicas = result.series.replicas
+    assert min(replicas[95:110]) < min(replicas[60:90])
+    assert result.violation_minutes["total"] == 0

@@ -102,18 +102,28 @@ def bench_replies(
     ] = 1,
     duration: Annotated[float, typer.Option("--duration", help="Seconds of traffic.")] = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            "--record",
+            help="Write each run's ticks, forecasts and judged acknowledgements to "
+            "DIR/seed-N.json (re-judge a model on the same waits: surge bench replay).",
+        ),
+    ] = None,
 ) -> None:
     """`surge demo` over many seeds: the promised waits' error per seed, median and worst
     over seeds, every miss of the goals printed."""
     import asyncio
     import json as _json
     import logging
+    from functools import partial
 
     import structlog
     from rich.console import Console
 
     from surge_operator.demo.bench import as_json as bench_json
     from surge_operator.demo.bench import report, run_seeds
+    from surge_operator.demo.record import write_record
     from surge_operator.demo.run import DemoOptions, run_demo
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -123,11 +133,30 @@ def bench_replies(
         DemoOptions(duration_s=duration),
         lambda options: asyncio.run(run_demo(options, console)),
         console,
+        keep=None if record is None else partial(write_record, record),
     )
     if as_json:
         typer.echo(_json.dumps(bench_json(runs), indent=2))
     else:
         report(runs, console)
+
+
+@bench_app.command("replay")
+def bench_replay(
+    records: Annotated[
+        list[Path], typer.Argument(help="seed-N.json files written by `bench replies --record`.")
+    ],
+    phases: Annotated[
+        bool, typer.Option("--phases", help="Also break the error down by phase of the surge.")
+    ] = False,
+) -> None:
+    """Re-judge recorded runs with the model as it is now, on the very same waits: the
+    promise each run made beside the one this model makes, per seed and over seeds."""
+    from rich.console import Console
+
+    from surge_operator.demo.replay import load, print_replay
+
+    print_replay(load(records), Console(width=160), phases=phases)
 
 
 @bench_app.command("operator")

@@ -17,6 +17,7 @@ import json
 import shutil
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -160,13 +161,26 @@ class LocalNatsCluster:
         self.wait_healthy(timeout)
         return self
 
-    def healthy(self, i: int) -> bool:
-        """/healthz of server i says ok: JetStream enabled, meta leader known, current."""
+    def health(self, i: int) -> str:
+        """What /healthz of server i says: "ok" (JetStream enabled, meta leader known,
+        current) or its error, or why it could not be asked."""
         try:
             with urllib.request.urlopen(f"{self.monitor_url(i)}/healthz", timeout=1) as resp:
-                return bool(json.loads(resp.read()).get("status") == "ok")
-        except (OSError, ValueError):
-            return False
+                body = json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            # 503 carries the reason in the same JSON shape.
+            try:
+                body = json.loads(err.read())
+            except ValueError:
+                return f"HTTP {err.code}"
+        except (OSError, ValueError) as err:
+            return f"unreachable ({err})"
+        if body.get("status") == "ok":
+            return "ok"
+        return str(body.get("error") or body)
+
+    def healthy(self, i: int) -> bool:
+        return self.health(i) == "ok"
 
     def wait_healthy(self, timeout: float = 30.0, only: Iterable[int] | None = None) -> None:
         """Until every (running) server is healthy: a JetStream API request made before a
@@ -177,7 +191,31 @@ class LocalNatsCluster:
             if all(self.healthy(i) for i in indexes):
                 return
             time.sleep(0.1)
-        raise TimeoutError(f"nats cluster {self.name} not healthy within {timeout}s")
+        raise TimeoutError(
+            f"nats cluster {self.name} not healthy within {timeout}s:\n" + self.diagnosis(indexes)
+        )
+
+    def diagnosis(self, indexes: Iterable[int], lines: int = 8) -> str:
+        """Per server: its process state, /healthz answer and the end of its log, so a
+        failure seen once in CI explains itself."""
+        out = []
+        for i in indexes:
+            server = self.servers[i]
+            process = server.process
+            state = (
+                "not started"
+                if process is None
+                else ("running" if process.poll() is None else f"exited {process.returncode}")
+            )
+            try:
+                logged = server.log_path.read_text(errors="replace").splitlines()
+                # Our own /healthz polling fills the log with failed checks; skip them.
+                tail = [line for line in logged if "Healthcheck failed" not in line][-lines:]
+            except OSError:
+                tail = []
+            out.append(f"{self.server_name(i)} [{state}] healthz: {self.health(i)}")
+            out.extend(f"    {line}" for line in tail)
+        return "\n".join(out)
 
     def cleanup(self) -> None:
         for server in self.servers:

@@ -121,11 +121,15 @@ def run_seeds(
     options: DemoOptions,
     run: Callable[[DemoOptions], DemoResult],
     console: Console,
+    keep: Callable[[int, DemoResult], None] | None = None,
 ) -> list[SeedRun]:
-    """One demo per seed, in turn (they would compete for the same cores)."""
+    """One demo per seed, in turn (they would compete for the same cores); ``keep``
+    sees each run's full result (`--record`)."""
     runs = []
     for seed in seeds:
         result = run(replace(options, seed=seed, live=False))
+        if keep is not None:
+            keep(seed, result)
         runs.append(seed_run(seed, result))
         console.print(
             f"seed {seed}: eta_error_median {runs[-1].median}, max level {runs[-1].max_level}"

@@ -35,6 +35,10 @@ class Sample:
     actual: float
     msg_id: str
     position: int | None = None
+    #: Unix seconds the message was enqueued, and the level its acknowledgement saw (kept
+    #: so a recorded run can be re-judged against another model, :mod:`.record`).
+    enqueued_at: float | None = None
+    level: int = 0
 
     @property
     def error(self) -> float:
@@ -164,6 +168,8 @@ async def measure(js: JetStreamContext, stream: str) -> Honesty:
                 actual=entry.stored_at - enqueued,
                 msg_id=reply.in_reply_to,
                 position=reply.position,
+                enqueued_at=enqueued,
+                level=reply.degradation_level,
             )
         )
     return honesty

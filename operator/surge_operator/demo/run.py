@@ -189,6 +189,8 @@ class DemoResult:
     summary: DemoSummary
     ticks: list[Tick]
     honesty: Honesty | None = None
+    #: Unix time minus the loop's monotonic clock: puts tick times beside message times.
+    clock_offset: float = 0.0
 
 
 async def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
@@ -310,7 +312,9 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
             ),
             **summary_fields(honesty),
         )
-        return DemoResult(summary, list(autoscaler.ticks), honesty)
+        return DemoResult(
+            summary, list(autoscaler.ticks), honesty, clock_offset=time.time() - time.monotonic()
+        )
     finally:
         if load_task is not None and not load_task.done():
             load_task.cancel()

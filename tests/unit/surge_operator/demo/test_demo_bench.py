@@ -63,7 +63,7 @@ def test_the_command_runs_the_seeds_from_the_first_one_asked_for(
 
     asked: list[int] = []
 
-    def fake_run_seeds(seeds: Iterable[int], *_: object) -> list[SeedRun]:
+    def fake_run_seeds(seeds: Iterable[int], *_: object, **__: object) -> list[SeedRun]:
         asked.extend(seeds)
         return [run(seed, 0.2, 0.5) for seed in asked]
 

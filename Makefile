@@ -20,7 +20,7 @@ demo: venv
 	$(BIN)/surge demo $(DEMO_ARGS)
 
 test: venv prometheus fuse k8s images actionlint s3-server natscli lint typecheck
-	SURGE_REQUIRE_E2E=1 $(BIN)/pytest $(PYTEST_ARGS)
+	SURGE_REQUIRE_E2E=1 $(BIN)/pytest --durations=30 $(PYTEST_ARGS)
 
 venv: $(STAMP)
 

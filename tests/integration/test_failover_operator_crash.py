@@ -330,3 +330,64 @@ async def test_an_operator_killed_mid_failback_is_finished_once_by_its_successor
         f"\noperator killed mid-failback: successor finished it {operator.recovery()} "
         f"({finished:.2f}s with Python start-up)"
     )
+
+
+async def test_a_failback_withdrawn_while_its_operator_was_dead_gives_writes_back(
+    regions: Regions, east_js: JetStreamContext, operator: FailoverProcess
+) -> None:
+    """Killed between fencing west and promoting east, and the failback annotation is
+    removed before the successor starts: nobody asks to move any more, but west is still
+    fenced, so no region takes writes. The successor must resume writes on west (the epoch
+    and the active region unchanged, no history entry) and lose nothing."""
+    await provision.provision_pipeline(east_js, PIPELINE)
+    await publish(east_js, range(N))
+    operator.start()
+    await wait_until(lambda: mirror_holds(regions, "west", N), within=WITHIN)
+    regions.servers["east"].kill()
+    await wait_until(lambda: active_is(operator, "west"), within=WITHIN)
+    west = await connect(regions, "west")
+    try:
+        js = west.jetstream(timeout=2.0)
+        await publish(js, range(N, N + 20))
+        regions.servers["east"].start()
+        await wait_until(lambda: mirrors(regions, "east", "west"), within=WITHIN)
+        await wait_until(lambda: mirror_holds(regions, "east", N + 20), within=WITHIN)
+
+        operator.start("fenced")
+        operator.request_failback()
+        operator.wait_crash()
+        assert (await js.stream_info(PIPELINE.stream)).config.subjects in (
+            [],
+            None,
+            [PIPELINE.stream],
+        )  # writes paused
+        operator.annotations.unlink()  # the SRE withdrew the failback meanwhile
+
+        restarted = time.monotonic()
+        operator.start()
+
+        async def west_writable() -> bool:
+            info = await js.stream_info(PIPELINE.stream)
+            return bool(info.config.subjects) and info.config.subjects != [PIPELINE.stream]
+
+        await wait_until(west_writable, within=WITHIN)
+        resumed = time.monotonic() - restarted
+        assert await publish(js, range(N + 20, N + 40)) == [False] * 20  # west takes writes
+        assert (operator.status()["activeRegion"], operator.status()["failoverEpoch"]) == (
+            "west",
+            1,
+        )
+        assert failovers(operator) == [("failover", "east", "west")]
+        info = await js.stream_info(PIPELINE.stream)
+        assert info.config.mirror is None
+        assert (info.config.metadata or {})[META_EPOCH] == "1"
+        # east is still west's mirror and catches up with everything west acknowledged
+        await wait_until(lambda: mirrors(regions, "east", "west"), within=WITHIN)
+        await wait_until(lambda: mirror_holds(regions, "east", N + 40), within=WITHIN)
+        assert set(await message_ids(js)) == {f"m{i}" for i in range(N + 40)}
+    finally:
+        await west.close()
+    print(
+        "\nfailback withdrawn while its operator was dead: "
+        f"writes resumed on west after {resumed:.2f}s"
+    )

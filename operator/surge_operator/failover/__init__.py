@@ -28,7 +28,9 @@ What JetStream allows, and therefore what happens here
     * Failback: the original primary must already be a mirror of the active region and
       nearly caught up. The active region is fenced, the mirror is given until it holds
       the fenced stream's last sequence, then it is promoted and the old active becomes
-      its mirror. Nothing is lost and writes pause only for the catch-up.
+      its mirror. Nothing is lost and writes pause only for the catch-up. An active
+      region found fenced outside a failback (its leader died between fence and
+      promotion, and the request was withdrawn) is unfenced: writes never stay paused.
     * Work-queue retention cannot be mirrored this way (the mirror's consumer would remove
       messages from the origin): `mirror_config` raises UnsupportedStreamError.
     * Mirrors keep the origin's sequence numbers, which is what makes ack floors portable

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -205,6 +205,7 @@ class FailoverController:
         floors = self._floors_for(decision, probes) if decision.acts else None
         promotion: PromotionResult | None = None
         error: FailoverError | None = None
+        event: Event | None = None
         if decision.acts and not self.leadership.holds():
             log.warning("failover.not_leader", action=decision.action.value)
             self.state = decision.observed
@@ -248,9 +249,39 @@ class FailoverController:
                 )
         else:
             self.state = decision.state
+            resumed = await self._resume_fenced(probes)
+            if resumed is not None:
+                event = resumed
         await self._publish_record(at, probes, floors if promotion is not None else None)
         mirrors = await self._reconcile_mirrors(probes)
-        return self._outcome(at, decision, probes, promotion, mirrors, error)
+        outcome = self._outcome(at, decision, probes, promotion, mirrors, error)
+        return outcome if event is None else replace(outcome, event=event)
+
+    async def _resume_fenced(self, probes: Mapping[str, RegionProbe]) -> Event | None:
+        """Outside a failback (which fences and promotes within one tick) the active
+        region is never fenced. Found fenced, a leader died mid-failback and the request
+        was withdrawn, or a failed unfence: give the writes back to the region that has
+        them. A failback still requested is finished by the policy's FAILBACK instead."""
+        p = probes.get(self.state.active)
+        if p is None or not p.fenced or not self.leadership.holds():
+            return None
+        log = self._logger(region=self.state.active, epoch=self.state.epoch)
+        try:
+            await self.edge.resume_writes(
+                self.active,
+                self.pipeline,
+                leader_token=self.leadership.token,
+                request_timeout=self.action_timeout,
+            )
+        except FailoverError as exc:
+            log.error("failover.resume_failed", streams=list(p.fenced), error=exc.message)
+            return Event("Warning", exc.reason, exc.message)
+        message = (
+            f"{', '.join(p.fenced)} in {self.state.active} was left fenced (a failback not "
+            f"carried out); writes resumed there"
+        )
+        log.warning("failover.writes_resumed", streams=list(p.fenced))
+        return Event("Warning", "WritesResumed", message)
 
     def _floors_for(
         self, decision: FailoverDecision, probes: Mapping[str, RegionProbe]

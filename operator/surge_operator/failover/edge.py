@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from surge_operator.failover.endpoints import RegionEndpoint
-from surge_operator.failover.mirrors import MirrorChange, ensure_mirror
+from surge_operator.failover.mirrors import MirrorChange, ensure_mirror, resume_writes
 from surge_operator.failover.probe import RegionProbe, probe, publish_record
 from surge_operator.failover.promotion import PromotionResult, failback, promote
 from surge_workers.contract import FailoverRecord, Priority
@@ -62,6 +62,15 @@ class RegionEdge(Protocol):
         pipeline: PipelineConfig,
         record: FailoverRecord,
         *,
+        request_timeout: float,
+    ) -> None: ...
+
+    async def resume_writes(
+        self,
+        endpoint: RegionEndpoint,
+        pipeline: PipelineConfig,
+        *,
+        leader_token: int,
         request_timeout: float,
     ) -> None: ...
 
@@ -134,3 +143,15 @@ class NatsRegionEdge:
         request_timeout: float,
     ) -> None:
         await publish_record(endpoint, pipeline, record, request_timeout=request_timeout)
+
+    async def resume_writes(
+        self,
+        endpoint: RegionEndpoint,
+        pipeline: PipelineConfig,
+        *,
+        leader_token: int,
+        request_timeout: float,
+    ) -> None:
+        await resume_writes(
+            endpoint, pipeline, leader_token=leader_token, request_timeout=request_timeout
+        )

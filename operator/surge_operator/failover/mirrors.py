@@ -272,3 +272,31 @@ async def unfence(js: JetStreamContext, pipeline: PipelineConfig) -> None:
         info = await stream_info(js, name)
         if info is not None and info.config.mirror is None:
             await js.update_stream(replace(info.config, subjects=writable_subjects(pipeline, name)))
+
+
+async def resume_writes(
+    endpoint: RegionEndpoint,
+    pipeline: PipelineConfig,
+    *,
+    leader_token: int,
+    request_timeout: float,
+) -> None:
+    """Unfence the active region's streams when nothing is moving traffic: a failback
+    fences them, and a leader that died before promoting the target leaves them so.
+    Refused (MirrorError) when a newer leader has acted on the stream. Raises MirrorError."""
+    try:
+        async with connect(endpoint, request_timeout=request_timeout) as client:
+            js = client.jetstream(timeout=request_timeout)
+            newest = token_of(await stream_info(js, pipeline.stream))
+            if newest > leader_token:
+                raise MirrorError(
+                    f"fenced: a newer leader (token {newest}) acted on {pipeline.stream} in "
+                    f"{endpoint.name}; not resuming writes there"
+                )
+            await unfence(js, pipeline)
+    except NatsUnavailableError as exc:
+        raise MirrorError(exc.message) from None
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise MirrorError(
+            f"resuming writes on {pipeline.stream} in {endpoint.name} failed: {describe_exc(exc)}"
+        ) from None

@@ -52,6 +52,8 @@ class StreamView:
     messages: int = 0
     #: For a writable stream: the epoch its promotion stamped on it (None: none).
     epoch: int | None = None
+    #: A non-mirror stream without its subjects (`mirrors.fence`): it takes no writes.
+    fenced: bool = False
 
 
 _MISSING = StreamView("missing")
@@ -83,6 +85,13 @@ class RegionProbe:
     @property
     def role(self) -> StreamRole | None:
         return self.stream().role if self.main and self.ok else None
+
+    @property
+    def fenced(self) -> tuple[str, ...]:
+        """The writable streams here that are fenced (none when the probe failed)."""
+        if not self.ok:
+            return ()
+        return tuple(name for name, view in self.streams.items() if view.fenced)
 
     @property
     def mirror_api(self) -> str | None:
@@ -170,6 +179,7 @@ def _view(info: StreamInfo | None) -> StreamView:
         last_seq=info.state.last_seq,
         messages=info.state.messages,
         epoch=epoch_of(info) if mirror is None else None,
+        fenced=mirror is None and info.config.subjects in ([], None, [info.config.name]),
     )
 
 

@@ -48,6 +48,9 @@ class FakeEdge:
         self.epochs: dict[str, int] = {}
         self.mirrored_record: dict[str, FailoverRecord] = {}
         self.last_seq = {"east": 100, "west": 100}
+        #: Regions whose writable streams are fenced (a failback fenced them).
+        self.fenced: set[str] = set()
+        self.resumed: list[tuple[str, int]] = []
 
     async def probe(
         self,
@@ -60,7 +63,11 @@ class FakeEdge:
         if not self.up[endpoint.name]:
             return RegionProbe(ProbeResult.failure(endpoint.name, at, "connection refused"))
         role = self.roles[endpoint.name]
-        view = StreamView(role, mirror_api=self.mirror_api.get(endpoint.name))  # type: ignore[arg-type]
+        view = StreamView(
+            role,  # type: ignore[arg-type]
+            mirror_api=self.mirror_api.get(endpoint.name),
+            fenced=endpoint.name in self.fenced,
+        )
         floors = {Priority.CRITICAL: 41} if role == "source" else {}
         return RegionProbe(
             ProbeResult.success(
@@ -109,6 +116,17 @@ class FakeEdge:
         request_timeout: float,
     ) -> None:
         self.records.append((endpoint.name, record))
+
+    async def resume_writes(
+        self,
+        endpoint: RegionEndpoint,
+        pipeline: PipelineConfig,
+        *,
+        leader_token: int,
+        request_timeout: float,
+    ) -> None:
+        self.resumed.append((endpoint.name, leader_token))
+        self.fenced.discard(endpoint.name)
 
     async def ensure_mirror(
         self, standby: RegionEndpoint, active: RegionEndpoint, pipeline: PipelineConfig, **_: Any
@@ -387,3 +405,42 @@ async def test_after_a_restart_the_rpo_comes_from_the_mirrored_record(edge: Fake
     outcome = await ctl.tick()
     assert outcome.moved
     assert outcome.rpo == 40
+
+
+async def test_an_active_region_left_fenced_gets_its_writes_back_once(edge: FakeEdge) -> None:
+    """A leader that died between a failback's fence and its promotion leaves the active
+    region fenced; with no failback requested any more its successor unfences it."""
+    lease = Lease(token=7)
+    ctl = controller(edge, leadership=lease)
+    edge.fenced.add("east")
+    lease.held = False
+    held_back = await ctl.tick()
+    assert edge.resumed == []
+    assert held_back.event is None
+    lease.held = True
+    outcome = await ctl.tick()
+    assert edge.resumed == [("east", 7)]
+    assert outcome.event is not None
+    assert outcome.event.reason == "WritesResumed"
+    assert "east" in outcome.event.message
+    assert (outcome.active_region, outcome.epoch, outcome.history_entry) == ("east", 0, None)
+    await ctl.tick()
+    assert edge.resumed == [("east", 7)]  # nothing fenced any more, nothing done
+
+
+async def test_a_fenced_standby_is_left_alone(edge: FakeEdge) -> None:
+    edge.fenced.add("west")  # a mirror is never written to; only the active region counts
+    outcome = await controller(edge).tick()
+    assert edge.resumed == []
+    assert outcome.event is None
+
+
+async def test_a_requested_failback_finishes_instead_of_unfencing(edge: FakeEdge) -> None:
+    ctl = controller(edge, active="west", epoch=1)
+    edge.roles = {"east": "mirror", "west": "source"}
+    edge.mirror_api = {"east": WEST.api_prefix}
+    edge.fenced.add("west")
+    outcome = await ctl.tick(failback_requested=True)
+    assert outcome.moved
+    assert outcome.active_region == "east"
+    assert edge.resumed == []

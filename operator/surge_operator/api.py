@@ -618,7 +618,13 @@ class AutoscalingSpec(_Model):
     )
     max_step: int = Field(default=10, ge=1, le=1000, description="Most workers added per decision.")
     scale_down_stabilization_seconds: int = Field(
-        default=30, ge=0, le=3600, description="Scale down only after demand stayed low this long."
+        default=30,
+        ge=0,
+        le=3600,
+        description=(
+            "How long past demand holds workers: within it the pool keeps what a return "
+            "of that demand would need to stay within the latency targets."
+        ),
     )
     pod_startup_seconds: float = Field(
         default=5.0, ge=0, le=600, description="Expected time for a new worker to become ready."

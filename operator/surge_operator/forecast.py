@@ -4,8 +4,9 @@ Published beside the degradation level (key ``eta`` of the degradation bucket) b
 operator's tick and by `surge demo`, read by the composer to tell each new conversation
 how long it should wait. The model (:mod:`surge_workers.eta`): the pool serves at the
 measured per-replica service rate times the ready replicas, and at the replica count the
-loop is heading for (the model's unbounded demand within min/max) once it has stepped
-there and those replicas started (``max_step`` per tick, ``pod_startup_s``); classes are
+loop is heading for (the model's unbounded demand within min/max), ``max_step`` more each
+tick from the first step's start-up on (``pod_startup_s``): replicas come up in the steps
+they are asked for in, not all when the last one is ready; classes are
 served in priority order, so a class waits for the backlog of every class before it and
 loses the capacity that the classes before it keep arriving with; the level caps each
 class's share of the pool (0: not served, no promise). The start-up time is the one the
@@ -85,4 +86,6 @@ def forecast_of(
         drain_rates={p: position_rate(drain, p) for p in contract.PRIORITIES},
         ready=ready,
         concurrency=scaling.concurrency,
+        step_replicas=scaling.max_step,
+        step_s=scaling.tick_s,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tests.unit.surge_operator.resources.nats.nats_support import managed_ctx
 
-from surge_operator.bench_nats import natscli, run_nats_bench
+from surge_operator.bench_nats import natscli, run_nats_bench, run_nats_bench_end_to_end
 from surge_operator.natscluster import LocalNatsCluster
 from surge_operator.resources.nats.accounts import Role
 from surge_operator.resources.nats.config import Passwords, server_config
@@ -29,4 +29,21 @@ def test_nats_bench_publishes_to_an_r1_stream_on_the_generated_config(tmp_path: 
             messages=300,
             size=256,
         )
+    assert rate > 0
+
+
+def test_nats_bench_end_to_end_consumes_what_it_publishes(tmp_path: Path) -> None:
+    ctx = managed_ctx(servers=1)
+    passwords = Passwords({role: f"pw-{role.value}" for role in Role})
+    config = server_config(ctx, ctx.spec.regions[0], passwords)
+    with LocalNatsCluster(config, 1, name="east", root=tmp_path) as cluster:
+        rate = run_nats_bench_end_to_end(
+            natscli(),
+            cluster.urls[0],
+            passwords[Role.OPERATOR],
+            messages=400,
+            size=256,
+            replicas=1,
+        )
+    # A consumer short of its --msgs never exits: the call raises on its timeout instead.
     assert rate > 0

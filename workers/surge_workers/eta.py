@@ -17,8 +17,11 @@ overstatement that dominates at low load). Its own service time is the worker's 
 handling time, or, while the worker has measured none yet, the pool's: concurrency over
 the per-replica rate (``capacity / ready``), never 0 s.
 
-The pool serves a class at ``capacity`` (msg/s, ready replicas) until
-``later_in_s`` and at ``capacity_later`` once the replicas being started are ready, minus
+The pool serves a class at ``capacity`` (msg/s, ready replicas) and at ``capacity_later``
+once the replicas being started are ready, ``later_in_s`` from now. The autoscaler asks for
+them ``step_replicas`` per tick (``step_s`` apart), so they come up in steps: each step's
+replicas serve from their own start-up on, the first step ``later_in_s`` minus the later
+steps' ticks from now (0: all at ``later_in_s``, as older publishers meant). Minus
 what arrives meanwhile in the classes served before it (``higher_rate``), and at most
 ``share`` of the pool (the degradation level's cap on the class), but never slower than
 the class's queue was measured to move (``drain_rate``). A class the level does not serve
@@ -61,6 +64,10 @@ class ClassForecast:
     #: How fast this class's queue measurably advanced lately (msg/s): the promise is
     #: never slower, whatever the model's capacity and share say (0: not measured).
     drain_rate: float = 0.0
+    #: Replicas asked for per tick and the seconds between ticks: the replicas being
+    #: started are ready in steps, not all at ``later_in_s`` (0: all at once).
+    step_replicas: int = 0
+    step_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -93,24 +100,44 @@ def expected_wait(
     if service_s is None:
         service_s = _pool_service_s(forecast, concurrency)
     work = max(0, position - max(1, forecast.ready * concurrency))
+    if work == 0:
+        return max(0.0, service_s)
+    # Serve the work ahead through the schedule of rates, segment by segment.
+    left = float(work)
+    segments = _schedule(forecast)
+    for index, (start, rate) in enumerate(segments):
+        end = segments[index + 1][0] if index + 1 < len(segments) else math.inf
+        if rate <= 0:
+            continue
+        if left <= rate * (end - start):
+            return start + left / rate + service_s
+        left -= rate * (end - start)
+    return None
+
+
+def _schedule(forecast: ClassForecast) -> list[tuple[float, float]]:
+    """(from second, msg/s) for this class: the rate now, then one more step of started
+    replicas each ``step_s``, the last at ``later_in_s``."""
     model_rate = _effective(forecast.capacity, forecast)
     # What the queue measurably did outranks a stale model; replicas still starting add
     # to it as they would to the model's rate.
     now_rate = max(model_rate, forecast.drain_rate)
-    later_rate = (
-        _effective(max(forecast.capacity_later, forecast.capacity), forecast)
-        + now_rate
-        - model_rate
-    )
-    if work == 0:
-        return max(0.0, service_s)
+    boost = now_rate - model_rate
     window = max(0.0, forecast.later_in_s)
-    if now_rate > 0 and work <= now_rate * window:
-        return work / now_rate + service_s
-    served_early = now_rate * window
-    if later_rate <= 0:
-        return None
-    return window + (work - served_early) / later_rate + service_s
+    segments = [(0.0, now_rate)]
+    if forecast.capacity_later <= forecast.capacity:
+        return segments
+    if forecast.step_replicas <= 0 or forecast.ready <= 0 or forecast.capacity <= 0:
+        return [*segments, (window, _effective(forecast.capacity_later, forecast) + boost)]
+    per_replica = forecast.capacity / forecast.ready
+    heading = max(forecast.ready, round(forecast.capacity_later / per_replica))
+    steps = math.ceil((heading - forecast.ready) / forecast.step_replicas)
+    first = max(0.0, window - (steps - 1) * forecast.step_s)
+    for step in range(steps):
+        replicas = min(heading, forecast.ready + forecast.step_replicas * (step + 1))
+        rate = _effective(per_replica * replicas, forecast) + boost
+        segments.append((first + step * forecast.step_s, rate))
+    return segments
 
 
 def _pool_service_s(forecast: ClassForecast, concurrency: int) -> float:
@@ -132,6 +159,8 @@ def forecast_classes(
     ready: int = 0,
     concurrency: int = 0,
     drain_rates: Mapping[Priority, float] | None = None,
+    step_replicas: int = 0,
+    step_s: float = 0.0,
 ) -> dict[Priority, ClassForecast]:
     """One forecast per priority from the tick's figures (pure); ``concurrency`` only
     for ``wait_s``, the figure status shows (workers apply their own)."""
@@ -150,6 +179,8 @@ def forecast_classes(
             share=share,
             ready=max(0, ready),
             drain_rate=round(max(0.0, (drain_rates or {}).get(priority, 0.0)), 3),
+            step_replicas=max(0, step_replicas),
+            step_s=max(0.0, step_s),
         )
         wait = expected_wait(ahead + 1, partial, concurrency=concurrency)
         classes[priority] = replace(partial, wait_s=_round(wait))
@@ -205,6 +236,8 @@ def decode_forecast(raw: bytes | None) -> Forecast | None:
             wait_s=float(wait) if isinstance(wait, int | float) else None,
             ready=int(_number(item, "ready", 0)),
             drain_rate=max(0.0, _number(item, "drain_rate", 0.0)),
+            step_replicas=max(0, int(_number(item, "step_replicas", 0))),
+            step_s=max(0.0, _number(item, "step_s", 0.0)),
         )
     return Forecast(
         at=_number(doc, "at", 0.0), level=int(_number(doc, "level", 0)), classes=classes

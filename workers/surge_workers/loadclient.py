@@ -27,18 +27,31 @@ def _text(size: int) -> str:
     return "x" * max(1, size - 30)
 
 
-async def post_batches(
-    base: str, token: str, tenant: str, count: int, size: int, *, batch: int, parallel: int
-) -> float:
-    """Messages/s for ``count`` messages in batches, ``parallel`` requests in flight."""
+def batch_bodies(tenant: str, count: int, size: int, *, batch: int) -> list[bytes]:
+    """The request bodies of ``count`` messages in batches of ``batch`` (encoded up front,
+    like a benchmark's payload: not part of what is measured)."""
     run = uuid.uuid4().hex[:8]
     text = _text(size)
-    bodies = [
+    return [
         json.dumps(
             {"messages": [_message(i, run, tenant, text) for i in range(s, min(s + batch, count))]}
         ).encode()
         for s in range(0, count, batch)
     ]
+
+
+async def post_batches(
+    base: str, token: str, tenant: str, count: int, size: int, *, batch: int, parallel: int
+) -> float:
+    """Messages/s for ``count`` messages in batches, ``parallel`` requests in flight."""
+    bodies = batch_bodies(tenant, count, size, batch=batch)
+    return await post_bodies(base, token, bodies, count, parallel=parallel)
+
+
+async def post_bodies(
+    base: str, token: str, bodies: list[bytes], count: int, *, parallel: int
+) -> float:
+    """Messages/s for batch ``bodies`` holding ``count`` messages, ``parallel`` in flight."""
     return await _post_all(f"{base}/v1/messages/batch", token, iter(bodies), count, parallel)
 
 

@@ -30,7 +30,7 @@ def print_live(options: LiveOptions, runs: list[PolicyRun], console: Console) ->
         "reaction s",
         "refused",
         "max replicas",
-        "measured: handling s, start-up s, sender late s",
+        "measured: handling s, worker msg/s, start-up s, sender late s",
     ):
         table.add_column(column, justify="left" if column == "policy" else "right")
     for r in runs:
@@ -41,7 +41,8 @@ def print_live(options: LiveOptions, runs: list[PolicyRun], console: Console) ->
             f"{r.sim.reaction_s} | {r.live.reaction_s}",
             f"{r.sim.refused} | {r.live.refused}",
             f"{r.sim.max_replicas} | {r.live.max_replicas}",
-            f"{r.handling_s:.3f}, {r.startup_s:.1f}, {r.behind_s:.1f}",
+            f"{r.handling_s:.3f}, {r.worker_rate:.1f}{'' if r.rate_measured else '*'}, "
+            f"{r.startup_s:.1f}, {r.behind_s:.1f}",
         )
     console.print(table)
     by = {r.policy: r for r in runs}
@@ -54,6 +55,8 @@ def print_live(options: LiveOptions, runs: list[PolicyRun], console: Console) ->
             f"({s.replica_seconds / k.replica_seconds:.2f}x)",
             highlight=False,
         )
+    if any(not r.rate_measured for r in runs):
+        console.print("* never saturated: concurrency / handling time", highlight=False)
     gaps = [g for r in runs for g in r.gaps()]
     console.print(f"gaps ({len(gaps)}):" if gaps else "no gaps: simulated and measured agree")
     for gap in gaps:

@@ -35,7 +35,11 @@ import structlog
 from surge_operator.engine import Autoscaler
 from surge_operator.livebench.arrivals import compress
 from surge_operator.livebench.deployment import ScrapedWorkers
-from surge_operator.livebench.measure import replica_seconds, violation_minutes
+from surge_operator.livebench.measure import (
+    replica_seconds,
+    saturated_worker_rate,
+    violation_minutes,
+)
 from surge_operator.livebench.replay import TENANT, Replayer, ReplayLog
 from surge_operator.localprom import PrometheusServer, find_prometheus
 from surge_operator.metrics_source import JetStreamMetricsSource, PrometheusQueries
@@ -96,7 +100,8 @@ class Figures:
     refused: int
     max_replicas: int
     #: Per tick: [t, replicas asked for, ready, backlog, arrivals/s, the decision's
-    #: per-worker service rate] (live runs only; for reading a gap).
+    #: per-worker service rate, completions/s, waiting (not pulled)] (live runs only; for
+    #: reading a gap).
     ticks: tuple[tuple[float, ...], ...] = ()
 
     def json(self) -> dict[str, Any]:
@@ -120,6 +125,11 @@ class PolicyRun:
     #: Measured in the live run and handed to the simulation.
     handling_s: float
     startup_s: float
+    #: Per-worker capacity the simulation ran at: measured while saturated, or
+    #: concurrency / handling time when the run never saturated its pool.
+    worker_rate: float
+    #: True when `worker_rate` was measured saturated (not derived from handling time).
+    rate_measured: bool
     behind_s: float
     offered: int
     errors: int
@@ -313,6 +323,8 @@ async def run_live_policy(
                     tick.snapshot.total_backlog() if tick.snapshot.priorities else -1,
                     tick.snapshot.total_arrival_rate() if tick.snapshot.priorities else -1,
                     tick.decision.service_rate or 0.0,
+                    tick.snapshot.completion_rate or 0.0,
+                    tick.snapshot.waiting or 0,
                 )
             )
             if reaction is None and at >= onset and tick.plan.replicas > tick.plan.current_replicas:
@@ -386,14 +398,14 @@ def simulated(
     policy: PolicyConfig,
     options: LiveOptions,
     *,
-    handling_s: float,
+    worker_rate: float,
     startup_s: float,
 ) -> Figures:
     """The same counts through the simulator, its world set to what the live run
-    measured (per-worker rate from the handling time, start-up time), no warm-up (the
-    live run has none either)."""
+    measured (per-worker capacity, start-up time), no warm-up (the live run has none
+    either)."""
     sim = SimConfig(
-        service_rate=options.concurrency / handling_s,
+        service_rate=worker_rate,
         concurrency=options.concurrency,
         prefetch=4 * options.concurrency,
         pod_startup_s=startup_s,
@@ -442,12 +454,20 @@ async def run_live(options: LiveOptions) -> list[PolicyRun]:
                     workdir=workdir,
                 )
                 startup = statistics.median(startups) if startups else 5.0
+                # A worker's capacity is what it handled while saturated: handler time
+                # plus pull, decode and ack around it. Concurrency over the handler's
+                # mean time alone (used before) put it 20-35 % too high on this machine,
+                # so the simulated pool was too small next to the real one.
+                measured = saturated_worker_rate(
+                    [(row[0], int(row[2]), row[6], int(row[7])) for row in live.ticks]
+                )
+                worker_rate = measured or options.concurrency / handling
                 sim = simulated(
                     arrivals,
                     deciders(policy)[name],
                     policy,
                     options,
-                    handling_s=handling,
+                    worker_rate=worker_rate,
                     startup_s=startup,
                 )
                 out.append(
@@ -457,6 +477,8 @@ async def run_live(options: LiveOptions) -> list[PolicyRun]:
                         sim=sim,
                         handling_s=handling,
                         startup_s=startup,
+                        worker_rate=worker_rate,
+                        rate_measured=measured is not None,
                         behind_s=replay.behind_s,
                         offered=replay.offered,
                         errors=replay.errors,
@@ -489,6 +511,8 @@ def live_json(options: LiveOptions, runs: list[PolicyRun]) -> dict[str, Any]:
                 "measured": {
                     "handling_s": round(r.handling_s, 4),
                     "worker_startup_s": round(r.startup_s, 2),
+                    "worker_rate": round(r.worker_rate, 2),
+                    "worker_rate_source": "saturated" if r.rate_measured else "handling",
                     "sender_behind_s": round(r.behind_s, 2),
                     "offered": r.offered,
                     "errors": r.errors,

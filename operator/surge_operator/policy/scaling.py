@@ -25,9 +25,13 @@ Model, per tick:
 * drain: the replicas that serve those arrivals *and* clear each class's backlog (and
   the backlog of everything served before it) within half its latency target, sooner
   when its oldest message is already close to the target;
-* scale up at once to max(demand, drain), by at most `max_step`; scale down only to the
-  largest *sustained* demand over the stabilisation window: the robust level with a
-  noise margin, before a single sample is taken for a step. Predictions, step samples
+* scale up at once to max(demand, drain), by at most `max_step`; scale down only as far
+  as the *sustained* demand over the stabilisation window allows (the robust level with
+  a noise margin, before a single sample is taken for a step): never below today's
+  demand, and never below the pool that would keep every class within its drain budget
+  if the window's peak came back now. A class that can queue rides out such a return in
+  its queue until the pods asked for then are ready (`return_demand_replicas`); a class
+  whose target is shorter than that keeps the peak's headroom. Predictions, step samples
   and drain peaks are held only while the pods they asked for start: they do not come
   back by themselves;
 * hold the current size when metrics are missing or stale, and say so.
@@ -120,12 +124,16 @@ def decide(
     # nature, so they are only held while the pods they asked for start (no scale-up
     # undone at once). Remembering a burst sample for the whole window held a pool sized
     # for that one second (seen in `surge bench autoscale --live`: 8 workers for 30 s).
-    measured = _ceil(
-        demand_replicas(_scaled_rates(snapshot, estimate.sustained), service_rate, scaling)
-    )
+    sustained = _scaled_rates(snapshot, estimate.sustained)
+    measured = _ceil(demand_replicas(sustained, service_rate, scaling))
+    # What the window holds of a past level is what its return would need: classes that
+    # can queue ride it out until replacement pods are ready. Holding the full peak for
+    # 30 s was most of Surge's cost above the LP bound (bursts of seconds to tens of
+    # seconds put the window's peak well above the mean), for no wait it protected.
+    returning = _ceil(return_demand_replicas(sustained, service_rate, scaling))
     transient = _ceil(max(demand, drain))
     demand_history = _window(
-        (*state.demand_history, (snapshot.at, measured)),
+        (*state.demand_history, (snapshot.at, returning)),
         snapshot.at,
         scaling.scale_down_stabilization_s,
     )
@@ -135,7 +143,7 @@ def decide(
         min(scaling.scale_down_stabilization_s, _drain_hold_s(scaling)),
     )
     wanted = transient
-    held = max(max(r for _, r in demand_history), max(r for _, r in drain_history))
+    held = max(measured, max(r for _, r in demand_history), max(r for _, r in drain_history))
 
     replicas, reason, message = _apply_bounds(current, wanted, held, scaling)
 
@@ -308,6 +316,35 @@ def demand_replicas(
             continue
         cum_rate += rates.get(priority, 0.0)
         need = max(need, cum_rate / (service_rate * class_utilization(config, priority)))
+    return need
+
+
+def return_demand_replicas(
+    rates: Mapping[Priority, float], service_rate: float, config: ScalingConfig
+) -> float:
+    """Replicas that keep every class within its drain budget if arrivals jump back to
+    `rates` right after a scale-down, until the pods asked for then are ready (pure).
+
+    In service order, class k waits behind the cumulative rate R of itself and every
+    class served first. With capacity C short of R for the `_return_s` seconds a return
+    takes to be seen and answered with ready pods, the newest of k's messages has waited
+    L (R / C - 1) when they arrive; keeping that within its drain budget b (half its
+    target) needs C >= R L / (L + b). A class whose target is within the time new
+    capacity takes to arrive cannot ride anything out: it keeps its headroom
+    (`demand_replicas`). Never more than `demand_replicas` of the same rates.
+    """
+    lead = _return_s(config)
+    cum_rate = 0.0
+    need = 0.0
+    for priority in PRIORITY_ORDER:
+        cum_rate += rates.get(priority, 0.0)
+        utilization = class_utilization(config, priority)
+        if utilization < 1.0:
+            share = 1.0 / utilization
+        else:
+            budget = max(config.tick_s, 0.5 * config.latency_target(priority))
+            share = lead / (lead + budget)
+        need = max(need, cum_rate * share / service_rate)
     return need
 
 
@@ -510,8 +547,8 @@ def _apply_bounds(
             target,
             Reason.SCALE_DOWN,
             (
-                f"scaling down {current} -> {target}: highest need over the last "
-                f"{config.scale_down_stabilization_s:.0f}s is {held}"
+                f"scaling down {current} -> {target}: the last "
+                f"{config.scale_down_stabilization_s:.0f}s need {held}"
             ),
         )
     if current > config.max_replicas or current < config.min_replicas:
@@ -626,6 +663,12 @@ def _window(
 def _lead(config: ScalingConfig) -> float:
     """How far ahead capacity decided now becomes useful."""
     return config.pod_startup_s + config.tick_s
+
+
+def _return_s(config: ScalingConfig) -> float:
+    """Seconds from a return of past demand to ready pods for it: half the trend window
+    for the level to follow (a step is seen in one tick), then a pod's start-up."""
+    return _lead(config) + 0.5 * config.trend_window_s
 
 
 def _drain_hold_s(config: ScalingConfig) -> float:

@@ -99,6 +99,8 @@ def profile_figures(values: list[Comparison]) -> dict[str, Any]:
             [c.results["oracle"].violation_minutes["total"] for c in values]
         ).json(2),
         "surge_refused": spread([float(r.refused_total) for r in surge]).json(0),
+        "surge_pod_starts": spread([float(r.pod_starts) for r in surge]).json(0),
+        "keda_pod_starts": spread([float(r.pod_starts) for r in keda]).json(0),
         "surge_replica_seconds": spread([r.replica_seconds for r in surge]).json(0),
         "keda_replica_seconds": spread([r.replica_seconds for r in keda]).json(0),
         "lower_bound_replica_seconds": spread(

@@ -73,6 +73,9 @@ class RunResult:
     accepted: int
     processed: int
     series: Series
+    #: Pods asked for over the run (each scale-up's additions): the churn a shorter
+    #: hold buys its savings with, which replica-seconds only charge as start-up time.
+    pod_starts: int = 0
 
     @property
     def refused_total(self) -> int:
@@ -86,6 +89,7 @@ class RunResult:
             "replica_seconds": round(self.replica_seconds, 1),
             "max_backlog": self.max_backlog,
             "max_replicas": self.max_replicas,
+            "pod_starts": self.pod_starts,
             "shed": dict(self.shed),
             "throttled": dict(self.throttled),
             "refused": self.refused_total,
@@ -263,6 +267,7 @@ def run(
     replica_seconds = 0.0
     max_backlog = 0
     max_replicas = 0
+    pod_starts = 0
     window_start = 0.0
     window_end = sim.window_s
     violations = dict.fromkeys(PRIORITY_ORDER, 0)
@@ -309,6 +314,7 @@ def run(
             total_backlog = round(sum(world.backlog(p) for p in PRIORITY_ORDER))
             max_backlog = max(max_backlog, total_backlog)
             max_replicas = max(max_replicas, len(world.pods))
+            pod_starts += max(0, target - before)
             series_t.append(tick_at)
             series_arrivals.append(sum(counts.values()))
             series_backlog.append(total_backlog)
@@ -333,6 +339,7 @@ def run(
         replica_seconds=replica_seconds,
         max_backlog=max_backlog,
         max_replicas=max_replicas,
+        pod_starts=pod_starts,
         shed={p.value: round(v) for p, v in tally.shed.items()},
         throttled={p.value: round(v) for p, v in tally.throttled.items()},
         refused={p.value: round(v) for p, v in refused.items()},

@@ -73,6 +73,8 @@ def test_replicas_being_started_count_after_their_start_up() -> None:
     bulk = forecast.classes[contract.Priority.BULK]
     assert bulk.capacity_later == 150.0
     assert bulk.later_in_s == config.scaling.pod_startup_s
+    # Asked for max_step replicas per tick: they come up in those steps.
+    assert (bulk.step_replicas, bulk.step_s) == (config.scaling.max_step, config.scaling.tick_s)
     steady = wait_forecast(snapshot(ready=2), decision(replicas=2), config, at=0.0)
     assert bulk.wait_s is not None
     assert steady.classes[contract.Priority.BULK].wait_s is not None

@@ -29,6 +29,42 @@ def test_replicas_being_started_shorten_the_wait_after_their_start_up() -> None:
     assert expected_wait(401, forecast) == pytest.approx(2.0 + 320 / 120)
 
 
+def test_replicas_being_started_come_up_in_the_steps_they_were_asked_for_in() -> None:
+    # 2 ready replicas serve 20 msg/s each; the loop heads for 10, asking for 4 per 1-s
+    # tick: 6 serve from 2 s on, all 10 from 3 s (the last step's start-up).
+    forecast = ClassForecast(
+        ahead=0,
+        capacity=40.0,
+        capacity_later=200.0,
+        later_in_s=3.0,
+        ready=2,
+        step_replicas=4,
+        step_s=1.0,
+    )
+    # 80 in the first 2 s, 120 in the next second, the other 200 at 200/s.
+    assert expected_wait(401, forecast) == pytest.approx(3.0 + 200 / 200)
+    # Within the first step's window nothing changes.
+    assert expected_wait(41, forecast) == pytest.approx(1.0)
+    # Steps unknown (an older publisher): all of them at 3 s, 120 then 280 at 200/s.
+    at_once = ClassForecast(ahead=0, capacity=40.0, capacity_later=200.0, later_in_s=3.0)
+    assert expected_wait(401, at_once) == pytest.approx(3.0 + 280 / 200)
+
+
+def test_each_step_of_replicas_serves_only_the_share_left_after_higher_classes() -> None:
+    forecast = ClassForecast(
+        ahead=0,
+        capacity=40.0,
+        capacity_later=120.0,
+        later_in_s=2.0,
+        ready=2,
+        step_replicas=2,
+        step_s=1.0,
+        higher_rate=30.0,
+    )
+    # 10 msg/s for 1 s, then 4 replicas (80 - 30) for 1 s, then 6 (120 - 30).
+    assert expected_wait(151, forecast) == pytest.approx(2.0 + (150 - 10 - 50) / 90)
+
+
 def test_arrivals_of_higher_classes_take_capacity_first() -> None:
     forecast = ClassForecast(ahead=0, capacity=40.0, higher_rate=30.0)
     assert expected_wait(101, forecast) == pytest.approx(10.0)
@@ -89,7 +125,11 @@ def test_forecast_round_trips_and_garbage_decodes_to_none() -> None:
     forecast = Forecast(
         at=12.5,
         level=2,
-        classes={Priority.NORMAL: ClassForecast(3, 7.5, ready=4, drain_rate=12.5, wait_s=1.5)},
+        classes={
+            Priority.NORMAL: ClassForecast(
+                3, 7.5, ready=4, drain_rate=12.5, wait_s=1.5, step_replicas=4, step_s=1.0
+            )
+        },
     )
     assert decode_forecast(encode_forecast(forecast)) == forecast
     for raw in (None, b"", b"[]", b"{", b'{"classes": 3}'):

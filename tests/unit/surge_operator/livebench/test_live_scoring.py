@@ -7,7 +7,12 @@ import math
 
 from surge_operator.api import Priority
 from surge_operator.livebench.arrivals import compress
-from surge_operator.livebench.measure import PriorityLog, replica_seconds, violation_minutes
+from surge_operator.livebench.measure import (
+    PriorityLog,
+    replica_seconds,
+    saturated_worker_rate,
+    violation_minutes,
+)
 from surge_operator.livebench.replay import _share
 from surge_operator.livebench.run import agree
 from surge_operator.simulate.traffic import load_arrivals
@@ -79,3 +84,19 @@ def test_agreement_is_relative_with_a_floor_of_one_window() -> None:
     assert not agree(100.0, 130.0)
     assert agree(0.0, 0.17)
     assert not agree(0.0, 0.33)
+
+
+def test_a_workers_capacity_is_measured_only_while_the_pool_is_saturated() -> None:
+    # (at, ready, completions/s, waiting): keeping up (waiting 0) says nothing about
+    # capacity; a tick right after the pool grew neither (the new worker was not there
+    # for the whole interval).
+    ticks = [
+        (0.0, 2, 20.0, 0),
+        (1.0, 2, 60.0, 40),
+        (2.0, 2, 56.0, 80),
+        (3.0, 3, 70.0, 90),
+        (4.0, 3, 84.0, 60),
+        (5.0, 3, 30.0, 0),
+    ]
+    assert saturated_worker_rate(ticks) == 28.0
+    assert saturated_worker_rate(ticks[:3]) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import replace
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from surge_operator.api import MessagingClusterSpec, Priority
 from surge_operator.policy import (
+    Decision,
     DegradationLevel,
     PolicyConfig,
     PriorityMetrics,
@@ -20,7 +22,8 @@ from surge_operator.policy import (
     decide,
 )
 from surge_operator.policy.degradation import served_priorities
-from surge_operator.policy.scaling import demand_replicas
+from surge_operator.policy.scaling import demand_replicas, return_demand_replicas
+from surge_operator.policy.types import PRIORITY_ORDER
 
 CONFIG = PolicyConfig().with_scaling(service_rate_hint=50.0, max_replicas=40)
 
@@ -91,23 +94,42 @@ def test_steady_load_settles_and_then_never_changes() -> None:
     assert len(set(seen[5:])) == 1
 
 
-def test_scale_down_waits_for_the_stabilisation_window() -> None:
+SHARE = {Priority.CRITICAL: 0.2, Priority.NORMAL: 0.6, Priority.BULK: 0.2}
+
+
+def _split(rate: float) -> dict[Priority, float]:
+    return {p: rate * s for p, s in SHARE.items()}
+
+
+def _return_floor(rate: float, startup_s: float | None) -> int:
+    """Replicas a return of `rate` would need (the remembered level is at least `rate`)
+    with the pool's start-up as the policy measured it."""
+    assert startup_s is not None
+    scaling = replace(CONFIG.scaling, pod_startup_s=startup_s)
+    return math.ceil(return_demand_replicas(_split(rate), 50.0, scaling) - 1e-6)
+
+
+def test_within_the_window_scale_down_keeps_what_a_return_of_the_peak_needs() -> None:
     state = ScalingState()
     replicas = 3
     for t in range(20):
         decision, state = decide(snapshot(float(t), rate=800.0, replicas=replicas), CONFIG, state)
         replicas = decision.replicas
     peak = replicas
-    window = CONFIG.scaling.scale_down_stabilization_s
-    downs = []
-    for t in range(20, 20 + int(window) + 15):
+    floor = _return_floor(800.0, decision.startup_s)
+    window = int(CONFIG.scaling.scale_down_stabilization_s)
+    sizes = []
+    for t in range(20, 20 + window + 15):
         decision, state = decide(snapshot(float(t), rate=100.0, replicas=replicas), CONFIG, state)
-        if decision.replicas < replicas:
-            downs.append(t)
         replicas = decision.replicas
-    assert downs, "never scaled down"
-    assert downs[0] - 20 >= window - 1
-    assert replicas < peak
+        sizes.append(replicas)
+    # Capacity a return of the peak would not need is released once the pods asked for
+    # last could have helped (start-up and a few ticks), well within the window...
+    assert floor < peak
+    assert sizes[window // 2] < peak
+    # ...what it would need is kept for the whole window, and released after it.
+    assert min(sizes[: window - 1]) >= floor
+    assert replicas < floor
 
 
 def test_missing_metrics_hold_the_current_size_and_say_why() -> None:
@@ -349,14 +371,18 @@ def test_a_step_sample_is_acted_on_at_once_but_only_the_robust_level_is_remember
     assert steady.level <= steady.sustained < 430.0
 
 
-def _pool_sizes(rates: list[float], replicas: int = 8) -> list[int]:
+def _pool_run(rates: list[float], replicas: int = 8) -> list[Decision]:
     state = ScalingState()
-    sizes = []
+    decisions = []
     for t, rate in enumerate(rates):
         decision, state = decide(snapshot(float(t), rate=rate, replicas=replicas), CONFIG, state)
         replicas = decision.replicas
-        sizes.append(replicas)
-    return sizes
+        decisions.append(decision)
+    return decisions
+
+
+def _pool_sizes(rates: list[float], replicas: int = 8) -> list[int]:
+    return [d.replicas for d in _pool_run(rates, replicas)]
 
 
 def test_a_one_second_burst_is_not_held_for_the_whole_stabilisation_window() -> None:
@@ -373,15 +399,50 @@ def test_a_one_second_burst_is_not_held_for_the_whole_stabilisation_window() -> 
     assert max(held) - 20 < window / 2
 
 
-def test_a_sustained_step_is_still_held_for_the_whole_stabilisation_window() -> None:
+def test_a_sustained_step_is_held_as_far_as_its_return_needs_for_the_whole_window() -> None:
     window = int(CONFIG.scaling.scale_down_stabilization_s)
-    sizes = _pool_sizes([400.0] * 20 + [1500.0] * 20 + [400.0] * (window + 15))
+    decisions = _pool_run([400.0] * 20 + [1500.0] * 20 + [400.0] * (window + 15))
+    sizes = [d.replicas for d in decisions]
     high = sizes[39]
     assert high > sizes[19]
-    first_down = next(t for t in range(40, len(sizes)) if sizes[t] < high)
-    assert first_down - 40 >= window - 1
+    floor = _return_floor(1500.0, decisions[39].startup_s)
+    assert sizes[19] < floor < high
+    assert min(sizes[40 : 40 + window - 1]) >= floor
     # Then back to what the calm load needs (within the remembered noise margin).
     assert sizes[-1] <= _pool_sizes([400.0] * (window + 15))[-1] + 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    shares=st.lists(st.floats(0, 2000), min_size=3, max_size=3),
+    service_rate=st.floats(1, 500),
+    targets=st.lists(st.floats(0.5, 600), min_size=3, max_size=3),
+    startup=st.floats(0, 120),
+)
+def test_a_return_never_needs_more_than_the_demand_itself(
+    shares: list[float], service_rate: float, targets: list[float], startup: float
+) -> None:
+    config = replace(
+        CONFIG.scaling,
+        pod_startup_s=startup,
+        latency_targets=dict(zip(PRIORITY_ORDER, targets, strict=True)),
+    )
+    rates = dict(zip(PRIORITY_ORDER, shares, strict=True))
+    returning = return_demand_replicas(rates, service_rate, config)
+    assert 0 <= returning <= demand_replicas(rates, service_rate, config) + 1e-9
+
+
+def test_a_class_that_cannot_queue_keeps_its_headroom_on_a_return() -> None:
+    # Critical's 2 s target is shorter than new capacity takes to arrive: a return of
+    # its peak needs the peak's headroom; normal (10 s) and bulk (120 s) can queue.
+    only_critical = {Priority.CRITICAL: 700.0}
+    assert return_demand_replicas(only_critical, 50.0, CONFIG.scaling) == pytest.approx(
+        demand_replicas(only_critical, 50.0, CONFIG.scaling)
+    )
+    normal = {Priority.NORMAL: 700.0}
+    assert return_demand_replicas(normal, 50.0, CONFIG.scaling) < 0.75 * demand_replicas(
+        normal, 50.0, CONFIG.scaling
+    )
 
 
 def test_shedding_bulk_does_not_count_its_old_rate_against_the_classes_still_served() -> None:

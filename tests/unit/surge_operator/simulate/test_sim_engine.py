@@ -209,3 +209,37 @@ def test_capped_pool_at_level_three_keeps_serving_normal() -> None:
     assert result.shed["normal"] == 0
     assert result.throttled["normal"] > 0
     assert result.reaction_s is not None
+
+
+def test_capacity_released_in_a_dip_is_back_before_a_return_of_the_peak_costs_a_target() -> None:
+    # The stabilisation window keeps only what a return of the peak needs: in a short
+    # dip Surge gives up workers, and when the peak comes straight back every class still
+    # meets its target (normal and bulk ride the return out in their queues).
+    high = {Priority.CRITICAL: 160, Priority.NORMAL: 480, Priority.BULK: 160}
+    low = {p: n // 4 for p, n in high.items()}
+    shape = [high] * 90 + [low] * 20 + [high] * 90
+    arrivals = Arrivals("dip", tuple(MappingProxyType(dict(c)) for c in shape), max_replicas=40)
+    policy = scenario_policy(arrivals, SIM, default_policy())
+    result = run(arrivals, surge_policy(), SIM, policy)
+    replicas = result.series.replicas
+    assert min(replicas[95:110]) < min(replicas[60:90])
+    assert result.violation_minutes["total"] == 0
+
+
+class Steps(Fixed):
+    """Up to 6 pods at 20 s, down to 2 at 40 s, up to 4 at 60 s."""
+
+    def tick(self, snapshot: Snapshot, second: int) -> tuple[int, DegradationLevel]:
+        if second >= 60:
+            return 4, self.level
+        if second >= 40:
+            return 2, self.level
+        return (6 if second >= 20 else 3), self.level
+
+
+def test_pod_starts_count_every_pod_a_scale_up_asks_for() -> None:
+    arrivals = steady({Priority.CRITICAL: 20, Priority.NORMAL: 60, Priority.BULK: 20}, 90)
+    policy = scenario_policy(arrivals, SIM, default_policy())
+    assert run(arrivals, Fixed(4), SIM, policy).pod_starts == 0
+    # The warm-up grows the opening pool to 3 (not measured); then 3 pods, then 2 more.
+    assert run(arrivals, Steps(3), SIM, policy).pod_starts == 3 + 2

@@ -155,7 +155,10 @@ class LocalNatsCluster:
     def monitor_url(self, i: int) -> str:
         return f"http://127.0.0.1:{self.ports[i].monitor}"
 
-    def start(self, timeout: float = 30.0) -> LocalNatsCluster:
+    def start(self, timeout: float = 60.0) -> LocalNatsCluster:
+        # A fresh JetStream cluster elects its meta leader after a 4-9 s election timeout,
+        # and a split vote starts another round: on a loaded 2-core machine 30 s (three or
+        # four rounds) was seen to run out in CI. A bound, not an expectation.
         for server in self.servers:
             server.start(timeout=20)
         self.wait_healthy(timeout)
@@ -182,7 +185,7 @@ class LocalNatsCluster:
     def healthy(self, i: int) -> bool:
         return self.health(i) == "ok"
 
-    def wait_healthy(self, timeout: float = 30.0, only: Iterable[int] | None = None) -> None:
+    def wait_healthy(self, timeout: float = 60.0, only: Iterable[int] | None = None) -> None:
         """Until every (running) server is healthy: a JetStream API request made before a
         meta leader exists gets no answer at all, so callers would wait out a timeout."""
         indexes = list(range(len(self.servers))) if only is None else list(only)

@@ -81,7 +81,7 @@ async def r3_server_kill(count: int) -> Result:
                     await asyncio.sleep(3.0)
                     started = time.monotonic()
                     await asyncio.to_thread(cluster.servers[victim].start, 30.0)
-                    await asyncio.to_thread(cluster.wait_healthy, 60.0)
+                    await asyncio.to_thread(cluster.wait_healthy, 120.0)
                     plane.notes["server_back_healthy_s"] = round(time.monotonic() - started, 2)
 
                 plane.tasks.append(asyncio.create_task(back()))

@@ -173,6 +173,32 @@ async def written_lands_in(regions: Regions, name: str) -> str | None:
         await client.close()
 
 
+async def failed_over_to_west(
+    regions: Regions, east_js: JetStreamContext, operator: FailoverProcess
+) -> None:
+    """N messages in east, mirrored to west; east killed and west made active."""
+    await provision.provision_pipeline(east_js, PIPELINE)
+    await publish(east_js, range(N))
+    operator.start()
+    await wait_until(lambda: mirror_holds(regions, "west", N), within=WITHIN)
+    regions.servers["east"].kill()
+    await wait_until(lambda: active_is(operator, "west"), within=WITHIN)
+
+
+async def killed_between_fence_and_failback(
+    regions: Regions, west_js: JetStreamContext, operator: FailoverProcess
+) -> None:
+    """20 more written to west, east back as its caught-up mirror, then a failback asked
+    of an operator armed to die after fencing west and before promoting east."""
+    await publish(west_js, range(N, N + 20))
+    regions.servers["east"].start()
+    await wait_until(lambda: mirrors(regions, "east", "west"), within=WITHIN)
+    await wait_until(lambda: mirror_holds(regions, "east", N + 20), within=WITHIN)
+    operator.start("fenced")
+    operator.request_failback()
+    operator.wait_crash()
+
+
 def failovers(op: FailoverProcess) -> list[tuple[str, str, str]]:
     return [(h["kind"], h["from"], h["to"]) for h in op.status().get("history", [])]
 
@@ -281,23 +307,11 @@ async def test_an_operator_killed_mid_failback_is_finished_once_by_its_successor
     east; killed between the fence and the promotion, writes are paused. The successor,
     with the failback still requested, finishes it once: east writable at epoch 2, west
     its mirror, nothing lost."""
-    await provision.provision_pipeline(east_js, PIPELINE)
-    await publish(east_js, range(N))
-    operator.start()
-    await wait_until(lambda: mirror_holds(regions, "west", N), within=WITHIN)
-    regions.servers["east"].kill()
-    await wait_until(lambda: active_is(operator, "west"), within=WITHIN)
+    await failed_over_to_west(regions, east_js, operator)
     west = await connect(regions, "west")
     try:
         js = west.jetstream(timeout=2.0)
-        await publish(js, range(N, N + 20))
-        regions.servers["east"].start()
-        await wait_until(lambda: mirrors(regions, "east", "west"), within=WITHIN)
-        await wait_until(lambda: mirror_holds(regions, "east", N + 20), within=WITHIN)
-
-        operator.start("fenced")
-        operator.request_failback()
-        operator.wait_crash()
+        await killed_between_fence_and_failback(regions, js, operator)
         assert (operator.status()["activeRegion"], operator.status()["failoverEpoch"]) == (
             "west",
             1,
@@ -339,23 +353,11 @@ async def test_a_failback_withdrawn_while_its_operator_was_dead_gives_writes_bac
     removed before the successor starts: nobody asks to move any more, but west is still
     fenced, so no region takes writes. The successor must resume writes on west (the epoch
     and the active region unchanged, no history entry) and lose nothing."""
-    await provision.provision_pipeline(east_js, PIPELINE)
-    await publish(east_js, range(N))
-    operator.start()
-    await wait_until(lambda: mirror_holds(regions, "west", N), within=WITHIN)
-    regions.servers["east"].kill()
-    await wait_until(lambda: active_is(operator, "west"), within=WITHIN)
+    await failed_over_to_west(regions, east_js, operator)
     west = await connect(regions, "west")
     try:
         js = west.jetstream(timeout=2.0)
-        await publish(js, range(N, N + 20))
-        regions.servers["east"].start()
-        await wait_until(lambda: mirrors(regions, "east", "west"), within=WITHIN)
-        await wait_until(lambda: mirror_holds(regions, "east", N + 20), within=WITHIN)
-
-        operator.start("fenced")
-        operator.request_failback()
-        operator.wait_crash()
+        await killed_between_fence_and_failback(regions, js, operator)
         assert (await js.stream_info(PIPELINE.stream)).config.subjects in (
             [],
             None,

@@ -140,6 +140,11 @@ class Worker:
         )
         self.capacity = settings.concurrency + settings.prefetch
         self._low_water = max(1, self.capacity // 2)
+        # Holding at most this many, the planner would ask for more (room for a full batch
+        # or low_water): a finished message wakes it then, not only once half is done.
+        self._refill_at = max(
+            self._low_water, self.capacity - min(self._low_water, settings.max_batch)
+        )
         self.policies: dict[Priority, PriorityPolicy] = {}
         self._handler_timeout = dict.fromkeys(PRIORITIES, 30.0)
         self._pulls = {p: _Pull() for p in PRIORITIES}
@@ -506,7 +511,7 @@ class Worker:
             metrics.handling[priority].observe(time.time() - started)
             metrics.processed[(priority, outcome)].inc()
             self._held[priority] -= 1
-            if not self._changed.is_set() and self._pool_held(priority) <= self._low_water:
+            if not self._changed.is_set() and self._pool_held(priority) <= self._refill_at:
                 self._changed.set()
 
     def _budget(self, priority: Priority) -> int:

@@ -163,6 +163,8 @@ class Worker:
         self.ready = False
         self.draining = False
         self._in_flight = 0
+        # Read when scraped: two gauge updates (each takes a lock) per message saved.
+        self.metrics.in_flight.set_function(lambda: self._in_flight)
         self._reconnects = 0
         self.infra = InfraWatch()  # when NATS last failed us: see surge_workers.failures
 
@@ -458,7 +460,6 @@ class Worker:
         metrics = self.metrics
         started = time.time()
         self._in_flight += 1
-        metrics.in_flight.inc()
         delivery = Delivery(msg, priority)
         outcome = "ok"
         try:
@@ -507,7 +508,6 @@ class Worker:
                 )
         finally:
             self._in_flight -= 1
-            metrics.in_flight.dec()
             metrics.handling[priority].observe(time.time() - started)
             metrics.processed[(priority, outcome)].inc()
             self._held[priority] -= 1

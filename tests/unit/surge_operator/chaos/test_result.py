@@ -27,3 +27,12 @@ def test_a_control_passes_only_when_the_checker_sees_its_loss() -> None:
 
 def test_a_control_with_a_double_effect_fails() -> None:
     assert not result([*EFFECT_A, *EFFECT_A], expects_loss=True).passed
+
+
+def test_a_broken_requirement_fails_a_scenario_the_checker_passed() -> None:
+    verdict = check({"a"}, EFFECT_A, 0)
+    broken = Result("s", verdict, 1.0, None, broken=("status epoch 2, expected 1",))
+    assert verdict.ok
+    assert not broken.passed
+    assert broken.as_json()["broken"] == ["status epoch 2, expected 1"]
+    assert Result("s", verdict, 1.0, None).passed

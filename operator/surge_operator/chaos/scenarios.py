@@ -7,7 +7,8 @@ The client sends ids m0, m1, ... in conversations of 7, retrying a publish with 
 id (on whichever region is active) until it gets a PubAck: "accepted". The worker pulls
 from the active region and makes an *effect* once per id, remembering done ids in the
 transcripts KV bucket (mirrored across regions like in production); a delivery of a done
-id is a duplicate absorbed. Every run ends with `checker.check`.
+id is a duplicate absorbed. Every run ends with `checker.check`. The client and the
+worker need only a `Flow` (control_plane_faults.py runs them against one server).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import nats
 import nats.errors
@@ -49,6 +51,19 @@ POSITION = "Surge-Chaos-Position"
 CONVERSATION = "Surge-Chaos-Conversation"
 
 
+class Flow(Protocol):
+    """What the at-least-once client and the idempotent worker record, and where they go."""
+
+    accepted: set[str]
+    effects: list[Effect]
+    absorbed: int
+    fault_at: float | None
+    recovered_at: float | None
+    stop: asyncio.Event
+
+    def url(self) -> str: ...
+
+
 @dataclass
 class Run:
     regions: Regions
@@ -75,13 +90,20 @@ async def _ticker(run: Run) -> None:
         await asyncio.sleep(CONFIG.probe_interval)
 
 
-async def _client(
-    run: Run, count: int, rate: float, fault: Callable[[int], Awaitable[None]]
+async def at_least_once_client(
+    run: Flow,
+    count: int,
+    rate: float,
+    fault: Callable[[int], Awaitable[None]],
+    until: asyncio.Event | None = None,
 ) -> None:
-    """At-least-once: each id is retried (same id) until some region acknowledges it."""
+    """At-least-once: each id is retried (same id) until some region acknowledges it.
+    Sends `count` ids, or fewer when `until` is set first."""
     client: NatsClient | None = None
     url = ""
     for i in range(count):
+        if until is not None and until.is_set():
+            break
         await fault(i)
         msg_id, conversation = f"m{i}", f"c{i % CONVERSATIONS}"
         subject = message_subject(
@@ -115,7 +137,7 @@ async def _client(
             await client.close()
 
 
-async def _worker(run: Run) -> None:
+async def idempotent_worker(run: Flow) -> None:
     """Pull from the active region; one effect per id; done ids in the transcripts KV."""
     while not run.stop.is_set():
         url = run.url()
@@ -156,7 +178,7 @@ async def _worker(run: Run) -> None:
                 await client.close()
 
 
-async def _settle(run: Run, within: float) -> None:
+async def settle(run: Flow, within: float) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if run.accepted and run.accepted <= {e.msg_id for e in run.effects}:
@@ -188,16 +210,16 @@ async def _scenario(
         )
         run = Run(regions, controller)
         await controller.tick()
-        tasks = [asyncio.create_task(_ticker(run)), asyncio.create_task(_worker(run))]
+        tasks = [asyncio.create_task(_ticker(run)), asyncio.create_task(idempotent_worker(run))]
 
         async def at(i: int) -> None:
             await fault(run, i)
 
         rpo: int | None = None
         try:
-            await _client(run, count, rate, at)
+            await at_least_once_client(run, count, rate, at)
             await heal(run)
-            await _settle(run, within=30.0)
+            await settle(run, within=30.0)
             rpo = run.controller.last_rpo
         finally:
             run.stop.set()

@@ -35,6 +35,13 @@ def test_stream_leader_kill_in_an_r3_cluster_loses_and_doubles_nothing() -> None
     assert "stream leader" in str(r3["killed"])
 
 
+def test_stream_leader_frozen_in_an_r3_cluster_loses_and_doubles_nothing() -> None:
+    (r3,) = run_chaos("nats-r3-server-sigstop")
+    assert "stream leader" in str(r3["frozen"])
+    # The other two elected a leader while it slept; it woke up as a follower.
+    assert r3["leader_after"] != str(r3["frozen"]).split()[0]
+
+
 def test_a_full_disk_refuses_with_503_and_loses_nothing_acknowledged() -> None:
     (disk,) = run_chaos("disk-full")
     refused = disk["refused_answers"]

@@ -40,6 +40,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("gateway-kill-9", _scaled(process_faults.gateway_kill, 1200)),
     Scenario("poison-1pct", _scaled(process_faults.poison, 1000)),
     Scenario("nats-r3-server-kill-9", _scaled(nats_faults.r3_server_kill, 900)),
+    Scenario("nats-r3-server-sigstop", _scaled(nats_faults.r3_server_freeze, 900)),
     Scenario("disk-full", _scaled(disk_faults.disk_full, 900)),
     Scenario("partition-heal", _scaled(partition.partition_heal, 900)),
     Scenario("soak", _scaled(soak.soak, 2400)),

@@ -30,6 +30,13 @@ def test_process_faults_and_poison_lose_and_double_nothing() -> None:
     assert poison["dead_lettered"] == poison["poison_accepted"] > 0  # each poison parked once
 
 
+def test_a_frozen_gateway_loses_and_doubles_nothing() -> None:
+    (frozen,) = run_chaos("gateway-sigstop")
+    refused = frozen["refused_answers"]
+    assert isinstance(refused, dict)
+    assert refused.get("0", 0) > 0  # requests it held timed out and were sent again
+
+
 def test_stream_leader_kill_in_an_r3_cluster_loses_and_doubles_nothing() -> None:
     (r3,) = run_chaos("nats-r3-server-kill-9")
     assert "stream leader" in str(r3["killed"])

@@ -38,6 +38,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("split-brain-heal", _scaled(scenarios.split_brain, 600)),
     Scenario("worker-surge-kill-stop", _scaled(process_faults.worker_surge, 1200)),
     Scenario("gateway-kill-9", _scaled(process_faults.gateway_kill, 1200)),
+    Scenario("gateway-sigstop", _scaled(process_faults.gateway_freeze, 1200)),
     Scenario("poison-1pct", _scaled(process_faults.poison, 1000)),
     Scenario("nats-r3-server-kill-9", _scaled(nats_faults.r3_server_kill, 900)),
     Scenario("nats-r3-server-sigstop", _scaled(nats_faults.r3_server_freeze, 900)),

@@ -44,7 +44,7 @@ def test_stopping_short_of_the_decision_is_a_violation() -> None:
 
 def outage(down: float, *, exited: bool, code: int | None = 1, said: bool = True) -> list[str]:
     return faults.outage_violations(
-        down, exited=exited, exit_code=code, said_why=said, renew_deadline=20.0
+        down, exited=exited, exit_code=code, said_why=said, earliest_exit=12.0
     )
 
 
@@ -53,13 +53,20 @@ def test_riding_out_an_outage_is_always_allowed() -> None:
     assert outage(40.0, exited=False, code=None, said=False) == []
 
 
-def test_an_exit_past_the_renew_deadline_with_code_1_is_documented() -> None:
+def test_an_exit_with_code_1_past_the_earliest_documented_outage_is_allowed() -> None:
     assert outage(23.4, exited=True) == []
+    # Below the renew deadline (20 s) but the last renewal came up to one retry period
+    # before the stop and the next attempt up to one after the return (measured once).
+    assert outage(17.4, exited=True) == []
+
+
+def test_the_earliest_documented_exit_allows_a_retry_period_either_side() -> None:
+    assert faults.EARLIEST_EXIT == faults.RENEW_DEADLINE - 2 * faults.RETRY == 12.0
 
 
 def test_an_early_exit_a_wrong_code_or_a_silent_exit_are_violations() -> None:
-    (early,) = outage(15.0, exited=True)
-    assert "only 15.0 s" in early
+    (early,) = outage(9.0, exited=True)
+    assert "only 9.0 s" in early
     assert outage(30.0, exited=True, code=-9) == ["the operator exited with code -9, not 1"]
     assert outage(30.0, exited=True, said=False) == [
         "the operator exited without logging exiting_after_leadership_loss"

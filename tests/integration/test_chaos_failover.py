@@ -31,7 +31,7 @@ def test_a_primary_lost_at_a_surge_peak_and_a_failover_process_killed_mid_move_l
         assert s["accepted"] > 0
         assert (s["lost"], s["double_effects"]) == (0, 0), s
         assert s["recovery_s"] is not None
-        assert s["broken"] == [], s  # for the killed process: epoch, history, order
+        assert s["violations"] == [], s  # for the killed process: epoch, history, order
     # killed with the first message due at the peak of a 5x ramp (the rate the client
     # reached there is printed, not asserted: it depends on the machine's load)
     assert surge["rate_peak_planned"] == 5 * surge["rate_base"]

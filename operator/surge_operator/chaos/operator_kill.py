@@ -35,7 +35,6 @@ from surge_operator.chaos.scenarios import (
     idempotent_worker,
     recovery_s,
     settle,
-    steady,
     wait_mirror,
 )
 from surge_operator.failover.recovery import META_EPOCH
@@ -78,9 +77,11 @@ async def _succeed(op: FailoverProcess, notes: dict[str, object], fault_at: floa
     op.start()
 
 
-def _broken(status: dict[str, Any], epoch_in_west: str | None, orders: int, run: Run) -> list[str]:
+def _violations(
+    status: dict[str, Any], epoch_in_west: str | None, orders: int, run: Run
+) -> list[str]:
     """What the scenario requires beyond the checker, from the status the process left."""
-    broken = []
+    broken: list[str] = []
     if status.get("failoverEpoch") != 1:
         broken.append(f"status epoch {status.get('failoverEpoch')}, expected 1")
     if history(status) != [("failover", "east", "west")]:
@@ -125,7 +126,7 @@ async def operator_kill_mid_failover(count: int) -> Result:
                     run.fault_at = time.monotonic()
                     succession = asyncio.create_task(_succeed(op, notes, run.fault_at))
 
-            await at_least_once_client(run, count, steady(200.0), fault)
+            await at_least_once_client(run, count, 200.0, fault)
             if succession is not None:
                 await succession
             regions.servers["east"].start()
@@ -150,12 +151,12 @@ async def operator_kill_mid_failover(count: int) -> Result:
             notes["successor_moved_after_start_s"] = round(moved.after_start_s, 2)
             notes["successor_moved_in_tick"] = moved.tick
         verdict = check(run.accepted, run.effects, run.absorbed)
-        broken = _broken(status, epoch_in_west, verdict.order_violations, run)
+        violations = _violations(status, epoch_in_west, verdict.order_violations, run)
     return Result(
         NAME,
         verdict,
         recovery_s(run),
         rpo,
         extra=notes,
-        broken=tuple(broken),
+        violations=tuple(violations),
     )

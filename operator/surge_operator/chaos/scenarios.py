@@ -7,8 +7,9 @@ The client sends ids m0, m1, ... in conversations of 7, retrying a publish with 
 id (on whichever region is active) until it gets a PubAck: "accepted". The worker pulls
 from the active region and makes an *effect* once per id, remembering done ids in the
 transcripts KV bucket (mirrored across regions like in production); a delivery of a done
-id is a duplicate absorbed. Every run ends with `checker.check`. Clients and workers follow
-`Run.active` (here the in-process controller's active region; `operator_kill` has them
+id is a duplicate absorbed. Every run ends with `checker.check`. The client and the
+worker need only a `Flow` (control_plane_faults.py runs them against one server); here it
+is a `Run`, whose active region is the in-process controller's (`operator_kill` has it
 follow the status a failover process writes).
 """
 
@@ -21,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import nats
 import nats.errors
@@ -50,6 +52,19 @@ CONFIG = FailoverConfig(probe_interval=0.25, failure_threshold=3)
 CONVERSATIONS = 7
 POSITION = "Surge-Chaos-Position"
 CONVERSATION = "Surge-Chaos-Conversation"
+
+
+class Flow(Protocol):
+    """What the at-least-once client and the idempotent worker record, and where they go."""
+
+    accepted: set[str]
+    effects: list[Effect]
+    absorbed: int
+    fault_at: float | None
+    recovered_at: float | None
+    stop: asyncio.Event
+
+    def url(self) -> str: ...
 
 
 @dataclass
@@ -90,40 +105,39 @@ async def _ticker(run: Run, controller: FailoverController) -> None:
         await asyncio.sleep(CONFIG.probe_interval)
 
 
-def steady(rate: float) -> Callable[[int], Awaitable[None]]:
-    """Pace: 1/rate seconds after each acknowledged message."""
-
-    async def pace(i: int) -> None:
-        await asyncio.sleep(1 / rate)
-
-    return pace
-
-
-def scheduled(run: Run, due: list[float]) -> Callable[[int], Awaitable[None]]:
+def scheduled(sent_at: list[float], due: list[float]) -> Callable[[int], Awaitable[None]]:
     """Pace: message i+1 no earlier than `due[i+1]` seconds after message 0 was sent (one
     held up by a retry is followed at once by the overdue ones, as queued arrivals are)."""
 
     async def pace(i: int) -> None:
         if i + 1 < len(due):
-            delay = run.sent_at[0] + due[i + 1] - time.monotonic()
+            delay = sent_at[0] + due[i + 1] - time.monotonic()
             await asyncio.sleep(max(delay, 0.0))
 
     return pace
 
 
 async def at_least_once_client(
-    run: Run,
+    run: Flow,
     count: int,
-    pace: Callable[[int], Awaitable[None]],
+    rate: float,
     fault: Callable[[int], Awaitable[None]],
+    until: asyncio.Event | None = None,
+    *,
+    pace: Callable[[int], Awaitable[None]] | None = None,
+    sent_at: list[float] | None = None,
 ) -> None:
-    """At-least-once: each id is retried (same id) until some region acknowledges it;
-    `fault(i)` runs before message i is first sent, `pace(i)` after it was accepted."""
+    """At-least-once: each id is retried (same id) until some region acknowledges it.
+    Sends `count` ids, or fewer when `until` is set first. `fault(i)` runs before message
+    i is first sent (its time appended to `sent_at`), then 1/rate s pass, or `pace(i)`."""
     client: NatsClient | None = None
     url = ""
     for i in range(count):
+        if until is not None and until.is_set():
+            break
         await fault(i)
-        run.sent_at.append(time.monotonic())
+        if sent_at is not None:
+            sent_at.append(time.monotonic())
         msg_id, conversation = f"m{i}", f"c{i % CONVERSATIONS}"
         subject = message_subject(
             PIPELINE.subject_prefix, Priority.CRITICAL, conversation, PIPELINE.partitions, tenant=""
@@ -150,13 +164,13 @@ async def at_least_once_client(
             except (nats.errors.Error, OSError, TimeoutError):
                 client = None
                 await asyncio.sleep(0.1)
-        await pace(i)
+        await (asyncio.sleep(1 / rate) if pace is None else pace(i))
     if client is not None:
         with contextlib.suppress(Exception):
             await client.close()
 
 
-async def idempotent_worker(run: Run) -> None:
+async def idempotent_worker(run: Flow) -> None:
     """Pull from the active region; one effect per id; done ids in the transcripts KV."""
     while not run.stop.is_set():
         url = run.url()
@@ -197,7 +211,7 @@ async def idempotent_worker(run: Run) -> None:
                 await client.close()
 
 
-async def settle(run: Run, within: float) -> None:
+async def settle(run: Flow, within: float) -> None:
     """Until every accepted id took effect (bounded)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -206,7 +220,7 @@ async def settle(run: Run, within: float) -> None:
         await asyncio.sleep(0.2)
 
 
-def recovery_s(run: Run) -> float | None:
+def recovery_s(run: Flow) -> float | None:
     """From the fault to the first write acknowledged after it."""
     if run.fault_at is None or run.recovered_at is None:
         return None
@@ -216,11 +230,15 @@ def recovery_s(run: Run) -> float | None:
 async def _scenario(
     name: str,
     count: int,
-    pace: Callable[[Run], Callable[[int], Awaitable[None]]],
+    rate: float,
     fault: Callable[[Run, int], Awaitable[None]],
     heal: Callable[[Run], Awaitable[None]],
+    *,
+    due: list[float] | None = None,
     extra: Callable[[Run], Mapping[str, object]] = lambda run: {},
 ) -> Result:
+    """`count` ids at `rate` (or as `due`: seconds after the first) around the
+    in-process controller; `fault(run, i)` before id i, `heal(run)` after the last."""
     with (
         tempfile.TemporaryDirectory(prefix="surge-chaos-") as tmp,
         running_regions(["east", "west"], Path(tmp)) as regions,
@@ -248,7 +266,8 @@ async def _scenario(
 
         rpo: int | None = None
         try:
-            await at_least_once_client(run, count, pace(run), at)
+            pace = None if due is None else scheduled(run.sent_at, due)
+            await at_least_once_client(run, count, rate, at, pace=pace, sent_at=run.sent_at)
             await heal(run)
             await settle(run, within=30.0)
             rpo = controller.last_rpo
@@ -273,7 +292,7 @@ async def primary_kill(count: int) -> Result:
         run.regions.servers["east"].start()
         await wait_mirror(run, "east")
 
-    return await _scenario("primary-kill-9", count, lambda run: steady(200.0), fault, heal)
+    return await _scenario("primary-kill-9", count, 200.0, fault, heal)
 
 
 async def split_brain(count: int) -> Result:
@@ -293,7 +312,7 @@ async def split_brain(count: int) -> Result:
         run.regions.servers["east"].start()
         await wait_mirror(run, "east")
 
-    return await _scenario("split-brain-heal", count, lambda run: steady(200.0), fault, heal)
+    return await _scenario("split-brain-heal", count, 200.0, fault, heal)
 
 
 #: The surge of primary-loss-during-surge: 60 msg/s for 1.5 s, ramping to 5x over 3 s.
@@ -303,9 +322,8 @@ SURGE = Ramp(base=60.0, factor=5.0, steady_s=1.5, ramp_s=3.0)
 async def primary_loss_during_surge(count: int) -> Result:
     """primary-kill-9 at the peak of a surge: the offered rate ramps from `SURGE.base` to
     five times that, and the primary's nats-server gets SIGKILL with the first message due
-    at the peak; it comes back later. Clients keep retrying the ids they hold and the
-    arrivals queued meanwhile follow at once."""
-    due = SURGE.schedule(count)
+    at the peak; it comes back later. The client retries the id it holds meanwhile, and
+    the arrivals queued behind it follow at once."""
     kill_at = SURGE.peak_index(count)
 
     async def fault(run: Run, i: int) -> None:
@@ -331,10 +349,11 @@ async def primary_loss_during_surge(count: int) -> Result:
     return await _scenario(
         "primary-loss-during-surge",
         count,
-        lambda run: scheduled(run, due),
+        SURGE.base,
         fault,
         heal,
-        extra,
+        due=SURGE.schedule(count),
+        extra=extra,
     )
 
 

@@ -70,9 +70,16 @@ async def _epoch_in(regions: Regions, name: str) -> str | None:
         await client.close()
 
 
-async def _succeed(op: FailoverProcess, notes: dict[str, object], fault_at: float) -> None:
-    """Wait for the armed process's crash, then start its successor."""
-    died = await op.wait_crash(WITHIN)
+async def _succeed(
+    op: FailoverProcess, notes: dict[str, object], fault_at: float, failed: asyncio.Event
+) -> None:
+    """Wait for the armed process's crash, then start its successor. If it never crashes,
+    `failed` stops the client (which would otherwise retry every id for a minute)."""
+    try:
+        died = await op.wait_crash(WITHIN)
+    except BaseException:
+        failed.set()
+        raise
     notes["operator_died_after_kill_s"] = round(died - fault_at, 2)
     op.start()
 
@@ -110,6 +117,7 @@ async def operator_kill_mid_failover(count: int) -> Result:
         region = ["east"]
         run = Run(regions, lambda: region[0])
         succession: asyncio.Task[None] | None = None
+        failed = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         try:
             op.start(CRASH)
@@ -124,9 +132,9 @@ async def operator_kill_mid_failover(count: int) -> Result:
                 if i == count // 3:
                     regions.servers["east"].kill()
                     run.fault_at = time.monotonic()
-                    succession = asyncio.create_task(_succeed(op, notes, run.fault_at))
+                    succession = asyncio.create_task(_succeed(op, notes, run.fault_at, failed))
 
-            await at_least_once_client(run, count, 200.0, fault)
+            await at_least_once_client(run, count, 200.0, fault, until=failed)
             if succession is not None:
                 await succession
             regions.servers["east"].start()

@@ -31,6 +31,7 @@ pytest_plugins = [
     "tests.fixtures.kube",
     "tests.fixtures.s3",
     "tests.fixtures.fuse",
+    "tests.fixtures.timing",
 ]
 
 

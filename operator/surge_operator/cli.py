@@ -62,15 +62,15 @@ def chaos(
     ] = None,
 ) -> None:
     """Fault scenarios on real components (nats-servers, worker and gateway processes, the
-    failover controller); each ends with an id-by-id check (lost, double effects, order,
-    duplicates absorbed)."""
+    failover controller, the operator against a local control plane); each ends with an
+    id-by-id check (lost, double effects, order, duplicates absorbed)."""
     from surge_operator.chaos.command import chaos as run_chaos
     from surge_operator.chaos.lazyfs_mount import LazyMountError
-    from surge_operator.chaos.suite import UnknownScenarioError
+    from surge_operator.chaos.suite import ScenarioUnavailableError, UnknownScenarioError
 
     try:
         output, ok = run_chaos(short=short, as_json=as_json, only=only or ())
-    except (UnknownScenarioError, LazyMountError) as err:
+    except (UnknownScenarioError, ScenarioUnavailableError, LazyMountError) as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from err
     typer.echo(output)

@@ -1,283 +1,60 @@
-"""Helpers for the operator's e2e tests: run `surge-operator` as a real process against the
-test cluster, build MessagingCluster manifests, read them back, wait for conditions.
-
-On the local cluster the operator is a host process *on a node* (the node's network
-namespace with the cluster DNS, surge_cluster.netns): it reaches the API server as the
-kubelet does and in-cluster NATS by its Service name, as the chart's operator pod does,
-while the test keeps what only a process gives it (kill -9, exit codes, a cut API server,
-its log). Elsewhere (kind) it runs on this host and reaches the API server only."""
+"""Helpers for the operator's e2e tests. The operator as a real process, MessagingCluster
+CRUD, the replica log and the flood live in the package (surge_operator.chaos.operator_host,
+shared with `surge chaos`'s control-plane scenarios); here they are re-exported, with
+`eventually` and `install_crd` failing the test (pytest.fail) instead of raising."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import nats
-import nats.errors
 import pytest
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from surge_cluster.testing import KubeCluster
+from surge_operator.chaos import operator_host
+from surge_operator.chaos.operator_host import (
+    Clusters,
+    OperatorProcess,
+    Publisher,
+    ReplicaLog,
+    WaitTimeoutError,
+    manifest,
+    publish_messages,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "crds" / "messagingcluster.yaml"
+CRD = operator_host.CRD
 GROUP, VERSION, PLURAL = "surge.dev", "v1alpha1", "messagingclusters"
+
+__all__ = [
+    "CRD",
+    "GROUP",
+    "PLURAL",
+    "ROOT",
+    "VERSION",
+    "Clusters",
+    "OperatorProcess",
+    "Publisher",
+    "ReplicaLog",
+    "eventually",
+    "install_crd",
+    "manifest",
+    "publish_messages",
+]
 
 
 def eventually(
     what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.25
 ) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except ApiException as exc:
-            last = exc
-        if last and not isinstance(last, ApiException):
-            return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-        time.sleep(every)
-
-
-class OperatorProcess:
-    """`python -m surge_operator.run` with the test cluster's kubeconfig, on a real node when
-    the cluster is the local one (see the module's docstring)."""
-
-    def __init__(self, cluster: KubeCluster, namespace: str, log_dir: Path, **env: str) -> None:
-        self.cluster = cluster
-        self.namespace = namespace
-        self.log_path = log_dir / f"operator-{uuid.uuid4().hex[:6]}.log"
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(cluster.kubeconfig),
-            "SURGE_NAMESPACES": namespace,
-            "SURGE_HEALTH_PORT": "0",
-            "SURGE_METRICS_PORT": "0",
-            "SURGE_LOG_FORMAT": "json",
-            "SURGE_LEASE_NAMESPACE": namespace,
-            "SURGE_PEERING": f"surge-{namespace}",
-            "SURGE_LEASE_SECONDS": "4",
-            "SURGE_STATUS_INTERVAL": "2",
-            **env,
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "surge_operator.run"]
-        local = self.cluster.cluster
-        return self.cluster.on_node(argv) if local is not None and local.real_nodes else argv
-
-    def start(self) -> OperatorProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.argv(),
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """kill -9: no cleanup, no lease release (a crash)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self, timeout: float = 20) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log().splitlines():
-            if line.startswith("{"):
-                try:
-                    doc = json.loads(line)
-                except ValueError:
-                    continue
-                if doc.get("event") == name:
-                    out.append(doc)
-        return out
+    try:
+        return operator_host.wait_for(what, check, timeout, every)
+    except WaitTimeoutError as exc:
+        pytest.fail(str(exc))
 
 
 def install_crd(cluster: KubeCluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    # `kubectl wait` right after the apply can fail at once (exit 1) while discovery does
-    # not know the new type yet: retry until it succeeds or the deadline passes.
-    deadline = time.monotonic() + 90
-    while True:
-        done = cluster.kubectl(
-            "wait", "--for=condition=Established", "--timeout=30s", "-f", str(CRD), check=False
-        )
-        if done.returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"the CRD was not Established within 90 s: {done.stderr.strip()}")
-        time.sleep(1.0)
-
-
-def manifest(name: str, nats_url: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "regions": [{"name": "east", "role": "primary", "nats": {"url": nats_url}}],
-        "gateway": {"enabled": False},
-        "workers": {
-            "handler": "surge_workers.handlers:simulated",
-            "concurrency": 4,
-            "env": [{"name": "SURGE_WORK_MS", "value": "20"}],
-        },
-    }
-    # Clusters share one nats-server in tests: each needs its own subjects.
-    body["stream"] = {"subjectPrefix": name.replace("-", "_"), **spec.pop("stream", {})}
-    body.update(spec)
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "MessagingCluster",
-        "metadata": {"name": name},
-        "spec": body,
-    }
-
-
-class Clusters:
-    """MessagingCluster CRUD through the kubernetes client (faster than kubectl)."""
-
-    def __init__(self, cluster: KubeCluster, namespace: str) -> None:
-        self.api = client.CustomObjectsApi(cluster.api_client)
-        self.apps = client.AppsV1Api(cluster.api_client)
-        self.core = client.CoreV1Api(cluster.api_client)
-        self.namespace = namespace
-
-    def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.api.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, dict(body)
-        )
-        return result
-
-    def get(self, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = self.api.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return result
-
-    def patch_spec(self, name: str, spec: Mapping[str, Any]) -> None:
-        self.api.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": dict(spec)}
-        )
-
-    def delete(self, name: str) -> None:
-        self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
-
-    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
-        obj = self.get(name) or {}
-        for cond in (obj.get("status") or {}).get("conditions") or []:
-            if cond.get("type") == type_:
-                return dict(cond)
-        return None
-
-    def is_true(self, name: str, type_: str) -> bool:
-        cond = self.condition(name, type_)
-        return cond is not None and cond.get("status") == "True"
-
-    def deployment(self, name: str) -> Any:
-        try:
-            return self.apps.read_namespaced_deployment(name, self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-
-async def publish_messages(url: str, prefix: str, count: int, priority: str = "normal") -> None:
-    """`count` messages of one priority, spread over 16 partitions, in batches of 200."""
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    run = uuid.uuid4().hex[:8]
     try:
-        for start in range(0, count, 200):
-            acks = []
-            for i in range(start, min(start + 200, count)):
-                body = {
-                    "id": f"{run}-{i}",
-                    "conversation_id": f"c{i % 101}",
-                    "tenant": "t1",
-                    "priority": priority,
-                    "text": "my order never arrived",
-                    "language": "en",
-                }
-                acks.append(
-                    js.publish(
-                        f"{prefix}.{priority}.{i % 16}",
-                        json.dumps(body).encode(),
-                        headers={
-                            "Nats-Msg-Id": f"{run}-{i}",
-                            "Surge-Conversation": body["conversation_id"],
-                            "Surge-Tenant": "t1",
-                            "Surge-Enqueued-At": f"{time.time():.6f}",
-                        },
-                    )
-                )
-            await asyncio.gather(*acks)
-    finally:
-        await nc.close()
-
-
-class Publisher:
-    """A steady open-loop flood on a thread of its own: `rate` normal messages a second
-    into `prefix` until `stop()` (for load that must outlast an operator restart)."""
-
-    def __init__(self, url: str, prefix: str, rate: int) -> None:
-        self.url, self.prefix, self.rate = url, prefix, rate
-        self.sent = 0
-        self.failed_rounds = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> Publisher:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                asyncio.run(publish_messages(self.url, self.prefix, self.rate))
-                self.sent += self.rate
-            except (nats.errors.Error, TimeoutError, OSError):
-                self.failed_rounds += 1  # a loaded machine: the next second tries again
-            self._stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+        operator_host.install_crd(cluster)
+    except WaitTimeoutError as exc:
+        pytest.fail(str(exc))

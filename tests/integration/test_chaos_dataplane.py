@@ -30,9 +30,23 @@ def test_process_faults_and_poison_lose_and_double_nothing() -> None:
     assert poison["dead_lettered"] == poison["poison_accepted"] > 0  # each poison parked once
 
 
+def test_a_frozen_gateway_loses_and_doubles_nothing() -> None:
+    (frozen,) = run_chaos("gateway-sigstop")
+    refused = frozen["refused_answers"]
+    assert isinstance(refused, dict)
+    assert refused.get("0", 0) > 0  # requests it held timed out and were sent again
+
+
 def test_stream_leader_kill_in_an_r3_cluster_loses_and_doubles_nothing() -> None:
     (r3,) = run_chaos("nats-r3-server-kill-9")
     assert "stream leader" in str(r3["killed"])
+
+
+def test_stream_leader_frozen_in_an_r3_cluster_loses_and_doubles_nothing() -> None:
+    (r3,) = run_chaos("nats-r3-server-sigstop")
+    assert "stream leader" in str(r3["frozen"])
+    # The other two elected a leader while it slept; it woke up as a follower.
+    assert r3["leader_after"] != str(r3["frozen"]).split()[0]
 
 
 def test_a_full_disk_refuses_with_503_and_loses_nothing_acknowledged() -> None:

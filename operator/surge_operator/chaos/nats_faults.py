@@ -1,16 +1,23 @@
 """Faults of NATS itself, under the real data plane.
 
-`r3_server_kill`: the configuration the operator generates for a managed region (three
-servers, per-role users, `sync_interval: always`, an R3 stream), run on loopback by
-`LocalNatsCluster`; the stream leader's server gets SIGKILL in the middle of the traffic
-and comes back on its store a few seconds later, as its pod would.
+Both run the configuration the operator generates for a managed region (three servers,
+per-role users, `sync_interval: always`, an R3 stream) on loopback with `LocalNatsCluster`,
+and hit the stream leader's server a third of the way through the traffic:
+
+- `r3_server_kill`: SIGKILL; it comes back on its store a few seconds later, as its pod
+  would.
+- `r3_server_freeze`: SIGSTOP for longer than a Raft election takes, then SIGCONT. A
+  frozen leader is the nastier fault: its TCP connections stay open, so clients and peers
+  learn nothing until timeouts fire, and it wakes up still believing it leads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,7 +56,58 @@ async def _leader_index(cluster: LocalNatsCluster, stream: str) -> int:
     return next(i for i in range(len(cluster.servers)) if cluster.server_name(i) == leader)
 
 
+#: Longer than a JetStream Raft election on a loaded machine (4 to 9 s timeouts, and a split
+#: vote starts another round), so the other two must elect a leader without it.
+FREEZE_S = 12.0
+
+#: What a fault does to the stream leader's server (its index): recovery runs as a task
+#: of the plane; returns what was done ("killed", "frozen") for the printed notes.
+Fault = Callable[[LocalNatsCluster, int, Plane, str], str]
+
+
+def _kill(cluster: LocalNatsCluster, victim: int, plane: Plane, stream: str) -> str:
+    cluster.servers[victim].kill()
+
+    async def back() -> None:
+        await asyncio.sleep(3.0)
+        started = time.monotonic()
+        await asyncio.to_thread(cluster.servers[victim].start, 30.0)
+        await asyncio.to_thread(cluster.wait_healthy, 120.0)
+        plane.notes["server_back_healthy_s"] = round(time.monotonic() - started, 2)
+
+    plane.tasks.append(asyncio.create_task(back()))
+    return "killed"
+
+
+def _freeze(cluster: LocalNatsCluster, victim: int, plane: Plane, stream: str) -> str:
+    process = cluster.servers[victim].process
+    assert process is not None  # a server of a running cluster
+    process.send_signal(signal.SIGSTOP)
+    plane.notes["frozen_s"] = FREEZE_S
+
+    async def thaw() -> None:
+        try:
+            await asyncio.sleep(FREEZE_S)
+        finally:  # never leave a stopped process behind, whatever ends the run
+            process.send_signal(signal.SIGCONT)
+        started = time.monotonic()
+        await asyncio.to_thread(cluster.wait_healthy, 120.0)
+        plane.notes["server_back_healthy_s"] = round(time.monotonic() - started, 2)
+        plane.notes["leader_after"] = cluster.server_name(await _leader_index(cluster, stream))
+
+    plane.tasks.append(asyncio.create_task(thaw()))
+    return "frozen"
+
+
 async def r3_server_kill(count: int) -> Result:
+    return await _r3_scenario("nats-r3-server-kill-9", count, _kill)
+
+
+async def r3_server_freeze(count: int) -> Result:
+    return await _r3_scenario("nats-r3-server-sigstop", count, _freeze)
+
+
+async def _r3_scenario(name: str, count: int, hit: Fault) -> Result:
     ctx = _region()
     pipeline = replace(
         pipeline_config(ctx.stream, ctx.spec),
@@ -74,20 +132,11 @@ async def r3_server_kill(count: int) -> Result:
                     return
                 victim = await _leader_index(cluster, pipeline.stream)
                 plane.mark_fault()
-                cluster.servers[victim].kill()
-                plane.notes["killed"] = f"{cluster.server_name(victim)} (stream leader)"
-
-                async def back() -> None:
-                    await asyncio.sleep(3.0)
-                    started = time.monotonic()
-                    await asyncio.to_thread(cluster.servers[victim].start, 30.0)
-                    await asyncio.to_thread(cluster.wait_healthy, 120.0)
-                    plane.notes["server_back_healthy_s"] = round(time.monotonic() - started, 2)
-
-                plane.tasks.append(asyncio.create_task(back()))
+                done = hit(cluster, victim, plane, pipeline.stream)
+                plane.notes[done] = f"{cluster.server_name(victim)} (stream leader)"
 
             return await run_plane(
-                "nats-r3-server-kill-9",
+                name,
                 urls=cluster.urls,
                 root=Path(tmp) / "stage",
                 count=count,

@@ -91,6 +91,35 @@ async def gateway_kill(count: int) -> Result:
         )
 
 
+async def gateway_freeze(count: int) -> Result:
+    """SIGSTOP of one gateway for 8 s with requests in flight, then SIGCONT. Its sockets
+    stay open, so nothing is refused: clients give up after their 5 s timeout and retry
+    the same id on the other gateway, and the woken gateway finishes what it held (its
+    late answers and the retries meet in the dedup window)."""
+
+    async def fault(plane: Plane, i: int) -> None:
+        if i == count // 2:
+            plane.mark_fault()
+            frozen = plane.stage.live("gateway")[0]
+            frozen.signal(signal.SIGSTOP)
+            plane.notes["sigstop_s"] = 8.0
+
+            async def thaw() -> None:
+                frozen.signal(signal.SIGCONT)
+
+            later(plane, 8.0, thaw)
+
+    with one_server() as (url, root):
+        return await run_plane(
+            "gateway-sigstop",
+            urls=[url],
+            root=root,
+            count=count,
+            rate=80.0,
+            fault=fault,
+        )
+
+
 async def poison(count: int) -> Result:
     """1 % of the messages can never be processed: each must reach the dead-letter stream
     once, and every other message must be stored once."""

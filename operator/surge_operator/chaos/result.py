@@ -20,10 +20,15 @@ class Result:
     #: A control scenario that must lose (power loss with lazy fsync): it passes when the
     #: checker sees the loss, which shows the checker can see one.
     expects_loss: bool = False
+    #: Invariants outside the data plane the scenario saw broken (e.g. a control-plane
+    #: fault: replicas lower than already reached, an undocumented operator exit).
+    violations: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
         v = self.verdict
+        if self.violations:
+            return False
         if self.expects_loss:
             return v.lost > 0 and v.double_effects == 0
         return v.ok
@@ -41,6 +46,7 @@ class Result:
             "rpo": self.rpo,
             "expects_loss": self.expects_loss,
             **self.extra,
+            "violations": list(self.violations),
             "lost_ids": list(v.lost_ids),
             "doubled_ids": list(v.doubled_ids),
         }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamInfo
 
 from surge_operator.api import Region
-from surge_operator.errors import NatsUnavailableError
+from surge_operator.errors import FailoverError, NatsUnavailableError
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +112,27 @@ async def connect(endpoint: RegionEndpoint, *, request_timeout: float) -> AsyncI
     finally:
         with contextlib.suppress(Exception):
             await client.close()
+
+
+@contextlib.contextmanager
+def failing_as(
+    error: type[FailoverError],
+    doing: str,
+    *,
+    unreachable: type[FailoverError] | None = None,
+    also: tuple[type[Exception], ...] = (),
+) -> Iterator[None]:
+    """Turn what a region's NATS can throw into the caller's `FailoverError`: a region
+    that cannot be reached keeps `connect`'s message (as `unreachable`, when that is a
+    different condition for the caller), anything else is "<doing> failed: <cause>".
+    `from None`: the controller reports the message; a NATS traceback adds nothing."""
+    caught: tuple[type[Exception], ...] = (TimeoutError, nats.errors.Error, *also)
+    try:
+        yield
+    except NatsUnavailableError as exc:
+        raise (unreachable or error)(exc.message) from None
+    except caught as exc:
+        raise error(f"{doing} failed: {describe_exc(exc)}") from None
 
 
 def describe_exc(exc: BaseException) -> str:

@@ -12,11 +12,12 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import ExternalStream, StreamConfig, StreamInfo, StreamSource
 
-from surge_operator.errors import MirrorError, NatsUnavailableError, UnsupportedStreamError
+from surge_operator.errors import MirrorError, UnsupportedStreamError
 from surge_operator.failover.endpoints import (
     RegionEndpoint,
     connect,
     describe_exc,
+    failing_as,
     stream_info,
 )
 from surge_operator.failover.recovery import TailRecovery, recover_tail, token_of
@@ -152,7 +153,9 @@ async def ensure_mirror(
     # Operator- and gateway-owned keys (level, failover record, offered counters) are
     # republished live by their writers; replaying an old epoch's copy would regress them.
     live = kv_stream(degradation_bucket(pipeline.stream))
-    try:
+    with failing_as(
+        MirrorError, f"mirroring {pipeline.stream} from {active.name} into {standby.name}"
+    ):
         async with (
             connect(standby, request_timeout=request_timeout) as standby_client,
             connect(active, request_timeout=request_timeout) as active_client,
@@ -226,13 +229,6 @@ async def ensure_mirror(
                     recreated = True
                 await js.add_stream(desired)
                 changed.append(name)
-    except NatsUnavailableError as exc:
-        raise MirrorError(exc.message) from None
-    except (TimeoutError, nats.errors.Error) as exc:
-        raise MirrorError(
-            f"mirroring {pipeline.stream} from {active.name} into {standby.name} failed: "
-            f"{describe_exc(exc)}"
-        ) from None
     if not changed:
         return MirrorChange(standby.name, active.name, MirrorAction.UNCHANGED)
     action = MirrorAction.RECREATED if recreated else MirrorAction.CREATED
@@ -284,7 +280,7 @@ async def resume_writes(
     """Unfence the active region's streams when nothing is moving traffic: a failback
     fences them, and a leader that died before promoting the target leaves them so.
     Refused (MirrorError) when a newer leader has acted on the stream. Raises MirrorError."""
-    try:
+    with failing_as(MirrorError, f"resuming writes on {pipeline.stream} in {endpoint.name}"):
         async with connect(endpoint, request_timeout=request_timeout) as client:
             js = client.jetstream(timeout=request_timeout)
             newest = token_of(await stream_info(js, pipeline.stream))
@@ -294,9 +290,3 @@ async def resume_writes(
                     f"{endpoint.name}; not resuming writes there"
                 )
             await unfence(js, pipeline)
-    except NatsUnavailableError as exc:
-        raise MirrorError(exc.message) from None
-    except (TimeoutError, nats.errors.Error) as exc:
-        raise MirrorError(
-            f"resuming writes on {pipeline.stream} in {endpoint.name} failed: {describe_exc(exc)}"
-        ) from None

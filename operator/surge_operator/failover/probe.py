@@ -18,6 +18,7 @@ from surge_operator.failover.endpoints import (
     RegionEndpoint,
     connect,
     describe_exc,
+    failing_as,
     stream_info,
 )
 from surge_operator.failover.recovery import epoch_of
@@ -204,13 +205,7 @@ async def publish_record(
 ) -> None:
     """Write the failover record into `endpoint`'s degradation bucket (mirrored from there
     into every standby). Raises RecordError."""
-    try:
+    with failing_as(RecordError, f"writing the failover record into {endpoint.name}"):
         async with connect(endpoint, request_timeout=request_timeout) as client:
             js = client.jetstream(timeout=request_timeout)
             await js.publish(record_subject(pipeline.stream), encode_failover(record))
-    except NatsUnavailableError as exc:
-        raise RecordError(exc.message) from None
-    except (TimeoutError, nats.errors.Error) as exc:
-        raise RecordError(
-            f"writing the failover record into {endpoint.name} failed: {describe_exc(exc)}"
-        ) from None

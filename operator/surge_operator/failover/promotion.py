@@ -15,11 +15,11 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 
-from surge_operator.errors import FailbackNotReadyError, NatsUnavailableError, PromotionError
+from surge_operator.errors import FailbackNotReadyError, PromotionError
 from surge_operator.failover.endpoints import (
     RegionEndpoint,
     connect,
-    describe_exc,
+    failing_as,
     stream_info,
 )
 from surge_operator.failover.mirrors import META_ALLOW_DIRECT, fence, is_mirror_of, unfence
@@ -80,7 +80,11 @@ async def promote(
         pipeline = replace(pipeline, replicas=endpoint.stream_replicas)
     desired = provision.desired_stream_config(pipeline)
     promoted: list[str] = []
-    try:
+    with failing_as(
+        PromotionError,
+        f"promoting {pipeline.stream} in {endpoint.name}",
+        also=(SurgeWorkersError,),
+    ):
         async with connect(endpoint, request_timeout=request_timeout) as client:
             js = client.jetstream(timeout=request_timeout)
             info = await stream_info(js, pipeline.stream)
@@ -117,12 +121,6 @@ async def promote(
                     promoted.append(name)
             await provision.provision_pipeline(js, pipeline)
             info = await js.stream_info(pipeline.stream)
-    except NatsUnavailableError as exc:
-        raise PromotionError(exc.message) from None
-    except (TimeoutError, nats.errors.Error, SurgeWorkersError) as exc:
-        raise PromotionError(
-            f"promoting {pipeline.stream} in {endpoint.name} failed: {describe_exc(exc)}"
-        ) from None
     return PromotionResult(
         region=endpoint.name,
         stream=kind,
@@ -208,7 +206,9 @@ async def failback(
     floors. If it cannot catch up within `catch_up` seconds, `current` is unfenced and
     FailbackNotReadyError is raised (writes paused at most that long).
     """
-    try:
+    with failing_as(
+        PromotionError, f"failback to {target.name}", unreachable=FailbackNotReadyError
+    ):
         async with (
             connect(current, request_timeout=request_timeout) as cur_client,
             connect(target, request_timeout=request_timeout) as tgt_client,
@@ -256,10 +256,6 @@ async def failback(
                     )
                 if goals:
                     await asyncio.sleep(0.05)
-    except NatsUnavailableError as exc:
-        raise FailbackNotReadyError(exc.message) from None
-    except (TimeoutError, nats.errors.Error) as exc:
-        raise PromotionError(f"failback to {target.name} failed: {describe_exc(exc)}") from None
     return await promote(
         target,
         pipeline,

@@ -273,11 +273,26 @@ for host, port in {targets!r}:
 
 
 def probe(cluster: KubeCluster, ns: str, labels: dict[str, str]) -> dict[int, str]:
-    """From a pod with `labels`: which east server ports accept a TCP connection (5 s each)."""
+    """From a pod with `labels`: which east server ports accept a TCP connection (5 s each):
+    client, route, leafnode and monitoring (the last two on the server's own address, as
+    Prometheus scrapes it)."""
     client = f"{MC}-nats-east.{ns}.svc"
     route = f"{MC}-nats-east-0.{MC}-nats-east-headless.{ns}.svc"
-    targets = [(client, 4222), (route, 6222), (client, 7422)]
+    targets = [(client, 4222), (route, 6222), (client, 7422), (route, 8222)]
     outcome = run_client(cluster, ns, PROBE_SCRIPT.format(targets=targets), labels=labels)
     lines = [line.split() for line in outcome.log.splitlines() if line.startswith("PROBE ")]
     assert len(lines) == len(targets), f"probe ({outcome.phase}):\n{outcome.log}"
     return {int(line[2]): line[3] for line in lines}
+
+
+def probe_admitted(
+    cluster: KubeCluster, ns: str, labels: dict[str, str], port: int
+) -> dict[int, str]:
+    """`probe` from up to three fresh pods until `port` is open: kube-router admits a new
+    pod's address a moment after the pod starts (CI once saw an allowed client refused).
+    A policy that never admits the pod still shows `port` closed."""
+    for _ in range(3):
+        seen = probe(cluster, ns, labels)
+        if seen[port] == "open":
+            break
+    return seen

@@ -28,6 +28,7 @@ from tests.e2e.cluster.managed_support import (
     kill_9,
     nats_pods,
     probe,
+    probe_admitted,
     region_status,
     released,
     result_of,
@@ -211,19 +212,15 @@ def test_a_rolled_config_change_under_load_loses_nothing_and_unavailability_is_m
 
 
 @pytest.mark.timeout(600)
-def test_the_servers_policy_admits_labelled_clients_to_4222_and_nobody_else_to_routes(
+def test_the_servers_policy_admits_clients_to_4222_prometheus_to_8222_and_nobody_to_routes(
     release: KubeCluster, managed_ns: str
 ) -> None:
     # Workers, gateways, the operator, routes and west's leafnode got through in every test
-    # above; here a pod of none of those.
+    # above; here a pod of none of those, a labelled client and a Prometheus pod.
     stranger = probe(release, managed_ns, {})
-    # kube-router admits a new pod's address a moment after the pod starts: CI once saw
-    # the labelled client refused on 4222. Up to three fresh pods; a policy that never
-    # admits it still fails.
-    for _ in range(3):
-        client = probe(release, managed_ns, {"surge.dev/nats-client": MC})
-        if client[4222] == "open":
-            break
-    print(f"\nunlabelled pod: {stranger}; labelled client: {client}")
-    assert stranger == {4222: "closed", 6222: "closed", 7422: "closed"}
-    assert client == {4222: "open", 6222: "closed", 7422: "closed"}
+    client = probe_admitted(release, managed_ns, {"surge.dev/nats-client": MC}, 4222)
+    prometheus = probe_admitted(release, managed_ns, {"app.kubernetes.io/name": "prometheus"}, 8222)
+    print(f"\nunlabelled pod: {stranger}; labelled client: {client}; prometheus: {prometheus}")
+    assert stranger == {4222: "closed", 6222: "closed", 7422: "closed", 8222: "closed"}
+    assert client == {4222: "open", 6222: "closed", 7422: "closed", 8222: "closed"}
+    assert prometheus == {4222: "closed", 6222: "closed", 7422: "closed", 8222: "open"}

@@ -27,3 +27,11 @@ def test_a_control_passes_only_when_the_checker_sees_its_loss() -> None:
 
 def test_a_control_with_a_double_effect_fails() -> None:
     assert not result([*EFFECT_A, *EFFECT_A], expects_loss=True).passed
+
+
+def test_a_broken_invariant_outside_the_data_plane_fails_a_clean_run() -> None:
+    clean = check({"a"}, EFFECT_A, 0)
+    assert Result("s", clean, 1.0, None).passed
+    broken = Result("s", clean, 1.0, None, violations=("replicas went down: [1, 3, 1]",))
+    assert not broken.passed
+    assert broken.as_json()["violations"] == ["replicas went down: [1, 3, 1]"]

@@ -484,7 +484,8 @@ def freeze_leader(target: Target, report: FaultReport) -> None:
                 str(doc["event"])
                 for doc in log_events(
                     leader.log()[thawed_from:],
-                    *DEPOSED_EVENTS, *WRITE_EVENTS, "exiting_after_leadership_loss", "standby",
+                    *DEPOSED_EVENTS, *WRITE_EVENTS, "autoscaling_paused_not_leader",
+                    "exiting_after_leadership_loss", "standby",
                 )
             ]  # fmt: skip
             report.violations += woken_violations(

@@ -182,21 +182,29 @@ def outage_violations(
     return out
 
 
-def writes_in(log: str) -> list[str]:
-    """The writes a log records, in order: `scaled from->to` for scalings, else the event."""
-    return [
-        f"scaled {doc.get('replicas_from')}->{doc.get('replicas_to')}"
-        if doc["event"] == "scaled"
-        else str(doc["event"])
-        for doc in log_events(log, *WRITE_EVENTS)
-    ]
+def _write(doc: dict[str, object]) -> str:
+    if doc["event"] == "scaled":
+        return f"scaled {doc.get('replicas_from')}->{doc.get('replicas_to')}"
+    return str(doc["event"])
+
+
+def logged_after_thaw(after_thaw: str, at_takeover: object) -> tuple[list[str], str | None]:
+    """The writes a frozen leader logged after its thaw, and which of them (if any) was
+    only logged then: a scaling logs after its write returns, so a freeze between the two
+    delays the line of a write that landed before. One tick writes at a time, so that can
+    only be the first line, a scaling to the value the new leader found (`at_takeover`:
+    its first scaling's replicas_from). Returns (writes made after the thaw, that one)."""
+    docs = log_events(after_thaw, *WRITE_EVENTS)
+    if docs and docs[0]["event"] == "scaled" and docs[0].get("replicas_to") == at_takeover:
+        return [_write(d) for d in docs[1:]], _write(docs[0])
+    return [_write(d) for d in docs], None
 
 
 def woken_violations(
     after_thaw: Sequence[str], *, found_deposed: bool, exited: bool, exit_code: int | None
 ) -> list[str]:
     """A leader frozen past its Lease, woken after its standby took over, must write
-    nothing (`after_thaw`: writes_in its log since the thaw) and find itself deposed: it
+    nothing (`after_thaw`: from logged_after_thaw) and find itself deposed: it
     exits with code 1 (run.py's rule) or stands by, and says why."""
     out = [f"the deposed leader wrote after it woke: {w}" for w in after_thaw]
     if not found_deposed:
@@ -458,13 +466,15 @@ def freeze_leader(target: Target, report: FaultReport) -> None:
                 timeout=120,
                 every=0.05,
             )
+            at_takeover: object = None  # the replicas the new leader found
             leader.send(signal.SIGSTOP)
             report.fault_at = time.monotonic()
             report.notes["frozen_at_replicas"] = replicas.current()
             try:
                 wait_for("replica-b's leadership", lambda: standby.events("leader_elected"), 90)
                 report.notes["standby_led_s"] = _since(report)
-                wait_for("replica-b's first scaling", lambda: standby.events("scaled"), 120)
+                first = wait_for("replica-b's first scaling", lambda: standby.events("scaled"), 120)
+                at_takeover = first[0].get("replicas_from")  # an int in the JSON log
                 report.decided_at = time.monotonic()
                 time.sleep(max(0.0, report.fault_at + FREEZE_LEADER - time.monotonic()))
             finally:
@@ -488,8 +498,11 @@ def freeze_leader(target: Target, report: FaultReport) -> None:
                     "exiting_after_leadership_loss", "standby",
                 )
             ]  # fmt: skip
+            wrote, landed_before = logged_after_thaw(leader.log()[thawed_from:], at_takeover)
+            if landed_before is not None:
+                report.notes["logged_late"] = landed_before
             report.violations += woken_violations(
-                writes_in(leader.log()[thawed_from:]),
+                wrote,
                 found_deposed=found_deposed,
                 exited=exited,
                 exit_code=code,

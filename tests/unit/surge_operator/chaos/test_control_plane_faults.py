@@ -105,7 +105,7 @@ def logged(*docs: dict[str, object]) -> str:
     return "\n".join(json.dumps(d) for d in docs)
 
 
-def test_writes_in_a_log_are_listed_in_order_and_other_events_are_not() -> None:
+def test_writes_logged_after_the_thaw_are_listed_in_order_and_other_events_are_not() -> None:
     log = logged(
         {"event": "leadership_expired"},
         {"event": "scaled", "replicas_from": 5, "replicas_to": 7},
@@ -113,8 +113,25 @@ def test_writes_in_a_log_are_listed_in_order_and_other_events_are_not() -> None:
         {"event": "owned_objects_applied"},
         {"event": "exiting_after_leadership_loss"},
     )
-    assert faults.writes_in(log) == ["scaled 5->7", "owned_objects_applied"]
-    assert faults.writes_in(logged({"event": "standby"})) == []
+    assert faults.logged_after_thaw(log, 5) == (["scaled 5->7", "owned_objects_applied"], None)
+    assert faults.logged_after_thaw(logged({"event": "standby"}), 5) == ([], None)
+
+
+def test_a_scaling_that_landed_before_the_freeze_and_was_logged_after_it_is_no_write() -> None:
+    # Measured: frozen between its 1->3 write (seen by the replica log) and the log line.
+    late = {"event": "scaled", "replicas_from": 1, "replicas_to": 3}
+    assert faults.logged_after_thaw(logged(late, {"event": "leadership_lost"}), 3) == (
+        [],
+        "scaled 1->3",
+    )
+    # Only the first line can be that one, and only to the value the new leader found.
+    again = {"event": "scaled", "replicas_from": 3, "replicas_to": 5}
+    assert faults.logged_after_thaw(logged(late, again), 3) == (["scaled 3->5"], "scaled 1->3")
+    assert faults.logged_after_thaw(logged(again), 3) == (["scaled 3->5"], None)
+    assert faults.logged_after_thaw(logged({"event": "owned_objects_applied"}, late), 3) == (
+        ["owned_objects_applied", "scaled 1->3"],
+        None,
+    )
 
 
 def test_a_woken_leader_that_finds_itself_deposed_and_writes_nothing_is_fine() -> None:

@@ -1,6 +1,6 @@
 """The operator killed (kill -9) in the middle of a failover, on real nats-servers.
 
-The operator's failover loop runs as its own process (tests/integration/failover_operator),
+The operator's failover loop runs as its own process (surge_operator.chaos.operator_process),
 with its status in a file: it is restored from that status, as the operator is from the
 MessagingCluster's, and killed at a chosen point between the NATS actions and the status
 patch. Its successor must finish the failover exactly once (one history entry, the epoch
@@ -12,15 +12,9 @@ the dead process's memory). The recovery times are printed, not asserted.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import nats
 import nats.js.errors
@@ -28,6 +22,7 @@ import pytest
 from nats.js import JetStreamContext
 from tests.fixtures.nats_regions import Regions
 from tests.integration.failover_support import (
+    CONFIG,
     PIPELINE,
     N,
     ack_some,
@@ -39,6 +34,7 @@ from tests.integration.failover_support import (
 )
 from tests.integration.waits import wait_until
 
+from surge_operator.chaos.operator_driver import FailoverProcess, history
 from surge_operator.failover.probe import read_record
 from surge_operator.failover.recovery import META_EPOCH
 from surge_workers import provision
@@ -46,85 +42,13 @@ from surge_workers.contract import Priority, message_subject
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
 
-ROOT = Path(__file__).resolve().parents[2]
 #: Bounds on waits (a loaded 2-core machine), not expectations of speed.
 WITHIN = 60.0
 
 
-class FailoverProcess:
-    """The failover loop as a process: start (optionally armed to crash), read its status."""
-
-    def __init__(self, regions: Regions, tmp_path: Path) -> None:
-        self.status_path = tmp_path / "status.json"
-        self.annotations = tmp_path / "annotations.json"
-        self.log_path = tmp_path / "failover-operator.log"
-        endpoints = [
-            {"name": e.name, "url": e.url, "domain": e.domain} for e in regions.endpoints()
-        ]
-        self.env = {
-            **os.environ,
-            "SURGE_TEST_REGIONS": json.dumps(endpoints),
-            "SURGE_TEST_STATUS": str(self.status_path),
-            "SURGE_TEST_ANNOTATIONS": str(self.annotations),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, crash: str = "") -> FailoverProcess:
-        self.stop()
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.integration.failover_operator"],
-                env={**self.env, "SURGE_TEST_CRASH": crash},
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    def wait_crash(self) -> None:
-        assert self.proc is not None
-        try:
-            code = self.proc.wait(timeout=WITHIN)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the armed operator did not crash within {WITHIN:.0f}s:\n{self.log()}")
-        assert code == -signal.SIGKILL, self.log()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def status(self) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads(self.status_path.read_text())
-        except FileNotFoundError:
-            return {}
-        return data
-
-    def request_failback(self) -> None:
-        self.annotations.write_text(json.dumps({"surge.dev/failback": "requested"}))
-
-    async def failback_cleared(self) -> bool:
-        return not self.annotations.exists()
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-    def recovery(self) -> str:
-        """How the last start went, from the process's own lines: seconds from its start
-        (Python up, status read) to the tick that moved traffic, and that tick's number."""
-        lines = [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
-        starts = [i for i, line in enumerate(lines) if line["event"] == "started"]
-        ticks = [line for line in lines[starts[-1] :] if line["event"] == "tick"]
-        moved = next((n, t) for n, t in enumerate(ticks, 1) if t["moved"])
-        took = moved[1]["done"] - lines[starts[-1]]["at"]
-        return f"{took:.2f}s after its start, in tick {moved[0]} ({moved[1]['reason']})"
-
-
 @pytest.fixture
 def operator(regions: Regions, tmp_path: Path) -> Iterator[FailoverProcess]:
-    op = FailoverProcess(regions, tmp_path)
+    op = FailoverProcess(regions.endpoints(), PIPELINE, CONFIG, tmp_path)
     try:
         yield op
     finally:
@@ -196,11 +120,11 @@ async def killed_between_fence_and_failback(
     await wait_until(lambda: mirror_holds(regions, "east", N + 20), within=WITHIN)
     operator.start("fenced")
     operator.request_failback()
-    operator.wait_crash()
+    await operator.wait_crash(WITHIN)
 
 
 def failovers(op: FailoverProcess) -> list[tuple[str, str, str]]:
-    return [(h["kind"], h["from"], h["to"]) for h in op.status().get("history", [])]
+    return history(op.status())
 
 
 @pytest.mark.parametrize("crash", ["consumers", "promoted"])
@@ -215,7 +139,7 @@ async def test_an_operator_killed_mid_promotion_is_finished_once_by_its_successo
     await wait_until(lambda: floors_recorded_in(regions, "west", acked_to), within=WITHIN)
 
     regions.servers["east"].kill()
-    operator.wait_crash()
+    await operator.wait_crash(WITHIN)
     # Killed between the NATS actions and the status patch: west is writable at epoch 1,
     # the status still says east at epoch 0.
     assert (operator.status()["activeRegion"], operator.status()["failoverEpoch"]) == ("east", 0)
@@ -272,7 +196,7 @@ async def test_a_promotion_left_unrecorded_stands_when_the_old_primary_returns_f
     operator.start("promoted")
     await wait_until(lambda: mirror_holds(regions, "west", N), within=WITHIN)
     regions.servers["east"].kill()
-    operator.wait_crash()
+    await operator.wait_crash(WITHIN)
     west = await connect(regions, "west")
     try:
         js = west.jetstream(timeout=2.0)

@@ -2,7 +2,12 @@
 
 checker.py    pure: accepted ids vs effects -> lost, double effects, order, absorbed
 regions.py    real nats-servers per region on loopback (shared with the tests)
-scenarios.py  primary-kill-9 and split-brain-heal around the real FailoverController
+scenarios.py  primary-kill-9, split-brain-heal and primary-loss-during-surge around the
+              real FailoverController
+surge_profile.py  pure: a surge's ramping schedule, offered rates measured from sends
+operator_process.py  the failover loop as its own process (status in a file, crash points)
+operator_driver.py   start, arm, kill and read that process (shared with the crash tests)
+operator_kill.py     operator-kill-9-mid-failover: that process killed inside a promotion
 powerloss.py  power loss under a nats-server whose store is on the lazy filesystem
 lazyfs.py     pure: the page cache that keeps writes until fsync (Jepsen's lazyfs)
 lazyfs_fuse.py, lazyfs_mount.py   its FUSE daemon, and mounting / killing it

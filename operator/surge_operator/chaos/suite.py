@@ -16,6 +16,7 @@ from surge_operator.chaos import (
     control_plane_faults,
     disk_faults,
     nats_faults,
+    operator_kill,
     partition,
     powerloss,
     process_faults,
@@ -47,6 +48,10 @@ def _scaled(
 SCENARIOS: list[Scenario] = [
     Scenario("primary-kill-9", _scaled(scenarios.primary_kill, 600)),
     Scenario("split-brain-heal", _scaled(scenarios.split_brain, 600)),
+    Scenario(
+        "operator-kill-9-mid-failover", _scaled(operator_kill.operator_kill_mid_failover, 600)
+    ),
+    Scenario("primary-loss-during-surge", _scaled(scenarios.primary_loss_during_surge, 900)),
     Scenario("worker-surge-kill-stop", _scaled(process_faults.worker_surge, 1200)),
     Scenario("gateway-kill-9", _scaled(process_faults.gateway_kill, 1200)),
     Scenario("gateway-sigstop", _scaled(process_faults.gateway_freeze, 1200)),

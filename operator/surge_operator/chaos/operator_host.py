@@ -287,15 +287,21 @@ class ReplicaLog(ReplicaHistory):
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            try:
-                replicas = self.clusters.deployment(self.name).spec.replicas
-            except Exception:  # the API server may be away: try again
-                continue
-            self.record(time.monotonic(), replicas)
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            replicas = self.clusters.deployment(self.name).spec.replicas
+        except Exception:  # the API server may be away: try again
+            return
+        self.record(time.monotonic(), replicas)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        # The value it ends at, too: a caller that stops right after seeing the last change
+        # itself can be quicker than the poll (a run ended with [.., 11] at 12 replicas).
+        self._read()
 
 
 async def publish_messages(url: str, prefix: str, count: int, priority: str = "normal") -> None:

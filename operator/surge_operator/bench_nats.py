@@ -55,13 +55,13 @@ import nats
 
 from surge_operator.api import parse_spec
 from surge_operator.natscluster import LocalNatsCluster
+from surge_operator.ownserver import start_own_server
 from surge_operator.resources import BuildContext
 from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.nats.accounts import Role
 from surge_operator.resources.nats.config import Passwords, server_config
 from surge_workers.contract import Priority as WirePriority
 from surge_workers.contract import consumer_name
-from surge_workers.natsserver import free_port
 from surge_workers.pipeline import PipelineConfig
 from surge_workers.provision import provision_pipeline
 
@@ -290,7 +290,6 @@ async def surge_end_to_end(
 ) -> float:
     """`surge-gateway` and `surge-worker` (each its own process, as in a pod) on the R3
     stream; from the first POST until JetStream's ack floor covers the last message."""
-    from surge_workers.bench import _wait_http
     from surge_workers.loadclient import batch_bodies, post_bodies
 
     config: PipelineConfig = pipeline_config(ctx.stream, ctx.spec)
@@ -299,7 +298,6 @@ async def surge_end_to_end(
     await provision_pipeline(js, config)
     await js.purge_stream(config.stream)
     consumer = consumer_name(WirePriority.NORMAL)
-    port, worker_port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="surge-bench-nats-") as tmp:
         tokens = Path(tmp) / "tokens.json"
@@ -317,7 +315,6 @@ async def surge_end_to_end(
             SURGE_NATS_USER=Role.GATEWAY.value,
             SURGE_NATS_PASSWORD=passwords[Role.GATEWAY],
             SURGE_HTTP_HOST="127.0.0.1",
-            SURGE_HTTP_PORT=str(port),
             SURGE_METRICS_PORT="0",
             SURGE_TOKENS_FILE=str(tokens),
             SURGE_RATE_LIMIT="0",
@@ -332,13 +329,19 @@ async def surge_end_to_end(
             SURGE_CONCURRENCY=str(WORKER_CONCURRENCY),
             SURGE_PREFETCH=str(WORKER_PREFETCH),
             SURGE_METRICS_HOST="127.0.0.1",
-            SURGE_METRICS_PORT=str(worker_port),
         )
         try:
-            procs.append(_process("gateway_main", gateway))
-            procs.append(_process("worker_main", worker))
-            await _wait_http(f"http://127.0.0.1:{port}/readyz", 30.0)
-            await _wait_http(f"http://127.0.0.1:{worker_port}/readyz", 30.0)
+            # Fresh ports, and the answer must come from our own child (ownserver).
+            proc, port = await start_own_server(
+                lambda p: _process("gateway_main", {**gateway, "SURGE_HTTP_PORT": str(p)}),
+                "/readyz",
+            )
+            procs.append(proc)
+            proc, _ = await start_own_server(
+                lambda p: _process("worker_main", {**worker, "SURGE_METRICS_PORT": str(p)}),
+                "/readyz",
+            )
+            procs.append(proc)
             # Encoded before the clock starts, as nats bench makes its payload before it.
             bodies = batch_bodies(TENANT, messages, size, batch=HTTP_BATCH)
             started = time.perf_counter()

@@ -524,6 +524,10 @@ def freeze_leader(target: Target, report: FaultReport) -> None:
             op.env.get("SURGE_IDENTITY", "?"): "running" if op.alive() else _exit_of(op)
             for op in operators
         }
+        try:  # with the Deployment's, what a converged wait that timed out was missing
+            report.notes["status_desired_at_end"] = clusters.status("frozen").get("desiredReplicas")
+        except Exception as exc:  # a note only: the API server may be slow
+            report.notes["status_desired_at_end"] = repr(exc)
         for op in operators:
             op.stop()
     report.violations += replica_violations(report.replicas, MAX)

@@ -1,6 +1,7 @@
 """Control-plane faults under load, against a real API server: the operator killed (kill
--9) while it scales the worker Deployment, and the kube-apiserver process restarted while
-the operator runs.
+-9) while it scales the worker Deployment, the leader of two replicas frozen (SIGSTOP) past
+its Lease and woken, and the kube-apiserver process restarted, or frozen and continued,
+while the operator runs.
 
 Each test runs the short form of a `surge chaos` scenario (surge_operator/chaos/
 control_plane_faults.py) on this session's local control plane with kwok nodes
@@ -81,6 +82,40 @@ def test_the_operator_rides_out_an_api_server_restart_and_keeps_reconciling(
         assert result.extra["operator_exit_code"] == 1
     else:
         assert result.extra["operator"] == "rode it out"
+    assert result.recovery_s is not None
+    assert "new_cluster_ready_s" in result.extra
+    assert "converged_s" in result.extra
+    assert_never_lower_and_nothing_lost(result)
+
+
+def test_a_leader_frozen_past_its_lease_is_replaced_and_wakes_deposed_writing_nothing(
+    target: faults.Target,
+) -> None:
+    result = shown(asyncio.run(faults.operator_sigstop_leader(short=True, target=target)))
+    assert (result.extra["led_before"], result.extra["led_after"]) == ("replica-a", "replica-b")
+    frozen_at = result.extra["frozen_at_replicas"]
+    assert isinstance(frozen_at, int)
+    assert 3 <= frozen_at <= faults.MAX - 3  # mid-scale
+    frozen = result.extra["frozen_s"]
+    assert isinstance(frozen, float)
+    assert frozen >= faults.FREEZE_LEADER > faults.LEADER_LEASE
+    assert result.recovery_s is not None  # the new leader scaled while the old one slept
+    woken = result.extra["woken_log"]
+    assert isinstance(woken, list)
+    assert set(woken) & set(faults.DEPOSED_EVENTS)
+    # A write it logged after the thaw is a violation (asserted below) unless it landed
+    # before the freeze and only its log line came after (`logged_late`).
+    assert "converged_s" in result.extra
+    assert_never_lower_and_nothing_lost(result)
+
+
+def test_the_operator_rides_out_a_short_api_server_freeze_and_keeps_reconciling(
+    target: faults.Target,
+) -> None:
+    """SIGSTOP of kube-apiserver: its connections stay open and every request hangs until
+    SIGCONT. A freeze this short (5 s, below the earliest documented exit) is ridden out."""
+    result = shown(asyncio.run(faults.apiserver_sigstop(short=True, target=target)))
+    assert result.extra["operator"] == "rode it out"
     assert result.recovery_s is not None
     assert "new_cluster_ready_s" in result.extra
     assert "converged_s" in result.extra

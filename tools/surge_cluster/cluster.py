@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -461,6 +462,14 @@ class LocalCluster:
         procs.stop(record, grace=STOP_GRACE.get(_kind(name), DEFAULT_STOP_GRACE))
         state.processes = [r for r in state.processes if r.pid != record.pid]
         save_state(self.layout, state)
+        return record
+
+    def signal_process(self, name: str, sig: signal.Signals) -> procs.ProcessRecord:
+        """Send one recorded process a signal, e.g. SIGSTOP and later SIGCONT to
+        `kube-apiserver` for a fault test (it stays recorded: it is frozen, not gone)."""
+        record = next((r for r in load_state(self.layout).processes if r.name == name), None)
+        if record is None or not procs.send(record, sig):
+            raise ClusterError(f"no running {name} recorded in {self.root}")
         return record
 
     def start_process(self, record: procs.ProcessRecord) -> procs.ProcessRecord:

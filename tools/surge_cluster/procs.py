@@ -141,6 +141,18 @@ def _any_member_alive(pgid: int) -> bool:
     return False
 
 
+def send(record: ProcessRecord, sig: signal.Signals) -> bool:
+    """One signal to the record's process alone (e.g. SIGSTOP/SIGCONT for a fault test);
+    False, and nothing sent, when it is gone or its pid was recycled."""
+    if not record_alive(record):
+        return False
+    try:
+        os.kill(record.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def stop(record: ProcessRecord, *, grace: float) -> bool:
     """SIGTERM the record's process group, wait up to grace seconds, then SIGKILL.
 

@@ -11,8 +11,9 @@ operator_kill.py     operator-kill-9-mid-failover: that process killed inside a 
 powerloss.py  power loss under a nats-server whose store is on the lazy filesystem
 lazyfs.py     pure: the page cache that keeps writes until fsync (Jepsen's lazyfs)
 lazyfs_fuse.py, lazyfs_mount.py   its FUSE daemon, and mounting / killing it
-control_plane_faults.py   operator kill -9 mid-scale and kube-apiserver restart on a local
-              control plane, under the failover scenarios' client and worker
+control_plane_faults.py   operator kill -9 mid-scale, the leader of two frozen past its
+              Lease, kube-apiserver restarted or frozen, on a local control plane, under
+              the failover scenarios' client and worker
 operator_host.py   the operator as a process against an API server, replica log, flood
 result.py     one scenario's outcome as the contract's JSON object
 suite.py      the one list of scenarios (append yours), run one after another

@@ -108,10 +108,16 @@ class OperatorProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
 
+    def send(self, sig: signal.Signals) -> None:
+        """SIGSTOP / SIGCONT (a frozen process: a GC pause, a stopped VM) while it runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
     def stop(self, timeout: float = 20) -> int | None:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen one would not act on SIGTERM
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout)
@@ -123,12 +129,15 @@ class OperatorProcess:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return log_events(self.log(), name)
+    def events(self, *names: str, since: int = 0) -> list[dict[str, Any]]:
+        """Its log's events of those names, from character `since` on (a `len(log())`
+        taken earlier: what it wrote after that moment)."""
+        return log_events(self.log()[since:], *names)
 
 
-def log_events(log: str, name: str) -> list[dict[str, Any]]:
-    """The JSON log lines whose event is `name` (other lines, e.g. tracebacks, skipped)."""
+def log_events(log: str, *names: str) -> list[dict[str, Any]]:
+    """The JSON log lines whose event is one of `names`, in order (other lines, e.g.
+    tracebacks, skipped)."""
     out = []
     for line in log.splitlines():
         if line.startswith("{"):
@@ -136,7 +145,7 @@ def log_events(log: str, name: str) -> list[dict[str, Any]]:
                 doc = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(doc, dict) and doc.get("event") == name:
+            if isinstance(doc, dict) and doc.get("event") in names:
                 out.append(doc)
     return out
 
@@ -278,15 +287,21 @@ class ReplicaLog(ReplicaHistory):
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            try:
-                replicas = self.clusters.deployment(self.name).spec.replicas
-            except Exception:  # the API server may be away: try again
-                continue
-            self.record(time.monotonic(), replicas)
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            replicas = self.clusters.deployment(self.name).spec.replicas
+        except Exception:  # the API server may be away: try again
+            return
+        self.record(time.monotonic(), replicas)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        # The value it ends at, too: a caller that stops right after seeing the last change
+        # itself can be quicker than the poll (a run ended with [.., 11] at 12 replicas).
+        self._read()
 
 
 async def publish_messages(url: str, prefix: str, count: int, priority: str = "normal") -> None:

@@ -72,8 +72,20 @@ SCENARIOS: list[Scenario] = [
         unavailable=control_plane_faults.control_plane_missing,
     ),
     Scenario(
+        "operator-sigstop-leader",
+        control_plane_faults.operator_sigstop_leader,
+        in_short_suite=False,
+        unavailable=control_plane_faults.control_plane_missing,
+    ),
+    Scenario(
         "apiserver-restart",
         control_plane_faults.apiserver_restart,
+        in_short_suite=False,
+        unavailable=control_plane_faults.control_plane_missing,
+    ),
+    Scenario(
+        "apiserver-sigstop",
+        control_plane_faults.apiserver_sigstop,
         in_short_suite=False,
         unavailable=control_plane_faults.control_plane_missing,
     ),

@@ -144,6 +144,11 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
     async with cs.lock:
         if cs.spec is not spec:
             return  # the spec changed while we were measuring; next tick uses the new one
+        if not deps.leadership.holds():
+            # Past the renew deadline (e.g. woken from a freeze after a standby took over):
+            # its view is stale and a successor may lead; no scaling, level or status write.
+            log.warning("autoscaling_paused_not_leader")
+            return
         now = deps.now()
         history = list(cs.status.history)
         desired = current if plan is None else plan.replicas

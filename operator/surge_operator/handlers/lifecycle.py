@@ -210,7 +210,9 @@ async def autoscaler(
                     await tick(deps, cs, tick_no)
                 except Exception as exc:  # a tick must never kill the loop
                     log.exception("tick_failed", error=str(exc))
-                if deps.monotonic() - cs.last_reconcile >= deps.config.apply.resync_seconds:
+                since = deps.monotonic() - cs.last_reconcile
+                if since >= deps.config.apply.resync_seconds and deps.leadership.holds():
+                    # an apply: a write, like the tick's
                     await _resync(deps, ref, body)
         await stopped.wait(period)
 

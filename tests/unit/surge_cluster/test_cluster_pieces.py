@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,40 @@ def test_one_process_is_stopped_and_started_again_with_the_same_command(tmp_path
         procs.stop(again, grace=5.0)
     with pytest.raises(ClusterError, match="no running kube-apiserver"):
         cluster.stop_process("kube-apiserver")
+
+
+def _state_becomes(pid: int, wanted: str, within: float = 10.0) -> bool:
+    """A signal is delivered when the process is next scheduled: wait (bounded) for it."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        fields = procs._stat_fields(pid)
+        if fields is not None and fields[0] == wanted:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_one_recorded_process_is_frozen_and_continued_and_stays_recorded(tmp_path: Path) -> None:
+    cluster = LocalCluster(tmp_path)
+    _, record = procs.spawn("sleeper", ["sleep", "60"], cluster.layout.log("sleeper"))
+    save_state(cluster.layout, State(processes=[record]))
+    try:
+        assert cluster.signal_process("sleeper", signal.SIGSTOP) == record
+        assert _state_becomes(record.pid, "T")  # stopped
+        assert load_state(cluster.layout).processes == [record]
+        cluster.signal_process("sleeper", signal.SIGCONT)
+        assert _state_becomes(record.pid, "S")  # sleeping again
+    finally:
+        procs.stop(record, grace=5.0)
+    with pytest.raises(ClusterError, match="no running sleeper"):
+        cluster.signal_process("sleeper", signal.SIGCONT)  # gone: nothing is signalled
+
+
+def test_a_signal_never_reaches_a_recycled_pid(tmp_path: Path) -> None:
+    _, record = procs.spawn("sleeper", ["sleep", "60"], tmp_path / "log")
+    try:
+        recycled = procs.ProcessRecord("x", record.pid, record.start_time + 1, (), "")
+        assert not procs.send(recycled, signal.SIGSTOP)
+        assert procs.send(record, signal.SIGCONT)  # the live record itself is reached
+    finally:
+        procs.stop(record, grace=5.0)

@@ -66,6 +66,28 @@ async def test_unreachable_metrics_hold_the_size_and_say_why() -> None:
     assert "holding" in scaling.message
 
 
+class Deposed:
+    """A leader past its renew deadline (e.g. woken from a freeze after a standby won)."""
+
+    token = 1
+
+    def holds(self) -> bool:
+        return False
+
+
+async def test_a_leader_that_no_longer_holds_the_lease_writes_nothing() -> None:
+    kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
+    deps, cs, clock = await _ready_cluster(kube, snaps, target)
+    deps.leadership = Deposed()
+    status_writes, levels = len(kube.status_patches), list(deps.js.levels)  # type: ignore[attr-defined]
+    snaps.next = snapshot(clock.t, backlog=2000, rate=80.0, current=1)
+    await tick(deps, cs, 1)
+    assert target.calls == []  # the surge alone would scale up (the test above)
+    assert len(kube.status_patches) == status_writes
+    assert deps.js.levels == levels  # type: ignore[attr-defined]
+    assert "ScaledUp" not in kube.reasons()
+
+
 async def test_live_figures_are_written_at_most_once_per_interval() -> None:
     kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
     deps, cs, clock = await _ready_cluster(kube, snaps, target)

@@ -140,6 +140,11 @@ class Worker:
         )
         self.capacity = settings.concurrency + settings.prefetch
         self._low_water = max(1, self.capacity // 2)
+        # Holding at most this many, the planner would ask for more (room for a full batch
+        # or low_water): a finished message wakes it then, not only once half is done.
+        self._refill_at = max(
+            self._low_water, self.capacity - min(self._low_water, settings.max_batch)
+        )
         self.policies: dict[Priority, PriorityPolicy] = {}
         self._handler_timeout = dict.fromkeys(PRIORITIES, 30.0)
         self._pulls = {p: _Pull() for p in PRIORITIES}
@@ -158,6 +163,8 @@ class Worker:
         self.ready = False
         self.draining = False
         self._in_flight = 0
+        # Read when scraped: two gauge updates (each takes a lock) per message saved.
+        self.metrics.in_flight.set_function(lambda: self._in_flight)
         self._reconnects = 0
         self.infra = InfraWatch()  # when NATS last failed us: see surge_workers.failures
 
@@ -453,7 +460,6 @@ class Worker:
         metrics = self.metrics
         started = time.time()
         self._in_flight += 1
-        metrics.in_flight.inc()
         delivery = Delivery(msg, priority)
         outcome = "ok"
         try:
@@ -502,11 +508,10 @@ class Worker:
                 )
         finally:
             self._in_flight -= 1
-            metrics.in_flight.dec()
             metrics.handling[priority].observe(time.time() - started)
             metrics.processed[(priority, outcome)].inc()
             self._held[priority] -= 1
-            if not self._changed.is_set() and self._pool_held(priority) <= self._low_water:
+            if not self._changed.is_set() and self._pool_held(priority) <= self._refill_at:
                 self._changed.set()
 
     def _budget(self, priority: Priority) -> int:

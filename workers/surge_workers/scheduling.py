@@ -9,7 +9,9 @@ worker's slots (its concurrent handlers): a class with share s holds at most s x
 messages (running and buffered), so it never takes more than that share of the worker's
 throughput and the other slots stay free for critical; a class with share 0 is not pulled.
 Small requests are avoided (below ``low_water``) unless the pool is empty, so a busy
-worker asks in batches rather than one message at a time.
+worker asks in batches rather than one message at a time; a full ``max_batch`` is never
+small (with ``low_water`` above ``max_batch`` no request was ever big enough, and a worker
+with a large prefetch asked again only once it had run completely dry).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def plan_pulls(
                 if state.idle:
                     plans.append(PullPlan(priority, 1, no_wait=False, probe=True))
                     free -= 1
-                elif room >= min(low_water, max(1, class_cap // 2)) or pool_held == 0:
+                elif room >= min(low_water, max(1, class_cap // 2), max_batch) or pool_held == 0:
                     plans.append(PullPlan(priority, room, no_wait=True))
                     free -= room
         if not state.idle:

@@ -49,6 +49,7 @@ class _Captured(SurgeClient):
 HEADERS = [
     {"Nats-Msg-Id": "acme.m-1", "Surge-Tenant": "acme", "Surge-Enqueued-At": "17.5"},
     {" Padded ": " v\r\nw ", "": "dropped", "X": ""},
+    {"Only-Cr": "a\rb", "Only-Lf": "a\nb", "Unicode": " é 中 ", "Tab": "\tx\t"},
     {},
     None,
 ]

@@ -130,3 +130,32 @@ def test_requests_never_exceed_capacity() -> None:
             states = {N: ClassState(held=held, idle=idle), B: ClassState(held=0)}
             main = [p.batch for p in plan(states) if p.priority is not C]
             assert held + sum(main) <= 100
+
+
+def test_a_full_batch_is_never_too_small() -> None:
+    # A large prefetch puts low water (half the capacity) above max_batch: a full batch
+    # must still be asked for while the worker is busy, not only once it has run dry.
+    states = {N: ClassState(held=600)}
+    plans = plan_pulls(
+        states,
+        served=(N,),
+        level=DegradationLevel.NORMAL,
+        capacity=1088,
+        low_water=544,
+        max_batch=256,
+        slots=64,
+    )
+    assert plans == [PullPlan(N, 256, no_wait=True)]
+    states = {N: ClassState(held=900)}  # room for 188 only: wait for more room
+    assert (
+        plan_pulls(
+            states,
+            served=(N,),
+            level=DegradationLevel.NORMAL,
+            capacity=1088,
+            low_water=544,
+            max_batch=256,
+            slots=64,
+        )
+        == []
+    )

@@ -518,6 +518,16 @@ def freeze_leader(target: Target, report: FaultReport) -> None:
     except WaitTimeoutError as exc:
         report.violations.append(str(exc))
     finally:
+        # Who was still there at the end (a run that times out says why: e.g. the new
+        # leader gone too, with nobody to restart it).
+        report.notes["operators_at_end"] = {
+            op.env.get("SURGE_IDENTITY", "?"): "running" if op.alive() else _exit_of(op)
+            for op in operators
+        }
+        try:  # with the Deployment's, what a converged wait that timed out was missing
+            report.notes["status_desired_at_end"] = clusters.status("frozen").get("desiredReplicas")
+        except Exception as exc:  # a note only: the API server may be slow
+            report.notes["status_desired_at_end"] = repr(exc)
         for op in operators:
             op.stop()
     report.violations += replica_violations(report.replicas, MAX)
@@ -530,6 +540,12 @@ def _happens(check: Callable[[], object], within: float) -> bool:
     except WaitTimeoutError:
         return False
     return True
+
+
+def _exit_of(op: OperatorProcess) -> str:
+    code = op.proc.returncode if op.proc is not None else None
+    why = [str(e["event"]) for e in op.events(*DEPOSED_EVENTS)]
+    return f"exited with code {code}" + (f" after {', '.join(why)}" if why else "")
 
 
 def _holder(op: OperatorProcess) -> str:

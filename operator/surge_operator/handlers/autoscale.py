@@ -232,6 +232,12 @@ async def tick(deps: Deps, cs: ClusterState, tick_no: int) -> None:
                 "history": history,
             }
         )
+        if not deps.leadership.holds():
+            # Lost it during this tick's awaits (frozen mid-tick, woken after a standby took
+            # over): a stale status would overwrite the new leader's, which writes only what
+            # differs from its own last write and so would never correct it.
+            log.warning("autoscaling_paused_not_leader")
+            return
         await _flush(deps, cs)
 
     labels = (ref.namespace, ref.name)

@@ -88,6 +88,30 @@ async def test_a_leader_that_no_longer_holds_the_lease_writes_nothing() -> None:
     assert "ScaledUp" not in kube.reasons()
 
 
+class DeposedMidTick:
+    """Holds at the tick's first question, no longer at the next (frozen mid-tick)."""
+
+    token = 1
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def holds(self) -> bool:
+        self.asked += 1
+        return self.asked == 1
+
+
+async def test_a_leader_deposed_during_a_tick_does_not_write_its_stale_status() -> None:
+    kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
+    deps, cs, clock = await _ready_cluster(kube, snaps, target)
+    deps.leadership = DeposedMidTick()
+    status_writes = len(kube.status_patches)
+    snaps.next = snapshot(clock.t, backlog=2000, rate=80.0, current=1)
+    await tick(deps, cs, 1)
+    assert len(target.calls) == 1  # the scaling went out while it still held the Lease
+    assert len(kube.status_patches) == status_writes
+
+
 async def test_live_figures_are_written_at_most_once_per_interval() -> None:
     kube, snaps, target = FakeKube(), FakeSnapshots(), FakeScaleTarget()
     deps, cs, clock = await _ready_cluster(kube, snaps, target)

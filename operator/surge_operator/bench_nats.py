@@ -55,7 +55,7 @@ import nats
 
 from surge_operator.api import parse_spec
 from surge_operator.natscluster import LocalNatsCluster
-from surge_operator.ownserver import start_own_server
+from surge_operator.ownserver import start_own_server, stop
 from surge_operator.resources import BuildContext
 from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.nats.accounts import Role
@@ -264,14 +264,6 @@ def _process(main: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
-    if proc.poll() is None:
-        proc.kill()
-
-
 #: bounds of the wait between two looks at the ack floor
 POLL_MIN, POLL_MAX = 0.05, 1.0
 
@@ -375,7 +367,7 @@ async def surge_end_to_end(
             return messages / (time.perf_counter() - started)
         finally:
             for proc in procs:
-                _stop(proc)
+                stop(proc)
             await op.close()
 
 

@@ -66,7 +66,8 @@ async def _ready(url: str) -> bool:
     return False
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, 10 s to finish, then SIGKILL; reaped either way."""
     proc.terminate()
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(10)
@@ -98,7 +99,7 @@ async def start_own_server(
                 return proc, port
             await asyncio.sleep(0.1)
         if proc.poll() is None:  # alive but never ready: not a port race
-            _stop(proc)
+            stop(proc)
             raise ServerStartError(f"not ready on port {port} within {within}s")
         exits.append(proc.returncode)
     raise ServerStartError(f"exited while starting {attempts} times (exit codes {exits})")

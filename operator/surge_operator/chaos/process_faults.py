@@ -12,6 +12,7 @@ import time
 from surge_operator.chaos.clients import surge_schedule
 from surge_operator.chaos.dataplane import Plane, later, one_server, run_plane
 from surge_operator.chaos.result import Result
+from surge_operator.chaos.stage import Proc
 
 
 async def _replace(plane: Plane, role: str, port: int | None = None) -> None:
@@ -22,6 +23,17 @@ async def _replace(plane: Plane, role: str, port: int | None = None) -> None:
     starts = plane.notes.setdefault(f"{role}_restart_ready_s", [])
     assert isinstance(starts, list)
     starts.append(took)
+
+
+def _freeze(plane: Plane, proc: Proc, seconds: float) -> None:
+    """SIGSTOP `proc` now and SIGCONT it `seconds` later, noted as `sigstop_s`."""
+    proc.signal(signal.SIGSTOP)
+    plane.notes["sigstop_s"] = seconds
+
+    async def thaw() -> None:
+        proc.signal(signal.SIGCONT)
+
+    later(plane, seconds, thaw)
 
 
 async def worker_surge(count: int) -> Result:
@@ -40,14 +52,7 @@ async def worker_surge(count: int) -> Result:
             later(plane, 1.0, lambda: _replace(plane, "worker"))
         elif i == count // 2:
             plane.mark_fault()
-            frozen = workers[-1]
-            frozen.signal(signal.SIGSTOP)
-            plane.notes["sigstop_s"] = 6.0
-
-            async def thaw() -> None:
-                frozen.signal(signal.SIGCONT)
-
-            later(plane, 6.0, thaw)
+            _freeze(plane, workers[-1], 6.0)
         elif i == 5 * count // 8:
             plane.mark_fault()
             workers[1].kill()
@@ -100,14 +105,7 @@ async def gateway_freeze(count: int) -> Result:
     async def fault(plane: Plane, i: int) -> None:
         if i == count // 2:
             plane.mark_fault()
-            frozen = plane.stage.live("gateway")[0]
-            frozen.signal(signal.SIGSTOP)
-            plane.notes["sigstop_s"] = 8.0
-
-            async def thaw() -> None:
-                frozen.signal(signal.SIGCONT)
-
-            later(plane, 8.0, thaw)
+            _freeze(plane, plane.stage.live("gateway")[0], 8.0)
 
     with one_server() as (url, root):
         return await run_plane(

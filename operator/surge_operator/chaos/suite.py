@@ -45,6 +45,14 @@ def _scaled(
     return scaled
 
 
+def _control_plane(name: str, run: Callable[[bool], Awaitable[Result]]) -> Scenario:
+    """Each starts a local control plane of its own: named with --only or in the full
+    suite, never in --short, and refused up front when the kube binaries are missing."""
+    return Scenario(
+        name, run, in_short_suite=False, unavailable=control_plane_faults.control_plane_missing
+    )
+
+
 SCENARIOS: list[Scenario] = [
     Scenario("primary-kill-9", _scaled(scenarios.primary_kill, 600)),
     Scenario("split-brain-heal", _scaled(scenarios.split_brain, 600)),
@@ -65,30 +73,10 @@ SCENARIOS: list[Scenario] = [
     Scenario("power-loss-fsync-lazy", _scaled(powerloss.fsync_lazy, 600)),
     Scenario("power-loss-r3-fsync-always", _scaled(powerloss.r3_fsync_always, 600)),
     Scenario("power-loss-r3-fsync-lazy", _scaled(powerloss.r3_fsync_lazy, 600)),
-    Scenario(
-        "operator-kill-9-mid-scale",
-        control_plane_faults.operator_kill_mid_scale,
-        in_short_suite=False,
-        unavailable=control_plane_faults.control_plane_missing,
-    ),
-    Scenario(
-        "operator-sigstop-leader",
-        control_plane_faults.operator_sigstop_leader,
-        in_short_suite=False,
-        unavailable=control_plane_faults.control_plane_missing,
-    ),
-    Scenario(
-        "apiserver-restart",
-        control_plane_faults.apiserver_restart,
-        in_short_suite=False,
-        unavailable=control_plane_faults.control_plane_missing,
-    ),
-    Scenario(
-        "apiserver-sigstop",
-        control_plane_faults.apiserver_sigstop,
-        in_short_suite=False,
-        unavailable=control_plane_faults.control_plane_missing,
-    ),
+    _control_plane("operator-kill-9-mid-scale", control_plane_faults.operator_kill_mid_scale),
+    _control_plane("operator-sigstop-leader", control_plane_faults.operator_sigstop_leader),
+    _control_plane("apiserver-restart", control_plane_faults.apiserver_restart),
+    _control_plane("apiserver-sigstop", control_plane_faults.apiserver_sigstop),
 ]
 
 

@@ -14,13 +14,16 @@ E2E_RETAG ?= e2e-retag
 K8S_BIN := $(shell tools/build-k8s.sh --print-bin-dir)
 
 .PHONY: demo test lint typecheck unit integration e2e e2e-load e2e-install e2e-test venv \
-	prometheus fuse k8s images actionlint s3-server natscli crds chart-docs clean
+	prometheus fuse k8s node-deps chart-tools images actionlint s3-server natscli crds \
+	chart-docs clean
 
 demo: venv
 	$(BIN)/surge demo $(DEMO_ARGS)
 
-test: venv prometheus fuse k8s images actionlint s3-server natscli lint typecheck
-	SURGE_REQUIRE_E2E=1 $(BIN)/pytest --durations=30 $(PYTEST_ARGS)
+# The local cluster's binaries (tools/build-k8s.sh) build in the background while the unit
+# and integration tiers run; the e2e tier starts once they are there (tools/run-suite.sh).
+test: venv prometheus fuse node-deps chart-tools images actionlint s3-server natscli lint typecheck
+	SURGE_VENV=$(VENV) PYTEST_ARGS="$(PYTEST_ARGS)" tools/run-suite.sh
 
 venv: $(STAMP)
 
@@ -51,9 +54,15 @@ natscli:
 # Debian's containerd/runc/CNI plugins for real nodes; kube-apiserver, controller-manager,
 # scheduler, kubelet, kube-proxy, etcd, CoreDNS, kube-router, kwok, kubectl, helm from Go
 # modules; and the chart's validation tools (kubeconform, helm-docs).
-k8s:
-	tools/install-node-deps.sh
+k8s: node-deps chart-tools
 	tools/build-k8s.sh
+
+node-deps:
+	tools/install-node-deps.sh
+
+# helm, kubeconform and helm-docs: what the unit tier's chart tests run.
+chart-tools:
+	tools/build-k8s.sh helm
 	tools/build-chart-tools.sh
 
 # The surge and surge-nats-server images as docker-archive tars, built with Debian's buildah

@@ -2,6 +2,7 @@
 # Build the local Kubernetes control plane for Surge's e2e tests from Go modules.
 #
 #   tools/build-k8s.sh            build whatever is missing (idempotent; prints timings)
+#   tools/build-k8s.sh helm       build only helm (the chart tests' one binary)
 #   tools/build-k8s.sh --print-bin-dir
 #
 # Needs only Go (>= the version the pinned modules ask for) and network access to the
@@ -122,10 +123,25 @@ simple_module() { # simple_module NAME MODULE VERSION PKG -> dir
   echo "$dir"
 }
 
+total_start=$(date +%s)
+
+# helm first, and alone with `helm`: the unit tier's chart tests need only it, so `make test`
+# builds it before them and the rest in the background (tools/run-suite.sh).
+if ! have helm "$HELM_VERSION"; then
+  hdir="$(simple_module helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm)"
+  timed_build helm "$HELM_VERSION" "$hdir" helm.sh/helm/v3/cmd/helm \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+else
+  log "helm $HELM_VERSION: cached"
+fi
+
+if [[ "${1:-}" == "helm" ]]; then
+  exit 0
+fi
+
 # The control plane, kubectl, and what every real node runs (kubelet, kube-proxy).
 K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
-total_start=$(date +%s)
 kver="$KUBERNETES_VERSION"
 kminor="${kver#v1.}"; kminor="${kminor%%.*}"
 k8s_ldflags="-X k8s.io/component-base/version.gitVersion=$kver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$kminor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$kver -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$kminor"
@@ -157,14 +173,6 @@ if ! have kwok "$KWOK_VERSION"; then
     "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
 else
   log "kwok $KWOK_VERSION: cached"
-fi
-
-if ! have helm "$HELM_VERSION"; then
-  hdir="$(simple_module helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm)"
-  timed_build helm "$HELM_VERSION" "$hdir" helm.sh/helm/v3/cmd/helm \
-    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-else
-  log "helm $HELM_VERSION: cached"
 fi
 
 # Cluster DNS: CoreDNS, run as a pod of the local cluster (kube-system/coredns). Built from

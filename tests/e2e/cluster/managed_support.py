@@ -262,37 +262,56 @@ def kill_9(cluster: KubeCluster, pod: dict[str, Any], container: str = "nats") -
 
 
 PROBE_SCRIPT = """
-import socket
-for host, port in {targets!r}:
+import socket, time
+
+def attempt(host, port):
     try:
         socket.create_connection((host, port), timeout=5).close()
-        print("PROBE", host, port, "open", flush=True)
+        return "open"
     except OSError as exc:
-        print("PROBE", host, port, "closed", type(exc).__name__, flush=True)
+        return "closed " + type(exc).__name__
+
+# The enforcer learns this pod's address only once the kubelet has reported it, which can be
+# after this script starts: try the first port until it opens or the patience runs out.
+host, port = {targets!r}[0]
+started = time.monotonic()
+while (seen := attempt(host, port)) != "open" and time.monotonic() < started + {patience}:
+    time.sleep(1)
+print("PROBE", host, port, seen, "after %.1f s" % (time.monotonic() - started), flush=True)
+for host, port in {targets!r}[1:]:
+    print("PROBE", host, port, attempt(host, port), flush=True)
 """
+#: how long a probe pod keeps trying its first port: the same 20 s as the chart's policy test
+PATIENCE_S = 20
 
 
-def probe(cluster: KubeCluster, ns: str, labels: dict[str, str]) -> dict[int, str]:
-    """From a pod with `labels`: which east server ports accept a TCP connection (5 s each):
-    client, route, leafnode and monitoring (the last two on the server's own address, as
-    Prometheus scrapes it)."""
-    client = f"{MC}-nats-east.{ns}.svc"
-    route = f"{MC}-nats-east-0.{MC}-nats-east-headless.{ns}.svc"
-    targets = [(client, 4222), (route, 6222), (client, 7422), (route, 8222)]
-    outcome = run_client(cluster, ns, PROBE_SCRIPT.format(targets=targets), labels=labels)
+def _east_0_ip(cluster: KubeCluster, ns: str) -> str:
+    """east-0's pod IP once it is Ready: the probe dials the address, not a DNS name, so a
+    refused port means the policy (or the server), never a name that did not resolve."""
+    pod_name = f"{MC}-nats-east-0"
+
+    def ready_ip() -> str | None:
+        status = kube_json(cluster, "get", "pod", pod_name, "-n", ns).get("status", {})
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
+        )
+        return status.get("podIP") if ready else None
+
+    ip: str = wait_for(f"{pod_name} Ready with an address", ready_ip, timeout=300)
+    return ip
+
+
+def probe(cluster: KubeCluster, ns: str, labels: dict[str, str], first: int) -> dict[int, str]:
+    """From a pod with `labels`: which ports of east-0 accept a TCP connection: client,
+    route, leafnode and monitoring, on the server's own address as Prometheus scrapes it.
+    `first` is tried for PATIENCE_S seconds before the others are tried once (5 s each),
+    so a port the policy admits is seen open and one it refuses is seen refused for that
+    long. The pod's output, with why each closed port failed, is printed."""
+    server = _east_0_ip(cluster, ns)
+    ports = [first] + [p for p in (4222, 6222, 7422, 8222) if p != first]
+    script = PROBE_SCRIPT.format(targets=[(server, p) for p in ports], patience=PATIENCE_S)
+    outcome = run_client(cluster, ns, script, labels=labels)
     lines = [line.split() for line in outcome.log.splitlines() if line.startswith("PROBE ")]
-    assert len(lines) == len(targets), f"probe ({outcome.phase}):\n{outcome.log}"
-    return {int(line[2]): line[3] for line in lines}
-
-
-def probe_admitted(
-    cluster: KubeCluster, ns: str, labels: dict[str, str], port: int
-) -> dict[int, str]:
-    """`probe` from up to three fresh pods until `port` is open: kube-router admits a new
-    pod's address a moment after the pod starts (CI once saw an allowed client refused).
-    A policy that never admits the pod still shows `port` closed."""
-    for _ in range(3):
-        seen = probe(cluster, ns, labels)
-        if seen[port] == "open":
-            break
-    return seen
+    print(f"probe from {labels or 'an unlabelled pod'}:\n{outcome.log}")
+    assert len(lines) == len(ports), f"probe ({outcome.phase}):\n{outcome.log}"
+    return {int(line[2]): line[3] for line in sorted(lines, key=lambda line: int(line[2]))}

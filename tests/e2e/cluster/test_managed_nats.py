@@ -28,7 +28,6 @@ from tests.e2e.cluster.managed_support import (
     kill_9,
     nats_pods,
     probe,
-    probe_admitted,
     region_status,
     released,
     result_of,
@@ -217,9 +216,9 @@ def test_the_servers_policy_admits_clients_to_4222_prometheus_to_8222_and_nobody
 ) -> None:
     # Workers, gateways, the operator, routes and west's leafnode got through in every test
     # above; here a pod of none of those, a labelled client and a Prometheus pod.
-    stranger = probe(release, managed_ns, {})
-    client = probe_admitted(release, managed_ns, {"surge.dev/nats-client": MC}, 4222)
-    prometheus = probe_admitted(release, managed_ns, {"app.kubernetes.io/name": "prometheus"}, 8222)
+    stranger = probe(release, managed_ns, {}, first=4222)
+    client = probe(release, managed_ns, {"surge.dev/nats-client": MC}, first=4222)
+    prometheus = probe(release, managed_ns, {"app.kubernetes.io/name": "prometheus"}, first=8222)
     print(f"\nunlabelled pod: {stranger}; labelled client: {client}; prometheus: {prometheus}")
     assert stranger == {4222: "closed", 6222: "closed", 7422: "closed", 8222: "closed"}
     assert client == {4222: "open", 6222: "closed", 7422: "closed", 8222: "closed"}

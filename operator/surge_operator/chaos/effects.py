@@ -40,6 +40,12 @@ def _position(entry: TranscriptEntry) -> int:
     return int(head.removeprefix("pos=")) if head.startswith("pos=") else -1
 
 
+class ReplicaBehindError(Exception):
+    """The read's consumer ran out of messages before the sequence the stream's leader
+    reported: it was placed on a replica still catching up (a server that just woke from
+    SIGSTOP), which serves what it has and calls that everything."""
+
+
 #: Errors of a cluster still settling after a fault (a leader being elected, a server
 #: catching up): the checker's own reads retry through them instead of reporting a loss.
 _TRANSIENT = (
@@ -47,6 +53,7 @@ _TRANSIENT = (
     nats.errors.NoRespondersError,
     nats.js.errors.ServiceUnavailableError,
     nats.js.errors.NoStreamResponseError,
+    ReplicaBehindError,
 )
 T = TypeVar("T")
 
@@ -72,6 +79,9 @@ async def _read_effects(js: JetStreamContext, stream: str) -> list[Stored]:
     bucket = transcripts_bucket(stream)
     kv_stream = f"KV_{bucket}"
     name = f"chaos{uuid.uuid4().hex[:8]}"
+    # The stream leader answers stream info: the last sequence every write is known by.
+    last_seq = (await js.stream_info(kv_stream)).state.last_seq
+    seen = 0
     config = ConsumerConfig(
         name=name,
         ack_policy=AckPolicy.NONE,
@@ -94,6 +104,7 @@ async def _read_effects(js: JetStreamContext, stream: str) -> list[Stored]:
                     break
                 continue
             for msg in batch:
+                seen = max(seen, msg.metadata.sequence.stream)
                 if not msg.data:
                     continue  # a delete or purge marker, not a write
                 entry = TranscriptEntry.decode(msg.data)
@@ -111,6 +122,8 @@ async def _read_effects(js: JetStreamContext, stream: str) -> list[Stored]:
             await sub.unsubscribe()
         with contextlib.suppress(Exception):
             await js.delete_consumer(kv_stream, name)
+    if seen < last_seq:
+        raise ReplicaBehindError(f"{kv_stream}: read up to {seen}, the leader has {last_seq}")
     return out
 
 

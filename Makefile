@@ -20,10 +20,11 @@ K8S_BIN := $(shell tools/build-k8s.sh --print-bin-dir)
 demo: venv
 	$(BIN)/surge demo $(DEMO_ARGS)
 
-# The local cluster's binaries (tools/build-k8s.sh) build in the background while the unit
-# and integration tiers run; the e2e tier starts once they are there (tools/run-suite.sh).
-test: venv prometheus fuse node-deps chart-tools images actionlint s3-server natscli lint typecheck
-	SURGE_VENV=$(VENV) PYTEST_ARGS="$(PYTEST_ARGS)" tools/run-suite.sh
+# The set-up steps below, then the suite, as one pipeline (tools/run-suite.sh): the local
+# cluster's binaries (tools/build-k8s.sh) build in the background while the rest of the
+# set-up and the unit and integration tiers run; the e2e tier starts once they are there.
+test:
+	MAKE="$(MAKE)" SURGE_VENV=$(VENV) PYTEST_ARGS="$(PYTEST_ARGS)" tools/run-suite.sh
 
 venv: $(STAMP)
 

@@ -291,11 +291,9 @@ def _east_0_ip(cluster: KubeCluster, ns: str) -> str:
     pod_name = f"{MC}-nats-east-0"
 
     def ready_ip() -> str | None:
-        status = kube_json(cluster, "get", "pod", pod_name, "-n", ns).get("status", {})
-        ready = any(
-            c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
-        )
-        return status.get("podIP") if ready else None
+        pod = kube_json(cluster, "get", "pod", pod_name, "-n", ns)
+        ip: str | None = pod.get("status", {}).get("podIP")
+        return ip if ready(pod) else None
 
     ip: str = wait_for(f"{pod_name} Ready with an address", ready_ip, timeout=300)
     return ip

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# `make test` as one pipeline: the set-up, then the whole pytest suite in two runs, with the
-# slowest cold step (the local cluster's binaries: about 30 CPU-minutes on a cold cache, a
-# no-op when cached) hidden behind everything that does not need it.
+# `make test` as one pipeline: the set-up, then the whole pytest suite in two runs. On a cold
+# cache the set-up is mostly Go builds and downloads, so the independent parts run side by
+# side instead of one after another:
 #
-#   1. helm and the chart tools (the unit tier runs them; they share build-k8s.sh's lock);
-#   2. tools/build-k8s.sh starts in the background at nice 19;
-#   3. meanwhile the rest of the set-up (venv, apt packages, images, Go tools, lint,
-#      typecheck: much of it waits on the network) and then the unit and integration tiers
-#      (pytest -m "not e2e"), which need no other Kubernetes binary; at nice 0 they get
-#      the CPU first whenever they want it;
-#   4. once the build is done, the e2e tier (pytest -m e2e).
+#   1. in the background: helm and the chart tools (the unit tier runs them), then the local
+#      cluster's binaries (tools/build-k8s.sh, about 30 CPU-minutes cold) at nice 19;
+#   2. in the background: the Go tools the integration tier runs (actionlint, versitygw,
+#      natscli);
+#   3. in the foreground: the venv, Debian's packages (apt, one at a time), the images,
+#      lint and typecheck;
+#   4. once 2 and the chart tools are there: the unit and integration tiers
+#      (pytest -m "not e2e"), which need no other Kubernetes binary; at nice 0 they get the
+#      CPU first whenever they want it;
+#   5. once the build is done, the e2e tier (pytest -m e2e).
 #
 # A failed set-up step stops everything. Otherwise both pytest runs happen, and the exit
 # status is non-zero if the build or either run failed. pytest's "no tests collected" (5)
@@ -26,19 +29,37 @@ read -r -a args <<< "${PYTEST_ARGS:-}"
 log() { printf '[run-suite %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 started=$(date +%s)
-"$make_" --no-print-directory chart-tools || exit 1
+work="$(mktemp -d -t surge-run-suite.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
 
-build_log="$(mktemp -t surge-build-k8s.XXXXXX.log)"
-# Its own session, so a failed set-up can stop the build with every go process under it.
-setsid nice -n 19 tools/build-k8s.sh > "$build_log" 2>&1 &
+# Each background job in its own session, so a failure can stop it with every go process
+# under it.
+setsid bash -c '"$1" --no-print-directory chart-tools || { touch "$2/charts.failed"; exit 1; }
+  touch "$2/charts.ready"
+  exec nice -n 19 tools/build-k8s.sh' _ "$make_" "$work" > "$work/build.log" 2>&1 &
 build_pid=$!
-log "building the local cluster's binaries in the background (pid $build_pid, log $build_log)"
+setsid "$make_" --no-print-directory actionlint s3-server natscli > "$work/tools.log" 2>&1 &
+tools_pid=$!
+log "in the background: chart tools then the local cluster's binaries (pid $build_pid)," \
+  "and the Go tools (pid $tools_pid)"
 
-if ! "$make_" --no-print-directory venv prometheus fuse node-deps images actionlint s3-server \
-  natscli lint typecheck; then
-  kill -- "-$build_pid" 2>/dev/null
+fail() { # fail MESSAGE LOG: print it, stop the background jobs, exit 1
+  log "$1; its log:"
+  cat "$2" >&2
+  kill -- "-$build_pid" "-$tools_pid" 2>/dev/null
+  exit 1
+}
+
+if ! "$make_" --no-print-directory venv prometheus fuse node-deps images lint typecheck; then
+  kill -- "-$build_pid" "-$tools_pid" 2>/dev/null
   exit 1
 fi
+wait "$tools_pid" || fail "the Go tools failed to build" "$work/tools.log"
+cat "$work/tools.log" >&2
+until [[ -e "$work/charts.ready" ]]; do
+  [[ -e "$work/charts.failed" ]] && fail "the chart tools failed to build" "$work/build.log"
+  sleep 1
+done
 log "set-up done $(( $(date +%s) - started )) s after the start"
 
 pytest_run() { # pytest_run LABEL MARKER
@@ -55,16 +76,10 @@ status=0
 pytest_run "unit and integration tiers" "not e2e" || status=1
 
 waited_from=$(date +%s)
-if wait "$build_pid"; then
-  log "local cluster binaries ready $(( $(date +%s) - started )) s after the start;" \
-    "the e2e tier waited $(( $(date +%s) - waited_from )) s for them"
-  grep -E 'built in|all cached|done in' "$build_log" >&2
-else
-  log "tools/build-k8s.sh failed; its log:"
-  cat "$build_log" >&2
-  exit 1
-fi
-rm -f "$build_log"
+wait "$build_pid" || fail "tools/build-k8s.sh failed" "$work/build.log"
+log "local cluster binaries ready $(( $(date +%s) - started )) s after the start;" \
+  "the e2e tier waited $(( $(date +%s) - waited_from )) s for them"
+grep -E 'built in|all cached|done in' "$work/build.log" >&2
 
 pytest_run "e2e tier" "e2e" || status=1
 exit "$status"

@@ -30,6 +30,7 @@ from tests.e2e.cluster.support import (
     kube_json,
     missing,
     pods,
+    probe_ports,
     ready,
     run_client,
     wait_for,
@@ -261,30 +262,6 @@ def kill_9(cluster: KubeCluster, pod: dict[str, Any], container: str = "nats") -
     raise AssertionError(f"no nats-server process in container {ids[0]}")
 
 
-PROBE_SCRIPT = """
-import socket, time
-
-def attempt(host, port):
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-        return "open"
-    except OSError as exc:
-        return "closed " + type(exc).__name__
-
-# The enforcer learns this pod's address only once the kubelet has reported it, which can be
-# after this script starts: try the first port until it opens or the patience runs out.
-host, port = {targets!r}[0]
-started = time.monotonic()
-while (seen := attempt(host, port)) != "open" and time.monotonic() < started + {patience}:
-    time.sleep(1)
-print("PROBE", host, port, seen, "after %.1f s" % (time.monotonic() - started), flush=True)
-for host, port in {targets!r}[1:]:
-    print("PROBE", host, port, attempt(host, port), flush=True)
-"""
-#: how long a probe pod keeps trying its first port: the same 20 s as the chart's policy test
-PATIENCE_S = 20
-
-
 def _east_0_ip(cluster: KubeCluster, ns: str) -> str:
     """east-0's pod IP once it is Ready: the probe dials the address, not a DNS name, so a
     refused port means the policy (or the server), never a name that did not resolve."""
@@ -301,15 +278,7 @@ def _east_0_ip(cluster: KubeCluster, ns: str) -> str:
 
 def probe(cluster: KubeCluster, ns: str, labels: dict[str, str], first: int) -> dict[int, str]:
     """From a pod with `labels`: which ports of east-0 accept a TCP connection: client,
-    route, leafnode and monitoring, on the server's own address as Prometheus scrapes it.
-    `first` is tried for PATIENCE_S seconds before the others are tried once (5 s each),
-    so a port the policy admits is seen open and one it refuses is seen refused for that
-    long. The pod's output, with why each closed port failed, is printed."""
-    server = _east_0_ip(cluster, ns)
+    route, leafnode and monitoring, on the server's own address as Prometheus scrapes it;
+    `first` is the port tried with patience (see `probe_ports`)."""
     ports = [first] + [p for p in (4222, 6222, 7422, 8222) if p != first]
-    script = PROBE_SCRIPT.format(targets=[(server, p) for p in ports], patience=PATIENCE_S)
-    outcome = run_client(cluster, ns, script, labels=labels)
-    lines = [line.split() for line in outcome.log.splitlines() if line.startswith("PROBE ")]
-    print(f"probe from {labels or 'an unlabelled pod'}:\n{outcome.log}")
-    assert len(lines) == len(ports), f"probe ({outcome.phase}):\n{outcome.log}"
-    return {int(line[2]): line[3] for line in sorted(lines, key=lambda line: int(line[2]))}
+    return probe_ports(cluster, ns, _east_0_ip(cluster, ns), ports, labels=labels)

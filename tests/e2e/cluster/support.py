@@ -192,6 +192,50 @@ def run_client(
     return ClientResult(str(phase), log)
 
 
+PROBE_SCRIPT = """
+import socket, time
+
+def attempt(host, port):
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        return "open"
+    except OSError as exc:
+        return "closed " + type(exc).__name__
+
+# The enforcer learns this pod's address only once the kubelet has reported it, which can be
+# after this script starts: try the first port until it opens or the patience runs out.
+host, port = {targets!r}[0]
+started = time.monotonic()
+while (seen := attempt(host, port)) != "open" and time.monotonic() < started + {patience}:
+    time.sleep(1)
+print("PROBE", host, port, seen, "after %.1f s" % (time.monotonic() - started), flush=True)
+for host, port in {targets!r}[1:]:
+    print("PROBE", host, port, attempt(host, port), flush=True)
+"""
+#: how long a probe pod keeps trying its first port before it counts as refused
+PATIENCE_S = 20
+
+
+def probe_ports(
+    cluster: KubeCluster,
+    namespace: str,
+    host: str,
+    ports: list[int],
+    *,
+    labels: dict[str, str] | None = None,
+) -> dict[int, str]:
+    """From a new pod with `labels`: which of `ports` on `host` accept a TCP connection,
+    "open" or "closed" (the printed output says why). The first port is tried for
+    PATIENCE_S seconds, the others once (5 s each), so a port the policy admits is seen open
+    and one it refuses is seen refused for that long."""
+    script = PROBE_SCRIPT.format(targets=[(host, p) for p in ports], patience=PATIENCE_S)
+    outcome = run_client(cluster, namespace, script, labels=labels)
+    lines = [line.split() for line in outcome.log.splitlines() if line.startswith("PROBE ")]
+    print(f"probe from {labels or 'an unlabelled pod'}:\n{outcome.log}")
+    assert len(lines) == len(ports), f"probe ({outcome.phase}):\n{outcome.log}"
+    return {int(line[2]): line[3] for line in lines}
+
+
 def exec_python(
     cluster: KubeCluster, namespace: str, pod: str, container: str, script: str
 ) -> subprocess.CompletedProcess[str]:

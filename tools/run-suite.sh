@@ -43,15 +43,19 @@ tools_pid=$!
 log "in the background: chart tools then the local cluster's binaries (pid $build_pid)," \
   "and the Go tools (pid $tools_pid)"
 
+stop_jobs() { kill -- "-$build_pid" "-$tools_pid" 2>/dev/null; }
+# Interrupted (Ctrl-C, a CI timeout): the jobs have their own sessions, so stop them here.
+trap 'stop_jobs; exit 130' INT TERM
+
 fail() { # fail MESSAGE LOG: print it, stop the background jobs, exit 1
   log "$1; its log:"
   cat "$2" >&2
-  kill -- "-$build_pid" "-$tools_pid" 2>/dev/null
+  stop_jobs
   exit 1
 }
 
 if ! "$make_" --no-print-directory venv prometheus fuse node-deps images lint typecheck; then
-  kill -- "-$build_pid" "-$tools_pid" 2>/dev/null
+  stop_jobs
   exit 1
 fi
 wait "$tools_pid" || fail "the Go tools failed to build" "$work/tools.log"

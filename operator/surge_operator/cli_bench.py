@@ -184,14 +184,61 @@ def bench_nats(
     messages: Annotated[int, typer.Option("--messages", min=100, help="Per run.")] = 20_000,
     size: Annotated[int, typer.Option("--size", min=16, help="Message bytes.")] = 1024,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Runs per figure.")] = 3,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            help="Bench on this cluster (the chart installed, rbac.secretNamespaces covering "
+            "--namespace); without it, on a fresh local cluster with real nodes.",
+        ),
+    ] = None,
+    namespace: Annotated[
+        str, typer.Option("--namespace", help="Namespace the bench creates and deletes.")
+    ] = "surge-bench-nats",
+    image: Annotated[
+        str | None,
+        typer.Option("--image", help="The surge-bench image (surge + natscli) the nodes pull."),
+    ] = None,
+    loopback: Annotated[
+        bool,
+        typer.Option(
+            "--loopback", help="No Kubernetes: the generated config on nats-servers on loopback."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """fsync always vs lazy and R3 vs R1 with `nats bench`; Surge end to end as a fraction."""
+    """fsync always vs lazy and R3 vs R1 with `nats bench`, on the NATS Surge's operator
+    runs; Surge end to end (gateway -> stream -> worker) as a fraction of it."""
     import json as _json
+    import tempfile
 
-    from surge_operator.bench_nats import render, run_bench
+    from surge_operator.natsbench.incluster import (
+        BENCH_IMAGE,
+        ClusterBenchError,
+        run_kubeconfig,
+        run_local,
+    )
+    from surge_operator.natsbench.loopback import run_loopback
+    from surge_operator.natsbench.result import render
 
-    result = run_bench(messages=messages, size=size, rounds=rounds)
+    try:
+        if loopback:
+            result = run_loopback(messages, size, rounds)
+        elif kubeconfig is not None:
+            result = run_kubeconfig(
+                kubeconfig,
+                namespace=namespace,
+                image=image or BENCH_IMAGE,
+                messages=messages,
+                size=size,
+                rounds=rounds,
+            )
+        else:
+            with tempfile.TemporaryDirectory(prefix="surge-bench-nats-") as tmp:
+                result = run_local(messages, size, rounds, Path(tmp))
+    except ClusterBenchError as err:
+        typer.echo(f"surge bench nats: {err}", err=True)
+        raise typer.Exit(1) from err
     typer.echo(_json.dumps(result.as_dict(), indent=2) if as_json else render(result))
 
 

@@ -3,12 +3,18 @@ the parser reads a real rate from the real tool."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 from tests.unit.surge_operator.resources.nats.nats_support import managed_ctx
 
-from surge_operator.bench_nats import natscli, run_nats_bench, run_nats_bench_end_to_end
+from surge_operator.natsbench.natscli import (
+    loopback_command,
+    natscli,
+    run_nats_bench,
+    run_nats_bench_end_to_end,
+)
 from surge_operator.natscluster import LocalNatsCluster
 from surge_operator.resources.nats.accounts import Role
 from surge_operator.resources.nats.config import Passwords, server_config
@@ -16,19 +22,27 @@ from surge_operator.resources.nats.config import Passwords, server_config
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def _streams(nats: list[str]) -> list[str]:
+    out = subprocess.run([*nats, "stream", "ls", "--names"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
 def test_nats_bench_publishes_to_an_r1_stream_on_the_generated_config(tmp_path: Path) -> None:
     ctx = managed_ctx(servers=1)
     passwords = Passwords({role: f"pw-{role.value}" for role in Role})
     config = server_config(ctx, ctx.spec.regions[0], passwords)
     with LocalNatsCluster(config, 1, name="east", root=tmp_path) as cluster:
+        nats = loopback_command(
+            natscli(), cluster.urls[0], Role.OPERATOR.value, passwords[Role.OPERATOR]
+        )
         rate = run_nats_bench(
-            natscli(),
-            cluster.urls[0],
-            passwords[Role.OPERATOR],
+            nats,
             replicas=1,
             messages=300,
             size=256,
         )
+        assert _streams(nats) == []  # the row deletes what it made
     assert rate > 0
 
 
@@ -37,13 +51,15 @@ def test_nats_bench_end_to_end_consumes_what_it_publishes(tmp_path: Path) -> Non
     passwords = Passwords({role: f"pw-{role.value}" for role in Role})
     config = server_config(ctx, ctx.spec.regions[0], passwords)
     with LocalNatsCluster(config, 1, name="east", root=tmp_path) as cluster:
+        nats = loopback_command(
+            natscli(), cluster.urls[0], Role.OPERATOR.value, passwords[Role.OPERATOR]
+        )
         rate = run_nats_bench_end_to_end(
-            natscli(),
-            cluster.urls[0],
-            passwords[Role.OPERATOR],
+            nats,
             messages=400,
             size=256,
             replicas=1,
         )
+        assert _streams(nats) == []
     # A consumer short of its --msgs never exits: the call raises on its timeout instead.
     assert rate > 0

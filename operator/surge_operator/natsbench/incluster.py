@@ -264,8 +264,12 @@ def _pod_running(kubectl: Kubectl, namespace: str, name: str) -> bool:
 
 @contextmanager
 def bench_namespace(kubectl: Kubectl, namespace: str, image: str) -> Iterator[None]:
-    """Both MessagingClusters and bench pods, Ready; everything deleted afterwards."""
-    kubectl("create", "namespace", namespace)
+    """Both MessagingClusters and bench pods, Ready; what the bench made is deleted
+    afterwards (the namespace too when the bench created it)."""
+    existed = kubectl("get", "namespace", namespace, check=False).returncode == 0
+    if not existed:
+        kubectl("create", "namespace", namespace)
+    pods = [f"{name}-client" for name in (DURABLE, LAZY)]
     try:
         kubectl.apply(tokens_secret(namespace, secrets.token_urlsafe(24)))
         for name, interval in ((DURABLE, "always"), (LAZY, "2m")):
@@ -276,16 +280,19 @@ def bench_namespace(kubectl: Kubectl, namespace: str, image: str) -> Iterator[No
         for deployment in (gateway_name(ctx), worker_name(ctx)):
             ready = partial(_deployment_ready, kubectl, namespace, deployment)
             _wait(f"deployment {deployment}", ready)
-        for name in (DURABLE, LAZY):
-            kubectl.apply(bench_pod(f"{name}-client", namespace, name, image))
-        for name in (DURABLE, LAZY):
-            pod = f"{name}-client"
+        for name, pod in zip((DURABLE, LAZY), pods, strict=True):
+            kubectl.apply(bench_pod(pod, namespace, name, image))
+        for pod in pods:
             _wait(f"bench pod {pod}", partial(_pod_running, kubectl, namespace, pod), 300)
         yield
     finally:
+        for pod in pods:
+            kubectl("delete", "pod", pod, "-n", namespace, "--wait=false", check=False)
         for name in (DURABLE, LAZY):
             kubectl("delete", "messagingcluster", name, "-n", namespace, check=False)
-        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        kubectl("delete", "secret", TOKENS_SECRET, "-n", namespace, check=False)
+        if not existed:
+            kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def run_on_cluster(
@@ -332,7 +339,9 @@ def built_images() -> list[Path]:
 
 
 def install_chart(kubectl: Kubectl, helm: Sequence[str], namespace: str) -> None:
-    """The chart as the README installs it, with Secrets rights in the bench namespace."""
+    """The chart as the README installs it, with Secrets rights in the bench namespace
+    (which must exist for the chart's Role in it)."""
+    kubectl("create", "namespace", namespace)
     subprocess.run(
         [
             *helm, "install", "surge", str(REPO / "charts" / "surge"),

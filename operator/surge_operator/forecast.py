@@ -11,7 +11,9 @@ served in priority order, so a class waits for the backlog of every class before
 loses the capacity that the classes before it keep arriving with; the level caps each
 class's share of the pool (0: not served, no promise). The start-up time is the one the
 autoscaler measured (:attr:`Decision.startup_s`); ready replicas x concurrency messages
-run side by side, so the first of them do not hold a newcomer up; and a class is never
+run side by side, so the first of them do not hold a newcomer up, less the handlers that
+the main pool's classes hold from critical (:func:`~surge_workers.eta.held_share`, from
+the snapshot's backlogs and the level's shares); and a class is never
 promised a slower drain than the snapshots measured (:mod:`surge_operator.drain`).
 """
 

@@ -13,7 +13,14 @@ wait of one message at a known place in the order of service:
 where ``lanes`` is ready replicas x the workers' concurrency (the worker composing the
 reply knows its own): a newcomer behind fewer messages than that starts at once in a free
 handler (a single-server queue would charge it for every message handled beside it, the
-overstatement that dominates at low load). Its own service time is the worker's recent
+overstatement that dominates at low load). Less the handlers that classes it cannot
+overtake hold (``held_share`` of them): critical has a pull credit of its own, so workers
+pull the main pool's classes (:data:`~surge_workers.scheduling.MAIN_POOL`) whatever
+critical has queued, and a handler finishes the message it runs; their unfinished
+messages (each class at most its share of the slots at the level) keep that many handlers
+from a critical newcomer, which starts in the next one to come free. Within the main pool
+a lower class is pulled only once the higher one is drained, so it holds no handler a
+higher newcomer waits on. Its own service time is the worker's recent
 handling time, or, while the worker has measured none yet, the pool's: concurrency over
 the per-replica rate (``capacity / ready``), never 0 s.
 
@@ -40,6 +47,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final
 
 from surge_workers.contract import PRIORITIES, Priority
+from surge_workers.scheduling import MAIN_POOL
 
 ETA_KEY: Final = "eta"
 #: A forecast this old (seconds) is not trusted: ticks are ~1 s apart.
@@ -68,6 +76,9 @@ class ClassForecast:
     #: started are ready in steps, not all at ``later_in_s`` (0: all at once).
     step_replicas: int = 0
     step_s: float = 0.0
+    #: Share of the pool's handlers (0-1) that classes this one cannot overtake hold: a
+    #: newcomer runs beside only the others (0: any of them may be free to it).
+    held_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,7 @@ def expected_wait(
         return None
     if service_s is None:
         service_s = _pool_service_s(forecast, concurrency)
-    work = max(0, position - max(1, forecast.ready * concurrency))
+    work = max(0.0, position - max(1.0, _free_handlers(forecast, concurrency)))
     if work == 0:
         return max(0.0, service_s)
     # Serve the work ahead through the schedule of rates, segment by segment.
@@ -113,6 +124,31 @@ def expected_wait(
             return start + left / rate + service_s
         left -= rate * (end - start)
     return None
+
+
+def _free_handlers(forecast: ClassForecast, concurrency: int) -> float:
+    """Handlers a newcomer of this class may run in beside the messages ahead of it."""
+    held = min(1.0, max(0.0, forecast.held_share))
+    return forecast.ready * concurrency * (1.0 - held)
+
+
+def held_share(
+    priority: Priority,
+    backlog: Mapping[Priority, int],
+    shares: Mapping[Priority, float],
+    slots: int,
+) -> float:
+    """Share of ``slots`` handlers that classes ``priority`` cannot overtake hold: for a
+    class outside the main pool, the main pool's unfinished messages, each class at most
+    its share of the slots (the level's cap on what a worker pulls of it); 0 in the main
+    pool, or with the slots not known."""
+    if slots <= 0 or priority in MAIN_POOL:
+        return 0.0
+    held = sum(
+        min(float(max(0, backlog.get(other, 0))), max(0.0, shares.get(other, 1.0)) * slots)
+        for other in MAIN_POOL
+    )
+    return min(1.0, held / slots)
 
 
 def _schedule(forecast: ClassForecast) -> list[tuple[float, float]]:
@@ -162,8 +198,9 @@ def forecast_classes(
     step_replicas: int = 0,
     step_s: float = 0.0,
 ) -> dict[Priority, ClassForecast]:
-    """One forecast per priority from the tick's figures (pure); ``concurrency`` only
-    for ``wait_s``, the figure status shows (workers apply their own)."""
+    """One forecast per priority from the tick's figures (pure); ``concurrency`` for
+    ``wait_s``, the figure status shows, and ``held_share`` (a share: workers apply it to
+    their own concurrency)."""
     classes: dict[Priority, ClassForecast] = {}
     ahead = 0
     higher_rate = 0.0
@@ -181,6 +218,7 @@ def forecast_classes(
             drain_rate=round(max(0.0, (drain_rates or {}).get(priority, 0.0)), 3),
             step_replicas=max(0, step_replicas),
             step_s=max(0.0, step_s),
+            held_share=round(held_share(priority, backlog, shares, max(0, ready) * concurrency), 3),
         )
         wait = expected_wait(ahead + 1, partial, concurrency=concurrency)
         classes[priority] = replace(partial, wait_s=_round(wait))
@@ -238,6 +276,7 @@ def decode_forecast(raw: bytes | None) -> Forecast | None:
             drain_rate=max(0.0, _number(item, "drain_rate", 0.0)),
             step_replicas=max(0, int(_number(item, "step_replicas", 0))),
             step_s=max(0.0, _number(item, "step_s", 0.0)),
+            held_share=min(1.0, max(0.0, _number(item, "held_share", 0.0))),
         )
     return Forecast(
         at=_number(doc, "at", 0.0), level=int(_number(doc, "level", 0)), classes=classes

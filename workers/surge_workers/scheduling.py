@@ -18,8 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from surge_workers.contract import DEFAULT_SHEDDABLE, DegradationLevel, Priority, worker_share
+
+#: The classes that share the main credit pool, in strict priority (a lower one is pulled
+#: only once the higher is drained); every other class has a credit pool of its own.
+MAIN_POOL: Final = (Priority.NORMAL, Priority.BULK)
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,9 @@ def plan_pulls(
         free = capacity - crit.held
         if free >= low_water or (free > 0 and crit.held == 0):
             plans.append(PullPlan(Priority.CRITICAL, min(free, max_batch), no_wait=False))
-    main = (Priority.NORMAL, Priority.BULK)
-    pool_held = sum(states.get(p, ClassState()).held for p in main)
+    pool_held = sum(states.get(p, ClassState()).held for p in MAIN_POOL)
     free = capacity - pool_held
-    for priority in main:
+    for priority in MAIN_POOL:
         share = worker_share(level, priority, sheddable)
         if priority not in served or share <= 0:
             continue

@@ -12,6 +12,7 @@ from surge_workers.eta import (
     encode_forecast,
     expected_wait,
     forecast_classes,
+    held_share,
 )
 
 
@@ -100,6 +101,54 @@ def test_a_newcomer_behind_fewer_messages_than_handlers_starts_at_once() -> None
     assert expected_wait(8, forecast, 0.1) == pytest.approx(7 / 40 + 0.1)
 
 
+def test_handlers_held_by_classes_it_cannot_overtake_do_not_run_beside_a_newcomer() -> None:
+    # 2 replicas x 4 handlers, half of them held by the main pool: 4 run beside it.
+    half = ClassForecast(ahead=7, capacity=40.0, ready=2, held_share=0.5)
+    assert expected_wait(8, half, 0.1, concurrency=4) == pytest.approx(4 / 40 + 0.1)
+    assert expected_wait(4, half, 0.1, concurrency=4) == pytest.approx(0.1)
+    # All of them held: it starts in the next handler to come free, behind the 7.
+    held = ClassForecast(ahead=7, capacity=40.0, ready=2, held_share=1.0)
+    assert expected_wait(8, held, 0.1, concurrency=4) == pytest.approx(7 / 40 + 0.1)
+    # A share out of range is clamped, not a negative count of handlers.
+    beyond = ClassForecast(ahead=7, capacity=40.0, ready=2, held_share=3.0)
+    assert expected_wait(8, beyond, 0.1, concurrency=4) == pytest.approx(7 / 40 + 0.1)
+
+
+def test_the_main_pool_holds_handlers_from_critical_up_to_each_class_share() -> None:
+    backlog = {Priority.CRITICAL: 30, Priority.NORMAL: 90, Priority.BULK: 200}
+    every = {p: 1.0 for p in Priority}
+    assert held_share(Priority.CRITICAL, backlog, every, slots=40) == 1.0
+    # Level 3: normal holds at most a quarter of the slots, bulk none.
+    level3 = {Priority.CRITICAL: 1.0, Priority.NORMAL: 0.25, Priority.BULK: 0.0}
+    assert held_share(Priority.CRITICAL, backlog, level3, slots=40) == pytest.approx(0.25)
+    # No more than the main pool has unfinished.
+    few = {Priority.NORMAL: 3, Priority.BULK: 2}
+    assert held_share(Priority.CRITICAL, few, every, slots=40) == pytest.approx(5 / 40)
+    # In the main pool a lower class is pulled only once the higher is drained.
+    assert held_share(Priority.NORMAL, backlog, every, slots=40) == 0.0
+    assert held_share(Priority.BULK, backlog, every, slots=40) == 0.0
+    assert held_share(Priority.CRITICAL, backlog, every, slots=0) == 0.0
+
+
+def test_critical_is_forecast_behind_the_handlers_the_main_pool_holds() -> None:
+    classes = forecast_classes(
+        backlog={Priority.CRITICAL: 5, Priority.NORMAL: 4, Priority.BULK: 0},
+        arrival_rate={},
+        capacity=80.0,
+        capacity_later=0.0,
+        later_in_s=0.0,
+        shares={},
+        ready=2,
+        concurrency=4,
+    )
+    critical = classes[Priority.CRITICAL]
+    assert critical.held_share == pytest.approx(0.5)
+    # 8 handlers, 4 held by normal: a 6th critical message waits for 2 to finish, then
+    # its own 8 / 80 s with a worker.
+    assert critical.wait_s == pytest.approx(2 / 80 + 0.1, abs=1e-3)
+    assert classes[Priority.NORMAL].held_share == 0.0
+
+
 def test_a_worker_without_its_own_measurement_uses_the_pools_service_time() -> None:
     # 2 replicas serve 40 msg/s with 4 handlers each: 8 / 40 = 0.2 s per message.
     forecast = ClassForecast(ahead=0, capacity=40.0, ready=2)
@@ -128,10 +177,15 @@ def test_forecast_round_trips_and_garbage_decodes_to_none() -> None:
         classes={
             Priority.NORMAL: ClassForecast(
                 3, 7.5, ready=4, drain_rate=12.5, wait_s=1.5, step_replicas=4, step_s=1.0
-            )
+            ),
+            Priority.CRITICAL: ClassForecast(1, 7.5, ready=4, held_share=0.75),
         },
     )
     assert decode_forecast(encode_forecast(forecast)) == forecast
+    # An older publisher's document has no held share: none held.
+    older = decode_forecast(b'{"at": 1, "classes": {"critical": {"ahead": 2, "capacity": 5}}}')
+    assert older is not None
+    assert older.classes[Priority.CRITICAL].held_share == 0.0
     for raw in (None, b"", b"[]", b"{", b'{"classes": 3}'):
         assert decode_forecast(raw) is None
 

@@ -20,9 +20,8 @@ from surge_cluster.images import BUSYBOX_IMAGE
 from surge_cluster.netplan import cluster_id
 from surge_cluster.nodeconfig import NodePaths
 from surge_cluster.nodepool import NODE_STATE_ROOT
-from surge_cluster.testing import eventually
+from surge_cluster.testing import eventually, node_prerequisites
 from surge_cluster.versions import bin_dir
-from tests.fixtures.kube import node_prerequisites
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -21,7 +21,13 @@ from kubernetes import client, config
 from surge_cluster.cluster import LocalCluster
 from surge_cluster.netns import call_in_netns
 from surge_cluster.topology import DEFAULT_NODES
-from surge_cluster.versions import BINARIES, bin_dir
+from surge_cluster.versions import (
+    BINARIES,
+    CONTROL_PLANE_BINARIES,
+    NODE_BINARIES,
+    bin_dir,
+    missing_binaries,
+)
 
 T = TypeVar("T")
 
@@ -122,6 +128,21 @@ def external_cluster(kubeconfig: Path) -> KubeCluster:
 
 def _if_built(binaries: Path) -> Path | None:
     return binaries if any((binaries / b).exists() for b in BINARIES) else None
+
+
+def node_prerequisites() -> list[str]:
+    """What real nodes need on this machine and lack (empty when they can start)."""
+    binaries = bin_dir()
+    missing = [str(binaries / b) for b in missing_binaries(binaries, CONTROL_PLANE_BINARIES[:4])]
+    missing += [str(binaries / b) for b in missing_binaries(binaries, NODE_BINARIES)]
+    for tool in ("/usr/bin/containerd", "/usr/bin/ctr", "/usr/sbin/runc", "/bin/busybox"):
+        if not os.access(tool, os.X_OK):
+            missing.append(tool)
+    if not os.access("/usr/lib/cni/bridge", os.X_OK):
+        missing.append("/usr/lib/cni/bridge")
+    if os.geteuid() != 0:
+        missing.append("root (network namespaces, mounts, cgroups)")
+    return missing
 
 
 @contextmanager

@@ -355,8 +355,14 @@ def install_chart(kubectl: Kubectl, helm: Sequence[str], namespace: str) -> None
 
 def run_local(messages: int, size: int, rounds: int, root: Path) -> NatsBenchResult:
     """Start the local cluster with real nodes, load the images, install the chart, bench."""
-    from surge_cluster.testing import local_cluster
+    from surge_cluster.testing import local_cluster, node_prerequisites
 
+    missing = node_prerequisites()
+    if missing:
+        raise ClusterBenchError(
+            f"a local cluster with real nodes needs {', '.join(missing)} (make k8s); "
+            "or bench a cluster you have (--kubeconfig), or no Kubernetes (--loopback)"
+        )
     images = built_images()
     with local_cluster(root / "kube") as cluster:
         cluster.load_images(images)

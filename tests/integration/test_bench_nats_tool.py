@@ -4,6 +4,7 @@ the parser reads a real rate from the real tool."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,38 +29,26 @@ def _streams(nats: list[str]) -> list[str]:
     return out.stdout.split()
 
 
-def test_nats_bench_publishes_to_an_r1_stream_on_the_generated_config(tmp_path: Path) -> None:
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[list[str]]:
+    """natscli's command against one server of the generated config, as the operator."""
     ctx = managed_ctx(servers=1)
     passwords = Passwords({role: f"pw-{role.value}" for role in Role})
     config = server_config(ctx, ctx.spec.regions[0], passwords)
     with LocalNatsCluster(config, 1, name="east", root=tmp_path) as cluster:
-        nats = loopback_command(
+        yield loopback_command(
             natscli(), cluster.urls[0], Role.OPERATOR.value, passwords[Role.OPERATOR]
         )
-        rate = run_nats_bench(
-            nats,
-            replicas=1,
-            messages=300,
-            size=256,
-        )
-        assert _streams(nats) == []  # the row deletes what it made
+
+
+def test_nats_bench_publishes_to_an_r1_stream_on_the_generated_config(nats: list[str]) -> None:
+    rate = run_nats_bench(nats, replicas=1, messages=300, size=256)
     assert rate > 0
+    assert _streams(nats) == []  # the row deletes what it made
 
 
-def test_nats_bench_end_to_end_consumes_what_it_publishes(tmp_path: Path) -> None:
-    ctx = managed_ctx(servers=1)
-    passwords = Passwords({role: f"pw-{role.value}" for role in Role})
-    config = server_config(ctx, ctx.spec.regions[0], passwords)
-    with LocalNatsCluster(config, 1, name="east", root=tmp_path) as cluster:
-        nats = loopback_command(
-            natscli(), cluster.urls[0], Role.OPERATOR.value, passwords[Role.OPERATOR]
-        )
-        rate = run_nats_bench_end_to_end(
-            nats,
-            messages=400,
-            size=256,
-            replicas=1,
-        )
-        assert _streams(nats) == []
+def test_nats_bench_end_to_end_consumes_what_it_publishes(nats: list[str]) -> None:
     # A consumer short of its --msgs never exits: the call raises on its timeout instead.
+    rate = run_nats_bench_end_to_end(nats, messages=400, size=256, replicas=1)
     assert rate > 0
+    assert _streams(nats) == []

@@ -13,8 +13,10 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nats
 
@@ -75,10 +77,23 @@ def _process(main: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-async def surge_end_to_end(
-    ctx: BuildContext, urls: list[str], passwords: Passwords, messages: int, size: int
-) -> float:
-    """`surge-gateway` and `surge-worker` (each its own process) on the R3 stream."""
+@dataclass(frozen=True)
+class SurgeOnLoopback:
+    """A provisioned, empty pipeline with its gateway and worker running."""
+
+    gateway: str
+    js: Any
+    stream: str
+    consumer: str
+    worker_pid: int
+
+
+@contextlib.asynccontextmanager
+async def surge_processes(
+    ctx: BuildContext, urls: list[str], passwords: Passwords
+) -> AsyncIterator[SurgeOnLoopback]:
+    """`surge-gateway` and `surge-worker` (each its own process, as in its pod) on the R3
+    stream, provisioned and purged; stopped on the way out."""
     config: PipelineConfig = pipeline_config(ctx.stream, ctx.spec)
     op = await nats.connect(servers=urls, user="operator", password=passwords[Role.OPERATOR])
     js = op.jetstream(timeout=10)
@@ -128,20 +143,33 @@ async def surge_end_to_end(
                 "/readyz",
             )
             procs.append(proc)
-            return await drive(
-                f"http://127.0.0.1:{port}",
-                TOKEN,
-                TENANT,
-                js,
+            yield SurgeOnLoopback(
+                worker_pid=proc.pid,
+                gateway=f"http://127.0.0.1:{port}",
+                js=js,
                 stream=config.stream,
                 consumer=consumer_name(WirePriority.NORMAL),
-                messages=messages,
-                size=size,
             )
         finally:
             for proc in procs:
                 stop(proc)
             await op.close()
+
+
+async def surge_end_to_end(
+    ctx: BuildContext, urls: list[str], passwords: Passwords, messages: int, size: int
+) -> float:
+    async with surge_processes(ctx, urls, passwords) as surge:
+        return await drive(
+            surge.gateway,
+            TOKEN,
+            TENANT,
+            surge.js,
+            stream=surge.stream,
+            consumer=surge.consumer,
+            messages=messages,
+            size=size,
+        )
 
 
 def run_loopback(messages: int, size: int, rounds: int) -> NatsBenchResult:

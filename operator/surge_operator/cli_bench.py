@@ -212,12 +212,8 @@ def bench_nats(
     import json as _json
     import tempfile
 
-    from surge_operator.natsbench.incluster import (
-        BENCH_IMAGE,
-        ClusterBenchError,
-        run_kubeconfig,
-        run_local,
-    )
+    from surge_operator.natsbench.incluster import BENCH_IMAGE, run_kubeconfig, run_local
+    from surge_operator.natsbench.kubectl import ClusterBenchError
     from surge_operator.natsbench.loopback import run_loopback
     from surge_operator.natsbench.result import render
 

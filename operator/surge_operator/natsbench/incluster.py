@@ -18,248 +18,40 @@ and the bench image must be pullable by the nodes (`--image`).
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from surge_operator import __version__
-from surge_operator.api import GROUP, VERSION, parse_spec
-from surge_operator.errors import SurgeError
+from surge_operator.natsbench.kubectl import (
+    ClusterBenchError,
+    Kubectl,
+    cluster_ready,
+    deployment_ready,
+    pod_running,
+    wait,
+)
 from surge_operator.natsbench.load import parse_result
+from surge_operator.natsbench.manifests import (
+    DURABLE,
+    LAZY,
+    TOKENS_SECRET,
+    bench_pod,
+    durable_ctx,
+    load_args,
+    messaging_cluster,
+    tokens_secret,
+)
 from surge_operator.natsbench.result import NatsBenchResult
 from surge_operator.natsbench.rounds import Targets, measure
-from surge_operator.resources import BuildContext
-from surge_operator.resources.jetstream import pipeline_config
 from surge_operator.resources.labels import gateway_name, worker_name
-from surge_operator.resources.nats.accounts import Role
-from surge_operator.resources.nats.credentials import credentials_secret_name
-from surge_operator.resources.nats.names import region_url
-from surge_operator.resources.nats.network_policy import CLIENT_LABEL
-from surge_workers.contract import Priority as WirePriority
-from surge_workers.contract import consumer_name
 
 NAMESPACE = "surge-bench-nats"
-DURABLE, LAZY = "bench-always", "bench-lazy"
-REGION = "east"
-TENANT = "bench"
-TOKENS_SECRET = "bench-tokens"
-#: the same in-flight window as the loopback run's noop worker
-WORKER_CONCURRENCY = 64
-WORKER_PREFETCH = 1024
-PARTITIONS = 16
-#: a bench pod never outlives the bench by more than this, even if the driver dies
-POD_DEADLINE_S = 4 * 3600
-READY_WITHIN_S = 900.0
 BENCH_IMAGE = f"surge-bench:{__version__}"
 REPO = Path(__file__).resolve().parents[3]
-
-
-class ClusterBenchError(SurgeError):
-    """The bench could not set up or reach what it measures on the cluster."""
-
-
-def messaging_cluster(name: str, namespace: str, sync_interval: str) -> dict[str, Any]:
-    """One region of managed NATS (3 servers); the durable one also takes traffic."""
-    durable = sync_interval == "always"
-    spec: dict[str, Any] = {
-        "regions": [
-            {
-                "name": REGION,
-                "role": "primary",
-                # No exporter: nothing scrapes it here, and it would take CPU from the rows.
-                "nats": {"managed": {"syncInterval": sync_interval, "metrics": False}},
-            }
-        ],
-        "stream": {"deletionPolicy": "delete", "partitions": PARTITIONS},
-        "gateway": (
-            {
-                "replicas": 1,
-                "rateLimitPerTenant": 1e9,
-                "tokensSecret": {"name": TOKENS_SECRET, "key": "tokens"},
-            }
-            if durable
-            else {"enabled": False}
-        ),
-        # One worker, as on loopback: the bench measures a pipeline, not the autoscaler.
-        "autoscaling": {"minReplicas": 1 if durable else 0, "maxReplicas": 1},
-        "workers": {
-            "handler": "surge_workers.handlers:noop",
-            "composer": {"enabled": False},
-            "concurrency": WORKER_CONCURRENCY,
-            "env": [
-                {"name": "SURGE_PREFETCH", "value": str(WORKER_PREFETCH)},
-                {"name": "SURGE_PRIORITIES", "value": "normal"},
-            ],
-        },
-    }
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "MessagingCluster",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-
-
-def bench_pod(name: str, namespace: str, cluster: str, image: str) -> dict[str, Any]:
-    """The pod the driver execs into: natscli and the Surge load client, as one of
-    ``cluster``'s NATS clients with its operator identity (stream admin for `nats bench`)."""
-    creds = credentials_secret_name(cluster, Role.OPERATOR)
-    region = parse_spec(messaging_cluster(cluster, namespace, "always")["spec"]).regions[0]
-
-    def secret(key: str) -> dict[str, Any]:
-        return {"secretKeyRef": {"name": creds, "key": key}}
-
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {CLIENT_LABEL: cluster, "app.kubernetes.io/name": "surge-bench"},
-        },
-        "spec": {
-            "restartPolicy": "Never",
-            "activeDeadlineSeconds": POD_DEADLINE_S,
-            "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 1,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "bench",
-                    "image": image,
-                    "imagePullPolicy": "IfNotPresent",
-                    # Idle until the driver execs the measurements in.
-                    "command": ["sleep", str(POD_DEADLINE_S)],
-                    "env": [
-                        {"name": "NATS_URL", "value": region_url(cluster, namespace, region)},
-                        {"name": "NATS_USER", "valueFrom": secret("user")},
-                        {"name": "NATS_PASSWORD", "valueFrom": secret("password")},
-                        {
-                            "name": "SURGE_BENCH_TOKEN",
-                            "valueFrom": {"secretKeyRef": {"name": TOKENS_SECRET, "key": "token"}},
-                        },
-                        # natscli keeps its contexts under $HOME/.config
-                        {"name": "HOME", "value": "/tmp"},
-                    ],
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-        },
-    }
-
-
-def tokens_secret(namespace: str, token: str) -> dict[str, Any]:
-    """The gateway's tenant tokens (its format) and the same token for the bench pod."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": TOKENS_SECRET, "namespace": namespace},
-        "type": "Opaque",
-        "stringData": {"tokens": json.dumps({TENANT: [token]}), "token": token},
-    }
-
-
-def durable_ctx(namespace: str) -> BuildContext:
-    """The durable cluster as the operator's builders see it (its names come from them)."""
-    return BuildContext(
-        name=DURABLE,
-        namespace=namespace,
-        uid="bench",
-        spec=parse_spec(messaging_cluster(DURABLE, namespace, "always")["spec"]),
-    )
-
-
-def load_args(namespace: str, messages: int, size: int) -> list[str]:
-    """`python3 -m surge_operator.natsbench.load ...` for the durable cluster."""
-    ctx = durable_ctx(namespace)
-    stream = pipeline_config(ctx.stream, ctx.spec).stream
-    return [
-        "python3", "-m", "surge_operator.natsbench.load",
-        "--gateway", f"http://{gateway_name(ctx)}.{namespace}.svc",
-        "--tenant", TENANT,
-        "--stream", stream,
-        "--consumer", consumer_name(WirePriority.NORMAL),
-        "--messages", str(messages),
-        "--size", str(size),
-    ]  # fmt: skip
-
-
-class Kubectl:
-    """kubectl against one kubeconfig: the only way the driver touches the cluster."""
-
-    def __init__(self, kubectl: str, kubeconfig: Path) -> None:
-        self.base = [kubectl, "--kubeconfig", str(kubeconfig)]
-
-    def __call__(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [*self.base, *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-        if check and done.returncode != 0:
-            raise ClusterBenchError(f"kubectl {' '.join(args[:3])}: {done.stderr.strip()[-600:]}")
-        return done
-
-    def apply(self, obj: dict[str, Any]) -> None:
-        self("apply", "-f", "-", input=json.dumps(obj))
-
-    def json(self, *args: str) -> dict[str, Any]:
-        out: dict[str, Any] = json.loads(self("get", *args, "-o", "json").stdout)
-        return out
-
-    def exec_command(self, namespace: str, pod: str) -> list[str]:
-        return [*self.base, "exec", "-n", namespace, pod, "-c", "bench", "--"]
-
-
-def _wait(what: str, check: Callable[[], bool], within: float = READY_WITHIN_S) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise ClusterBenchError(f"timed out after {within:.0f} s waiting for {what}")
-        time.sleep(2.0)
-
-
-def _ready(kubectl: Kubectl, namespace: str, name: str) -> bool:
-    mc = kubectl.json("messagingcluster", name, "-n", namespace)
-    conditions = mc.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def _deployment_ready(kubectl: Kubectl, namespace: str, name: str) -> bool:
-    found = kubectl("get", "deployment", name, "-n", namespace, "-o", "json", check=False)
-    if found.returncode != 0:
-        return False
-    ready = json.loads(found.stdout).get("status", {}).get("readyReplicas") or 0
-    return int(ready) >= 1
-
-
-def _pod_running(kubectl: Kubectl, namespace: str, name: str) -> bool:
-    pod = kubectl.json("pod", name, "-n", namespace)
-    phase = str(pod.get("status", {}).get("phase"))
-    if phase in ("Failed", "Succeeded"):
-        raise ClusterBenchError(f"bench pod {name} ended ({phase}) before the bench")
-    return phase == "Running"
 
 
 @contextmanager
@@ -275,15 +67,15 @@ def bench_namespace(kubectl: Kubectl, namespace: str, image: str) -> Iterator[No
         for name, interval in ((DURABLE, "always"), (LAZY, "2m")):
             kubectl.apply(messaging_cluster(name, namespace, interval))
         for name in (DURABLE, LAZY):
-            _wait(f"MessagingCluster {name} Ready", partial(_ready, kubectl, namespace, name))
+            wait(f"MessagingCluster {name} Ready", partial(cluster_ready, kubectl, namespace, name))
         ctx = durable_ctx(namespace)
         for deployment in (gateway_name(ctx), worker_name(ctx)):
-            ready = partial(_deployment_ready, kubectl, namespace, deployment)
-            _wait(f"deployment {deployment}", ready)
+            ready = partial(deployment_ready, kubectl, namespace, deployment)
+            wait(f"deployment {deployment}", ready)
         for name, pod in zip((DURABLE, LAZY), pods, strict=True):
             kubectl.apply(bench_pod(pod, namespace, name, image))
         for pod in pods:
-            _wait(f"bench pod {pod}", partial(_pod_running, kubectl, namespace, pod), 300)
+            wait(f"bench pod {pod}", partial(pod_running, kubectl, namespace, pod), 300)
         yield
     finally:
         for pod in pods:

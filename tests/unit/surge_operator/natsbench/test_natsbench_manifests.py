@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from surge_operator.api import parse_spec
-from surge_operator.natsbench.incluster import (
+from surge_operator.natsbench.load import parse_result
+from surge_operator.natsbench.manifests import (
     DURABLE,
     LAZY,
     TENANT,
@@ -19,7 +20,6 @@ from surge_operator.natsbench.incluster import (
     messaging_cluster,
     tokens_secret,
 )
-from surge_operator.natsbench.load import parse_result
 from surge_operator.resources import BuildContext
 from surge_operator.resources.gateway import build_gateway_service
 from surge_operator.resources.jetstream import pipeline_config

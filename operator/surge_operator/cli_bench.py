@@ -199,6 +199,12 @@ def bench_nats(
         str | None,
         typer.Option("--image", help="The surge-bench image (surge + natscli) the nodes pull."),
     ] = None,
+    gateways: Annotated[
+        int, typer.Option("--gateways", min=1, help="On a cluster: gateway pods.")
+    ] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="On a cluster: worker pods.")
+    ] = 1,
     loopback: Annotated[
         bool,
         typer.Option(
@@ -215,8 +221,10 @@ def bench_nats(
     from surge_operator.natsbench.incluster import BENCH_IMAGE, run_kubeconfig, run_local
     from surge_operator.natsbench.kubectl import ClusterBenchError
     from surge_operator.natsbench.loopback import run_loopback
+    from surge_operator.natsbench.manifests import Shape
     from surge_operator.natsbench.result import render
 
+    shape = Shape(gateways=gateways, workers=workers)
     try:
         if loopback:
             result = run_loopback(messages, size, rounds)
@@ -228,10 +236,11 @@ def bench_nats(
                 messages=messages,
                 size=size,
                 rounds=rounds,
+                shape=shape,
             )
         else:
             with tempfile.TemporaryDirectory(prefix="surge-bench-nats-") as tmp:
-                result = run_local(messages, size, rounds, Path(tmp))
+                result = run_local(messages, size, rounds, Path(tmp), shape)
     except ClusterBenchError as err:
         typer.echo(f"surge bench nats: {err}", err=True)
         raise typer.Exit(1) from err

@@ -38,7 +38,9 @@ from surge_operator.natsbench.load import parse_result
 from surge_operator.natsbench.manifests import (
     DURABLE,
     LAZY,
+    ONE_EACH,
     TOKENS_SECRET,
+    Shape,
     bench_pod,
     durable_ctx,
     load_args,
@@ -55,7 +57,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @contextmanager
-def bench_namespace(kubectl: Kubectl, namespace: str, image: str) -> Iterator[None]:
+def bench_namespace(kubectl: Kubectl, namespace: str, image: str, shape: Shape) -> Iterator[None]:
     """Both MessagingClusters and bench pods, Ready; what the bench made is deleted
     afterwards (the namespace too when the bench created it)."""
     existed = kubectl("get", "namespace", namespace, check=False).returncode == 0
@@ -65,12 +67,13 @@ def bench_namespace(kubectl: Kubectl, namespace: str, image: str) -> Iterator[No
     try:
         kubectl.apply(tokens_secret(namespace, secrets.token_urlsafe(24)))
         for name, interval in ((DURABLE, "always"), (LAZY, "2m")):
-            kubectl.apply(messaging_cluster(name, namespace, interval))
+            kubectl.apply(messaging_cluster(name, namespace, interval, shape))
         for name in (DURABLE, LAZY):
             wait(f"MessagingCluster {name} Ready", partial(cluster_ready, kubectl, namespace, name))
         ctx = durable_ctx(namespace)
-        for deployment in (gateway_name(ctx), worker_name(ctx)):
-            ready = partial(deployment_ready, kubectl, namespace, deployment)
+        wanted = ((gateway_name(ctx), shape.gateways), (worker_name(ctx), shape.workers))
+        for deployment, replicas in wanted:
+            ready = partial(deployment_ready, kubectl, namespace, deployment, replicas)
             wait(f"deployment {deployment}", ready)
         for name, pod in zip((DURABLE, LAZY), pods, strict=True):
             kubectl.apply(bench_pod(pod, namespace, name, image))
@@ -96,9 +99,10 @@ def run_on_cluster(
     messages: int,
     size: int,
     rounds: int,
+    shape: Shape,
 ) -> NatsBenchResult:
     result = NatsBenchResult(messages=messages, size=size, rounds=rounds, where=where)
-    with bench_namespace(kubectl, namespace, image):
+    with bench_namespace(kubectl, namespace, image, shape):
         durable = kubectl.exec_command(namespace, f"{DURABLE}-client")
         lazy = kubectl.exec_command(namespace, f"{LAZY}-client")
         load = [*durable, *load_args(namespace, messages, size)]
@@ -112,8 +116,9 @@ def run_on_cluster(
         measure(result, Targets(durable=[*durable, "nats"], lazy=[*lazy, "nats"], surge=surge))
     result.notes.append(
         "nats bench: asynchronous publish (batches of 500), file storage, from a pod; surge: "
-        "4 HTTP connections, batches of 500, through the gateway's Service to one gateway "
-        "and one worker pod; managed NATS without its exporter"
+        "4 HTTP connections, batches of 500, through the gateway's Service to "
+        f"{shape.gateways} gateway and {shape.workers} worker pod(s); managed NATS without "
+        "its exporter"
     )
     return result
 
@@ -145,7 +150,9 @@ def install_chart(kubectl: Kubectl, helm: Sequence[str], namespace: str) -> None
     kubectl("rollout", "status", "deployment/surge", "-n", "surge-system", timeout=600)
 
 
-def run_local(messages: int, size: int, rounds: int, root: Path) -> NatsBenchResult:
+def run_local(
+    messages: int, size: int, rounds: int, root: Path, shape: Shape = ONE_EACH
+) -> NatsBenchResult:
     """Start the local cluster with real nodes, load the images, install the chart, bench."""
     from surge_cluster.testing import local_cluster, node_prerequisites
 
@@ -172,11 +179,19 @@ def run_local(messages: int, size: int, rounds: int, root: Path) -> NatsBenchRes
             messages=messages,
             size=size,
             rounds=rounds,
+            shape=shape,
         )
 
 
 def run_kubeconfig(
-    kubeconfig: Path, *, namespace: str, image: str, messages: int, size: int, rounds: int
+    kubeconfig: Path,
+    *,
+    namespace: str,
+    image: str,
+    messages: int,
+    size: int,
+    rounds: int,
+    shape: Shape = ONE_EACH,
 ) -> NatsBenchResult:
     import shutil
 
@@ -192,4 +207,5 @@ def run_kubeconfig(
         messages=messages,
         size=size,
         rounds=rounds,
+        shape=shape,
     )

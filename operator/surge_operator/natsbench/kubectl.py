@@ -65,12 +65,12 @@ def cluster_ready(kubectl: Kubectl, namespace: str, name: str) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
-def deployment_ready(kubectl: Kubectl, namespace: str, name: str) -> bool:
+def deployment_ready(kubectl: Kubectl, namespace: str, name: str, replicas: int = 1) -> bool:
     found = kubectl("get", "deployment", name, "-n", namespace, "-o", "json", check=False)
     if found.returncode != 0:
         return False
     ready = json.loads(found.stdout).get("status", {}).get("readyReplicas") or 0
-    return int(ready) >= 1
+    return int(ready) >= replicas
 
 
 def pod_running(kubectl: Kubectl, namespace: str, name: str) -> bool:

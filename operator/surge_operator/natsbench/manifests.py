@@ -6,6 +6,7 @@ builders, so the bench follows them when they change."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from surge_operator.api import GROUP, VERSION, parse_spec
@@ -31,7 +32,22 @@ PARTITIONS = 16
 POD_DEADLINE_S = 4 * 3600
 
 
-def messaging_cluster(name: str, namespace: str, sync_interval: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Shape:
+    """How many gateway and worker pods the durable cluster runs (fixed: the bench
+    measures a pipeline of this size, not the autoscaler)."""
+
+    gateways: int = 1
+    workers: int = 1
+
+
+#: one gateway and one worker: the same pipeline as the loopback run
+ONE_EACH = Shape()
+
+
+def messaging_cluster(
+    name: str, namespace: str, sync_interval: str, shape: Shape = ONE_EACH
+) -> dict[str, Any]:
     """One region of managed NATS (3 servers); the durable one also takes traffic."""
     durable = sync_interval == "always"
     spec: dict[str, Any] = {
@@ -46,15 +62,17 @@ def messaging_cluster(name: str, namespace: str, sync_interval: str) -> dict[str
         "stream": {"deletionPolicy": "delete", "partitions": PARTITIONS},
         "gateway": (
             {
-                "replicas": 1,
+                "replicas": shape.gateways,
                 "rateLimitPerTenant": 1e9,
                 "tokensSecret": {"name": TOKENS_SECRET, "key": "tokens"},
             }
             if durable
             else {"enabled": False}
         ),
-        # One worker, as on loopback: the bench measures a pipeline, not the autoscaler.
-        "autoscaling": {"minReplicas": 1 if durable else 0, "maxReplicas": 1},
+        "autoscaling": {
+            "minReplicas": shape.workers if durable else 0,
+            "maxReplicas": shape.workers,
+        },
         "workers": {
             "handler": "surge_workers.handlers:noop",
             "composer": {"enabled": False},

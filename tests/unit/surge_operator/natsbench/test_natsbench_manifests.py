@@ -14,6 +14,7 @@ from surge_operator.natsbench.manifests import (
     DURABLE,
     LAZY,
     TENANT,
+    Shape,
     bench_pod,
     durable_ctx,
     load_args,
@@ -119,3 +120,13 @@ def test_the_in_pod_result_is_read_from_its_last_result_line() -> None:
     assert parse_result(out) == 1234.5
     with pytest.raises(RuntimeError, match="no result"):
         parse_result("Traceback ...")
+
+
+def test_the_shape_fixes_the_durable_clusters_gateways_and_workers() -> None:
+    manifest = messaging_cluster(DURABLE, NS, "always", Shape(gateways=2, workers=3))
+    spec = parse_spec(manifest["spec"])
+    assert spec.gateway.replicas == 2
+    assert spec.autoscaling.min_replicas == spec.autoscaling.max_replicas == 3
+    lazy = parse_spec(messaging_cluster(LAZY, NS, "2m", Shape(gateways=2, workers=3))["spec"])
+    assert not lazy.gateway.enabled
+    assert lazy.autoscaling.min_replicas == 0

@@ -33,7 +33,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import nats.errors
 import nats.js.errors
@@ -73,6 +73,8 @@ from surge_workers.templates import TemplateStore
 INTAKE_CONSUMER: Final = "surge-intake"
 _POSITION_TTL_S: Final = 0.25
 _FORECAST_TTL_S: Final = 0.5
+#: After the first message, how long a pull waits for more to share its round trip.
+_GATHER_S: Final = 0.05
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,33 @@ def parse_intake(msg: Msg, prefix: str) -> Intake | None:
         priority=priority,
         enqueued_at=parse_enqueued_at(headers.get(Header.ENQUEUED_AT)),
     )
+
+
+class PullSubscription(Protocol):
+    """The part of nats-py's pull subscription the intake uses (its signature)."""
+
+    async def fetch(self, batch: int = 1, timeout: float | None = 5) -> list[Msg]: ...  # noqa: ASYNC109
+
+
+async def pull_arrivals(
+    sub: PullSubscription, batch: int, *, wait_s: float, gather_s: float
+) -> list[Msg]:
+    """The next messages as they arrive, up to ``batch``: waits up to ``wait_s`` for the
+    first (raises TimeoutError if none comes), then at most ``gather_s`` for more.
+
+    Why not one ``fetch(batch)``: nats-py keeps that pull open until the batch is full or
+    the pull expires, so while messages trickle in (ten workers sharing the intake in a
+    surge) the first one waited up to the whole expiry (2 s) before its acknowledgement
+    was composed, from a queue that had moved on (seed 40: 14 % of the acknowledgements
+    were composed after their message had been handled)."""
+    first = await sub.fetch(1, timeout=wait_s)
+    if batch <= 1:
+        return first
+    try:
+        more = await sub.fetch(batch - 1, timeout=gather_s)
+    except TimeoutError:
+        more = []
+    return [*first, *more]
 
 
 class IntakeStage:
@@ -183,8 +212,10 @@ class IntakeStage:
         expires = self.settings.pull_expires
         while not self._stopping:
             try:
-                msgs = await self._sub.fetch(self.batch, timeout=expires)
-            except nats.errors.TimeoutError:
+                msgs = await pull_arrivals(
+                    self._sub, self.batch, wait_s=expires, gather_s=_GATHER_S
+                )
+            except TimeoutError:  # nats.errors.TimeoutError is one
                 continue
             except asyncio.CancelledError:
                 raise

@@ -5,9 +5,11 @@ their complete removal. `cluster.LocalCluster` drives it; process bookkeeping st
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from surge_cluster import hostnet, nodes
@@ -17,12 +19,26 @@ from surge_cluster.netplan import NetPlan, NodeNet, NodeSpec, plan
 from surge_cluster.nodeconfig import NodePaths
 from surge_cluster.pki import Pki
 from surge_cluster.procs import ProcessRecord, record_alive
-from surge_cluster.readiness import wait_until
+from surge_cluster.readiness import NotReadyError, wait_until
 
 log = logging.getLogger("surge_cluster")
 
 Spawn = Callable[[Component], ProcessRecord]
 NODE_STATE_ROOT = Path("/var/lib/surge-cluster")
+#: kubelet's device manager listens here whatever its --root-dir. The nodes share the
+#: host's mount namespace, so kubelets started together race on it: each unlinks the old
+#: socket, then binds, and the loser exits with EADDRINUSE (seen once in about 15 starts).
+DEVICE_PLUGIN_SOCKET = Path("/var/lib/kubelet/device-plugins/kubelet.sock")
+#: how long the next kubelet waits for the previous one to bind it
+SOCKET_WAIT_S = 30.0
+
+
+def socket_bound_since(path: Path, since: float) -> bool:
+    """Has a socket been (re)created at ``path`` at or after wall-clock ``since``?"""
+    try:
+        return path.stat().st_mtime >= since
+    except FileNotFoundError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -79,11 +95,22 @@ class NodePool:
             for future in [pool.submit(load, node) for node in self.net.nodes]:
                 future.result()
 
-    def start_agents(self, spawn: Spawn) -> None:
+    def start_agents(self, spawn: Spawn, socket: Path = DEVICE_PLUGIN_SOCKET) -> None:
         for node in self.net.nodes:
             paths = self.paths(node)
-            spawn(nodes.kubelet(node, paths, self.binaries))
+            # Whole seconds: some filesystems keep coarse mtimes.
+            started = float(int(time.time()))
+            kubelet = spawn(nodes.kubelet(node, paths, self.binaries))
             spawn(nodes.kube_proxy(node, paths, self.binaries))
+            try:  # one kubelet at a time through the shared socket (DEVICE_PLUGIN_SOCKET)
+                wait_until(
+                    f"kubelet {node.name} device-plugin socket",
+                    partial(socket_bound_since, socket, started),
+                    timeout=SOCKET_WAIT_S,
+                    alive=partial(record_alive, kubelet),
+                )
+            except NotReadyError as err:  # the nodes' readiness wait reports it in full
+                log.warning("%s", err)
 
     def start_policy(self, spawn: Spawn) -> None:
         """kube-router reads its node's InternalIP at start: only once the kubelets report it."""

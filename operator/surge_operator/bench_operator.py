@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from surge_operator.api import GROUP, PLURAL, VERSION
+from surge_operator.status import ready_on_generation
 
 NAMESPACE = "surge-bench"
 CRD = Path(__file__).resolve().parents[2] / "crds" / "messagingcluster.yaml"
@@ -127,16 +128,6 @@ def _items(custom: Any) -> list[dict[str, Any]]:
     return list(listing["items"])
 
 
-def _ready(obj: dict[str, Any]) -> bool:
-    status = obj.get("status") or {}
-    if status.get("observedGeneration") != obj["metadata"].get("generation"):
-        return False
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
-
-
 def run_bench(
     clusters: int,
     *,
@@ -212,7 +203,7 @@ def run_bench(
         first_ready: float | None = None
         while True:
             items = _items(custom)
-            ready = sum(1 for item in items if _ready(item))
+            ready = sum(1 for item in items if ready_on_generation(item))
             peak = max(peak, _rss_mib(proc.pid))
             if ready and first_ready is None:
                 first_ready = time.monotonic() - start

@@ -11,7 +11,7 @@ Time is a parameter (`now`), never read here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -134,6 +134,18 @@ def get_condition(conditions: Sequence[Condition], type_: ConditionType) -> Cond
 def is_true(conditions: Sequence[Condition], type_: ConditionType) -> bool:
     cond = get_condition(conditions, type_)
     return cond is not None and cond.status == T
+
+
+def ready_on_generation(obj: Mapping[str, Any]) -> bool:
+    """A MessagingCluster object, as the API server returns it, is Ready for its current
+    spec: what a client that created or changed one waits for (the benches)."""
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") != (obj.get("metadata") or {}).get("generation"):
+        return False
+    return any(
+        c.get("type") == ConditionType.READY.value and c.get("status") == T
+        for c in status.get("conditions") or []
+    )
 
 
 # -- the individual conditions ------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from surge_operator.errors import SurgeError
+from surge_operator.status import ready_on_generation
 
 READY_WITHIN_S = 900.0
 
@@ -60,9 +61,7 @@ def wait(what: str, check: Callable[[], bool], within: float = READY_WITHIN_S) -
 
 
 def cluster_ready(kubectl: Kubectl, namespace: str, name: str) -> bool:
-    mc = kubectl.json("messagingcluster", name, "-n", namespace)
-    conditions = mc.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    return ready_on_generation(kubectl.json("messagingcluster", name, "-n", namespace))
 
 
 def deployment_ready(kubectl: Kubectl, namespace: str, name: str, replicas: int = 1) -> bool:

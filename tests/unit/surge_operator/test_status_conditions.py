@@ -26,6 +26,7 @@ from surge_operator.status import (
     initial_conditions,
     needs_write,
     phase_of,
+    ready_on_generation,
     scaling_update,
     set_condition,
     status_patch,
@@ -170,3 +171,15 @@ def test_a_condition_message_that_only_quotes_new_numbers_is_throttled() -> None
         conditions=apply_updates([], [scaling_update(2, 4, True, "b")], T0)
     )
     assert needs_write(status_patch(old, moved), since_last_write=1, interval=5, old=old)
+
+
+def test_an_object_is_ready_only_for_the_generation_it_was_reconciled_at() -> None:
+    def obj(generation: int, observed: int, ready: str) -> dict[str, object]:
+        conditions = [{"type": "StreamReady", "status": "True"}, {"type": "Ready", "status": ready}]
+        status = {"observedGeneration": observed, "conditions": conditions}
+        return {"metadata": {"generation": generation}, "status": status}
+
+    assert ready_on_generation(obj(2, 2, "True"))
+    assert not ready_on_generation(obj(3, 2, "True"))  # a newer spec not yet reconciled
+    assert not ready_on_generation(obj(2, 2, "False"))
+    assert not ready_on_generation({"metadata": {"generation": 1}})  # no status yet

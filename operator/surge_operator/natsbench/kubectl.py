@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from surge_cluster.readiness import NotReadyError, wait_until
 from surge_operator.errors import SurgeError
 from surge_operator.status import ready_on_generation
 
@@ -53,11 +53,11 @@ class Kubectl:
 
 
 def wait(what: str, check: Callable[[], bool], within: float = READY_WITHIN_S) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise ClusterBenchError(f"timed out after {within:.0f} s waiting for {what}")
-        time.sleep(2.0)
+    """The local cluster's bounded wait, looking every 2 s (each look is a kubectl run)."""
+    try:
+        wait_until(what, check, timeout=within, interval=2.0)
+    except NotReadyError as err:
+        raise ClusterBenchError(str(err)) from err
 
 
 def cluster_ready(kubectl: Kubectl, namespace: str, name: str) -> bool:

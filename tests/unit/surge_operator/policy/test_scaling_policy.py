@@ -486,3 +486,34 @@ def test_shedding_bulk_does_not_count_its_old_rate_against_the_classes_still_ser
         levels.append(level)
     assert DegradationLevel.SHED_BULK in levels
     assert DegradationLevel.CRITICAL_ONLY not in levels
+
+
+def test_a_class_the_workers_do_not_pull_at_this_level_asks_for_no_replicas() -> None:
+    # At SHED_BULK the workers leave bulk queued. Its 27 k backlog (a flood's leftovers)
+    # used to ask for maxReplicas to "drain" it: 40 idle pods for as long as the level held.
+    state = ScalingState(
+        degradation=replace(ScalingState().degradation, level=DegradationLevel.SHED_BULK)
+    )
+    per = {
+        Priority.CRITICAL: PriorityMetrics(backlog=16, arrival_rate=50.0, offered_rate=50.0),
+        Priority.NORMAL: PriorityMetrics(backlog=64, arrival_rate=200.0, offered_rate=200.0),
+        Priority.BULK: PriorityMetrics(
+            backlog=27_000, arrival_rate=0.0, offered_rate=3000.0, oldest_unacked_age=90.0
+        ),
+    }
+    replicas = 40
+    for t in range(120):
+        snap = Snapshot(
+            at=float(t),
+            observed_at=float(t),
+            priorities=per,
+            current_replicas=replicas,
+            ready_replicas=replicas,
+            completion_rate=250.0,
+            waiting=27_000,
+        )
+        decision, state = decide(snap, CONFIG, state)
+        replicas = decision.replicas
+        assert decision.degradation_level == DegradationLevel.SHED_BULK
+    # 250 msg/s of critical and normal at 50 msg/s per worker, with headroom: a handful.
+    assert replicas <= 8

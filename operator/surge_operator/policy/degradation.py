@@ -12,7 +12,9 @@ is never shed. The data plane applies the same tables (`surge_workers.contract`)
 
 The level rises one step after overload has lasted `enter_after_s` (and again after each
 further `enter_after_s`), and falls one step only after the demand that the lower level
-would bring back has fitted under the maximum for `exit_after_s`. Comparing against the
+would bring back has fitted under the maximum for `exit_after_s`. Overload is judged on
+the classes degradation protects (`protected_priorities`): a sheddable class beyond the
+largest pool waits in the stream behind them and never raises the level by itself. Comparing against the
 *restored* demand (offered rates of what is being shed) is what keeps the level from
 flapping: shedding removes the overload, which must not count as recovery by itself.
 """
@@ -40,13 +42,30 @@ def served_priorities(
     return every - (sheddable - {Priority.CRITICAL})
 
 
+def protected_priorities(
+    level: DegradationLevel, sheddable: frozenset[Priority]
+) -> frozenset[Priority]:
+    """The served priorities that may not be shed: the ones degradation protects, and so
+    the only ones whose demand moves the level.
+
+    A sheddable class never raises the level by itself. Workers pull in strict priority,
+    with critical on credits of its own, so a flood of bulk beyond the largest pool waits
+    in the durable stream behind the other classes without delaying them; refusing it
+    would only turn queued work into client retries (`surge bench autoscale`:
+    bulk-flood-critical-spike, the same violation minutes for critical and normal either
+    way, and 0.72 M messages refused when bulk raised the level).
+    """
+    return served_priorities(level, sheddable) - (sheddable - {Priority.CRITICAL})
+
+
 @dataclass(frozen=True, slots=True)
 class DegradationInputs:
     """What the machine looks at, computed by the scaling policy each tick.
 
-    `demand_replicas` is the replicas needed for what is served at the current level;
-    `restored_demand_replicas` the replicas the next lower level would need, with the
-    traffic it would stop shedding added back.
+    `demand_replicas` is the replicas needed for the protected classes served at the
+    current level (`protected_priorities`); `restored_demand_replicas` the replicas the
+    next lower level's protected classes would need, with the traffic it would stop
+    throttling added back.
     """
 
     demand_replicas: float

@@ -49,6 +49,7 @@ from surge_operator.policy.config import PolicyConfig, ScalingConfig
 from surge_operator.policy.degradation import (
     DegradationInputs,
     next_degradation,
+    protected_priorities,
     served_priorities,
 )
 from surge_operator.policy.types import (
@@ -143,18 +144,42 @@ def decide(
         min(scaling.scale_down_stabilization_s, _drain_hold_s(scaling)),
     )
     wanted = transient
+    if transient > current and drain <= current and demand <= current * (1 + _UP_TOLERANCE):
+        # Arrivals a few per cent over the pool, with nothing waiting that the pool cannot
+        # drain in time: within one-second noise of the level the pool was sized for. Adding
+        # a replica for it undid a scale-down seconds later whenever the demand sat on a
+        # replica boundary; a real rise grows past the tolerance, or builds a backlog.
+        wanted = current
     held = max(measured, max(r for _, r in demand_history), max(r for _, r in drain_history))
 
     replicas, reason, message = _apply_bounds(current, wanted, held, scaling)
 
+    # The level's demand comes from the protected classes' own trend. Scaled from the
+    # total's, the mix of the last sample skewed it: when a bulk flood stopped, the total's
+    # robust level still held the flood while the mix was already critical and normal,
+    # which alone raised the level.
+    protected = protected_priorities(level, config.degradation.sheddable)
+    protected_history = _window(
+        (*state.protected_history, (snapshot.at, _arrivals_of(snapshot, protected))),
+        snapshot.at,
+        scaling.trend_window_s,
+    )
+    protected_rates = _scaled_rates(
+        snapshot,
+        estimate_arrival_rate(
+            protected_history, snapshot.at, lead_s=_lead(scaling), tick_s=scaling.tick_s
+        ).predicted,
+        only=protected,
+    )
     degradation = next_degradation(
         state.degradation,
         # Degradation looks at sustained demand (arrivals), not at backlogs: a backlog
         # drains with time, and a class paused at a higher level always has one, which
-        # must not keep the level up forever. Latency counts for critical, the class
+        # must not keep the level up forever. Only the protected classes count: a
+        # sheddable flood queues behind them. Latency counts for critical, the class
         # degradation exists to protect.
         DegradationInputs(
-            demand_replicas=demand_replicas(upcoming, service_rate, scaling, only=served),
+            demand_replicas=demand_replicas(protected_rates, service_rate, scaling, only=protected),
             restored_demand_replicas=restored,
             max_replicas=scaling.max_replicas,
             ready_replicas=snapshot.ready_replicas,
@@ -187,6 +212,7 @@ def decide(
         # counted in the level the served classes were scaled to, five times their real
         # demand in bulk-flood, and that alone raised the level to 3 and throttled normal.
         rate_history=rate_history if degradation.level == level else (),
+        protected_history=protected_history if degradation.level == level else (),
         demand_history=demand_history,
         drain_history=drain_history,
         service_rate=service_rate,
@@ -216,6 +242,8 @@ class RateEstimate:
 
 #: A sample this many Poisson deviations above the level is a step, not noise.
 _STEP_SIGMAS = 4.0
+#: Demand this far above the pool (with no backlog it cannot drain) is not a scale-up.
+_UP_TOLERANCE = 0.03
 #: A slope (per second) below this many sample deviations is noise, not a ramp.
 _TREND_SIGMAS = 0.5
 
@@ -420,11 +448,11 @@ def _restored_demand(
     upcoming: Mapping[Priority, float],
     level: DegradationLevel,
 ) -> float:
-    """Arrival demand of the next lower level, with the offered (not just accepted)
-    traffic: what leaving the current level would bring back."""
+    """Arrival demand of the next lower level's protected classes, with the offered (not
+    just accepted) traffic: what leaving the current level would bring back."""
     if level == DegradationLevel.NORMAL:
         return 0.0
-    lower = served_priorities(DegradationLevel(level - 1), config.degradation.sheddable)
+    lower = protected_priorities(DegradationLevel(level - 1), config.degradation.sheddable)
     rates = {}
     for priority in lower:
         metrics = snapshot.priorities.get(priority)
@@ -433,11 +461,22 @@ def _restored_demand(
     return demand_replicas(rates, service_rate, config.scaling, only=lower)
 
 
-def _scaled_rates(snapshot: Snapshot, total: float) -> dict[Priority, float]:
-    """Per-priority rates scaled so they sum to `total` (keeping the measured mix)."""
-    measured = snapshot.total_arrival_rate()
+def _scaled_rates(
+    snapshot: Snapshot, total: float, *, only: frozenset[Priority] | None = None
+) -> dict[Priority, float]:
+    """Per-priority rates (of `only`, default all) scaled so they sum to `total`
+    (keeping the measured mix)."""
+    measured = snapshot.total_arrival_rate() if only is None else _arrivals_of(snapshot, only)
     factor = total / measured if measured > 0 else 0.0
-    return {p: (m.arrival_rate or 0.0) * factor for p, m in snapshot.priorities.items()}
+    return {
+        p: (m.arrival_rate or 0.0) * factor
+        for p, m in snapshot.priorities.items()
+        if only is None or p in only
+    }
+
+
+def _arrivals_of(snapshot: Snapshot, priorities: frozenset[Priority]) -> float:
+    return sum(m.arrival_rate or 0.0 for p, m in snapshot.priorities.items() if p in priorities)
 
 
 def _service_rate(snapshot: Snapshot, state: ScalingState, config: ScalingConfig) -> float | None:
@@ -609,6 +648,7 @@ def _explore(
     )
     return decision, ScalingState(
         rate_history=rate_history,
+        protected_history=state.protected_history,
         demand_history=state.demand_history,
         drain_history=state.drain_history,
         service_rate=None,
@@ -637,6 +677,7 @@ def _hold(
 def _touch(state: ScalingState, at: float) -> ScalingState:
     return ScalingState(
         rate_history=state.rate_history,
+        protected_history=state.protected_history,
         demand_history=state.demand_history,
         drain_history=state.drain_history,
         service_rate=state.service_rate,

@@ -101,10 +101,14 @@ class ScalingState:
     """The little memory the scaling policy carries from one tick to the next.
 
     `demand_history` and `drain_history` keep (at, replicas) recommendations inside the
-    stabilisation windows; `rate_history` keeps (at, arrival rate) samples for the trend.
+    stabilisation windows; `rate_history` and `protected_history` keep (at, arrival rate)
+    samples for the trend.
     """
 
     rate_history: tuple[tuple[float, float], ...] = ()
+    #: (at, arrival rate) of the protected classes alone (`protected_priorities`): the
+    #: degradation level's own trend, which a flood of a sheddable class does not skew.
+    protected_history: tuple[tuple[float, float], ...] = ()
     demand_history: tuple[tuple[float, int], ...] = ()
     drain_history: tuple[tuple[float, int], ...] = ()
     service_rate: float | None = None

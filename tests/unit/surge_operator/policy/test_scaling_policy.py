@@ -445,30 +445,28 @@ def test_a_class_that_cannot_queue_keeps_its_headroom_on_a_return() -> None:
     )
 
 
-def test_shedding_bulk_does_not_count_its_old_rate_against_the_classes_still_served() -> None:
-    # A bulk flood beyond maxReplicas: the level rises to SHED_BULK, after which the
-    # gateway accepts only critical and normal (250 msg/s, 5 workers' worth). The arrival
-    # samples from before the shedding must not inflate their demand into CRITICAL_ONLY.
-    config = CONFIG.with_scaling(max_replicas=40)
+def test_a_bulk_flood_beyond_max_replicas_queues_and_never_raises_the_level() -> None:
+    # Bulk x60 for 50 s, beyond what 40 workers serve, over 250 msg/s of critical and
+    # normal (5 workers' worth). Workers serve critical and normal first, so the flood
+    # waits in the stream: the pool goes to its maximum, nothing is refused, and the
+    # level stays at NORMAL, also when the flood stops (the total's robust level still
+    # holds the flood for a while then, and scaled to the new mix it used to read as
+    # 40 workers of critical and normal).
     state = ScalingState()
     replicas = 5
-    level = DegradationLevel.NORMAL
-    levels = []
-    for t in range(60):
-        flood = t >= 10
-        accepted_bulk = 50.0 if not flood else (3000.0 if level == 0 else 0.0)
-        offered = {Priority.CRITICAL: 50.0, Priority.NORMAL: 200.0}
-        offered[Priority.BULK] = 3000.0 if flood else 50.0
-        rates = {**offered, Priority.BULK: accepted_bulk}
-        if level == DegradationLevel.THROTTLE_BULK:
-            rates[Priority.BULK] = 2500.0
-        # In flight: rate x handling time (16 handlers at 50 msg/s per worker).
+    levels, sizes = [], []
+    bulk_backlog = 0.0
+    for t in range(120):
+        bulk = 3000.0 if 10 <= t < 60 else 50.0
+        rates = {Priority.CRITICAL: 50.0, Priority.NORMAL: 200.0, Priority.BULK: bulk}
+        served = min(sum(rates.values()), 50.0 * replicas)
+        bulk_backlog = max(0.0, bulk_backlog + sum(rates.values()) - served)
         priorities = {
             p: PriorityMetrics(
-                backlog=round(rates[p] * 16 / 50),
+                backlog=round(rates[p] * 16 / 50 + (bulk_backlog if p is Priority.BULK else 0)),
                 arrival_rate=rates[p],
-                oldest_unacked_age=0.2,
-                offered_rate=offered[p],
+                oldest_unacked_age=0.2 if p is not Priority.BULK else bulk_backlog / 1750,
+                offered_rate=rates[p],
             )
             for p in rates
         }
@@ -478,14 +476,44 @@ def test_shedding_bulk_does_not_count_its_old_rate_against_the_classes_still_ser
             priorities=priorities,
             current_replicas=replicas,
             ready_replicas=replicas,
-            completion_rate=min(sum(rates.values()), 50.0 * replicas),
-            waiting=0,
+            completion_rate=served,
+            waiting=round(bulk_backlog),
         )
-        decision, state = decide(snap, config, state)
-        replicas, level = decision.replicas, decision.degradation_level
-        levels.append(level)
-    assert DegradationLevel.SHED_BULK in levels
-    assert DegradationLevel.CRITICAL_ONLY not in levels
+        decision, state = decide(snap, CONFIG, state)
+        replicas = decision.replicas
+        levels.append(decision.degradation_level)
+        sizes.append(replicas)
+    assert set(levels) == {DegradationLevel.NORMAL}
+    assert max(sizes) == 40
+
+
+def test_critical_and_normal_beyond_max_replicas_still_raise_the_level_step_by_step() -> None:
+    # What degradation protects is over the largest pool: throttle bulk, shed it, then
+    # throttle normal, one step per enterAfterSeconds.
+    state = ScalingState()
+    levels = []
+    for t in range(12):
+        rates = {Priority.CRITICAL: 400.0, Priority.NORMAL: 2000.0, Priority.BULK: 50.0}
+        priorities = {
+            p: PriorityMetrics(
+                backlog=round(r * 16 / 50), arrival_rate=r, oldest_unacked_age=0.2, offered_rate=r
+            )
+            for p, r in rates.items()
+        }
+        snap = Snapshot(
+            at=float(t),
+            observed_at=float(t),
+            priorities=priorities,
+            current_replicas=40,
+            ready_replicas=40,
+            completion_rate=2000.0,
+            waiting=400,
+        )
+        decision, state = decide(snap, CONFIG, state)
+        levels.append(decision.degradation_level)
+    assert levels[0] is DegradationLevel.NORMAL
+    assert levels[-1] is DegradationLevel.CRITICAL_ONLY
+    assert levels == sorted(levels)
 
 
 def test_a_class_the_workers_do_not_pull_at_this_level_asks_for_no_replicas() -> None:
@@ -502,7 +530,8 @@ def test_a_class_the_workers_do_not_pull_at_this_level_asks_for_no_replicas() ->
         ),
     }
     replicas = 40
-    for t in range(120):
+    # Inside exitAfterSeconds (30 s): the level has not had time to come down yet.
+    for t in range(25):
         snap = Snapshot(
             at=float(t),
             observed_at=float(t),

@@ -14,9 +14,10 @@ The level rises one step after overload has lasted `enter_after_s` (and again af
 further `enter_after_s`), and falls one step only after the demand that the lower level
 would bring back has fitted under the maximum for `exit_after_s`. Overload is judged on
 the classes degradation protects (`protected_priorities`): a sheddable class beyond the
-largest pool waits in the stream behind them and never raises the level by itself. Comparing against the
-*restored* demand (offered rates of what is being shed) is what keeps the level from
-flapping: shedding removes the overload, which must not count as recovery by itself.
+largest pool waits in the stream behind them and never raises the level by itself.
+Comparing against the *restored* demand (offered rates of what is being shed) is what
+keeps the level from flapping: shedding removes the overload, which must not count as
+recovery by itself.
 """
 
 from __future__ import annotations

@@ -126,7 +126,10 @@ def decide(
     # undone at once). Remembering a burst sample for the whole window held a pool sized
     # for that one second (seen in `surge bench autoscale --live`: 8 workers for 30 s).
     sustained = _scaled_rates(snapshot, estimate.sustained)
-    measured = _ceil(demand_replicas(sustained, service_rate, scaling))
+    # Never shrink to within a few per cent of today's sustained demand: a pool sized
+    # exactly on a replica boundary went down when the window let it and back up at the
+    # next one-second rise (found by hypothesis in a steady, noisy load).
+    measured = _ceil(demand_replicas(sustained, service_rate, scaling) * (1 + _DOWN_TOLERANCE))
     # What the window holds of a past level is what its return would need: classes that
     # can queue ride it out until replacement pods are ready. Holding the full peak for
     # 30 s was most of Surge's cost above the LP bound (bursts of seconds to tens of
@@ -144,12 +147,6 @@ def decide(
         min(scaling.scale_down_stabilization_s, _drain_hold_s(scaling)),
     )
     wanted = transient
-    if transient > current and drain <= current and demand <= current * (1 + _UP_TOLERANCE):
-        # Arrivals a few per cent over the pool, with nothing waiting that the pool cannot
-        # drain in time: within one-second noise of the level the pool was sized for. Adding
-        # a replica for it undid a scale-down seconds later whenever the demand sat on a
-        # replica boundary; a real rise grows past the tolerance, or builds a backlog.
-        wanted = current
     held = max(measured, max(r for _, r in demand_history), max(r for _, r in drain_history))
 
     replicas, reason, message = _apply_bounds(current, wanted, held, scaling)
@@ -242,8 +239,8 @@ class RateEstimate:
 
 #: A sample this many Poisson deviations above the level is a step, not noise.
 _STEP_SIGMAS = 4.0
-#: Demand this far above the pool (with no backlog it cannot drain) is not a scale-up.
-_UP_TOLERANCE = 0.03
+#: A pool shrinks only to this much above its sustained demand (a scale-down deadband).
+_DOWN_TOLERANCE = 0.03
 #: A slope (per second) below this many sample deviations is noise, not a ramp.
 _TREND_SIGMAS = 0.5
 

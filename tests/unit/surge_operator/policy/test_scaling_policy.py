@@ -56,6 +56,26 @@ def snapshot(
     )
 
 
+def pool_snapshot(
+    at: float,
+    priorities: dict[Priority, PriorityMetrics],
+    *,
+    replicas: int,
+    completion_rate: float,
+    waiting: int,
+) -> Snapshot:
+    """A tick's snapshot with per-priority metrics given as they are and a ready pool."""
+    return Snapshot(
+        at=at,
+        observed_at=at,
+        priorities=priorities,
+        current_replicas=replicas,
+        ready_replicas=replicas,
+        completion_rate=completion_rate,
+        waiting=waiting,
+    )
+
+
 def run_steady(rate: float, ticks: int, replicas: int = 3) -> list[int]:
     state = ScalingState()
     seen = []
@@ -295,12 +315,10 @@ def test_level_three_counts_normal_after_critical_and_holds_while_its_offer_is_t
     }
     levels = []
     for t in range(120):
-        snap = Snapshot(
-            at=float(t),
-            observed_at=float(t),
-            priorities=per,
-            current_replicas=40,
-            ready_replicas=40,
+        snap = pool_snapshot(
+            float(t),
+            per,
+            replicas=40,
             completion_rate=2000.0,
             waiting=5000,
         )
@@ -470,12 +488,10 @@ def test_a_bulk_flood_beyond_max_replicas_queues_and_never_raises_the_level() ->
             )
             for p in rates
         }
-        snap = Snapshot(
-            at=float(t),
-            observed_at=float(t),
-            priorities=priorities,
-            current_replicas=replicas,
-            ready_replicas=replicas,
+        snap = pool_snapshot(
+            float(t),
+            priorities,
+            replicas=replicas,
             completion_rate=served,
             waiting=round(bulk_backlog),
         )
@@ -500,12 +516,10 @@ def test_critical_and_normal_beyond_max_replicas_still_raise_the_level_step_by_s
             )
             for p, r in rates.items()
         }
-        snap = Snapshot(
-            at=float(t),
-            observed_at=float(t),
-            priorities=priorities,
-            current_replicas=40,
-            ready_replicas=40,
+        snap = pool_snapshot(
+            float(t),
+            priorities,
+            replicas=40,
             completion_rate=2000.0,
             waiting=400,
         )
@@ -532,12 +546,10 @@ def test_a_class_the_workers_do_not_pull_at_this_level_asks_for_no_replicas() ->
     replicas = 40
     # Inside exitAfterSeconds (30 s): the level has not had time to come down yet.
     for t in range(25):
-        snap = Snapshot(
-            at=float(t),
-            observed_at=float(t),
-            priorities=per,
-            current_replicas=replicas,
-            ready_replicas=replicas,
+        snap = pool_snapshot(
+            float(t),
+            per,
+            replicas=replicas,
             completion_rate=250.0,
             waiting=27_000,
         )
